@@ -41,10 +41,6 @@ const project = new awscdk.AwsCdkConstructLibrary({
   jsiiVersion: '~6.0.0',
   typescriptVersion: '~6.0.3',
   tsconfigDevFile: 'tsconfig.dev.json',
-  tsconfigDev: {
-    include: ['bench/**/*.ts', 'examples/**/*.ts'],
-    compilerOptions: {},
-  },
 
   publishToPypi: { distName: 'skafu-constructs', module: 'skafu_constructs' },
   publishToMaven: {
@@ -78,12 +74,27 @@ const project = new awscdk.AwsCdkConstructLibrary({
     },
   },
 
+  eslintOptions: {
+    dirs: ['src'],
+    devdirs: ['test', 'bench', 'examples', 'build-tools', 'projenrc'],
+    // Lint everything against tsconfig.dev.json, which includes src, test, bench and examples.
+    tsconfigPath: './tsconfig.dev.json',
+    projectService: false,
+  },
+
   gitignore: ['cdk.out', '/bench/results/', '/.dynamodb-local/'],
 });
 
 for (const pattern of ['/bench/', '/examples/', '/.ci/', 'cdk.out']) {
   project.addPackageIgnore(pattern);
 }
+
+// bench/ and examples/ are type-checked and linted like the tests.
+for (const pattern of ['bench/**/*.ts', 'examples/**/*.ts', '.projenrc.ts']) {
+  project.tsconfigDev.addInclude(pattern);
+}
+// The handler-side runtime (a subpath export) uses the AWS SDK that the Lambda runtime provides; handlers bundle it.
+project.eslint?.allowDevDeps('src/runtime/**');
 
 // jsii 6 and the AWS SDK print end-of-life banners on Node 20; they are noise here.
 project.tasks.addEnvironment('JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION', '20');
@@ -101,6 +112,11 @@ project.addTask('bench', {
   description: 'Run the benchmarks in bench/ (not tests): prints ratios against baselines measured in the same run',
   exec: 'ts-node --project tsconfig.dev.json bench/run.ts',
   receiveArgs: true,
+});
+
+project.addTask('example:synth', {
+  description: 'Synthesize the example platform (examples/platform) into examples/platform/cdk.out',
+  exec: 'ts-node --project tsconfig.dev.json examples/platform/app.ts',
 });
 
 project.synth();

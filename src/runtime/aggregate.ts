@@ -172,6 +172,7 @@ export class AggregateRepository<A extends AggregateRoot> {
       ...options,
       aggregateType: this.options.aggregateType,
       expectedVersion: before,
+      expectedVersionFromLoad: true,
     });
     aggregate.markCommitted(result.nextExpectedVersion);
     await this.maybeSnapshot(aggregate, before);
@@ -213,8 +214,11 @@ export class AggregateRepository<A extends AggregateRoot> {
         reducerVersion: config.reducerVersion,
         state: aggregate.state,
       });
-    } catch {
+    } catch (err) {
       // A snapshot is an optimisation: the events are committed, and the next load simply reads more of them.
+      console.warn(
+        JSON.stringify({ level: 'WARN', message: 'snapshot not saved', aggregateId: aggregate.id, version: aggregate.version, error: String(err) }),
+      );
     }
   }
 }

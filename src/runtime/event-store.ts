@@ -80,6 +80,13 @@ export interface AppendOptions {
   readonly causationId?: string;
   /** Applied to every event; an event's own metadata wins. */
   readonly metadata?: EventMetadata;
+  /**
+   * Set when `expectedVersion` is a version that a load of this very stream returned (as AggregateRepository
+   * does). A loaded version can only be behind the stream, never ahead of it, so the store skips the read that
+   * otherwise guards against a version the stream never reached (which would leave a gap).
+   * @default false
+   */
+  readonly expectedVersionFromLoad?: boolean;
 }
 
 export interface AppendResult {
@@ -209,7 +216,7 @@ export class EventStore {
 
     const expected = options.expectedVersion;
     for (let attempt = 0; ; attempt++) {
-      const current = await this.resolveBaseVersion(aggregateId, expected);
+      const current = await this.resolveBaseVersion(aggregateId, expected, options.expectedVersionFromLoad === true);
       const envelopes = this.buildEnvelopes(aggregateId, events, options, current);
       const items = envelopes.map((e) => this.eventItem(e));
       const idempotencyItem =
@@ -475,9 +482,10 @@ export class EventStore {
   }
 
   /** The version to append after, checking numeric expectations against the store. */
-  private async resolveBaseVersion(aggregateId: string, expected: ExpectedVersion): Promise<number> {
+  private async resolveBaseVersion(aggregateId: string, expected: ExpectedVersion, fromLoad: boolean): Promise<number> {
     if (expected === ANY) return this.readVersion(aggregateId);
     if (expected === NO_STREAM || expected === 0) return 0;
+    if (fromLoad) return expected;
     // Events are immutable and never deleted, so if event N exists now it exists at write time: this read
     // cannot race. Without it an append at N+1 onto a shorter stream would leave a gap.
     const out = await this.doc.send(
