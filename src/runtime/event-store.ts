@@ -40,8 +40,11 @@ export type ExpectedVersion = number | typeof NO_STREAM | typeof ANY;
 export interface EventStoreOptions {
   /** The event store table (EventStoreTable's `tableName`). */
   readonly tableName: string;
-  /** The domain writing through this client: its events get `source: skafu.<domain>`. */
-  readonly domain: string;
+  /**
+   * The domain writing through this client: its events get `source: skafu.<domain>`.
+   * @default none: the client can read but not append
+   */
+  readonly domain?: string;
   /**
    * A DynamoDB client or document client.
    * @default a new DynamoDBClient from the environment (AWS_ENDPOINT_URL_DYNAMODB is honoured)
@@ -169,14 +172,15 @@ export class EventStore {
   public static fromEnvironment(options: Partial<EventStoreOptions> = {}): EventStore {
     const tableName = options.tableName ?? process.env.SKAFU_EVENT_STORE_TABLE;
     const domain = options.domain ?? process.env.SKAFU_DOMAIN;
-    if (!tableName || !domain) {
-      throw new Error('EventStore.fromEnvironment needs SKAFU_EVENT_STORE_TABLE and SKAFU_DOMAIN (or the options)');
+    if (!tableName) {
+      throw new Error('EventStore.fromEnvironment needs SKAFU_EVENT_STORE_TABLE (or the tableName option)');
     }
     return new EventStore({ ...options, tableName, domain });
   }
 
   public readonly tableName: string;
-  public readonly source: string;
+  /** `skafu.<domain>`, or undefined for a read-only client. */
+  public readonly source?: string;
   private readonly doc: DynamoDBDocumentClient;
   private readonly idempotencyTtlSeconds: number;
   private readonly anyVersionRetries: number;
@@ -185,10 +189,10 @@ export class EventStore {
   constructor(options: EventStoreOptions) {
     const problems = new ProblemList();
     checkId(problems, 'tableName', options.tableName, { maxLength: 255 });
-    checkName(problems, 'domain', options.domain, 64);
+    if (options.domain !== undefined) checkName(problems, 'domain', options.domain, 64);
     if (!problems.empty) throw new EventStoreValidationError(problems.problems);
     this.tableName = options.tableName;
-    this.source = `skafu.${options.domain}`;
+    this.source = options.domain === undefined ? undefined : `skafu.${options.domain}`;
     const client = options.client ?? new DynamoDBClient({});
     this.doc =
       client instanceof DynamoDBDocumentClient
@@ -419,6 +423,7 @@ export class EventStore {
 
   private validateAppend(aggregateId: string, events: ReadonlyArray<NewEvent>, options: AppendOptions): void {
     const problems = new ProblemList();
+    if (this.source === undefined) problems.add('domain', 'this EventStore was created without a domain; appends need one');
     checkId(problems, 'aggregateId', aggregateId, { maxLength: MAX_ID_BYTES, reservedPrefix: S.RESERVED_PREFIX });
     if (!isPlainObject(options)) {
       throw new EventStoreValidationError([{ path: 'options', message: 'append needs options with expectedVersion and aggregateType' }]);
@@ -529,7 +534,7 @@ export class EventStore {
       timestamp,
       correlationId,
       causationId,
-      source: this.source,
+      source: this.source!,
       data: event.data,
       metadata: { ...(options.metadata ?? {}), ...(event.metadata ?? {}) },
     }));

@@ -8,3 +8,8 @@ export * from './errors';
 export * from './event-store-schema';
 export * from './event-store';
 export * from './aggregate';
+export * from './error-event';
+export * from './error-reporter';
+export * from './event-publisher';
+export * from './stream-records';
+export * from './republish';

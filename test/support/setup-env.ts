@@ -20,3 +20,8 @@ if (typeof P.withResolvers !== 'function') {
     return { promise, resolve, reject };
   };
 }
+
+// Powertools in tests: no EMF metrics on stdout, no log noise (tests assert behaviour, not log lines).
+process.env.POWERTOOLS_METRICS_DISABLED = 'true';
+process.env.POWERTOOLS_LOG_LEVEL = 'SILENT';
+process.env.POWERTOOLS_TRACE_ENABLED = 'false';

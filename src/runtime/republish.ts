@@ -1,0 +1,120 @@
+import type { EventEnvelope } from './envelope';
+import type { EventBusPublisher, UndeliveredEvent } from './event-publisher';
+import type { EventStore } from './event-store';
+import { isPlainObject } from './validation';
+
+/** Republish an aggregate's events from the store, from a sequence (inclusive) to an optional end. */
+export interface RepublishRequest {
+  readonly aggregateId: string;
+  /** @default 1 */
+  readonly fromSequence?: number;
+  /** @default the end of the stream */
+  readonly toSequence?: number;
+}
+
+/** A pointer to a committed event that did not reach the bus. */
+export interface EventPointer {
+  readonly aggregateId: string;
+  readonly eventSequence: number;
+  readonly eventId?: string;
+  readonly eventType?: string;
+  readonly errorCode?: string;
+}
+
+/**
+ * The message the outbox puts on its dead-letter queue for events that did not reach the bus. It always names
+ * the events (aggregate and sequence) when they can still be known, and carries `republish`: the requests to
+ * pass to the republish function (or `republishFromStore`) to publish them again from the event store.
+ */
+export interface UndeliveredEventsMessage {
+  readonly kind: 'skafu.undelivered-events';
+  readonly version: 1;
+  readonly reason: string;
+  readonly events: EventPointer[];
+  /** True when the stream no longer held the failed batch's records (past its 24 h retention). */
+  readonly recordsUnavailable?: boolean;
+  /** The failed stream batch, as the event source mapping reported it. */
+  readonly streamBatch?: Record<string, unknown>;
+  readonly republish: RepublishRequest[];
+  readonly timestamp: string;
+}
+
+export const UNDELIVERED_EVENTS_KIND = 'skafu.undelivered-events';
+
+export interface RepublishResult {
+  readonly requests: RepublishRequest[];
+  readonly published: number;
+  readonly claimChecked: number;
+  readonly undelivered: UndeliveredEvent[];
+}
+
+/** The smallest set of requests that republishes every pointed-to event, in order, per aggregate. */
+export function republishRequestsFor(pointers: ReadonlyArray<EventPointer>): RepublishRequest[] {
+  const from = new Map<string, number>();
+  for (const p of pointers) {
+    from.set(p.aggregateId, Math.min(from.get(p.aggregateId) ?? Number.MAX_SAFE_INTEGER, p.eventSequence));
+  }
+  // From the first undelivered event to the end: later events may have been published out of order, and a
+  // consumer that deduplicates by sequence handles the repeats.
+  return [...from.entries()].map(([aggregateId, fromSequence]) => ({ aggregateId, fromSequence }));
+}
+
+/**
+ * Reads what to republish from a republish function payload: a list of requests, one request, a dead-letter
+ * message (`UndeliveredEventsMessage`), or an SQS message body holding one.
+ */
+export function parseRepublishInput(input: unknown): RepublishRequest[] {
+  const value = typeof input === 'string' ? safeParse(input) : input;
+  if (Array.isArray(value)) return value.flatMap(parseRepublishInput);
+  if (!isPlainObject(value)) throw new Error('republish input must be a request, a list of requests or a dead-letter message');
+  if (value.kind === UNDELIVERED_EVENTS_KIND) {
+    const message = value as unknown as UndeliveredEventsMessage;
+    if (message.republish.length === 0 && message.recordsUnavailable) {
+      throw new Error(
+        'this dead-letter message names no events (the stream had expired); republish by aggregate: { aggregateId, fromSequence }',
+      );
+    }
+    return message.republish;
+  }
+  if (Array.isArray(value.Records)) return value.Records.flatMap(parseRepublishInput); // an SQS event
+  if (typeof value.body === 'string') return parseRepublishInput(value.body); // an SQS record
+  if (Array.isArray(value.requests)) return value.requests.flatMap(parseRepublishInput);
+  const { aggregateId, fromSequence, toSequence } = value;
+  if (typeof aggregateId !== 'string' || aggregateId.length === 0) throw new Error('a republish request needs aggregateId');
+  for (const [name, n] of [['fromSequence', fromSequence], ['toSequence', toSequence]] as const) {
+    if (n !== undefined && (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1)) {
+      throw new Error(`a republish request's ${name} must be an integer >= 1`);
+    }
+  }
+  return [{ aggregateId, fromSequence: fromSequence as number | undefined, toSequence: toSequence as number | undefined }];
+}
+
+/**
+ * Publishes events again from the event store (the source of truth), in order, with `metadata.replay: true`.
+ */
+export async function republishFromStore(
+  store: EventStore,
+  publisher: EventBusPublisher,
+  requests: ReadonlyArray<RepublishRequest>,
+): Promise<RepublishResult> {
+  const events: EventEnvelope[] = [];
+  for (const request of requests) {
+    const loaded = await store.load(request.aggregateId, { fromSequence: request.fromSequence ?? 1, toSequence: request.toSequence });
+    events.push(...loaded.map((e) => ({ ...e, metadata: { ...e.metadata, replay: true } })));
+  }
+  const report = await publisher.publish(events);
+  return {
+    requests: [...requests],
+    published: report.published.length,
+    claimChecked: report.claimChecked.length,
+    undelivered: report.undelivered,
+  };
+}
+
+function safeParse(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new Error('republish input is not JSON');
+  }
+}

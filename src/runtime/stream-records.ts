@@ -1,0 +1,66 @@
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import { unmarshall } from '@aws-sdk/util-dynamodb';
+import { envelopeFromItem, type EventEnvelope } from './envelope';
+import { EventStoreSchema as S } from './event-store-schema';
+
+/** The part of a DynamoDB stream record (Lambda event or Streams API) that the publisher reads. */
+export interface StreamRecordLike {
+  readonly eventName?: string;
+  readonly dynamodb?: {
+    readonly NewImage?: Record<string, unknown>;
+    readonly Keys?: Record<string, unknown>;
+    readonly SequenceNumber?: string;
+  };
+}
+
+export interface StreamEvent {
+  readonly envelope: EventEnvelope;
+  /** The stream record's sequence number (for batch item failures). */
+  readonly sequenceNumber: string;
+}
+
+/**
+ * The committed events in a batch of stream records: INSERTs of items whose `itemType` is `event`, turned from
+ * DynamoDB JSON into clean envelopes. Snapshots, idempotency records, modifications and removals are skipped.
+ */
+export function eventsFromStreamRecords(records: ReadonlyArray<StreamRecordLike>): StreamEvent[] {
+  const events: StreamEvent[] = [];
+  for (const record of records) {
+    const image = record.dynamodb?.NewImage;
+    if (record.eventName !== 'INSERT' || !image) continue;
+    const item = unmarshall(normalizeImage(image));
+    if (item[S.ITEM_TYPE_ATTRIBUTE] !== S.ITEM_TYPE_EVENT) continue;
+    events.push({ envelope: envelopeFromItem(item), sequenceNumber: record.dynamodb?.SequenceNumber ?? '' });
+  }
+  return events;
+}
+
+/** The aggregate and sequence of a stream record's item, from its keys (works for any record type). */
+export function pointerFromStreamRecord(record: StreamRecordLike): { aggregateId: string; eventSequence: number } | undefined {
+  const keys = record.dynamodb?.Keys;
+  if (!keys) return undefined;
+  const item = unmarshall(keys as Record<string, AttributeValue>);
+  const aggregateId = item[S.PARTITION_KEY];
+  const eventSequence = item[S.SORT_KEY];
+  if (typeof aggregateId !== 'string' || typeof eventSequence !== 'number') return undefined;
+  return { aggregateId, eventSequence };
+}
+
+/**
+ * An attribute value always has exactly one type key. Records read through the DynamoDB Streams API (seen with
+ * DynamoDB Local) give an empty map as `{}` instead of `{ M: {} }`; this restores it, at any depth.
+ */
+function normalizeImage(image: Record<string, unknown>): Record<string, AttributeValue> {
+  const fix = (value: unknown): unknown => {
+    if (value === null || typeof value !== 'object') return value;
+    const v = value as Record<string, unknown>;
+    const keys = Object.keys(v);
+    if (keys.length === 0) return { M: {} };
+    if (keys.length === 1 && keys[0] === 'M' && v.M && typeof v.M === 'object') {
+      return { M: Object.fromEntries(Object.entries(v.M as Record<string, unknown>).map(([k, x]) => [k, fix(x)])) };
+    }
+    if (keys.length === 1 && keys[0] === 'L' && Array.isArray(v.L)) return { L: v.L.map(fix) };
+    return v;
+  };
+  return Object.fromEntries(Object.entries(image).map(([k, v]) => [k, fix(v)])) as Record<string, AttributeValue>;
+}
