@@ -255,7 +255,8 @@ function validate(path: string, props: ErrorBusProps): void {
   if (props.errorRateThreshold !== undefined && !(props.errorRateThreshold >= 0)) {
     errors.push("'errorRateThreshold' must be 0 or more");
   }
-  if (props.targetRetryAttempts !== undefined && !(Number.isInteger(props.targetRetryAttempts) && props.targetRetryAttempts >= 0 && props.targetRetryAttempts <= 185)) {
+  const retries = props.targetRetryAttempts;
+  if (retries !== undefined && !(Number.isInteger(retries) && retries >= 0 && retries <= 185)) {
     errors.push("'targetRetryAttempts' must be an integer from 0 to 185");
   }
   if (errors.length > 0) throw new Error(`ErrorBus ${path}: ${errors.join('; ')}`);

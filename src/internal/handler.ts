@@ -70,10 +70,5 @@ export function acknowledgeHandlerRole(role: iam.IRole): void {
       reason: 'X-Ray PutTraceSegments and PutTelemetryRecords support no resource-level permissions; Lambda active tracing needs them on "*".',
       appliesTo: ['Resource::*'],
     },
-    {
-      id: 'AwsSolutions-IAM5',
-      reason: 'The log group ARN ends in ":*" to cover its log streams; it is the function\'s own log group.',
-      appliesTo: [{ regex: '/^Resource::<.*Logs.*\\.Arn>:\\*$/' } as never],
-    },
   ]);
 }

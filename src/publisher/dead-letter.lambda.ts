@@ -23,6 +23,13 @@ export interface StreamBatchInfo {
   readonly [key: string]: unknown;
 }
 
+/** What a stream event source mapping sends to its on-failure destination. */
+interface OnFailureRecord {
+  readonly DDBStreamBatchInfo?: StreamBatchInfo;
+  readonly requestContext?: { readonly condition?: string };
+  readonly responseContext?: { readonly functionError?: string };
+}
+
 export interface DeadLetterHandlerDeps {
   readonly streams: DynamoDBStreamsClient;
   readonly sqs: SQSClient;
@@ -95,7 +102,7 @@ export function createDeadLetterHandler(deps: DeadLetterHandlerDeps) {
     const functionName = context?.functionName ?? process.env.AWS_LAMBDA_FUNCTION_NAME ?? 'outbox-dead-letter';
     for (const record of event.Records ?? []) {
       try {
-        const body = JSON.parse(record.body) as { DDBStreamBatchInfo?: StreamBatchInfo; requestContext?: { condition?: string }; responseContext?: { functionError?: string } };
+        const body = JSON.parse(record.body) as OnFailureRecord;
         const info = body.DDBStreamBatchInfo;
         if (!info) throw new Error('not a DynamoDB stream on-failure record (no DDBStreamBatchInfo)');
         const pointers = await readRange(info);

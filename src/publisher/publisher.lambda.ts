@@ -10,8 +10,8 @@
  *   where the dead-letter handler names the events and dead-letters them (see dead-letter.lambda.ts);
  * - an event over 256 KB is published as a claim check (the envelope without data) and reported.
  */
-import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import type { Context, DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-lambda';
 import { powertools, traced, type Powertools } from '../internal/powertools';
 import { ErrorReporter } from '../runtime/error-reporter';
