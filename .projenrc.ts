@@ -17,6 +17,7 @@ const handlerDeps = [
   '@aws-lambda-powertools/metrics@^2.36.0',
   '@aws-sdk/util-dynamodb@^3.996.0',
   '@types/aws-lambda@^8.10.0',
+  'aws-jwt-verify@^5',
 ];
 
 const testDeps = [
@@ -25,6 +26,8 @@ const testDeps = [
   'cdk-nag@^2.38.2',
   // Only for AWS services with no local engine (EventBridge PutEvents, SQS sends); tests say so in their names.
   'aws-sdk-client-mock@^4.1.0',
+  // Real RS256 key pairs and signatures for the authorizer tests.
+  'jose@^5',
   // Benchmark baseline (bench/ only).
   '@castore/core@2.4.2',
   '@castore/event-storage-adapter-dynamodb@2.4.2',

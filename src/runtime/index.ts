@@ -13,3 +13,5 @@ export * from './error-reporter';
 export * from './event-publisher';
 export * from './stream-records';
 export * from './republish';
+export * from './http';
+export * from './routes';

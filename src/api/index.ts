@@ -1,0 +1,376 @@
+import { Duration, Lazy, RemovalPolicy, Token } from 'aws-cdk-lib';
+import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cognito from 'aws-cdk-lib/aws-cognito';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
+import { Construct } from 'constructs';
+import { AuthorizerFunction } from './authorizer-function';
+import { acknowledgeHandlerRole, handlerOptions } from '../internal/handler';
+import { acknowledgeNag } from '../internal/nag';
+import { encodeRouteGroups, routeKey, type RouteGroups } from '../runtime/routes';
+
+/** Which token the authorizer accepts. */
+export enum TokenUse {
+  /** Cognito access tokens (recommended for APIs). */
+  ACCESS = 'access',
+  /** Cognito ID tokens. */
+  ID = 'id',
+}
+
+/** Stage throttling. */
+export interface ThrottleSettings {
+  readonly rateLimit: number;
+  readonly burstLimit: number;
+}
+
+/** Properties of a SkafuApi. */
+export interface SkafuApiProps {
+  /** The pool whose tokens are accepted. */
+  readonly userPool: cognito.IUserPool;
+  /** The app client the tokens must be issued to. */
+  readonly userPoolClient: cognito.IUserPoolClient;
+  /**
+   * The groups that exist (e.g. `RbacUserPool.groupNames`): routes naming any other group are refused at synth.
+   * @default - group names are not checked
+   */
+  readonly groupNames?: string[];
+  /**
+   * The environment: names the stage and picks the throttling and log defaults.
+   * @default 'development'
+   */
+  readonly environment?: string;
+  /**
+   * @default `skafu-api-<environment>`
+   */
+  readonly restApiName?: string;
+  /**
+   * Browser origins allowed by CORS. Credentials are allowed, so '*' is refused.
+   * @default ['http://localhost:3000']
+   */
+  readonly corsOrigins?: string[];
+  /**
+   * Stage throttling.
+   * @default by environment: development 100/200, staging 500/1000, production 2000/5000 (rate/burst)
+   */
+  readonly throttle?: ThrottleSettings;
+  /**
+   * Execution logging level. Execution logging needs the account's API Gateway CloudWatch role (see README).
+   * @default apigw.MethodLoggingLevel.INFO
+   */
+  readonly loggingLevel?: apigw.MethodLoggingLevel;
+  /**
+   * Retention of the JSON access log group.
+   * @default by environment: 30 days, staging 90 days, production 365 days
+   */
+  readonly accessLogRetention?: logs.RetentionDays;
+  /**
+   * A WAFv2 web ACL (REGIONAL) to associate with the stage.
+   * @default - none
+   */
+  readonly webAclArn?: string;
+  /**
+   * @default TokenUse.ACCESS
+   */
+  readonly tokenUse?: TokenUse;
+  /**
+   * How long API Gateway caches an authorization decision (per token, method and route). Zero disables caching.
+   * @default Duration.minutes(5)
+   */
+  readonly authorizerCacheTtl?: Duration;
+  /**
+   * Retention of the authorizer's logs.
+   * @default logs.RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: logs.RetentionDays;
+}
+
+/** Options of one route. */
+export interface RouteOptions {
+  /** The groups whose members may call the route. At least one. */
+  readonly allowedGroups: string[];
+  /**
+   * Request body models by content type, checked by API Gateway before anything runs.
+   * @default - none
+   */
+  readonly requestModels?: Record<string, apigw.IModel>;
+  /**
+   * Required (true) or optional (false) request parameters, e.g. `method.request.querystring.name`.
+   * @default - none
+   */
+  readonly requestParameters?: Record<string, boolean>;
+  /**
+   * @default - none
+   */
+  readonly operationName?: string;
+}
+
+/** A declared route. */
+export interface RouteDescription {
+  readonly method: string;
+  /** The full resource path, e.g. `/api/v1/projects/{projectId}`. */
+  readonly path: string;
+  readonly allowedGroups: string[];
+}
+
+const THROTTLE_BY_ENVIRONMENT: Record<string, ThrottleSettings> = {
+  development: { rateLimit: 100, burstLimit: 200 },
+  staging: { rateLimit: 500, burstLimit: 1000 },
+  production: { rateLimit: 2000, burstLimit: 5000 },
+};
+const RETENTION_BY_ENVIRONMENT: Record<string, logs.RetentionDays> = {
+  development: logs.RetentionDays.ONE_MONTH,
+  staging: logs.RetentionDays.THREE_MONTHS,
+  production: logs.RetentionDays.ONE_YEAR,
+};
+const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
+/** Lambda allows 4 KB of environment variables in all; keep the route table well inside. */
+const MAX_ENCODED_ROUTES = 3000;
+
+/**
+ * The platform's REST API: stage named after the environment, `/api/v1` under which domains hang their routes,
+ * CORS (with `X-Correlation-Id` allowed and exposed), JSON gateway responses that keep CORS headers, request
+ * validation, stage throttling by environment, JSON access logs, execution logging, X-Ray, optional WAF, and
+ * RBAC at the edge: every method is guarded by a bundled Lambda authorizer that verifies the Cognito JWT and
+ * allows only the route's groups.
+ *
+ * It never sets `cloudWatchRole: true` (that rewrites an account-wide setting); see the README for the one-time
+ * account setup that execution logging needs.
+ */
+export class SkafuApi extends Construct {
+  public readonly restApi: apigw.RestApi;
+  /** The `/api/v1` resource. */
+  public readonly apiV1: apigw.IResource;
+  public readonly authorizer: apigw.RequestAuthorizer;
+  public readonly authorizerFunction: lambda.IFunction;
+  public readonly accessLogGroup: logs.LogGroup;
+  public readonly requestValidator: apigw.RequestValidator;
+  public readonly stageName: string;
+  /** The stage URL, ending in `/`. */
+  public readonly url: string;
+
+  private readonly routeTable: RouteGroups = {};
+  private readonly groupNames?: string[];
+
+  constructor(scope: Construct, id: string, props: SkafuApiProps) {
+    super(scope, id);
+    validate(this.node.path, props);
+    const environment = props.environment ?? 'development';
+    this.stageName = environment;
+    this.groupNames = props.groupNames;
+    const origins = props.corsOrigins ?? ['http://localhost:3000'];
+    const throttle = props.throttle ?? THROTTLE_BY_ENVIRONMENT[environment] ?? THROTTLE_BY_ENVIRONMENT.development;
+
+    this.accessLogGroup = new logs.LogGroup(this, 'AccessLogs', {
+      retention: props.accessLogRetention ?? RETENTION_BY_ENVIRONMENT[environment] ?? logs.RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    this.restApi = new apigw.RestApi(this, 'Api', {
+      restApiName: props.restApiName ?? `skafu-api-${environment}`,
+      description: `Skafu API (${environment})`,
+      endpointTypes: [apigw.EndpointType.REGIONAL],
+      cloudWatchRole: false,
+      deployOptions: {
+        stageName: environment,
+        tracingEnabled: true,
+        loggingLevel: props.loggingLevel ?? apigw.MethodLoggingLevel.INFO,
+        dataTraceEnabled: false,
+        metricsEnabled: true,
+        throttlingRateLimit: throttle.rateLimit,
+        throttlingBurstLimit: throttle.burstLimit,
+        accessLogDestination: new apigw.LogGroupLogDestination(this.accessLogGroup),
+        accessLogFormat: apigw.AccessLogFormat.custom(
+          JSON.stringify({
+            requestId: '$context.requestId',
+            correlationId: '$context.authorizer.correlationId',
+            userId: '$context.authorizer.userId',
+            ip: '$context.identity.sourceIp',
+            requestTime: '$context.requestTime',
+            httpMethod: '$context.httpMethod',
+            resourcePath: '$context.resourcePath',
+            status: '$context.status',
+            responseLength: '$context.responseLength',
+            latency: '$context.responseLatency',
+            integrationLatency: '$context.integrationLatency',
+            error: '$context.error.message',
+            authorizerError: '$context.authorizer.error',
+          }),
+        ),
+      },
+      defaultCorsPreflightOptions: {
+        allowOrigins: origins,
+        allowMethods: [...METHODS, 'OPTIONS'],
+        allowHeaders: ['Content-Type', 'Authorization', 'X-Correlation-Id', 'Idempotency-Key', 'If-Match', 'X-Amz-Date', 'X-Amz-Security-Token'],
+        exposeHeaders: ['X-Correlation-Id', 'ETag'],
+        allowCredentials: true,
+        maxAge: Duration.days(1),
+      },
+    });
+    this.url = this.restApi.url;
+    this.apiV1 = this.restApi.root.addResource('api').addResource('v1');
+    this.requestValidator = this.restApi.addRequestValidator('RequestValidator', {
+      requestValidatorName: 'body-and-parameters',
+      validateRequestBody: true,
+      validateRequestParameters: true,
+    });
+    this.addGatewayResponses(origins[0]);
+
+    const authorizerOptions = handlerOptions(this, 'Authorizer', {
+      description: 'Skafu RBAC authorizer: verifies the Cognito JWT and the route\'s groups',
+      serviceName: 'skafu-authorizer',
+      logRetention: props.logRetention,
+      timeout: Duration.seconds(10),
+      memorySize: 256,
+      environment: {
+        SKAFU_USER_POOL_ID: props.userPool.userPoolId,
+        SKAFU_USER_POOL_CLIENT_ID: props.userPoolClient.userPoolClientId,
+        SKAFU_TOKEN_USE: props.tokenUse ?? TokenUse.ACCESS,
+        SKAFU_ROUTES: Lazy.string({ produce: () => this.encodedRoutes() }),
+      },
+    });
+    const authorizerFunction = new AuthorizerFunction(this, 'Authorizer', authorizerOptions);
+    this.authorizerFunction = authorizerFunction;
+    acknowledgeHandlerRole(authorizerOptions.role);
+    this.authorizer = new apigw.RequestAuthorizer(this, 'RbacAuthorizer', {
+      authorizerName: 'skafu-rbac',
+      handler: authorizerFunction,
+      // The cache key is (token, method, route): a decision is never reused for another route. See the handler.
+      identitySources: [
+        apigw.IdentitySource.header('Authorization'),
+        apigw.IdentitySource.context('httpMethod'),
+        apigw.IdentitySource.context('resourcePath'),
+      ],
+      resultsCacheTtl: props.authorizerCacheTtl ?? Duration.minutes(5),
+    });
+
+    if (props.webAclArn) {
+      new wafv2.CfnWebACLAssociation(this, 'WebAcl', {
+        resourceArn: this.restApi.deploymentStage.stageArn,
+        webAclArn: props.webAclArn,
+      });
+    }
+  }
+
+  /**
+   * Adds a route under `/api/v1` (e.g. `('POST', 'projects/{projectId}/archive', integration, { allowedGroups })`),
+   * guarded by the RBAC authorizer: only members of `allowedGroups` get through, everyone else is refused before
+   * the integration runs.
+   */
+  public addRoute(method: string, path: string, integration: apigw.Integration, options: RouteOptions): apigw.Method {
+    const verb = method.toUpperCase();
+    const problems: string[] = [];
+    if (!METHODS.includes(verb)) problems.push(`method '${method}' is not one of ${METHODS.join(', ')}`);
+    const segments = path.replace(/^\/+|\/+$/g, '').split('/');
+    if (path.replace(/^\/+|\/+$/g, '') === '' || segments.some((s) => !/^([a-z0-9][a-z0-9-]*|\{[A-Za-z][A-Za-z0-9_]*\})$/.test(s))) {
+      problems.push(`path '${path}' must be segments of lower-case letters, digits and '-', or {param}`);
+    }
+    if (!options.allowedGroups || options.allowedGroups.length === 0) problems.push('allowedGroups is empty: name at least one group');
+    const unknown = this.groupNames ? options.allowedGroups.filter((g) => !this.groupNames!.includes(g)) : [];
+    if (unknown.length > 0) problems.push(`allowedGroups names unknown group(s) ${unknown.join(', ')} (known: ${this.groupNames!.join(', ')})`);
+    const fullPath = `/api/v1/${segments.join('/')}`;
+    const key = routeKey(verb, fullPath);
+    if (this.routeTable[key]) problems.push(`route ${key} is already declared`);
+    if (problems.length > 0) throw new Error(`SkafuApi ${this.node.path}: addRoute(${verb} ${path}): ${problems.join('; ')}`);
+
+    let resource = this.apiV1;
+    for (const segment of segments) resource = resource.getResource(segment) ?? resource.addResource(segment);
+    this.routeTable[key] = [...new Set(options.allowedGroups)];
+    const created = resource.addMethod(verb, integration, {
+      authorizer: this.authorizer,
+      authorizationType: apigw.AuthorizationType.CUSTOM,
+      requestValidator: this.requestValidator,
+      requestModels: options.requestModels,
+      requestParameters: options.requestParameters,
+      operationName: options.operationName,
+    });
+    acknowledgeNag(created, [
+      {
+        id: 'AwsSolutions-COG4',
+        reason:
+          'Guarded by the Skafu RBAC Lambda authorizer, which verifies the Cognito JWT (signature, issuer, client, token use, expiry) and the route groups; a COGNITO_USER_POOLS authorizer cannot enforce groups.',
+      },
+    ]);
+    return created;
+  }
+
+  /** Every declared route with its groups. */
+  public routes(): RouteDescription[] {
+    return Object.entries(this.routeTable).map(([key, allowedGroups]) => {
+      const [method, path] = key.split(' ');
+      return { method, path, allowedGroups };
+    });
+  }
+
+  /** 5XX responses of the stage. */
+  public metricServerErrors(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.restApi.metricServerError({ period: Duration.minutes(5), ...props });
+  }
+
+  /** 4XX responses of the stage (refusals included). */
+  public metricClientErrors(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.restApi.metricClientError({ period: Duration.minutes(5), ...props });
+  }
+
+  /** End-to-end latency (p90 by default). */
+  public metricLatency(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.restApi.metricLatency({ statistic: 'p90', period: Duration.minutes(5), ...props });
+  }
+
+  private encodedRoutes(): string {
+    const encoded = encodeRouteGroups(this.routeTable);
+    if (encoded.length > MAX_ENCODED_ROUTES) {
+      throw new Error(
+        `SkafuApi ${this.node.path}: the route table (${Object.keys(this.routeTable).length} routes) encodes to ${encoded.length} bytes, over the ${MAX_ENCODED_ROUTES} bytes the authorizer's environment allows; split the domains over several APIs`,
+      );
+    }
+    return encoded;
+  }
+
+  private addGatewayResponses(origin: string): void {
+    const headers = {
+      'Access-Control-Allow-Origin': `'${origin}'`,
+      'Access-Control-Allow-Credentials': "'true'",
+      'Access-Control-Expose-Headers': "'X-Correlation-Id'",
+    };
+    const body = (error: string, message: string) =>
+      `{"error":"${error}","message":${message},"correlationId":"$context.requestId"}`;
+    const responses: Array<[string, apigw.ResponseType, string | undefined, string, string]> = [
+      ['Unauthorized', apigw.ResponseType.UNAUTHORIZED, '401', 'Unauthorized', '"Missing, malformed, expired or invalid token"'],
+      ['AccessDenied', apigw.ResponseType.ACCESS_DENIED, '403', 'Forbidden', '"Your groups may not call this route"'],
+      ['BadRequestBody', apigw.ResponseType.BAD_REQUEST_BODY, '400', 'ValidationError', '"$context.error.validationErrorString"'],
+      ['BadRequestParameters', apigw.ResponseType.BAD_REQUEST_PARAMETERS, '400', 'ValidationError', '$context.error.messageString'],
+      ['Throttled', apigw.ResponseType.THROTTLED, '429', 'TooManyRequests', '$context.error.messageString'],
+      ['Default4xx', apigw.ResponseType.DEFAULT_4XX, undefined, 'ClientError', '$context.error.messageString'],
+      ['Default5xx', apigw.ResponseType.DEFAULT_5XX, undefined, 'InternalError', '"Internal error"'],
+    ];
+    for (const [id, type, statusCode, error, message] of responses) {
+      this.restApi.addGatewayResponse(id, {
+        type,
+        statusCode,
+        responseHeaders: headers,
+        templates: { 'application/json': body(error, message) },
+      });
+    }
+  }
+}
+
+function validate(path: string, props: SkafuApiProps): void {
+  const errors: string[] = [];
+  const origins = props.corsOrigins ?? [];
+  if (props.corsOrigins && origins.length === 0) errors.push("'corsOrigins' is empty");
+  if (origins.includes('*')) errors.push("'corsOrigins' contains '*', which browsers refuse with credentials; list the origins");
+  for (const o of origins) {
+    if (o !== '*' && !/^https?:\/\/[^/\s]+$/.test(o)) errors.push(`CORS origin '${o}' must be scheme://host[:port] without a path`);
+  }
+  if (props.throttle && !(props.throttle.rateLimit > 0 && props.throttle.burstLimit >= props.throttle.rateLimit)) {
+    errors.push("'throttle' needs rateLimit > 0 and burstLimit >= rateLimit");
+  }
+  const ttl = props.authorizerCacheTtl?.toSeconds();
+  if (ttl !== undefined && (ttl < 0 || ttl > 3600)) errors.push("'authorizerCacheTtl' must be 0 to 3600 seconds");
+  if (props.webAclArn && !Token.isUnresolved(props.webAclArn) && !props.webAclArn.includes(':wafv2:')) {
+    errors.push('\'webAclArn\' must be a WAFv2 web ACL ARN');
+  }
+  if (errors.length > 0) throw new Error(`SkafuApi ${path}: ${errors.join('; ')}`);
+}

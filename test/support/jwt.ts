@@ -1,0 +1,34 @@
+/** A local token issuer for tests: a real RS256 key pair, its JWKS, and Cognito-shaped tokens signed with it. */
+import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
+
+export const REGION = 'us-east-1';
+export const USER_POOL_ID = 'us-east-1_SkafuTest';
+export const CLIENT_ID = 'skafutestclient0000000000';
+export const ISSUER = `https://cognito-idp.${REGION}.amazonaws.com/${USER_POOL_ID}`;
+
+export interface TestIssuer {
+  readonly jwks: { keys: JWK[] };
+  mint(claims: Record<string, unknown>, options?: { expiresInSeconds?: number; kid?: string; notBeforeSeconds?: number }): Promise<string>;
+}
+
+export async function createIssuer(kid = 'test-key-1'): Promise<TestIssuer> {
+  const { publicKey, privateKey } = await generateKeyPair('RS256', { extractable: true });
+  const jwk = { ...(await exportJWK(publicKey)), kid, alg: 'RS256', use: 'sig' };
+  return {
+    jwks: { keys: [jwk] },
+    async mint(claims, options = {}) {
+      const now = Math.floor(Date.now() / 1000);
+      const jwt = new SignJWT({ token_use: 'access', client_id: CLIENT_ID, iss: ISSUER, ...claims })
+        .setProtectedHeader({ alg: 'RS256', kid: options.kid ?? kid })
+        .setIssuedAt(now - 10)
+        .setExpirationTime(now + (options.expiresInSeconds ?? 3600));
+      if (options.notBeforeSeconds) jwt.setNotBefore(now + options.notBeforeSeconds);
+      return jwt.sign(privateKey);
+    },
+  };
+}
+
+/** A user's access token claims, Cognito-style. */
+export function userClaims(sub: string, groups: string[]): Record<string, unknown> {
+  return { sub, username: sub, ...(groups.length > 0 ? { 'cognito:groups': groups } : {}), scope: 'aws.cognito.signin.user.admin' };
+}
