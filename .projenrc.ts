@@ -26,6 +26,9 @@ const testDeps = [
   'cdk-nag@^2.38.2',
   // Only for AWS services with no local engine (EventBridge PutEvents, SQS sends); tests say so in their names.
   'aws-sdk-client-mock@^4.1.0',
+  // Executes the synthesized state machine definitions (JSONPath) in tests and in Skafu Local.
+  'aws-local-stepfunctions@3.0.0',
+  'asl-validator@^3',
   // Real RS256 key pairs and signatures for the authorizer tests.
   'jose@^5',
   // Benchmark baseline (bench/ only).

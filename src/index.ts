@@ -4,3 +4,4 @@ export * from './event-bus';
 export * from './publisher';
 export * from './rbac-user-pool';
 export * from './api';
+export * from './projections';

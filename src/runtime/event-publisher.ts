@@ -65,6 +65,15 @@ export interface PublishReport {
   readonly calls: number;
 }
 
+/**
+ * What the outbox puts in an EventBridge event's `detail`: the envelope, plus `timestampEpochSeconds`, the same
+ * instant as `timestamp` in whole seconds since 1970 (Step Functions' JSONPath has no date functions, and
+ * projections need it for TTL arithmetic).
+ */
+export interface PublishedEvent extends EventEnvelope {
+  readonly timestampEpochSeconds: number;
+}
+
 /** What is published in place of an event too large for EventBridge: the envelope without data and metadata. */
 export interface ClaimCheck {
   readonly dataOmitted: true;
@@ -107,7 +116,8 @@ export class EventBusPublisher {
 
   /** The PutEvents entry for an event (a claim check when the full event is over 256 KB). */
   public entryFor(event: EventEnvelope): { entry: PutEventsRequestEntry; size: number; claimChecked: boolean } {
-    const full = this.entry(event, JSON.stringify(event));
+    const published: PublishedEvent = { ...event, timestampEpochSeconds: Math.floor(Date.parse(event.timestamp) / 1000) };
+    const full = this.entry(event, JSON.stringify(published));
     if (full.size <= MAX_PUT_EVENTS_BYTES) return { ...full, claimChecked: false };
     const claimCheck: ClaimCheck = {
       dataOmitted: true,
@@ -115,7 +125,7 @@ export class EventBusPublisher {
       aggregateId: event.aggregateId,
       eventSequence: event.eventSequence,
     };
-    const slim = this.entry(event, JSON.stringify({ ...event, data: {}, metadata: {}, claimCheck }));
+    const slim = this.entry(event, JSON.stringify({ ...published, data: {}, metadata: {}, claimCheck }));
     return { ...slim, claimChecked: true };
   }
 

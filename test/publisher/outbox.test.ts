@@ -165,7 +165,8 @@ test('[mocked EventBridge + SQS] clean run: every committed event published once
   expect(bus.accepted).toHaveLength(expected.length); // no duplicates when nothing fails
   // The detail is exactly the stored envelope (not DynamoDB JSON), and nothing but events was published.
   const stored = await store.load('metric-1');
-  expect(bus.accepted.filter((e) => e.aggregateId === 'metric-1')).toEqual(stored);
+  const epoch = (e: EventEnvelope) => Math.floor(Date.parse(e.timestamp) / 1000);
+  expect(bus.accepted.filter((e) => e.aggregateId === 'metric-1')).toEqual(stored.map((e) => ({ ...e, timestampEpochSeconds: epoch(e) })));
   const firstCall = eventBridge.commandCalls(PutEventsCommand).find((c) => c.args[0].input.Entries![0].EventBusName === 'domain')!;
   expect(firstCall.args[0].input.Entries![0]).toMatchObject({ EventBusName: 'domain', Source: 'skafu.observability', DetailType: 'AlertCreated' });
   expect(bus.errors).toEqual([]);

@@ -103,7 +103,7 @@ test('entries carry source, detail-type, the envelope and the event time; claim 
   const small = p.entryFor(event('a', 1, { k: 'v' }));
   expect(small.claimChecked).toBe(false);
   expect(small.entry).toMatchObject({ EventBusName: 'domain', Source: 'skafu.things', DetailType: 'Thing', Time: new Date('2026-01-01T00:00:00.000Z') });
-  expect(JSON.parse(small.entry.Detail!)).toEqual(event('a', 1, { k: 'v' }));
+  expect(JSON.parse(small.entry.Detail!)).toEqual({ ...event('a', 1, { k: 'v' }), timestampEpochSeconds: 1767225600 });
   const big = p.entryFor(event('a', 2, { blob: 'x'.repeat(256 * 1024) }));
   expect(big.claimChecked).toBe(true);
   expect(big.size).toBeLessThan(2048);

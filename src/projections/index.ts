@@ -1,0 +1,246 @@
+import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import { buildDefinition } from './definition';
+import { ReadModelTable } from './read-model-table';
+import { ProjectionAction, ValueType } from './values';
+import type { IErrorBus } from '../error-bus';
+import { acknowledgeNag } from '../internal/nag';
+
+export * from './read-model-table';
+export * from './values';
+
+/** One projection: an event type, the read model it changes, and how. */
+export interface Projection {
+  readonly eventType: string;
+  readonly readModel: ReadModelTable;
+  readonly action: ProjectionAction;
+}
+
+/** How long a projection waits for an earlier event of the same aggregate before reporting a gap. */
+export interface GapRetry {
+  /**
+   * Waits before giving up.
+   * @default 6
+   */
+  readonly maxAttempts?: number;
+  /**
+   * The first wait; each next wait doubles.
+   * @default Duration.seconds(1)
+   */
+  readonly initialInterval?: Duration;
+}
+
+/** Properties of a ProjectionStateMachine. */
+export interface ProjectionStateMachineProps {
+  /** The domain: events come from `skafu.<domain>`. */
+  readonly domain: string;
+  /** The domain event bus. */
+  readonly eventBus: events.IEventBus;
+  /** Where projection failures and gaps are reported. */
+  readonly errorBus: IErrorBus;
+  /** The projections. */
+  readonly projections: Projection[];
+  /**
+   * More event types of the domain to route to this state machine without a projection. Every event of a
+   * projected aggregate must reach the machine for sequence checking to see no gap: list here the aggregate's
+   * event types that no projection handles (they advance the aggregate's checkpoint and write nothing else).
+   * @default - only the projected types
+   */
+  readonly eventTypes?: string[];
+  /**
+   * @default - generated
+   */
+  readonly stateMachineName?: string;
+  /**
+   * @default logs.RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: logs.RetentionDays;
+  /**
+   * @default - 6 waits from 1 second, doubling (63 seconds in all)
+   */
+  readonly gapRetry?: GapRetry;
+  /**
+   * How many times EventBridge retries starting an execution before dead-lettering the event.
+   * @default 10
+   */
+  readonly ruleRetryAttempts?: number;
+}
+
+const EVENT_TYPE = /^[A-Za-z][A-Za-z0-9_.:-]{0,127}$/;
+const DOMAIN = /^[a-z][a-z0-9-]{0,62}$/;
+
+/**
+ * Declarative read-model projections as an EXPRESS state machine (JSONPath), fed by a rule on the domain bus
+ * that matches exactly the domain's declared event types.
+ *
+ * Every event of an aggregate is applied exactly once and in sequence order: each event's writes and the
+ * aggregate's checkpoint (`lastEventSequence`, in `checkpointTable`) commit in one DynamoDB transaction that
+ * requires the checkpoint to be at `eventSequence - 1`. A duplicate (already applied) succeeds without writing; a
+ * gap (an earlier event not yet applied) waits with backoff and retries; what still cannot be applied is
+ * reported on the error bus with the whole event inside, and the execution fails. Throttling and task failures
+ * are retried (2 s, 3 times, backoff 2). Direct DynamoDB service integrations, no Lambda.
+ */
+export class ProjectionStateMachine extends Construct {
+  public readonly stateMachine: sfn.StateMachine;
+  public readonly rule: events.Rule;
+  /** Per-aggregate checkpoints: the last event sequence applied. */
+  public readonly checkpointTable: dynamodb.Table;
+  /** Events EventBridge could not hand to the state machine. */
+  public readonly deadLetterQueue: sqs.Queue;
+  public readonly logGroup: logs.LogGroup;
+  /** The event types the rule matches. */
+  public readonly eventTypes: string[];
+
+  constructor(scope: Construct, id: string, props: ProjectionStateMachineProps) {
+    super(scope, id);
+    const eventTypes = [...new Set([...props.projections.map((p) => p.eventType), ...(props.eventTypes ?? [])])];
+    this.eventTypes = eventTypes;
+    const gap = { maxAttempts: props.gapRetry?.maxAttempts ?? 6, initial: props.gapRetry?.initialInterval?.toSeconds() ?? 1 };
+    validate(this.node.path, props, eventTypes, gap);
+
+    this.checkpointTable = new dynamodb.Table(this, 'Checkpoints', {
+      partitionKey: { name: 'aggregateId', type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+
+    const definition = buildDefinition({
+      domain: props.domain,
+      eventTypes,
+      projections: props.projections.map((p) => ({
+        eventType: p.eventType,
+        action: p.action,
+        tableName: p.readModel.tableName,
+        ttlAttribute: p.readModel.timeToLiveAttribute,
+      })),
+      checkpointTableName: this.checkpointTable.tableName,
+      errorBusName: props.errorBus.eventBus.eventBusName,
+      gapWaits: Array.from({ length: gap.maxAttempts }, (_, i) => gap.initial * 2 ** i),
+    });
+
+    this.logGroup = new logs.LogGroup(this, 'Logs', {
+      logGroupName: `/aws/vendedlogs/states/skafu-projections-${props.domain}-${this.node.addr.slice(0, 8)}`,
+      retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
+      stateMachineName: props.stateMachineName,
+      stateMachineType: sfn.StateMachineType.EXPRESS,
+      definitionBody: sfn.DefinitionBody.fromString(Stack.of(this).toJsonString(definition)),
+      tracingEnabled: true,
+      logs: { destination: this.logGroup, level: sfn.LogLevel.ALL, includeExecutionData: true },
+      timeout: Duration.minutes(5),
+    });
+
+    // Least privilege: the checkpoint table, exactly the write actions each read model needs, the error bus.
+    const role = this.stateMachine.role;
+    this.checkpointTable.grant(role, 'dynamodb:UpdateItem', 'dynamodb:GetItem');
+    const actionsByTable = new Map<ReadModelTable, Set<string>>();
+    for (const p of props.projections) {
+      const set = actionsByTable.get(p.readModel) ?? new Set<string>();
+      set.add(actionOf(p.action));
+      actionsByTable.set(p.readModel, set);
+    }
+    for (const [table, actions] of actionsByTable) {
+      // The table only (writes never touch an index): no `/index/*` wildcard.
+      iam.Grant.addToPrincipal({ grantee: role, actions: [...actions].sort(), resourceArns: [table.tableArn] });
+      table.table.encryptionKey?.grantEncryptDecrypt(role);
+    }
+    props.errorBus.grantPutErrors(role);
+
+    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
+      retentionPeriod: Duration.days(14),
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+    });
+    this.rule = new events.Rule(this, 'Rule', {
+      eventBus: props.eventBus,
+      description: `Skafu projections of ${props.domain}`,
+      eventPattern: { source: [`skafu.${props.domain}`], detailType: eventTypes },
+    });
+    this.rule.addTarget(
+      new targets.SfnStateMachine(this.stateMachine, {
+        deadLetterQueue: this.deadLetterQueue,
+        retryAttempts: props.ruleRetryAttempts ?? 10,
+        maxEventAge: Duration.hours(24),
+      }),
+    );
+
+    acknowledgeNag(this.stateMachine, [
+      {
+        id: 'AwsSolutions-IAM5',
+        reason:
+          'Step Functions log delivery (logs:*LogDelivery*, DescribeLogGroups, ...) and X-Ray tracing actions support no resource-level permissions: they are granted on "*".',
+        appliesTo: ['Resource::*'],
+      },
+    ]);
+    acknowledgeNag(this.deadLetterQueue, [
+      { id: 'AwsSolutions-SQS3', reason: 'This queue is itself the dead-letter queue of the projection rule target.' },
+    ]);
+  }
+
+  /** Executions that failed (each also reported on the error bus, unless reporting itself failed). */
+  public metricFailedExecutions(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.stateMachine.metricFailed({ period: Duration.minutes(5), statistic: 'Sum', ...props });
+  }
+
+  /** Execution time (p90 by default), in milliseconds. */
+  public metricDuration(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.stateMachine.metricTime({ period: Duration.minutes(5), statistic: 'p90', ...props });
+  }
+
+  /** Executions started. */
+  public metricStartedExecutions(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return this.stateMachine.metricStarted({ period: Duration.minutes(5), statistic: 'Sum', ...props });
+  }
+}
+
+function actionOf(action: ProjectionAction): string {
+  const rendered = action._render('t', undefined);
+  if ('Put' in rendered) return 'dynamodb:PutItem';
+  if ('Update' in rendered) return 'dynamodb:UpdateItem';
+  return 'dynamodb:DeleteItem';
+}
+
+function validate(path: string, props: ProjectionStateMachineProps, eventTypes: string[], gap: { maxAttempts: number; initial: number }): void {
+  const errors: string[] = [];
+  if (!DOMAIN.test(props.domain)) errors.push(`'domain' '${props.domain}' must be lower-case letters, digits and '-'`);
+  if (props.projections.length === 0) errors.push("'projections' is empty");
+  for (const t of eventTypes) if (!EVENT_TYPE.test(t)) errors.push(`event type '${t}' is not a valid EventBridge detail-type`);
+  props.projections.forEach((p, i) => {
+    const where = `projection ${i} (${p.eventType})`;
+    const keys = [p.readModel.partitionKey, ...(p.readModel.sortKey ? [p.readModel.sortKey] : [])];
+    const given = Object.keys(p.action.key).sort();
+    const wanted = keys.map((k) => k.name).sort();
+    if (given.join() !== wanted.join()) {
+      errors.push(`${where}: key must be exactly the read model's keys (${wanted.join(', ')}), got (${given.join(', ')})`);
+    }
+    for (const k of keys) {
+      const v = p.action.key[k.name];
+      const expected = k.type === dynamodb.AttributeType.NUMBER ? ValueType.NUMBER : ValueType.STRING;
+      if (v && v.type !== expected) errors.push(`${where}: key '${k.name}' is ${k.type === dynamodb.AttributeType.NUMBER ? 'N' : 'S'} but the value is ${v.type}`);
+    }
+    if (p.action.ttl && !p.readModel.timeToLiveAttribute) {
+      errors.push(`${where}: a ttl is set but read model ${p.readModel.node.path} has no timeToLiveAttribute`);
+    }
+    if (p.action.ttl && (p.action.ttl.toSeconds() < 1 || p.action.ttl.toSeconds() > 10 * 365 * 86400)) {
+      errors.push(`${where}: ttl must be 1 second to 10 years`);
+    }
+  });
+  const perType = new Map<string, number>();
+  for (const p of props.projections) perType.set(p.eventType, (perType.get(p.eventType) ?? 0) + 1);
+  for (const [t, n] of perType) if (n > 99) errors.push(`event type ${t} has ${n} projections; one transaction holds at most 99 besides the checkpoint`);
+  if (!Number.isInteger(gap.maxAttempts) || gap.maxAttempts < 0 || gap.maxAttempts > 12) errors.push("'gapRetry.maxAttempts' must be 0-12");
+  const total = Array.from({ length: Math.max(0, gap.maxAttempts) }, (_, i) => gap.initial * 2 ** i).reduce((a, b) => a + b, 0);
+  if (gap.initial < 1 || total > 240) errors.push(`'gapRetry' waits ${total} s in all; it must stay within 240 s (an EXPRESS execution lasts at most 5 minutes)`);
+  if (errors.length > 0) throw new Error(`ProjectionStateMachine ${path}: ${errors.join('; ')}`);
+}
