@@ -18,6 +18,8 @@ const handlerDeps = [
   '@aws-sdk/util-dynamodb@^3.996.0',
   '@types/aws-lambda@^8.10.0',
   'aws-jwt-verify@^5',
+  'ajv@^8',
+  'ajv-formats@^3',
 ];
 
 const testDeps = [
@@ -29,6 +31,7 @@ const testDeps = [
   // Executes the synthesized state machine definitions (JSONPath) in tests and in Skafu Local.
   'aws-local-stepfunctions@3.0.0',
   'asl-validator@^3',
+  'fast-check@^4',
   // Real RS256 key pairs and signatures for the authorizer tests.
   'jose@^5',
   // Benchmark baseline (bench/ only).

@@ -5,3 +5,5 @@ export * from './publisher';
 export * from './rbac-user-pool';
 export * from './api';
 export * from './projections';
+export * from './domain';
+export * from './platform';

@@ -1,29 +1,28 @@
 /**
- * The example Skafu platform as a CDK app. `npm run example:synth` synthesizes it to examples/platform/cdk.out.
- * It grows with the library: for now the event store, the buses and the outbox publisher.
+ * The example Skafu platform as a CDK app: SkafuPlatform with the observability and project-management domains,
+ * declared without custom code. `npm run example:synth` synthesizes it to examples/platform/cdk.out.
  */
 import * as path from 'node:path';
-import { App, Stack, Tags } from 'aws-cdk-lib';
-import { DomainEventBus, ErrorBus, EventStorePublisher, EventStoreTable } from '../../src';
+import { App, Stack } from 'aws-cdk-lib';
+import { observability, projectManagement } from './domains';
+import { SkafuEnvironment, SkafuPlatform } from '../../src';
 
-const environment = process.env.SKAFU_ENVIRONMENT ?? 'development';
-const app = new App({ outdir: path.join(__dirname, 'cdk.out') });
-const stack = new Stack(app, `Skafu-${environment}`, {
-  description: `Skafu example platform (${environment})`,
-});
-Tags.of(stack).add('Project', 'Skafu');
-Tags.of(stack).add('Environment', environment);
+export function buildExampleApp(outdir = path.join(__dirname, 'cdk.out'), environment = (process.env.SKAFU_ENVIRONMENT ?? 'development') as SkafuEnvironment): App {
+  const app = new App({ outdir });
+  const stack = new Stack(app, `Skafu-${environment}`, { description: `Skafu example platform (${environment})` });
+  const platform = new SkafuPlatform(stack, 'Platform', { environment });
+  platform.addDomain(observability);
+  platform.addDomain(projectManagement);
+  return app;
+}
 
-const eventStore = new EventStoreTable(stack, 'EventStore', {
-  // A development stack may be torn down; production keeps its events.
-  ...(environment === 'production' ? {} : { deletionProtection: false }),
-});
-const events = new DomainEventBus(stack, 'DomainEvents', { environment });
-const errors = new ErrorBus(stack, 'Errors', { environment, createCriticalTopic: environment === 'production' });
-new EventStorePublisher(stack, 'Outbox', { eventStore, eventBus: events.eventBus, errorBus: errors });
-
-const assembly = app.synth();
-for (const artifact of assembly.stacks) {
-  const resources = Object.keys(artifact.template.Resources ?? {}).length;
-  console.log(`synthesized ${artifact.stackName}: ${resources} resources -> ${path.relative(process.cwd(), artifact.templateFullPath)}`);
+if (require.main === module) {
+  const assembly = buildExampleApp().synth();
+  for (const artifact of assembly.stacks) {
+    const resources = Object.keys(artifact.template.Resources ?? {}).length;
+    console.log(`synthesized ${artifact.stackName}: ${resources} resources -> ${path.relative(process.cwd(), artifact.templateFullPath)}`);
+  }
+  for (const file of require('node:fs').readdirSync(assembly.directory).filter((f: string) => f.endsWith('.nested.template.json'))) {
+    console.log(`  nested template ${file}`);
+  }
 }

@@ -1,4 +1,4 @@
-import { Duration, Lazy, RemovalPolicy, Token } from 'aws-cdk-lib';
+import { Duration, Lazy, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cognito from 'aws-cdk-lib/aws-cognito';
@@ -104,6 +104,13 @@ export interface RouteOptions {
    * @default - none
    */
   readonly operationName?: string;
+  /**
+   * Create the route's resources and method in this scope (for example a domain's nested stack) instead of the
+   * API's own stack, so that a platform with many domains stays inside CloudFormation's per-stack limits. Each
+   * first path segment must then belong to one scope only.
+   * @default - the API's stack
+   */
+  readonly scope?: Construct;
 }
 
 /** A declared route. */
@@ -147,10 +154,20 @@ export class SkafuApi extends Construct {
   public readonly accessLogGroup: logs.LogGroup;
   public readonly requestValidator: apigw.RequestValidator;
   public readonly stageName: string;
+  /** The stage (its name is the environment). */
+  public readonly stage: apigw.Stage;
+  /** The deployment; it is replaced whenever a route changes, in any stack. */
+  public readonly deployment: apigw.Deployment;
+  /** The CORS origins, for handlers that answer with CORS headers. */
+  public readonly corsOrigins: string[];
   /** The stage URL, ending in `/`. */
   public readonly url: string;
 
   private readonly routeTable: RouteGroups = {};
+  private readonly cors: apigw.CorsOptions;
+  /** Per foreign scope (e.g. a domain's nested stack): the API imported there and the resources made there. */
+  private readonly scopedRoots = new Map<Construct, apigw.IResource>();
+  private readonly segmentOwners = new Map<string, Construct>();
   private readonly groupNames?: string[];
 
   constructor(scope: Construct, id: string, props: SkafuApiProps) {
@@ -161,6 +178,15 @@ export class SkafuApi extends Construct {
     this.groupNames = props.groupNames;
     const origins = props.corsOrigins ?? ['http://localhost:3000'];
     const throttle = props.throttle ?? THROTTLE_BY_ENVIRONMENT[environment] ?? THROTTLE_BY_ENVIRONMENT.development;
+    this.cors = {
+      allowOrigins: origins,
+      allowMethods: [...METHODS, 'OPTIONS'],
+      allowHeaders: ['Content-Type', 'Authorization', 'X-Correlation-Id', 'Idempotency-Key', 'If-Match', 'X-Amz-Date', 'X-Amz-Security-Token'],
+      exposeHeaders: ['X-Correlation-Id', 'ETag'],
+      allowCredentials: true,
+      maxAge: Duration.days(1),
+    };
+    this.corsOrigins = origins;
 
     this.accessLogGroup = new logs.LogGroup(this, 'AccessLogs', {
       retention: props.accessLogRetention ?? RETENTION_BY_ENVIRONMENT[environment] ?? logs.RetentionDays.ONE_MONTH,
@@ -172,42 +198,41 @@ export class SkafuApi extends Construct {
       description: `Skafu API (${environment})`,
       endpointTypes: [apigw.EndpointType.REGIONAL],
       cloudWatchRole: false,
-      deployOptions: {
-        stageName: environment,
-        tracingEnabled: true,
-        loggingLevel: props.loggingLevel ?? apigw.MethodLoggingLevel.INFO,
-        dataTraceEnabled: false,
-        metricsEnabled: true,
-        throttlingRateLimit: throttle.rateLimit,
-        throttlingBurstLimit: throttle.burstLimit,
-        accessLogDestination: new apigw.LogGroupLogDestination(this.accessLogGroup),
-        accessLogFormat: apigw.AccessLogFormat.custom(
-          JSON.stringify({
-            requestId: '$context.requestId',
-            correlationId: '$context.authorizer.correlationId',
-            userId: '$context.authorizer.userId',
-            ip: '$context.identity.sourceIp',
-            requestTime: '$context.requestTime',
-            httpMethod: '$context.httpMethod',
-            resourcePath: '$context.resourcePath',
-            status: '$context.status',
-            responseLength: '$context.responseLength',
-            latency: '$context.responseLatency',
-            integrationLatency: '$context.integrationLatency',
-            error: '$context.error.message',
-            authorizerError: '$context.authorizer.error',
-          }),
-        ),
-      },
-      defaultCorsPreflightOptions: {
-        allowOrigins: origins,
-        allowMethods: [...METHODS, 'OPTIONS'],
-        allowHeaders: ['Content-Type', 'Authorization', 'X-Correlation-Id', 'Idempotency-Key', 'If-Match', 'X-Amz-Date', 'X-Amz-Security-Token'],
-        exposeHeaders: ['X-Correlation-Id', 'ETag'],
-        allowCredentials: true,
-        maxAge: Duration.days(1),
-      },
+      // The deployment is managed here, so that routes declared in other (nested) stacks are deployed too.
+      deploy: false,
+      defaultCorsPreflightOptions: this.cors,
     });
+    this.deployment = new apigw.Deployment(this, 'Deployment', { api: this.restApi, description: `Skafu API (${environment})` });
+    const stage = new apigw.Stage(this, 'Stage', {
+      deployment: this.deployment,
+      stageName: environment,
+      tracingEnabled: true,
+      loggingLevel: props.loggingLevel ?? apigw.MethodLoggingLevel.INFO,
+      dataTraceEnabled: false,
+      metricsEnabled: true,
+      throttlingRateLimit: throttle.rateLimit,
+      throttlingBurstLimit: throttle.burstLimit,
+      accessLogDestination: new apigw.LogGroupLogDestination(this.accessLogGroup),
+      accessLogFormat: apigw.AccessLogFormat.custom(
+        JSON.stringify({
+          requestId: '$context.requestId',
+          correlationId: '$context.authorizer.correlationId',
+          userId: '$context.authorizer.userId',
+          ip: '$context.identity.sourceIp',
+          requestTime: '$context.requestTime',
+          httpMethod: '$context.httpMethod',
+          resourcePath: '$context.resourcePath',
+          status: '$context.status',
+          responseLength: '$context.responseLength',
+          latency: '$context.responseLatency',
+          integrationLatency: '$context.integrationLatency',
+          error: '$context.error.message',
+          authorizerError: '$context.authorizer.error',
+        }),
+      ),
+    });
+    this.restApi.deploymentStage = stage;
+    this.stage = stage;
     this.url = this.restApi.url;
     this.apiV1 = this.restApi.root.addResource('api').addResource('v1');
     this.requestValidator = this.restApi.addRequestValidator('RequestValidator', {
@@ -247,7 +272,7 @@ export class SkafuApi extends Construct {
 
     if (props.webAclArn) {
       new wafv2.CfnWebACLAssociation(this, 'WebAcl', {
-        resourceArn: this.restApi.deploymentStage.stageArn,
+        resourceArn: this.stage.stageArn,
         webAclArn: props.webAclArn,
       });
     }
@@ -274,8 +299,8 @@ export class SkafuApi extends Construct {
     if (this.routeTable[key]) problems.push(`route ${key} is already declared`);
     if (problems.length > 0) throw new Error(`SkafuApi ${this.node.path}: addRoute(${verb} ${path}): ${problems.join('; ')}`);
 
-    let resource = this.apiV1;
-    for (const segment of segments) resource = resource.getResource(segment) ?? resource.addResource(segment);
+    let resource = this.rootFor(options.scope, segments[0]);
+    for (const segment of segments) resource = resource.getResource(segment) ?? resource.addResource(segment, { defaultCorsPreflightOptions: this.cors });
     this.routeTable[key] = [...new Set(options.allowedGroups)];
     const created = resource.addMethod(verb, integration, {
       authorizer: this.authorizer,
@@ -285,6 +310,10 @@ export class SkafuApi extends Construct {
       requestParameters: options.requestParameters,
       operationName: options.operationName,
     });
+    // A new deployment whenever the routes change, after every method exists (in whichever stack).
+    // (Only on the method itself: its Lambda permissions may name the stage, which depends on the deployment.)
+    this.deployment.node.addDependency(created.node.defaultChild!);
+    this.deployment.addToLogicalId({ route: key, groups: this.routeTable[key], models: Object.keys(options.requestModels ?? {}) });
     acknowledgeNag(created, [
       {
         id: 'AwsSolutions-COG4',
@@ -293,6 +322,25 @@ export class SkafuApi extends Construct {
       },
     ]);
     return created;
+  }
+
+  private rootFor(scope: Construct | undefined, firstSegment: string): apigw.IResource {
+    const owner = this.segmentOwners.get(firstSegment);
+    if (owner !== undefined && owner !== (scope ?? this)) {
+      throw new Error(`SkafuApi ${this.node.path}: /api/v1/${firstSegment} already belongs to another scope; a first path segment belongs to one scope`);
+    }
+    this.segmentOwners.set(firstSegment, scope ?? this);
+    if (!scope || Stack.of(scope) === Stack.of(this)) return this.apiV1;
+    let root = this.scopedRoots.get(scope);
+    if (!root) {
+      const imported = apigw.RestApi.fromRestApiAttributes(scope, 'SkafuApiV1', {
+        restApiId: this.restApi.restApiId,
+        rootResourceId: this.apiV1.resourceId,
+      });
+      root = imported.root;
+      this.scopedRoots.set(scope, root);
+    }
+    return root;
   }
 
   /** Every declared route with its groups. */

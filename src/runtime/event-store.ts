@@ -77,6 +77,13 @@ export interface AppendOptions {
    * An idempotent append holds at most 99 events (DynamoDB's 100-action transaction limit, minus the record).
    */
   readonly idempotencyKey?: string;
+  /**
+   * What identifies the request for the idempotency check: a retry with the same key must carry the same
+   * fingerprint. Give one when the events hold values generated per attempt (a new id, a time), for example a
+   * hash of the HTTP request.
+   * @default a hash of the aggregate type and the events' types, versions and data
+   */
+  readonly requestFingerprint?: string;
   /** @default a random UUID */
   readonly correlationId?: string;
   /** @default the correlation id */
@@ -212,7 +219,7 @@ export class EventStore {
    */
   public async append(aggregateId: string, events: ReadonlyArray<NewEvent>, options: AppendOptions): Promise<AppendResult> {
     this.validateAppend(aggregateId, events, options);
-    const fingerprint = options.idempotencyKey ? this.fingerprint(options.aggregateType, events) : undefined;
+    const fingerprint = options.idempotencyKey ? options.requestFingerprint ?? this.fingerprint(options.aggregateType, events) : undefined;
     if (options.idempotencyKey && fingerprint) {
       const replay = await this.replayIdempotent(options.idempotencyKey, fingerprint);
       if (replay) return replay;

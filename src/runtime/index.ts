@@ -15,3 +15,4 @@ export * from './stream-records';
 export * from './republish';
 export * from './http';
 export * from './routes';
+export * from './domain-spec';

@@ -1,0 +1,265 @@
+/**
+ * The domains of the original Skafu platform, built only by declaration (no custom code).
+ */
+import { Duration } from 'aws-cdk-lib';
+import {
+  AggregateIdSource,
+  DataSource,
+  Precondition,
+  ProjectionAction,
+  ProjectionValue,
+  QueryInput,
+  ValueType,
+  type DomainDeclaration,
+} from '../../src';
+
+const WRITERS = ['Admin', 'Developer'];
+const READERS = ['Admin', 'Developer', 'Viewer'];
+const text = (max: number) => ({ type: 'string', minLength: 1, maxLength: max });
+
+export const observability: DomainDeclaration = {
+  name: 'observability',
+  commands: [
+    {
+      name: 'CollectMetric',
+      path: 'metrics',
+      allowedGroups: WRITERS,
+      aggregateType: 'Metric',
+      aggregateId: AggregateIdSource.generated('metric-'),
+      eventType: 'MetricCollected',
+      bodySchema: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'value', 'unit', 'source'],
+        properties: {
+          name: { ...text(128), pattern: '^[A-Za-z0-9_.:/-]+$' },
+          value: { type: 'number' },
+          unit: text(32),
+          tags: { type: 'object', maxProperties: 20, additionalProperties: { type: 'string', maxLength: 256 } },
+          timestamp: { type: 'string', format: 'date-time' },
+          source: text(128),
+        },
+      },
+      extraData: { collectedAt: DataSource.requestTime(), collectedBy: DataSource.userId() },
+    },
+    {
+      name: 'CreateAlert',
+      path: 'alerts',
+      allowedGroups: WRITERS,
+      aggregateType: 'Alert',
+      aggregateId: AggregateIdSource.generated('alert-'),
+      eventType: 'AlertCreated',
+      bodySchema: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'metricName', 'threshold', 'condition', 'severity'],
+        properties: {
+          name: text(100),
+          description: { type: 'string', maxLength: 500 },
+          metricName: text(128),
+          threshold: { type: 'number' },
+          condition: { enum: ['GreaterThan', 'GreaterThanOrEqual', 'LessThan', 'LessThanOrEqual'] },
+          severity: { enum: ['low', 'medium', 'high', 'critical'] },
+        },
+      },
+      extraData: { alertId: DataSource.aggregateId(), createdBy: DataSource.userId() },
+    },
+    {
+      name: 'TriggerAlert',
+      path: 'alerts/{alertId}/trigger',
+      allowedGroups: WRITERS,
+      aggregateType: 'Alert',
+      aggregateId: AggregateIdSource.fromPath('alertId'),
+      precondition: Precondition.MUST_EXIST,
+      eventType: 'AlertTriggered',
+      bodySchema: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['metricValue'],
+        properties: { metricValue: { type: 'number' }, message: { type: 'string', maxLength: 500 } },
+      },
+      extraData: { alertId: DataSource.pathParameter('alertId'), triggeredAt: DataSource.requestTime() },
+    },
+  ],
+  readModels: [
+    {
+      name: 'metrics',
+      partitionKey: { name: 'name' },
+      sortKey: { name: 'collectedAt' },
+      timeToLiveAttribute: 'expiresAt',
+      projections: [
+        {
+          eventType: 'MetricCollected',
+          action: ProjectionAction.putItem({
+            key: { name: ProjectionValue.fromData('name'), collectedAt: ProjectionValue.fromData('collectedAt') },
+            attributes: {
+              metricId: ProjectionValue.fromEnvelope('aggregateId'),
+              value: ProjectionValue.fromData('value', ValueType.NUMBER),
+              unit: ProjectionValue.fromData('unit'),
+              source: ProjectionValue.fromData('source'),
+              tags: ProjectionValue.fromData('tags', ValueType.JSON),
+            },
+            ttl: Duration.days(30),
+          }),
+        },
+      ],
+    },
+    {
+      name: 'alerts',
+      partitionKey: { name: 'alertId' },
+      projections: [
+        {
+          eventType: 'AlertCreated',
+          action: ProjectionAction.putItem({
+            key: { alertId: ProjectionValue.fromEnvelope('aggregateId') },
+            attributes: {
+              name: ProjectionValue.fromData('name'),
+              metricName: ProjectionValue.fromData('metricName'),
+              threshold: ProjectionValue.fromData('threshold', ValueType.NUMBER),
+              condition: ProjectionValue.fromData('condition'),
+              severity: ProjectionValue.fromData('severity'),
+              createdAt: ProjectionValue.fromEnvelope('timestamp'),
+              triggerCount: ProjectionValue.number(0),
+              version: ProjectionValue.fromEnvelope('eventSequence'),
+            },
+          }),
+        },
+        {
+          eventType: 'AlertTriggered',
+          action: ProjectionAction.updateItem({
+            key: { alertId: ProjectionValue.fromEnvelope('aggregateId') },
+            set: {
+              lastTriggeredAt: ProjectionValue.fromData('triggeredAt'),
+              lastValue: ProjectionValue.fromData('metricValue', ValueType.NUMBER),
+              version: ProjectionValue.fromEnvelope('eventSequence'),
+            },
+            add: { triggerCount: ProjectionValue.number(1) },
+          }),
+        },
+      ],
+    },
+  ],
+  queries: [
+    {
+      name: 'QueryMetrics',
+      path: 'metrics',
+      allowedGroups: READERS,
+      readModel: 'metrics',
+      partitionKey: { attribute: 'name', input: QueryInput.queryParameter('name') },
+      sortKeyRange: { attribute: 'collectedAt', fromParameter: 'from', toParameter: 'to' },
+      newestFirst: true,
+    },
+    { name: 'ListAlerts', path: 'alerts', allowedGroups: READERS, readModel: 'alerts', filters: [{ attribute: 'severity', parameter: 'severity' }] },
+    { name: 'GetAlert', path: 'alerts/{alertId}', allowedGroups: READERS, readModel: 'alerts', key: { alertId: QueryInput.pathParameter('alertId') } },
+  ],
+};
+
+const projectBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'description'],
+  properties: { name: text(100), description: { type: 'string', maxLength: 500 } },
+};
+
+export const projectManagement: DomainDeclaration = {
+  name: 'projects',
+  commands: [
+    {
+      name: 'CreateProject',
+      path: 'projects',
+      allowedGroups: WRITERS,
+      aggregateType: 'Project',
+      aggregateId: AggregateIdSource.generated('project-'),
+      eventType: 'ProjectCreated',
+      bodySchema: {
+        ...projectBody,
+        required: ['name', 'description', 'templateId'],
+        properties: { ...projectBody.properties, templateId: text(64) },
+      },
+      extraData: { projectId: DataSource.aggregateId(), ownerId: DataSource.userId(), status: DataSource.constant('ACTIVE') },
+    },
+    {
+      name: 'UpdateProject',
+      method: 'PUT',
+      path: 'projects/{projectId}',
+      allowedGroups: WRITERS,
+      aggregateType: 'Project',
+      aggregateId: AggregateIdSource.fromPath('projectId'),
+      precondition: Precondition.MUST_EXIST,
+      eventType: 'ProjectUpdated',
+      bodySchema: projectBody,
+      extraData: { projectId: DataSource.pathParameter('projectId'), updatedBy: DataSource.userId() },
+    },
+    {
+      name: 'ArchiveProject',
+      path: 'projects/{projectId}/archive',
+      allowedGroups: WRITERS,
+      aggregateType: 'Project',
+      aggregateId: AggregateIdSource.fromPath('projectId'),
+      precondition: Precondition.MUST_EXIST,
+      eventType: 'ProjectArchived',
+      bodySchema: { type: 'object', additionalProperties: false, properties: { reason: { type: 'string', maxLength: 200 } } },
+      extraData: { projectId: DataSource.pathParameter('projectId'), archivedBy: DataSource.userId(), archivedAt: DataSource.requestTime() },
+    },
+  ],
+  readModels: [
+    {
+      name: 'projects',
+      partitionKey: { name: 'projectId' },
+      indexes: [{ indexName: 'byStatus', partitionKey: { name: 'status' }, sortKey: { name: 'createdAt' } }],
+      projections: [
+        {
+          eventType: 'ProjectCreated',
+          action: ProjectionAction.putItem({
+            key: { projectId: ProjectionValue.fromEnvelope('aggregateId') },
+            attributes: {
+              name: ProjectionValue.fromData('name'),
+              description: ProjectionValue.fromData('description'),
+              templateId: ProjectionValue.fromData('templateId'),
+              ownerId: ProjectionValue.fromData('ownerId'),
+              status: ProjectionValue.string('ACTIVE'),
+              createdAt: ProjectionValue.fromEnvelope('timestamp'),
+              updatedAt: ProjectionValue.fromEnvelope('timestamp'),
+              version: ProjectionValue.fromEnvelope('eventSequence'),
+            },
+          }),
+        },
+        {
+          eventType: 'ProjectUpdated',
+          action: ProjectionAction.updateItem({
+            key: { projectId: ProjectionValue.fromEnvelope('aggregateId') },
+            set: {
+              name: ProjectionValue.fromData('name'),
+              description: ProjectionValue.fromData('description'),
+              updatedAt: ProjectionValue.fromEnvelope('timestamp'),
+              version: ProjectionValue.fromEnvelope('eventSequence'),
+            },
+          }),
+        },
+        {
+          eventType: 'ProjectArchived',
+          action: ProjectionAction.updateItem({
+            key: { projectId: ProjectionValue.fromEnvelope('aggregateId') },
+            set: {
+              status: ProjectionValue.string('ARCHIVED'),
+              archivedAt: ProjectionValue.fromData('archivedAt'),
+              updatedAt: ProjectionValue.fromEnvelope('timestamp'),
+              version: ProjectionValue.fromEnvelope('eventSequence'),
+            },
+          }),
+        },
+      ],
+    },
+  ],
+  queries: [
+    {
+      name: 'ListProjects',
+      path: 'projects',
+      allowedGroups: READERS,
+      readModel: 'projects',
+      filters: [{ attribute: 'status', parameter: 'status' }],
+    },
+    { name: 'GetProject', path: 'projects/{projectId}', allowedGroups: READERS, readModel: 'projects', key: { projectId: QueryInput.pathParameter('projectId') } },
+  ],
+};
+

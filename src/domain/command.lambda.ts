@@ -1,0 +1,256 @@
+/**
+ * The bundled command handler of a declared domain: validates the body (Ajv, JSON Schema), resolves the aggregate
+ * id and the expected version (`If-Match`), checks the precondition, appends the event (idempotent with
+ * `Idempotency-Key`), and answers 201/202 with `aggregateId`, `eventSequence` and `correlationId`.
+ *
+ * Answers: 400 invalid JSON or body (with the failing paths), bad id, bad header; 404 aggregate must exist but
+ * does not; 409 version conflict, aggregate already exists, idempotency key reused; 413 body too large; 415 not
+ * JSON; 500 unexpected (reported on the error bus). Every answer is JSON with the correlation id. Nothing is
+ * written for any answer but 201/202.
+ */
+import { randomUUID } from 'node:crypto';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import Ajv, { type ValidateFunction } from 'ajv';
+import addFormats from 'ajv-formats';
+import { Responder, requestCorrelationId } from './http-response';
+import { powertools, traced, type Powertools } from '../internal/powertools';
+import { canonicalJson, sha256 } from '../runtime/canonical-json';
+import { decodeDomainSpec, type CommandSpec, type DomainSpec } from '../runtime/domain-spec';
+import { ErrorReporter } from '../runtime/error-reporter';
+import { ConcurrencyError, EventStoreValidationError, IdempotencyKeyReuseError } from '../runtime/errors';
+import { ANY, EventStore, NO_STREAM, type ExpectedVersion } from '../runtime/event-store';
+import { headerValue } from '../runtime/http';
+import type { JsonObject, JsonValue } from '../runtime/json';
+
+export interface CommandHandlerDeps {
+  readonly spec: DomainSpec;
+  readonly store: EventStore;
+  readonly reporter: ErrorReporter;
+  readonly tools: Powertools;
+  readonly corsOrigins?: string[];
+}
+
+const AGGREGATE_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,255}$/;
+const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,128}$/;
+
+class Rejection extends Error {
+  constructor(
+    public readonly status: number,
+    public readonly error: string,
+    message: string,
+    public readonly extra: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
+export function createCommandHandler(deps: CommandHandlerDeps) {
+  const { spec, store, reporter, tools } = deps;
+  const responder = new Responder(deps.corsOrigins ?? []);
+  const ajv = new Ajv({ allErrors: true, strict: false, coerceTypes: false, useDefaults: false });
+  addFormats(ajv);
+  const commands = new Map<string, { spec: CommandSpec; validate: ValidateFunction }>();
+  for (const command of spec.commands) {
+    commands.set(`${command.method} ${command.resource}`, { spec: command, validate: ajv.compile(command.schema) });
+  }
+
+  return async (event: APIGatewayProxyEvent, context?: Context): Promise<APIGatewayProxyResult> => {
+    const correlationId = requestCorrelationId(event);
+    tools.logger.appendKeys({ correlationId });
+    const found = commands.get(`${event.httpMethod} ${event.resource}`);
+    try {
+      if (!found) throw new Rejection(404, 'NotFound', `no command is declared for ${event.httpMethod} ${event.resource}`);
+      const result = await execute(found.spec, found.validate, event, correlationId);
+      tools.metrics.addDimension('command', found.spec.name);
+      tools.metrics.addMetric('CommandAccepted', MetricUnit.Count, 1);
+      return result;
+    } catch (err) {
+      if (err instanceof Rejection) {
+        tools.logger.info('command rejected', { command: found?.spec.name, status: err.status, error: err.error, message: err.message });
+        tools.metrics.addMetric('CommandRejected', MetricUnit.Count, 1);
+        return responder.error(event, err.status, err.error, err.message, correlationId, err.extra);
+      }
+      tools.logger.error('command failed', { command: found?.spec.name, error: err as Error });
+      tools.metrics.addMetric('CommandFailed', MetricUnit.Count, 1);
+      await reporter.report(err, {
+        correlationId,
+        context: {
+          domain: spec.domain,
+          functionName: context?.functionName ?? process.env.AWS_LAMBDA_FUNCTION_NAME,
+          apiPath: event.resource,
+          httpMethod: event.httpMethod,
+          userId: userIdOf(event),
+        },
+        original: { path: event.path, pathParameters: event.pathParameters, headers: event.headers, body: truncate(event.body) },
+      });
+      return responder.error(event, 500, 'InternalError', 'Internal error', correlationId);
+    } finally {
+      tools.metrics.publishStoredMetrics();
+      tools.logger.removeKeys(['correlationId']);
+    }
+  };
+
+  async function execute(command: CommandSpec, validate: ValidateFunction, event: APIGatewayProxyEvent, correlationId: string): Promise<APIGatewayProxyResult> {
+    const body = parseBody(command, event);
+    if (!validate(body)) {
+      const details = (validate.errors ?? []).slice(0, 20).map((e) => ({
+        path: e.instancePath || '/',
+        message: e.message ?? 'is invalid',
+        ...(e.params && Object.keys(e.params).length > 0 ? { params: e.params } : {}),
+      }));
+      throw new Rejection(400, 'ValidationError', `the body does not match ${command.name}'s schema`, { details });
+    }
+    const aggregateId = resolveAggregateId(command, event, body as JsonObject);
+    const expectedVersion = await resolveExpectedVersion(command, event, aggregateId);
+    const idempotencyKey = headerValue(event.headers, 'Idempotency-Key');
+    if (idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(idempotencyKey)) {
+      throw new Rejection(400, 'ValidationError', 'Idempotency-Key must be 1-128 letters, digits or . _ : -');
+    }
+    const userId = userIdOf(event);
+    const data: JsonObject = { ...(body as JsonObject) };
+    for (const [field, source] of Object.entries(command.extraData)) {
+      data[field] = dataValue(source, event, aggregateId, userId);
+    }
+    try {
+      const result = await store.append(aggregateId, [{ eventType: command.eventType, eventVersion: command.eventVersion, data }], {
+        expectedVersion,
+        aggregateType: command.aggregateType,
+        correlationId,
+        causationId: event.requestContext?.requestId ?? correlationId,
+        // Scoped per domain, command and user: one client's key never replays another's result.
+        idempotencyKey: idempotencyKey ? `${spec.domain}:${command.name}:${userId ?? 'anonymous'}:${idempotencyKey}` : undefined,
+        // The request, not the event: a retried create generates a new id and time, and is still the same request.
+        requestFingerprint: sha256(canonicalJson([command.name, event.pathParameters ?? {}, body])),
+        metadata: { ...(userId ? { userId } : {}), ...(event.requestContext?.requestId ? { requestId: event.requestContext.requestId } : {}), command: command.name },
+      });
+      const [committed] = result.events;
+      return responder.json(
+        event,
+        result.firstSequence === 1 ? 201 : 202,
+        { aggregateId: result.aggregateId, eventSequence: committed.eventSequence, eventId: committed.eventId, eventType: committed.eventType },
+        correlationId,
+        { ETag: `"${result.nextExpectedVersion}"`, ...(result.idempotentReplay ? { 'Idempotent-Replayed': 'true' } : {}) },
+      );
+    } catch (err) {
+      if (err instanceof ConcurrencyError) {
+        if (command.precondition === 'must-not-exist' || err.expectedVersion === NO_STREAM) {
+          throw new Rejection(409, 'AggregateAlreadyExists', `${command.aggregateType} '${aggregateId}' already exists`);
+        }
+        if (err.actualVersion === 0) throw new Rejection(404, 'AggregateNotFound', `${command.aggregateType} '${aggregateId}' does not exist`);
+        throw new Rejection(409, 'VersionConflict', `${command.aggregateType} '${aggregateId}' is at version ${err.actualVersion}, not ${String(err.expectedVersion)}`, {
+          expectedVersion: err.expectedVersion,
+          actualVersion: err.actualVersion,
+        });
+      }
+      if (err instanceof IdempotencyKeyReuseError) {
+        throw new Rejection(409, 'IdempotencyKeyReused', 'this Idempotency-Key was already used for a different request');
+      }
+      if (err instanceof EventStoreValidationError) {
+        const tooLarge = err.problems.some((p) => /bytes, over/.test(p.message));
+        throw new Rejection(tooLarge ? 413 : 400, tooLarge ? 'PayloadTooLarge' : 'ValidationError', err.message, {
+          details: err.problems.map((p) => ({ path: `/${p.path.replace(/^events\[0\]\.?/, '').replace(/\./g, '/')}`, message: p.message })),
+        });
+      }
+      throw err;
+    }
+  }
+
+  function parseBody(command: CommandSpec, event: APIGatewayProxyEvent): unknown {
+    const contentType = headerValue(event.headers, 'Content-Type');
+    if (contentType !== undefined && !/^application\/([a-z0-9.+-]*\+)?json\b/i.test(contentType.trim())) {
+      throw new Rejection(415, 'UnsupportedMediaType', 'the body must be application/json');
+    }
+    const raw = event.body === null || event.body === undefined ? '' : event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
+    if (Buffer.byteLength(raw, 'utf8') > command.maxBodyBytes) {
+      throw new Rejection(413, 'PayloadTooLarge', `the body is over ${command.maxBodyBytes} bytes`);
+    }
+    if (raw.trim() === '') return {};
+    try {
+      return JSON.parse(raw) as unknown;
+    } catch {
+      throw new Rejection(400, 'ValidationError', 'the body is not valid JSON');
+    }
+  }
+
+  function resolveAggregateId(command: CommandSpec, event: APIGatewayProxyEvent, body: JsonObject): string {
+    const source = command.aggregateId;
+    let id: unknown;
+    if (source.kind === 'generated') id = `${source.prefix}${randomUUID()}`;
+    else if (source.kind === 'path') id = event.pathParameters?.[source.name];
+    else id = body[source.field];
+    if (typeof id !== 'string' || !AGGREGATE_ID.test(id)) {
+      const where = source.kind === 'path' ? `path parameter '${source.name}'` : source.kind === 'body' ? `body field '${source.field}'` : 'generated id';
+      throw new Rejection(400, 'ValidationError', `the ${where} must be 1-256 letters, digits or . _ : - (starting with a letter or digit)`);
+    }
+    return id;
+  }
+
+  async function resolveExpectedVersion(command: CommandSpec, event: APIGatewayProxyEvent, aggregateId: string): Promise<ExpectedVersion> {
+    const ifMatch = headerValue(event.headers, 'If-Match')?.trim();
+    let version: number | undefined;
+    if (ifMatch !== undefined && ifMatch !== '*') {
+      const m = /^(?:W\/)?"?(\d{1,15})"?$/.exec(ifMatch);
+      if (!m) throw new Rejection(400, 'ValidationError', 'If-Match must be a version number (an ETag such as "3")');
+      version = Number(m[1]);
+    }
+    if (command.precondition === 'must-not-exist') {
+      if (ifMatch !== undefined && version !== 0) throw new Rejection(400, 'ValidationError', `${command.name} creates the aggregate: If-Match may only be "0"`);
+      return NO_STREAM;
+    }
+    if (version !== undefined) {
+      if (command.precondition === 'must-exist' && version === 0) throw new Rejection(400, 'ValidationError', `${command.name} needs an existing aggregate: If-Match must be 1 or more`);
+      return version;
+    }
+    if (command.precondition === 'must-exist' || ifMatch === '*') {
+      // Events are never deleted: once the aggregate exists it keeps existing, so 'any' is safe after this check.
+      if ((await store.readVersion(aggregateId)) === 0) {
+        throw new Rejection(404, 'AggregateNotFound', `${command.aggregateType} '${aggregateId}' does not exist`);
+      }
+    }
+    return ANY;
+  }
+}
+
+function userIdOf(event: APIGatewayProxyEvent): string | undefined {
+  const id = (event.requestContext?.authorizer as Record<string, unknown> | undefined)?.userId;
+  return typeof id === 'string' && id.length > 0 ? id : undefined;
+}
+
+function dataValue(source: CommandSpec['extraData'][string], event: APIGatewayProxyEvent, aggregateId: string, userId: string | undefined): JsonValue {
+  switch (source.kind) {
+    case 'path':
+      return event.pathParameters?.[source.name] ?? null;
+    case 'userId':
+      return userId ?? null;
+    case 'requestTime':
+      return new Date().toISOString();
+    case 'aggregateId':
+      return aggregateId;
+    default:
+      return source.value;
+  }
+}
+
+function truncate(body: string | null): string | null {
+  return body && body.length > 2048 ? `${body.slice(0, 2048)}…` : body;
+}
+
+let instance: ReturnType<typeof createCommandHandler> | undefined;
+
+export const handler = async (event: APIGatewayProxyEvent, context: Context): Promise<APIGatewayProxyResult> => {
+  if (!instance) {
+    const tools = powertools(`skafu-${process.env.SKAFU_DOMAIN ?? 'domain'}-commands`);
+    const spec = decodeDomainSpec(process.env.SKAFU_DOMAIN_SPEC ?? '');
+    instance = createCommandHandler({
+      spec,
+      tools,
+      store: EventStore.fromEnvironment({ client: traced(tools, new DynamoDBClient({})) }),
+      reporter: new ErrorReporter({ component: spec.domain, client: traced(tools, new EventBridgeClient({})) }),
+      corsOrigins: (process.env.SKAFU_CORS_ORIGINS ?? '').split(',').filter(Boolean),
+    });
+  }
+  return instance(event, context);
+};

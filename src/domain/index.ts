@@ -1,0 +1,554 @@
+import { Aws, Duration } from 'aws-cdk-lib';
+import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import { Construct } from 'constructs';
+import { CommandFunction } from './command-function';
+import { AggregateIdSource, DataSource, Precondition, QueryInput, QueryInputType } from './declarations';
+import { QueryFunction } from './query-function';
+import type { IErrorBus } from '../error-bus';
+import type { IEventStoreTable } from '../event-store';
+import { acknowledgeHandlerRole, handlerOptions } from '../internal/handler';
+import { ProjectionAction, ProjectionStateMachine, ReadModelTable, type ReadModelTableProps } from '../projections';
+import { encodeDomainSpec, readModelEnvName, type CommandSpec, type DomainSpec, type QuerySpec } from '../runtime/domain-spec';
+import type { SkafuApi } from '../api';
+import type * as events from 'aws-cdk-lib/aws-events';
+import type * as logs from 'aws-cdk-lib/aws-logs';
+
+export * from './declarations';
+
+/** A command of a domain: a route that appends one event. */
+export interface CommandDefinition {
+  /** The command's name (`CreateAlert`). */
+  readonly name: string;
+  /** @default 'POST' */
+  readonly method?: string;
+  /** The path under `/api/v1/<domain>/` (`alerts/{alertId}/trigger`). */
+  readonly path: string;
+  /** The groups allowed to call it. */
+  readonly allowedGroups: string[];
+  /** The aggregate's type (`Alert`). */
+  readonly aggregateType: string;
+  /** Where the aggregate id comes from. */
+  readonly aggregateId: AggregateIdSource;
+  /**
+   * @default MUST_NOT_EXIST for generated ids, otherwise ANY
+   */
+  readonly precondition?: Precondition;
+  /** The event type it emits (`AlertCreated`). */
+  readonly eventType: string;
+  /** @default 1 */
+  readonly eventVersion?: number;
+  /**
+   * JSON Schema (draft 2019-09/2020-12 as Ajv reads it) of the body; the body becomes the event's data.
+   * It must describe an object.
+   * @default { type: 'object', additionalProperties: false } (an empty body)
+   */
+  readonly bodySchema?: { [key: string]: any };
+  /**
+   * Values added to the event's data, besides the body (path parameters, the user id, the request time, ...).
+   * @default - none
+   */
+  readonly extraData?: { [field: string]: DataSource };
+  /**
+   * @default 102400 (100 KB)
+   */
+  readonly maxBodyBytes?: number;
+  /**
+   * A Lambda of your own that handles the command instead of the bundled handler (use `@skafu/constructs/runtime`
+   * in it). The domain wires its environment and grants.
+   * @default - the bundled command handler
+   */
+  readonly handler?: lambda.IFunction;
+  /**
+   * Secrets the handler may read: granted, and their ARNs in `SKAFU_SECRET_<NAME>` variables.
+   * @default - none
+   */
+  readonly secrets?: secretsmanager.ISecret[];
+}
+
+/** A sort key range read from two query-string parameters. */
+export interface SortKeyRange {
+  readonly attribute: string;
+  /** @default - no lower bound */
+  readonly fromParameter?: string;
+  /** @default - no upper bound */
+  readonly toParameter?: string;
+  /** @default QueryInputType.STRING */
+  readonly type?: QueryInputType;
+}
+
+/** An equality filter from a query-string parameter, applied when the parameter is given. */
+export interface QueryFilter {
+  readonly attribute: string;
+  readonly parameter: string;
+  /** @default QueryInputType.STRING */
+  readonly type?: QueryInputType;
+}
+
+/** The partition key condition of a list query. */
+export interface PartitionKeyCondition {
+  readonly attribute: string;
+  readonly input: QueryInput;
+}
+
+/** A query of a domain: a GET route that reads a read model. */
+export interface QueryDefinition {
+  readonly name: string;
+  /** The path under `/api/v1/<domain>/`. */
+  readonly path: string;
+  readonly allowedGroups: string[];
+  /** The read model's name (one of the domain's `readModels`). */
+  readonly readModel: string;
+  /**
+   * Get one item by its key; without it, the query lists.
+   * @default - a list query
+   */
+  readonly key?: { [attribute: string]: QueryInput };
+  /**
+   * List by a partition key (a Query); without it, the list scans.
+   * @default - scan
+   */
+  readonly partitionKey?: PartitionKeyCondition;
+  /** @default - none */
+  readonly sortKeyRange?: SortKeyRange;
+  /** @default - the table */
+  readonly index?: string;
+  /** @default - none */
+  readonly filters?: QueryFilter[];
+  /** @default 25 */
+  readonly pageSize?: number;
+  /** @default 100 */
+  readonly maxPageSize?: number;
+  /** @default false */
+  readonly newestFirst?: boolean;
+  /** @default - the bundled query handler */
+  readonly handler?: lambda.IFunction;
+  /** @default - none */
+  readonly secrets?: secretsmanager.ISecret[];
+}
+
+/** A projection of a read model: an event type and what it does. */
+export interface ReadModelProjection {
+  readonly eventType: string;
+  readonly action: ProjectionAction;
+}
+
+/** A read model of a domain, with its projections. */
+export interface ReadModelDefinition extends ReadModelTableProps {
+  /** Its name in the domain (used by queries). */
+  readonly name: string;
+  readonly projections: ReadModelProjection[];
+}
+
+/** The shared pieces a domain plugs into (SkafuPlatform provides them). */
+export interface DomainPlatformRefs {
+  readonly eventStore: IEventStoreTable;
+  readonly eventBus: events.IEventBus;
+  readonly errorBus: IErrorBus;
+  readonly api: SkafuApi;
+  /** @default 'development' */
+  readonly environment?: string;
+  /** @default 'INFO' */
+  readonly logLevel?: string;
+  /** @default logs.RetentionDays.ONE_MONTH */
+  readonly logRetention?: logs.RetentionDays;
+  /** Where alarms send their actions. @default - no action */
+  readonly alarmTopic?: sns.ITopic;
+  /** Platform metrics shown on every domain dashboard. @default - none */
+  readonly sharedWidgets?: cloudwatch.IWidget[];
+}
+
+/** Properties of an EventSourcedDomain. */
+export interface EventSourcedDomainProps {
+  readonly platform: DomainPlatformRefs;
+  /** The domain's name: lower-case, used in routes (`/api/v1/<name>`), sources (`skafu.<name>`) and names. */
+  readonly name: string;
+  /** @default - none */
+  readonly commands?: CommandDefinition[];
+  /** @default - none */
+  readonly queries?: QueryDefinition[];
+  /** @default - none */
+  readonly readModels?: ReadModelDefinition[];
+  /**
+   * Event types of the domain emitted by custom handlers (so that projections see every event of an aggregate).
+   * @default - the commands' event types only
+   */
+  readonly eventTypes?: string[];
+}
+
+const DOMAIN = /^[a-z][a-z0-9-]{0,30}$/;
+const COMMAND = /^[A-Z][A-Za-z0-9]{0,63}$/;
+
+/**
+ * A declared event-sourced domain: commands (routes that validate and append events), queries (routes that read
+ * read models), read models with their projections, monitoring (a dashboard and alarms), wired to the platform's
+ * event store, buses and API with least-privilege grants.
+ */
+export class EventSourcedDomain extends Construct {
+  public readonly domainName: string;
+  /** The bundled command handler (all bundled commands of the domain). */
+  public readonly commandFunction?: lambda.IFunction;
+  /** The bundled query handler (all bundled queries of the domain). */
+  public readonly queryFunction?: lambda.IFunction;
+  public readonly readModels: Record<string, ReadModelTable> = {};
+  public readonly projections?: ProjectionStateMachine;
+  public readonly dashboard: cloudwatch.Dashboard;
+  public readonly alarms: cloudwatch.Alarm[] = [];
+  /** The domain's event types (what its commands emit, plus `eventTypes`). */
+  public readonly eventTypes: string[];
+
+  constructor(scope: Construct, id: string, props: EventSourcedDomainProps) {
+    super(scope, id);
+    const commands = props.commands ?? [];
+    const queries = props.queries ?? [];
+    const readModels = props.readModels ?? [];
+    validate(this.node.path, props);
+    this.domainName = props.name;
+    const platform = props.platform;
+    const environment = platform.environment ?? 'development';
+    this.eventTypes = [...new Set([...commands.map((c) => c.eventType), ...(props.eventTypes ?? [])])];
+    const settings = { logRetention: platform.logRetention, logLevel: platform.logLevel };
+    const baseEnv = {
+      SKAFU_DOMAIN: props.name,
+      SKAFU_ENVIRONMENT: environment,
+      ...platform.errorBus.environmentVariables(),
+    };
+
+    // Read models and their projections.
+    for (const rm of readModels) {
+      const { name, projections: _, ...tableProps } = rm;
+      this.readModels[name] = new ReadModelTable(this, `ReadModel${pascal(name)}`, tableProps);
+    }
+    const projectionList = readModels.flatMap((rm) => rm.projections.map((p) => ({ eventType: p.eventType, readModel: this.readModels[rm.name], action: p.action })));
+    if (projectionList.length > 0) {
+      this.projections = new ProjectionStateMachine(this, 'Projections', {
+        domain: props.name,
+        eventBus: platform.eventBus,
+        errorBus: platform.errorBus,
+        projections: projectionList,
+        eventTypes: this.eventTypes,
+        logRetention: platform.logRetention,
+      });
+    }
+
+    // The domain's spec, for the bundled handlers.
+    const resource = (path: string) => `/api/v1/${props.name}/${trimSlashes(path)}`;
+    const commandSpecs: CommandSpec[] = commands.filter((c) => !c.handler).map((c) => commandSpec(c, resource(c.path)));
+    const querySpecs: QuerySpec[] = queries.filter((q) => !q.handler).map((q) => querySpec(q, resource(q.path)));
+    const spec: DomainSpec = { domain: props.name, commands: commandSpecs, queries: querySpecs };
+    const encodedSpec = encodeDomainSpec(spec);
+    if (encodedSpec.length > 2800) {
+      throw new Error(`EventSourcedDomain ${this.node.path}: the declarations encode to ${encodedSpec.length} bytes, over the 2800 a handler's environment allows; move commands with large schemas to a second domain`);
+    }
+    const cors = platform.api.corsOrigins.join(',');
+
+    if (commandSpecs.length > 0) {
+      const options = handlerOptions(this, 'Commands', {
+        ...settings,
+        description: `Skafu ${props.name} command handler`,
+        serviceName: `skafu-${props.name}-commands`,
+        memorySize: 512,
+        timeout: Duration.seconds(15),
+        environment: { ...baseEnv, SKAFU_EVENT_STORE_TABLE: platform.eventStore.tableName, SKAFU_DOMAIN_SPEC: encodedSpec, SKAFU_CORS_ORIGINS: cors },
+      });
+      const fn = new CommandFunction(this, 'Commands', options);
+      platform.eventStore.grantAppendEvents(fn);
+      platform.errorBus.grantPutErrors(fn);
+      acknowledgeHandlerRole(options.role);
+      this.commandFunction = fn;
+    }
+    if (querySpecs.length > 0) {
+      const tableEnv = Object.fromEntries(querySpecs.map((q) => [readModelEnvName(q.readModel), this.readModels[q.readModel].tableName]));
+      const options = handlerOptions(this, 'Queries', {
+        ...settings,
+        description: `Skafu ${props.name} query handler`,
+        serviceName: `skafu-${props.name}-queries`,
+        memorySize: 512,
+        timeout: Duration.seconds(10),
+        environment: { ...baseEnv, ...tableEnv, SKAFU_DOMAIN_SPEC: encodedSpec, SKAFU_CORS_ORIGINS: cors },
+      });
+      const fn = new QueryFunction(this, 'Queries', options);
+      for (const name of new Set(querySpecs.map((q) => q.readModel))) this.grantReadModelRead(fn, this.readModels[name]);
+      platform.errorBus.grantPutErrors(fn);
+      acknowledgeHandlerRole(options.role);
+      this.queryFunction = fn;
+    }
+
+    // Routes.
+    for (const command of commands) {
+      const fn = command.handler ?? this.commandFunction!;
+      if (command.handler) this.wireCustomHandler(command.handler, baseEnv, platform, 'command');
+      this.grantSecrets(fn, command.secrets);
+      platform.api.addRoute(command.method ?? 'POST', `${props.name}/${trimSlashes(command.path)}`, integration(fn), {
+        allowedGroups: command.allowedGroups,
+        scope: this,
+        operationName: command.name,
+      });
+    }
+    for (const query of queries) {
+      const fn = query.handler ?? this.queryFunction!;
+      if (query.handler) {
+        this.wireCustomHandler(query.handler, baseEnv, platform, 'query');
+        this.grantReadModelRead(query.handler, this.readModels[query.readModel]);
+        (query.handler as lambda.Function).addEnvironment(readModelEnvName(query.readModel), this.readModels[query.readModel].tableName);
+      }
+      this.grantSecrets(fn, query.secrets);
+      platform.api.addRoute('GET', `${props.name}/${trimSlashes(query.path)}`, integration(fn), {
+        allowedGroups: query.allowedGroups,
+        scope: this,
+        operationName: query.name,
+        requestParameters: Object.fromEntries(
+          [query.partitionKey?.input, ...Object.values(query.key ?? {})]
+            .map((i) => i?._spec())
+            .filter((s): s is Extract<NonNullable<typeof s>, { kind: 'query' }> => s?.kind === 'query')
+            .map((s) => [`method.request.querystring.${s.name}`, s.required]),
+        ),
+      });
+    }
+
+    // One invoke permission per function, for the domain's routes only, on any stage.
+    const invokers = new Set<lambda.IFunction>([...commands.map((c) => c.handler ?? this.commandFunction!), ...queries.map((q) => q.handler ?? this.queryFunction!)]);
+    let n = 0;
+    for (const fn of invokers) {
+      fn.addPermission(`ApiInvoke${n++}${props.name.replace(/[^A-Za-z0-9]/g, '')}`, {
+        principal: new iam.ServicePrincipal('apigateway.amazonaws.com'),
+        action: 'lambda:InvokeFunction',
+        sourceArn: platform.api.restApi.arnForExecuteApi('*', `/api/v1/${props.name}/*`, '*'),
+      });
+    }
+
+    // Monitoring.
+    this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
+      dashboardName: `skafu-${environment}-${props.name}`,
+      defaultInterval: Duration.hours(3),
+    });
+    this.addMonitoring(props, commands, queries);
+  }
+
+  /** Lets a function read a read model (GetItem, Query, Scan on the table and its declared indexes). */
+  public grantReadModelRead(grantee: iam.IGrantable, readModel: ReadModelTable): iam.Grant {
+    return iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:Scan'],
+      resourceArns: [readModel.tableArn, ...readModel.indexNames.map((i) => `${readModel.tableArn}/index/${i}`)],
+    });
+  }
+
+  private wireCustomHandler(fn: lambda.IFunction, env: Record<string, string>, platform: DomainPlatformRefs, kind: 'command' | 'query'): void {
+    if (!(fn instanceof lambda.Function)) {
+      throw new Error(`EventSourcedDomain ${this.node.path}: a custom ${kind} handler must be a lambda.Function defined in this app (its environment is wired)`);
+    }
+    for (const [k, v] of Object.entries({ ...env, SKAFU_EVENT_STORE_TABLE: platform.eventStore.tableName, SKAFU_EVENT_BUS_NAME: platform.eventBus.eventBusName })) fn.addEnvironment(k, v);
+    platform.errorBus.grantPutErrors(fn);
+    if (kind === 'command') platform.eventStore.grantAppendEvents(fn);
+    else platform.eventStore.grantReadEvents(fn);
+  }
+
+  private grantSecrets(fn: lambda.IFunction, secrets: secretsmanager.ISecret[] | undefined): void {
+    for (const secret of secrets ?? []) {
+      secret.grantRead(fn);
+      if (fn instanceof lambda.Function) {
+        const name = secret.node.id.toUpperCase().replace(/[^A-Z0-9]/g, '_');
+        fn.addEnvironment(`SKAFU_SECRET_${name}`, secret.secretArn);
+      }
+    }
+  }
+
+  private addMonitoring(props: EventSourcedDomainProps, commands: CommandDefinition[], queries: QueryDefinition[]): void {
+    const platform = props.platform;
+    const api = platform.api;
+    const alarm = (id: string, description: string, metric: cloudwatch.IMetric, threshold: number, periods = 1) => {
+      const a = new cloudwatch.Alarm(this, id, {
+        alarmDescription: `${props.name}: ${description}`,
+        metric,
+        threshold,
+        evaluationPeriods: periods,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+      if (platform.alarmTopic) a.addAlarmAction(new cwActions.SnsAction(platform.alarmTopic));
+      this.alarms.push(a);
+      return a;
+    };
+    const handlerWidgets: cloudwatch.IWidget[] = [];
+    for (const [name, fn] of [['Commands', this.commandFunction], ['Queries', this.queryFunction]] as const) {
+      if (!fn) continue;
+      alarm(`${name}ErrorsAlarm`, `${name.toLowerCase()} handler errors`, fn.metricErrors({ period: Duration.minutes(5) }), 5);
+      alarm(`${name}ThrottlesAlarm`, `${name.toLowerCase()} handler throttles`, fn.metricThrottles({ period: Duration.minutes(5) }), 0);
+      handlerWidgets.push(
+        new cloudwatch.GraphWidget({
+          title: `${name} handler`,
+          left: [fn.metricInvocations(), fn.metricErrors(), fn.metricThrottles()],
+          right: [fn.metricDuration({ statistic: 'p90' })],
+          width: 12,
+        }),
+      );
+    }
+    const routes = [
+      ...commands.map((c) => ({ method: (c.method ?? 'POST').toUpperCase(), path: `/api/v1/${props.name}/${trimSlashes(c.path)}` })),
+      ...queries.map((q) => ({ method: 'GET', path: `/api/v1/${props.name}/${trimSlashes(q.path)}` })),
+    ];
+    const routeMetric = (metricName: string, statistic: string, label: string) => {
+      const using: Record<string, cloudwatch.IMetric> = {};
+      routes.slice(0, 50).forEach((r, i) => {
+        using[`m${metricName.replace(/[^A-Za-z0-9]/g, '').toLowerCase()}${i}`] = new cloudwatch.Metric({
+          namespace: 'AWS/ApiGateway',
+          metricName,
+          dimensionsMap: { ApiName: api.restApi.restApiName, Stage: api.stageName, Resource: r.path, Method: r.method },
+          statistic,
+          period: Duration.minutes(5),
+        });
+      });
+      const keys = Object.keys(using);
+      return new cloudwatch.MathExpression({
+        expression: statistic === 'Sum' ? keys.map((k) => `FILL(${k}, 0)`).join(' + ') : `MAX([${keys.join(', ')}])`,
+        usingMetrics: using,
+        label,
+        period: Duration.minutes(5),
+      });
+    };
+    if (routes.length > 0) {
+      alarm('Api5xxAlarm', 'API 5XX answers', routeMetric('5XXError', 'Sum', '5XX'), 0);
+      alarm('ApiLatencyAlarm', 'API p90 latency over 2 s', routeMetric('Latency', 'p90', 'latency p90 (worst route)'), 2000, 3);
+    }
+    if (this.projections) {
+      alarm('ProjectionFailuresAlarm', 'failed projections (reported on the error bus)', this.projections.metricFailedExecutions(), 0);
+    }
+    this.dashboard.addWidgets(new cloudwatch.TextWidget({ markdown: `# Skafu domain \`${props.name}\` (${platform.environment ?? 'development'})`, width: 24, height: 1 }));
+    if (routes.length > 0) {
+      this.dashboard.addWidgets(
+        new cloudwatch.GraphWidget({ title: 'API 4XX / 5XX', left: [routeMetric('4XXError', 'Sum', '4XX'), routeMetric('5XXError', 'Sum', '5XX')], width: 12 }),
+        new cloudwatch.GraphWidget({ title: 'API latency (p90, worst route)', left: [routeMetric('Latency', 'p90', 'latency p90')], width: 12 }),
+      );
+    }
+    if (handlerWidgets.length > 0) this.dashboard.addWidgets(...handlerWidgets);
+    if (this.projections) {
+      this.dashboard.addWidgets(
+        new cloudwatch.GraphWidget({
+          title: 'Projections',
+          left: [this.projections.metricStartedExecutions(), this.projections.metricFailedExecutions()],
+          right: [this.projections.metricDuration()],
+          width: 24,
+        }),
+      );
+    }
+    if (platform.sharedWidgets && platform.sharedWidgets.length > 0) this.dashboard.addWidgets(...platform.sharedWidgets);
+    this.dashboard.addWidgets(new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 24 }));
+  }
+}
+
+/**
+ * A Lambda proxy integration without the per-method permission LambdaIntegration adds: that permission names the
+ * stage, and the stage depends on the deployment, which depends on every route (in nested stacks too). The
+ * domain grants each function one permission for its own routes instead (any stage).
+ */
+function integration(fn: lambda.IFunction): apigw.Integration {
+  return new apigw.Integration({
+    type: apigw.IntegrationType.AWS_PROXY,
+    integrationHttpMethod: 'POST',
+    uri: `arn:${Aws.PARTITION}:apigateway:${Aws.REGION}:lambda:path/2015-03-31/functions/${fn.functionArn}/invocations`,
+  });
+}
+
+function trimSlashes(path: string): string {
+  return path.replace(/^\/+|\/+$/g, '');
+}
+
+function pascal(name: string): string {
+  return name.replace(/(^|[^A-Za-z0-9])([a-z0-9])/g, (_m, _s, c: string) => c.toUpperCase()).replace(/[^A-Za-z0-9]/g, '');
+}
+
+function commandSpec(c: CommandDefinition, resource: string): CommandSpec {
+  const aggregateId = c.aggregateId._spec();
+  return {
+    name: c.name,
+    method: (c.method ?? 'POST').toUpperCase(),
+    resource,
+    aggregateType: c.aggregateType,
+    eventType: c.eventType,
+    eventVersion: c.eventVersion ?? 1,
+    aggregateId,
+    precondition: (c.precondition ?? (aggregateId.kind === 'generated' ? Precondition.MUST_NOT_EXIST : Precondition.ANY)) as CommandSpec['precondition'],
+    schema: c.bodySchema ?? { type: 'object', additionalProperties: false },
+    extraData: Object.fromEntries(Object.entries(c.extraData ?? {}).map(([k, v]) => [k, v._spec()])),
+    maxBodyBytes: c.maxBodyBytes ?? 100 * 1024,
+  };
+}
+
+function querySpec(q: QueryDefinition, resource: string): QuerySpec {
+  return {
+    name: q.name,
+    resource,
+    readModel: q.readModel,
+    kind: q.key ? 'get' : 'list',
+    key: q.key ? Object.fromEntries(Object.entries(q.key).map(([k, v]) => [k, v._spec()])) : undefined,
+    partitionKey: q.partitionKey ? { attribute: q.partitionKey.attribute, input: q.partitionKey.input._spec() } : undefined,
+    sortKeyRange: q.sortKeyRange
+      ? { attribute: q.sortKeyRange.attribute, fromParameter: q.sortKeyRange.fromParameter, toParameter: q.sortKeyRange.toParameter, type: (q.sortKeyRange.type ?? QueryInputType.STRING) as 'S' | 'N' }
+      : undefined,
+    index: q.index,
+    filters: (q.filters ?? []).map((f) => ({ attribute: f.attribute, parameter: f.parameter, type: (f.type ?? QueryInputType.STRING) as 'S' | 'N' })),
+    pageSize: q.pageSize ?? 25,
+    maxPageSize: q.maxPageSize ?? 100,
+    newestFirst: q.newestFirst ?? false,
+  };
+}
+
+function validate(path: string, props: EventSourcedDomainProps): void {
+  const errors: string[] = [];
+  if (!DOMAIN.test(props.name)) errors.push(`'name' '${props.name}' must be 1-31 lower-case letters, digits or '-', starting with a letter`);
+  const commands = props.commands ?? [];
+  const queries = props.queries ?? [];
+  const readModels = props.readModels ?? [];
+  if (commands.length + queries.length === 0) errors.push('a domain needs at least one command or query');
+  const names = [...commands.map((c) => c.name), ...queries.map((q) => q.name)];
+  const dup = names.find((n, i) => names.indexOf(n) !== i);
+  if (dup) errors.push(`'${dup}' is declared twice`);
+  const routes = [...commands.map((c) => `${(c.method ?? 'POST').toUpperCase()} ${trimSlashes(c.path)}`), ...queries.map((q) => `GET ${trimSlashes(q.path)}`)];
+  const dupRoute = routes.find((r, i) => routes.indexOf(r) !== i);
+  if (dupRoute) errors.push(`route ${dupRoute} is declared twice`);
+  const rmNames = readModels.map((r) => r.name);
+  for (const c of commands) {
+    if (!COMMAND.test(c.name)) errors.push(`command '${c.name}' must be PascalCase`);
+    const spec = c.aggregateId._spec();
+    if (spec.kind === 'path' && !c.path.includes(`{${spec.name}}`)) errors.push(`command ${c.name}: aggregateId comes from path parameter '${spec.name}', which '${c.path}' does not have`);
+    if (c.bodySchema && c.bodySchema.type !== 'object') errors.push(`command ${c.name}: bodySchema must describe an object (type: 'object'); the body becomes the event's data`);
+    if (spec.kind === 'body' && c.bodySchema && !(Array.isArray(c.bodySchema.required) && c.bodySchema.required.includes(spec.field))) {
+      errors.push(`command ${c.name}: the aggregate id field '${spec.field}' must be required by bodySchema`);
+    }
+    if (spec.kind === 'generated' && c.precondition === Precondition.MUST_EXIST) errors.push(`command ${c.name}: a generated id cannot MUST_EXIST`);
+    for (const [field, source] of Object.entries(c.extraData ?? {})) {
+      const s = source._spec();
+      if (s.kind === 'path' && !c.path.includes(`{${s.name}}`)) errors.push(`command ${c.name}: extraData.${field} reads path parameter '${s.name}', which '${c.path}' does not have`);
+    }
+    if ((c.method ?? 'POST').toUpperCase() === 'GET') errors.push(`command ${c.name}: commands cannot be GET`);
+  }
+  for (const q of queries) {
+    if (!rmNames.includes(q.readModel)) errors.push(`query ${q.name}: read model '${q.readModel}' is not declared (${rmNames.join(', ') || 'none'})`);
+    const rm = readModels.find((r) => r.name === q.readModel);
+    if (rm && q.key) {
+      const keys = [rm.partitionKey.name, ...(rm.sortKey ? [rm.sortKey.name] : [])].sort();
+      if (Object.keys(q.key).sort().join() !== keys.join()) errors.push(`query ${q.name}: key must be exactly the read model's keys (${keys.join(', ')})`);
+    }
+    if (q.key && (q.partitionKey || q.sortKeyRange || q.filters)) errors.push(`query ${q.name}: 'key' (get) excludes partitionKey, sortKeyRange and filters (list)`);
+    if (rm && q.index && !(rm.indexes ?? []).some((i) => i.indexName === q.index)) errors.push(`query ${q.name}: index '${q.index}' is not declared on '${q.readModel}'`);
+    for (const input of [...Object.values(q.key ?? {}), ...(q.partitionKey ? [q.partitionKey.input] : [])]) {
+      const s = input._spec();
+      if (s.kind === 'path' && !q.path.includes(`{${s.name}}`)) errors.push(`query ${q.name}: path parameter '${s.name}' is not in '${q.path}'`);
+    }
+    if ((q.pageSize ?? 25) > (q.maxPageSize ?? 100)) errors.push(`query ${q.name}: pageSize is over maxPageSize`);
+  }
+  for (const rm of readModels) {
+    for (const p of rm.projections) {
+      if (!commands.some((c) => c.eventType === p.eventType) && !(props.eventTypes ?? []).includes(p.eventType)) {
+        errors.push(`read model ${rm.name}: projection of '${p.eventType}', which no command emits (declare it in eventTypes if a custom handler does)`);
+      }
+    }
+  }
+  if (errors.length > 0) throw new Error(`EventSourcedDomain ${path}: ${errors.join('; ')}`);
+}

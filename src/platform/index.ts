@@ -1,0 +1,244 @@
+import { Duration, NestedStack, RemovalPolicy, Tags } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as cognito from 'aws-cdk-lib/aws-cognito';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import { Construct } from 'constructs';
+import { SkafuApi, type ThrottleSettings } from '../api';
+import { EventSourcedDomain, type CommandDefinition, type DomainPlatformRefs, type QueryDefinition, type ReadModelDefinition } from '../domain';
+import { ErrorBus } from '../error-bus';
+import { DomainEventBus } from '../event-bus';
+import { EventStoreTable } from '../event-store';
+import { EventStorePublisher } from '../publisher';
+import { RbacUserPool } from '../rbac-user-pool';
+
+/** The environments the platform knows presets for. */
+export enum SkafuEnvironment {
+  DEVELOPMENT = 'development',
+  STAGING = 'staging',
+  PRODUCTION = 'production',
+}
+
+/** Properties of a SkafuPlatform. */
+export interface SkafuPlatformProps {
+  /**
+   * The environment preset: retention, deletion protection, throttling, log level and password policy.
+   * @default SkafuEnvironment.DEVELOPMENT
+   */
+  readonly environment?: SkafuEnvironment;
+  /**
+   * Log retention of every log group.
+   * @default development 30 days, staging 90 days, production 365 days
+   */
+  readonly logRetention?: logs.RetentionDays;
+  /**
+   * Deletion protection of the event store and the user pool.
+   * @default true in staging and production, false in development
+   */
+  readonly deletionProtection?: boolean;
+  /**
+   * Powertools log level of the handlers.
+   * @default DEBUG in development, INFO otherwise
+   */
+  readonly logLevel?: string;
+  /**
+   * API stage throttling.
+   * @default development 100/200, staging 500/1000, production 2000/5000
+   */
+  readonly throttle?: ThrottleSettings;
+  /**
+   * @default 12 characters in production, 8 otherwise; always lower, upper, digits and symbols
+   */
+  readonly passwordPolicy?: cognito.PasswordPolicy;
+  /**
+   * @default REQUIRED in production, OPTIONAL otherwise
+   */
+  readonly mfa?: cognito.Mfa;
+  /**
+   * @default ['http://localhost:3000']
+   */
+  readonly corsOrigins?: string[];
+  /**
+   * OAuth callback URLs of the web client (turns on the code flow with PKCE).
+   * @default - none
+   */
+  readonly callbackUrls?: string[];
+  /**
+   * Where every alarm of the platform and its domains sends its actions.
+   * @default - alarms without actions
+   */
+  readonly alarmTopic?: sns.ITopic;
+  /**
+   * A WAFv2 web ACL for the API stage.
+   * @default - none
+   */
+  readonly webAclArn?: string;
+  /**
+   * Put each domain in its own nested stack, so that a platform with many domains stays inside CloudFormation's
+   * per-stack limits.
+   * @default true
+   */
+  readonly nestedDomainStacks?: boolean;
+}
+
+/** A domain declaration for `SkafuPlatform.addDomain`. */
+export interface DomainDeclaration {
+  readonly name: string;
+  /** @default - none */
+  readonly commands?: CommandDefinition[];
+  /** @default - none */
+  readonly queries?: QueryDefinition[];
+  /** @default - none */
+  readonly readModels?: ReadModelDefinition[];
+  /** @default - the commands' event types */
+  readonly eventTypes?: string[];
+}
+
+const PRESETS = {
+  development: { logRetention: logs.RetentionDays.ONE_MONTH, deletionProtection: false, logLevel: 'DEBUG', passwordLength: 8, mfa: cognito.Mfa.OPTIONAL, archive: 30 },
+  staging: { logRetention: logs.RetentionDays.THREE_MONTHS, deletionProtection: true, logLevel: 'INFO', passwordLength: 8, mfa: cognito.Mfa.OPTIONAL, archive: 90 },
+  production: { logRetention: logs.RetentionDays.ONE_YEAR, deletionProtection: true, logLevel: 'INFO', passwordLength: 12, mfa: cognito.Mfa.REQUIRED, archive: 365 },
+};
+
+/**
+ * The shared Skafu platform: event store, domain bus, error bus, user pool with groups, the `/api/v1` API with
+ * RBAC at the edge, and the outbox publisher, configured by an environment preset (each setting overridable),
+ * tagged `Project=Skafu` and `Environment=<env>`. Domains are added with `addDomain`.
+ */
+export class SkafuPlatform extends Construct {
+  public readonly environment: string;
+  public readonly eventStore: EventStoreTable;
+  public readonly eventBus: DomainEventBus;
+  public readonly errorBus: ErrorBus;
+  public readonly users: RbacUserPool;
+  public readonly api: SkafuApi;
+  public readonly publisher: EventStorePublisher;
+  public readonly domains: Record<string, EventSourcedDomain> = {};
+  public readonly alarms: cloudwatch.Alarm[] = [];
+
+  private readonly refs: DomainPlatformRefs;
+  private readonly nested: boolean;
+
+  constructor(scope: Construct, id: string, props: SkafuPlatformProps = {}) {
+    super(scope, id);
+    const environment = props.environment ?? SkafuEnvironment.DEVELOPMENT;
+    if (!Object.values(SkafuEnvironment).includes(environment)) {
+      throw new Error(`SkafuPlatform ${this.node.path}: 'environment' must be one of ${Object.values(SkafuEnvironment).join(', ')}`);
+    }
+    const preset = PRESETS[environment];
+    this.environment = environment;
+    this.nested = props.nestedDomainStacks ?? true;
+    const logRetention = props.logRetention ?? preset.logRetention;
+    const deletionProtection = props.deletionProtection ?? preset.deletionProtection;
+    const logLevel = props.logLevel ?? preset.logLevel;
+    Tags.of(this).add('Project', 'Skafu');
+    Tags.of(this).add('Environment', environment);
+
+    this.eventStore = new EventStoreTable(this, 'EventStore', {
+      deletionProtection,
+      // The system of record: retained even where deletion protection is off.
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    this.eventBus = new DomainEventBus(this, 'DomainEvents', { environment, archiveRetention: Duration.days(preset.archive) });
+    this.errorBus = new ErrorBus(this, 'Errors', { environment, logRetention, createCriticalTopic: environment === SkafuEnvironment.PRODUCTION });
+    this.users = new RbacUserPool(this, 'Users', {
+      environment,
+      mfa: props.mfa ?? preset.mfa,
+      callbackUrls: props.callbackUrls,
+      passwordPolicy: props.passwordPolicy ?? {
+        minLength: preset.passwordLength,
+        requireLowercase: true,
+        requireUppercase: true,
+        requireDigits: true,
+        requireSymbols: true,
+        tempPasswordValidity: Duration.days(3),
+      },
+    });
+    this.users.userPool.node.defaultChild && (this.users.userPool.node.defaultChild as cognito.CfnUserPool).addPropertyOverride('DeletionProtection', deletionProtection ? 'ACTIVE' : 'INACTIVE');
+    this.api = new SkafuApi(this, 'Api', {
+      environment,
+      userPool: this.users.userPool,
+      userPoolClient: this.users.userPoolClient,
+      groupNames: this.users.groupNames,
+      corsOrigins: props.corsOrigins,
+      throttle: props.throttle,
+      accessLogRetention: logRetention,
+      logRetention,
+      webAclArn: props.webAclArn,
+    });
+    this.publisher = new EventStorePublisher(this, 'Outbox', {
+      eventStore: this.eventStore,
+      eventBus: this.eventBus.eventBus,
+      errorBus: this.errorBus,
+      logRetention,
+      logLevel,
+    });
+
+    const conflicts = new cloudwatch.Alarm(this, 'EventStoreConflictsAlarm', {
+      alarmDescription: 'Many optimistic-concurrency conflicts on the event store (hot aggregates?)',
+      metric: this.eventStore.metricConflicts(),
+      threshold: 50,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    const throttles = new cloudwatch.Alarm(this, 'EventStoreThrottlesAlarm', {
+      alarmDescription: 'The event store is throttled',
+      metric: this.eventStore.metricThrottles(),
+      threshold: 0,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    this.alarms.push(
+      conflicts,
+      throttles,
+      this.publisher.iteratorAgeAlarm,
+      this.publisher.deadLetterAlarm,
+      this.publisher.failedBatchAlarm,
+      this.errorBus.errorRateAlarm,
+      this.errorBus.deadLetterAlarm,
+    );
+    if (props.alarmTopic) for (const a of this.alarms) a.addAlarmAction(new cwActions.SnsAction(props.alarmTopic));
+
+    this.refs = {
+      eventStore: this.eventStore,
+      eventBus: this.eventBus.eventBus,
+      errorBus: this.errorBus,
+      api: this.api,
+      environment,
+      logLevel,
+      logRetention,
+      alarmTopic: props.alarmTopic,
+      sharedWidgets: [
+        new cloudwatch.GraphWidget({ title: 'Event store', left: [this.eventStore.metricConflicts(), this.eventStore.metricThrottles()], width: 8 }),
+        new cloudwatch.GraphWidget({
+          title: 'Outbox',
+          left: [this.publisher.metricPublishedEvents(), this.publisher.metricUndeliveredEvents()],
+          right: [this.publisher.metricIteratorAge()],
+          width: 8,
+        }),
+        new cloudwatch.GraphWidget({
+          title: 'Errors and dead letters',
+          left: [this.errorBus.metricErrors()],
+          right: [this.publisher.deadLetterQueue.metricApproximateNumberOfMessagesVisible()],
+          width: 8,
+        }),
+      ],
+    };
+  }
+
+  /** Adds a declared domain, in its own nested stack unless `nestedDomainStacks` is false. */
+  public addDomain(declaration: DomainDeclaration): EventSourcedDomain {
+    if (this.domains[declaration.name]) throw new Error(`SkafuPlatform ${this.node.path}: domain '${declaration.name}' is already added`);
+    const id = `${declaration.name.replace(/(^|-)([a-z0-9])/g, (_m, _d, c: string) => c.toUpperCase())}Domain`;
+    const scope = this.nested ? new NestedStack(this, id, { description: `Skafu domain ${declaration.name} (${this.environment})` }) : this;
+    const domain = new EventSourcedDomain(scope, this.nested ? 'Domain' : id, { platform: this.refs, ...declaration });
+    this.domains[declaration.name] = domain;
+    return domain;
+  }
+
+  /** What a domain constructed outside `addDomain` plugs into. */
+  public get platformRefs(): DomainPlatformRefs {
+    return this.refs;
+  }
+}
