@@ -2,6 +2,7 @@
  * The example Skafu platform as a CDK app: SkafuPlatform with the observability and project-management domains,
  * declared without custom code. `npm run example:synth` synthesizes it to examples/platform/cdk.out.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { App, Stack } from 'aws-cdk-lib';
 import { observability, projectManagement } from './domains';
@@ -22,7 +23,7 @@ if (require.main === module) {
     const resources = Object.keys(artifact.template.Resources ?? {}).length;
     console.log(`synthesized ${artifact.stackName}: ${resources} resources -> ${path.relative(process.cwd(), artifact.templateFullPath)}`);
   }
-  for (const file of require('node:fs').readdirSync(assembly.directory).filter((f: string) => f.endsWith('.nested.template.json'))) {
+  for (const file of fs.readdirSync(assembly.directory).filter((f: string) => f.endsWith('.nested.template.json'))) {
     console.log(`  nested template ${file}`);
   }
 }

@@ -300,7 +300,9 @@ export class SkafuApi extends Construct {
     if (problems.length > 0) throw new Error(`SkafuApi ${this.node.path}: addRoute(${verb} ${path}): ${problems.join('; ')}`);
 
     let resource = this.rootFor(options.scope, segments[0]);
-    for (const segment of segments) resource = resource.getResource(segment) ?? resource.addResource(segment, { defaultCorsPreflightOptions: this.cors });
+    for (const segment of segments) {
+      resource = resource.getResource(segment) ?? resource.addResource(segment, { defaultCorsPreflightOptions: this.cors });
+    }
     this.routeTable[key] = [...new Set(options.allowedGroups)];
     const created = resource.addMethod(verb, integration, {
       authorizer: this.authorizer,

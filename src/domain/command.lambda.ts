@@ -9,12 +9,12 @@
  * written for any answer but 201/202.
  */
 import { randomUUID } from 'node:crypto';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
-import { MetricUnit } from '@aws-lambda-powertools/metrics';
-import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import Ajv, { type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { Responder, requestCorrelationId } from './http-response';
 import { powertools, traced, type Powertools } from '../internal/powertools';
 import { canonicalJson, sha256 } from '../runtime/canonical-json';
@@ -93,7 +93,12 @@ export function createCommandHandler(deps: CommandHandlerDeps) {
     }
   };
 
-  async function execute(command: CommandSpec, validate: ValidateFunction, event: APIGatewayProxyEvent, correlationId: string): Promise<APIGatewayProxyResult> {
+  async function execute(
+    command: CommandSpec,
+    validate: ValidateFunction,
+    event: APIGatewayProxyEvent,
+    correlationId: string,
+  ): Promise<APIGatewayProxyResult> {
     const body = parseBody(command, event);
     if (!validate(body)) {
       const details = (validate.errors ?? []).slice(0, 20).map((e) => ({
@@ -124,7 +129,11 @@ export function createCommandHandler(deps: CommandHandlerDeps) {
         idempotencyKey: idempotencyKey ? `${spec.domain}:${command.name}:${userId ?? 'anonymous'}:${idempotencyKey}` : undefined,
         // The request, not the event: a retried create generates a new id and time, and is still the same request.
         requestFingerprint: sha256(canonicalJson([command.name, event.pathParameters ?? {}, body])),
-        metadata: { ...(userId ? { userId } : {}), ...(event.requestContext?.requestId ? { requestId: event.requestContext.requestId } : {}), command: command.name },
+        metadata: {
+          ...(userId ? { userId } : {}),
+          ...(event.requestContext?.requestId ? { requestId: event.requestContext.requestId } : {}),
+          command: command.name,
+        },
       });
       const [committed] = result.events;
       return responder.json(

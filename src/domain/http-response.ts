@@ -12,7 +12,13 @@ export function requestCorrelationId(event: APIGatewayProxyEvent): string {
 export class Responder {
   constructor(private readonly origins: string[]) {}
 
-  public json(event: APIGatewayProxyEvent, statusCode: number, body: Record<string, unknown>, correlationId: string, headers: Record<string, string> = {}): APIGatewayProxyResult {
+  public json(
+    event: APIGatewayProxyEvent,
+    statusCode: number,
+    body: Record<string, unknown>,
+    correlationId: string,
+    headers: Record<string, string> = {},
+  ): APIGatewayProxyResult {
     const origin = headerValue(event.headers, 'Origin');
     const cors: Record<string, string> =
       origin && this.origins.includes(origin)
@@ -25,7 +31,14 @@ export class Responder {
     };
   }
 
-  public error(event: APIGatewayProxyEvent, statusCode: number, error: string, message: string, correlationId: string, extra: Record<string, unknown> = {}): APIGatewayProxyResult {
+  public error(
+    event: APIGatewayProxyEvent,
+    statusCode: number,
+    error: string,
+    message: string,
+    correlationId: string,
+    extra: Record<string, unknown> = {},
+  ): APIGatewayProxyResult {
     return this.json(event, statusCode, { error, message, ...extra }, correlationId);
   }
 }

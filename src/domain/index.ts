@@ -2,22 +2,22 @@ import { Aws, Duration } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import type * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import type * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { CommandFunction } from './command-function';
 import { AggregateIdSource, DataSource, Precondition, QueryInput, QueryInputType } from './declarations';
 import { QueryFunction } from './query-function';
+import type { SkafuApi } from '../api';
 import type { IErrorBus } from '../error-bus';
 import type { IEventStoreTable } from '../event-store';
 import { acknowledgeHandlerRole, handlerOptions } from '../internal/handler';
 import { ProjectionAction, ProjectionStateMachine, ReadModelTable, type ReadModelTableProps } from '../projections';
 import { encodeDomainSpec, readModelEnvName, type CommandSpec, type DomainSpec, type QuerySpec } from '../runtime/domain-spec';
-import type { SkafuApi } from '../api';
-import type * as events from 'aws-cdk-lib/aws-events';
-import type * as logs from 'aws-cdk-lib/aws-logs';
 
 export * from './declarations';
 
@@ -224,7 +224,9 @@ export class EventSourcedDomain extends Construct {
       const { name, projections: _, ...tableProps } = rm;
       this.readModels[name] = new ReadModelTable(this, `ReadModel${pascal(name)}`, tableProps);
     }
-    const projectionList = readModels.flatMap((rm) => rm.projections.map((p) => ({ eventType: p.eventType, readModel: this.readModels[rm.name], action: p.action })));
+    const projectionList = readModels.flatMap((rm) =>
+      rm.projections.map((p) => ({ eventType: p.eventType, readModel: this.readModels[rm.name], action: p.action })),
+    );
     if (projectionList.length > 0) {
       this.projections = new ProjectionStateMachine(this, 'Projections', {
         domain: props.name,
@@ -312,7 +314,10 @@ export class EventSourcedDomain extends Construct {
     }
 
     // One invoke permission per function, for the domain's routes only, on any stage.
-    const invokers = new Set<lambda.IFunction>([...commands.map((c) => c.handler ?? this.commandFunction!), ...queries.map((q) => q.handler ?? this.queryFunction!)]);
+    const invokers = new Set<lambda.IFunction>([
+      ...commands.map((c) => c.handler ?? this.commandFunction!),
+      ...queries.map((q) => q.handler ?? this.queryFunction!),
+    ]);
     let n = 0;
     for (const fn of invokers) {
       fn.addPermission(`ApiInvoke${n++}${props.name.replace(/[^A-Za-z0-9]/g, '')}`, {
@@ -343,7 +348,8 @@ export class EventSourcedDomain extends Construct {
     if (!(fn instanceof lambda.Function)) {
       throw new Error(`EventSourcedDomain ${this.node.path}: a custom ${kind} handler must be a lambda.Function defined in this app (its environment is wired)`);
     }
-    for (const [k, v] of Object.entries({ ...env, SKAFU_EVENT_STORE_TABLE: platform.eventStore.tableName, SKAFU_EVENT_BUS_NAME: platform.eventBus.eventBusName })) fn.addEnvironment(k, v);
+    const wired = { ...env, SKAFU_EVENT_STORE_TABLE: platform.eventStore.tableName, SKAFU_EVENT_BUS_NAME: platform.eventBus.eventBusName };
+    for (const [k, v] of Object.entries(wired)) fn.addEnvironment(k, v);
     platform.errorBus.grantPutErrors(fn);
     if (kind === 'command') platform.eventStore.grantAppendEvents(fn);
     else platform.eventStore.grantReadEvents(fn);

@@ -3,10 +3,10 @@
  * optional sort-key range, equality filters and pagination with an opaque `nextToken`. Answers 400 (bad or
  * missing parameter, bad token), 404, 200, or 500 (reported on the error bus), always JSON with the correlation id.
  */
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { DynamoDBDocumentClient, GetCommand, QueryCommand, ScanCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
-import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { Responder, requestCorrelationId } from './http-response';
 import { powertools, traced, type Powertools } from '../internal/powertools';

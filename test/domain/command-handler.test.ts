@@ -4,8 +4,8 @@
  */
 import { DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
-import { mockClient } from 'aws-sdk-client-mock';
 import type { APIGatewayProxyResult } from 'aws-lambda';
+import { mockClient } from 'aws-sdk-client-mock';
 import * as fc from 'fast-check';
 import { createCommandHandler } from '../../src/domain/command.lambda';
 import { powertools } from '../../src/internal/powertools';

@@ -1,0 +1,152 @@
+/**
+ * The full example platform (SkafuPlatform + observability + project management, declared without code):
+ * template assertions, cdk-nag AwsSolutions over every stack (nested ones included), cfn-lint over every template.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { App, Aspects, NestedStack, Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import * as cognito from 'aws-cdk-lib/aws-cognito';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import { AwsSolutionsChecks, NagSuppressions } from 'cdk-nag';
+import { buildExampleApp } from '../../examples/platform/app';
+import { observability, projectManagement } from '../../examples/platform/domains';
+import { SkafuEnvironment, SkafuPlatform } from '../../src';
+import { cfnLint } from '../support/cfn-lint';
+import { synthExample } from '../support/example';
+
+const { templates } = synthExample();
+const parentName = Object.keys(templates).find((f) => !f.includes('.nested.'))!;
+const parent = templates[parentName];
+const nested = Object.entries(templates).filter(([f]) => f.includes('.nested.'));
+const resourcesOf = (t: any, type: string) => Object.values(t.Resources as Record<string, any>).filter((r) => r.Type === type);
+
+test('the platform: one event store, two buses, a user pool with groups, one API with a stage, the outbox', () => {
+  expect(resourcesOf(parent, 'AWS::DynamoDB::Table').length).toBe(1);
+  expect(resourcesOf(parent, 'AWS::Events::EventBus').map((b) => b.Properties.Name).sort()).toEqual(['skafu-errors-development', 'skafu-events-development']);
+  expect(resourcesOf(parent, 'AWS::Cognito::UserPoolGroup').map((g) => g.Properties.GroupName).sort()).toEqual(['Admin', 'Developer', 'Viewer']);
+  expect(resourcesOf(parent, 'AWS::ApiGateway::Stage').map((s) => s.Properties.StageName)).toEqual(['development']);
+  expect(resourcesOf(parent, 'AWS::Lambda::EventSourceMapping').some((m) => m.Properties.StartingPosition === 'TRIM_HORIZON')).toBe(true);
+  // Tags on everything taggable, nested stacks included.
+  for (const t of Object.values(templates)) {
+    for (const table of resourcesOf(t, 'AWS::DynamoDB::Table')) {
+      expect(table.Properties.Tags).toEqual(expect.arrayContaining([{ Key: 'Project', Value: 'Skafu' }, { Key: 'Environment', Value: 'development' }]));
+    }
+  }
+});
+
+test('each domain lives in its own nested stack with its handlers, read models, projections, routes and dashboard', () => {
+  expect(nested).toHaveLength(2);
+  for (const [, t] of nested) {
+    expect(resourcesOf(t, 'AWS::Lambda::Function').length).toBe(2); // commands + queries
+    expect(resourcesOf(t, 'AWS::StepFunctions::StateMachine').length).toBe(1);
+    expect(resourcesOf(t, 'AWS::CloudWatch::Dashboard').length).toBe(1);
+    expect(resourcesOf(t, 'AWS::ApiGateway::Method').filter((m) => m.Properties.HttpMethod !== 'OPTIONS').every((m) => m.Properties.AuthorizationType === 'CUSTOM')).toBe(true);
+  }
+  const obs = nested.find(([, t]) => resourcesOf(t, 'AWS::CloudWatch::Dashboard')[0].Properties.DashboardName.includes('observability'))![1];
+  expect(resourcesOf(obs, 'AWS::ApiGateway::Method').filter((m) => m.Properties.HttpMethod !== 'OPTIONS')).toHaveLength(6);
+  expect(resourcesOf(obs, 'AWS::Events::Rule')[0].Properties.EventPattern).toEqual({
+    'source': ['skafu.observability'],
+    'detail-type': ['MetricCollected', 'AlertCreated', 'AlertTriggered'],
+  });
+  expect(resourcesOf(obs, 'AWS::DynamoDB::Table').find((t) => t.Properties.TimeToLiveSpecification)?.Properties.TimeToLiveSpecification).toEqual({ AttributeName: 'expiresAt', Enabled: true });
+  // The parent stays small: the API's deployment depends on the domains' stacks.
+  const [deployment] = Object.entries(parent.Resources as Record<string, any>).filter(([, r]) => r.Type === 'AWS::ApiGateway::Deployment');
+  expect(deployment[1].DependsOn).toEqual(expect.arrayContaining(nested.map(([f]) => expect.stringContaining(f.split('.')[0].replace(/^Skafudevelopment/, '').slice(0, 20)))));
+});
+
+test('the authorizer knows every route with its groups', () => {
+  const [authorizer] = resourcesOf(parent, 'AWS::Lambda::Function').filter((f) => f.Properties.Environment?.Variables?.SKAFU_ROUTES);
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { decodeRouteGroups } = require('../../src/runtime') as typeof import('../../src/runtime');
+  const routes = decodeRouteGroups(authorizer.Properties.Environment.Variables.SKAFU_ROUTES);
+  expect(routes).toEqual({
+    'POST /api/v1/observability/metrics': ['Admin', 'Developer'],
+    'POST /api/v1/observability/alerts': ['Admin', 'Developer'],
+    'POST /api/v1/observability/alerts/{alertId}/trigger': ['Admin', 'Developer'],
+    'GET /api/v1/observability/metrics': ['Admin', 'Developer', 'Viewer'],
+    'GET /api/v1/observability/alerts': ['Admin', 'Developer', 'Viewer'],
+    'GET /api/v1/observability/alerts/{alertId}': ['Admin', 'Developer', 'Viewer'],
+    'POST /api/v1/projects/projects': ['Admin', 'Developer'],
+    'PUT /api/v1/projects/projects/{projectId}': ['Admin', 'Developer'],
+    'POST /api/v1/projects/projects/{projectId}/archive': ['Admin', 'Developer'],
+    'GET /api/v1/projects/projects': ['Admin', 'Developer', 'Viewer'],
+    'GET /api/v1/projects/projects/{projectId}': ['Admin', 'Developer', 'Viewer'],
+  });
+});
+
+test('cdk-nag AwsSolutions: zero unacknowledged errors in every stack, nested ones included', () => {
+  const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'skafu-nag-'));
+  const app: App = buildExampleApp(outdir);
+  Aspects.of(app).add(new AwsSolutionsChecks({ verbose: true }));
+  // The two findings that are the consumer's choices in development (MFA optional, no WAF), acknowledged here.
+  const [stack] = app.node.children.filter((c): c is Stack => Stack.isStack(c));
+  const platform = stack.node.findChild('Platform') as SkafuPlatform;
+  NagSuppressions.addResourceSuppressions(platform.users.userPool, [{ id: 'AwsSolutions-COG2', reason: 'MFA is optional in development; production requires it.' }]);
+  NagSuppressions.addResourceSuppressions(platform.api.stage, [{ id: 'AwsSolutions-APIG3', reason: 'No WAF in development; production passes webAclArn.' }]);
+  app.synth();
+  const findings = app.node
+    .findAll()
+    .flatMap((c) => c.node.metadata.filter((m) => (m.type === 'aws:cdk:error' || m.type === 'aws:cdk:warning') && String(m.data).startsWith('AwsSolutions-')).map((m) => `${c.node.path}: ${String(m.data).split('\n')[0]}`));
+  expect(findings).toEqual([]);
+  expect(app.node.findAll().some((c) => NestedStack.isNestedStack(c))).toBe(true);
+});
+
+test('cfn-lint: zero findings on every template of the cloud assembly', () => {
+  expect(Object.keys(templates).length).toBe(3);
+  expect(cfnLint(Object.fromEntries(Object.entries(templates).map(([f, t]) => [f.replace(/\.template\.json$/, ''), t])))).toEqual([]);
+});
+
+describe('SkafuPlatform presets and options', () => {
+  function platform(props: ConstructorParameters<typeof SkafuPlatform>[2] = {}) {
+    const stack = new Stack(new App(), 'P', { env: { account: '111111111111', region: 'eu-west-1' } });
+    const p = new SkafuPlatform(stack, 'Platform', props);
+    p.addDomain(projectManagement);
+    return { stack, p, template: () => Template.fromStack(stack) };
+  }
+
+  test('production: deletion protection, 12-character passwords, MFA required, 1-year logs, 2000/5000 throttling, critical topic', () => {
+    const { template } = platform({ environment: SkafuEnvironment.PRODUCTION });
+    const t = template();
+    t.hasResourceProperties('AWS::DynamoDB::Table', { DeletionProtectionEnabled: true });
+    t.hasResourceProperties('AWS::Cognito::UserPool', { Policies: { PasswordPolicy: { MinimumLength: 12 } }, MfaConfiguration: 'ON', DeletionProtection: 'ACTIVE' });
+    t.hasResourceProperties('AWS::ApiGateway::Stage', { StageName: 'production', MethodSettings: [{ ThrottlingRateLimit: 2000, ThrottlingBurstLimit: 5000, DataTraceEnabled: false, HttpMethod: '*', LoggingLevel: 'INFO', MetricsEnabled: true, ResourcePath: '/*' }] });
+    t.hasResourceProperties('AWS::Logs::LogGroup', { RetentionInDays: 365 });
+    t.resourceCountIs('AWS::SNS::Topic', 1);
+  });
+
+  test('development: no deletion protection, 8-character passwords, MFA optional, DEBUG handlers; every preset overridable', () => {
+    const { template } = platform({ environment: SkafuEnvironment.DEVELOPMENT, logLevel: 'WARN', mfa: cognito.Mfa.OFF, deletionProtection: true, throttle: { rateLimit: 10, burstLimit: 20 } });
+    const t = template();
+    t.hasResourceProperties('AWS::DynamoDB::Table', { DeletionProtectionEnabled: true });
+    t.hasResourceProperties('AWS::Cognito::UserPool', { Policies: { PasswordPolicy: { MinimumLength: 8 } }, MfaConfiguration: 'OFF' });
+    t.hasResourceProperties('AWS::ApiGateway::Stage', { MethodSettings: [{ ThrottlingRateLimit: 10, ThrottlingBurstLimit: 20, DataTraceEnabled: false, HttpMethod: '*', LoggingLevel: 'INFO', MetricsEnabled: true, ResourcePath: '/*' }] });
+    const plain = platform().template();
+    plain.hasResourceProperties('AWS::DynamoDB::Table', { DeletionProtectionEnabled: false });
+  });
+
+  test('alarm actions go to the alarm topic, in the platform and in every domain', () => {
+    const stack = new Stack(new App(), 'A', { env: { account: '111111111111', region: 'eu-west-1' } });
+    const topic = new sns.Topic(stack, 'Ops');
+    const p = new SkafuPlatform(stack, 'Platform', { alarmTopic: topic, nestedDomainStacks: false });
+    const domain = p.addDomain(observability);
+    const alarms = Object.values(Template.fromStack(stack).findResources('AWS::CloudWatch::Alarm'));
+    expect(alarms.length).toBeGreaterThanOrEqual(p.alarms.length + domain.alarms.length);
+    expect(alarms.every((a) => JSON.stringify(a.Properties.AlarmActions ?? []).includes('Ops'))).toBe(true);
+    expect(domain.alarms.map((a) => a.node.id).sort()).toEqual(['Api5xxAlarm', 'ApiLatencyAlarm', 'CommandsErrorsAlarm', 'CommandsThrottlesAlarm', 'ProjectionFailuresAlarm', 'QueriesErrorsAlarm', 'QueriesThrottlesAlarm']);
+  });
+
+  test('declarations that cannot work throw at synth, naming the problem', () => {
+    const { p } = platform();
+    expect(() => p.addDomain(projectManagement)).toThrow(/domain 'projects' is already added/);
+    expect(() => p.addDomain({ ...observability, name: 'Bad Name' })).toThrow(/'name' 'Bad Name' must be/);
+    expect(() => p.addDomain({ ...observability, name: 'obs2', queries: [{ name: 'Q', path: 'q', allowedGroups: ['Admin'], readModel: 'nope' }] })).toThrow(/read model 'nope' is not declared/);
+    expect(() => p.addDomain({ name: 'empty' })).toThrow(/at least one command or query/);
+    expect(() => p.addDomain({ ...observability, name: 'obs3', commands: [{ ...observability.commands![2], path: 'alerts/trigger' }], readModels: [], queries: [] })).toThrow(
+      /aggregateId comes from path parameter 'alertId', which 'alerts\/trigger' does not have/,
+    );
+    expect(() => p.addDomain({ ...observability, name: 'obs4', commands: [{ ...observability.commands![0], allowedGroups: ['Operators'] }], readModels: [], queries: [] })).toThrow(/unknown group\(s\) Operators/);
+    expect(() => new SkafuPlatform(new Stack(new App(), 'X'), 'P', { environment: 'qa' as SkafuEnvironment })).toThrow(/'environment' must be one of development, staging, production/);
+  });
+});
