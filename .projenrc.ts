@@ -126,6 +126,13 @@ project.package.addField('exports', {
   './.jsii': './.jsii',
 });
 
+// Minify the handler bundles: smaller assets and faster cold starts (projen's auto-discovery has no option for it).
+for (const task of project.tasks.all.filter((t) => t.name.startsWith('bundle:') && !t.name.endsWith(':watch'))) {
+  const step = task.steps[0] as { exec?: string; execArgs?: string[] } | undefined;
+  const command = step?.exec ?? step?.execArgs?.join(' ');
+  if (command && !command.includes('--minify')) task.reset(`${command} --minify`);
+}
+
 project.addTask('bench', {
   description: 'Run the benchmarks in bench/ (not tests): prints ratios against baselines measured in the same run',
   exec: 'ts-node --project tsconfig.dev.json bench/run.ts',
