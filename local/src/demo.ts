@@ -1,0 +1,148 @@
+/**
+ * `npm run demo`: synthesizes the example platform, starts Skafu Local on it, and plays a scripted scenario over
+ * HTTP with the demo users, then prints a summary. Exits 0 when every step behaved as expected.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { DeleteTableCommand, CreateTableCommand, DescribeTableCommand } from '@aws-sdk/client-dynamodb';
+import { SkafuLocal } from './skafu-local';
+import { createTableInputFromCfn } from './tables';
+
+export interface DemoStep {
+  readonly name: string;
+  readonly ok: boolean;
+  readonly detail: string;
+}
+
+interface Reply {
+  status: number;
+  body: Record<string, any>;
+  headers: Headers;
+}
+
+export class DemoClient {
+  private n = 0;
+
+  constructor(
+    private readonly local: SkafuLocal,
+    public readonly correlationPrefix = 'demo',
+  ) {}
+
+  public async call(method: string, route: string, options: { as?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<Reply> {
+    const token = options.as === undefined ? undefined : this.local.tokens[options.as];
+    const response = await fetch(`${this.local.url}${route}`, {
+      method,
+      headers: {
+        'Content-Type': 'application/json',
+        'X-Correlation-Id': `${this.correlationPrefix}-${++this.n}`,
+        ...(token ? { Authorization: `Bearer ${token}` } : {}),
+        ...(options.headers ?? {}),
+      },
+      body: options.body === undefined ? undefined : JSON.stringify(options.body),
+    });
+    const text = await response.text();
+    return { status: response.status, body: text ? (JSON.parse(text) as Record<string, any>) : {}, headers: response.headers };
+  }
+
+  /** Queries until `ready` holds (the projections are asynchronous), at most `timeoutMs`. */
+  public async until(route: string, as: string, ready: (r: Reply) => boolean, timeoutMs = 20_000): Promise<Reply> {
+    const deadline = Date.now() + timeoutMs;
+    let last: Reply;
+    do {
+      last = await this.call('GET', route, { as });
+      if (ready(last)) return last;
+      await new Promise((r) => setTimeout(r, 150));
+    } while (Date.now() < deadline);
+    return last;
+  }
+}
+
+/** The scenario. Returns each step with whether it behaved as expected. */
+export async function runScenario(local: SkafuLocal, log: (line: string) => void = console.log): Promise<DemoStep[]> {
+  const api = new DemoClient(local);
+  const steps: DemoStep[] = [];
+  const step = (name: string, ok: boolean, detail: string) => {
+    steps.push({ name, ok, detail });
+    log(`${ok ? 'ok  ' : 'FAIL'} ${name}: ${detail}`);
+  };
+
+  const alert = await api.call('POST', '/api/v1/observability/alerts', { as: 'Developer', body: { name: 'High CPU', metricName: 'cpu', threshold: 90, condition: 'GreaterThan', severity: 'high' } });
+  step('Developer creates an alert', alert.status === 201, `${alert.status} ${alert.body.aggregateId}`);
+  const second = await api.call('POST', '/api/v1/observability/alerts', { as: 'Admin', body: { name: 'Low memory', metricName: 'mem', threshold: 10, condition: 'LessThan', severity: 'critical' } });
+  step('Admin creates a second alert', second.status === 201, `${second.status} ${second.body.aggregateId}`);
+  for (const value of [42, 87, 95]) {
+    const metric = await api.call('POST', '/api/v1/observability/metrics', { as: 'Developer', body: { name: 'cpu', value, unit: 'Percent', source: 'demo', tags: { host: 'web-1' } } });
+    step(`collect metric cpu=${value}`, metric.status === 201, `${metric.status} ${metric.body.aggregateId}`);
+  }
+  const trigger = await api.call('POST', `/api/v1/observability/alerts/${alert.body.aggregateId}/trigger`, { as: 'Developer', body: { metricValue: 95 } });
+  step('trigger the alert', trigger.status === 202 && trigger.body.eventSequence === 2, `${trigger.status} sequence ${trigger.body.eventSequence}`);
+  const project = await api.call('POST', '/api/v1/projects/projects', { as: 'Developer', body: { name: 'Apollo', description: 'To the moon', templateId: 'tpl-web' }, headers: { 'Idempotency-Key': `demo-${Date.now()}` } });
+  step('create a project', project.status === 201, `${project.status} ${project.body.aggregateId}`);
+  const updated = await api.call('PUT', `/api/v1/projects/projects/${project.body.aggregateId}`, { as: 'Developer', body: { name: 'Artemis', description: 'Back to the moon' }, headers: { 'If-Match': '"1"' } });
+  step('update the project (If-Match "1")', updated.status === 202, `${updated.status} ETag ${updated.headers.get('etag')}`);
+
+  const alertView = await api.until(`/api/v1/observability/alerts/${alert.body.aggregateId}`, 'Viewer', (r) => r.body.item?.triggerCount === 1);
+  step('the alert read model shows the trigger', alertView.body.item?.triggerCount === 1, JSON.stringify(alertView.body.item ?? alertView.body));
+  const metrics = await api.until('/api/v1/observability/metrics?name=cpu', 'Viewer', (r) => r.body.count >= 3);
+  step('the metrics read model lists the samples', metrics.body.count >= 3, `${metrics.body.count} samples: ${(metrics.body.items ?? []).map((i: { value: number }) => i.value).join(', ')}`);
+  const projectView = await api.until(`/api/v1/projects/projects/${project.body.aggregateId}`, 'Viewer', (r) => r.body.item?.name === 'Artemis');
+  step('the project read model shows the update', projectView.body.item?.name === 'Artemis' && projectView.body.item?.version === 2, JSON.stringify(projectView.body.item ?? projectView.body));
+
+  const refused = await api.call('POST', '/api/v1/observability/metrics', { as: 'Viewer', body: { name: 'cpu', value: 1, unit: 'Percent', source: 'demo' } });
+  step('RBAC: a Viewer may not collect metrics', refused.status === 403, `${refused.status} ${JSON.stringify(refused.body)}`);
+  const anonymous = await api.call('GET', '/api/v1/observability/alerts');
+  step('no token: refused before any handler', anonymous.status === 401, `${anonymous.status} ${JSON.stringify(anonymous.body)}`);
+  const invalid = await api.call('POST', '/api/v1/observability/alerts', { as: 'Developer', body: { name: '', threshold: 'high' } });
+  step('validation error', invalid.status === 400 && Array.isArray(invalid.body.details), `${invalid.status} ${(invalid.body.details ?? []).map((d: { path: string; message: string }) => `${d.path} ${d.message}`).join('; ')}`);
+  const conflict = await api.call('PUT', `/api/v1/projects/projects/${project.body.aggregateId}`, { as: 'Developer', body: { name: 'Orion', description: 'x' }, headers: { 'If-Match': '"1"' } });
+  step('version conflict (stale If-Match)', conflict.status === 409, `${conflict.status} ${conflict.body.message}`);
+
+  // A failing projection: the alerts read model goes away while an alert is triggered.
+  const alertsTable = Object.entries(local.tables).find(([p]) => /ReadModelAlerts/.test(p));
+  if (alertsTable) {
+    const [, name] = alertsTable;
+    const described = await local.client.send(new DescribeTableCommand({ TableName: name }));
+    await local.client.send(new DeleteTableCommand({ TableName: name }));
+    const errorsBefore = local.errors.length;
+    const failing = await api.call('POST', `/api/v1/observability/alerts/${second.body.aggregateId}/trigger`, { as: 'Developer', body: { metricValue: 3 } });
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline && !local.errors.slice(errorsBefore).some((e) => e.errorType === 'ProjectionFailed')) await new Promise((r) => setTimeout(r, 200));
+    const reported = local.errors.slice(errorsBefore).find((e) => e.errorType === 'ProjectionFailed');
+    step('a failing projection becomes an error event', failing.status === 202 && reported !== undefined && reported.metadata?.original?.aggregateId === second.body.aggregateId, reported ? `${reported.errorType}: ${reported.message}` : 'no error event');
+    const t = described.Table!;
+    const definition = { KeySchema: t.KeySchema, AttributeDefinitions: t.AttributeDefinitions, GlobalSecondaryIndexes: t.GlobalSecondaryIndexes };
+    await local.client.send(new CreateTableCommand(createTableInputFromCfn(definition, name)));
+  }
+  return steps;
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'skafu-demo-'));
+  console.log('Synthesizing the example platform...');
+  // The example app is TypeScript in this repository.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { buildExampleApp } = require('../../examples/platform/app') as typeof import('../../examples/platform/app');
+  buildExampleApp(outdir).synth();
+  const local = new SkafuLocal({ assembly: outdir, workDirectory: path.join(process.cwd(), '.skafu-local') });
+  let steps: DemoStep[] = [];
+  try {
+    await local.start();
+    console.log('\nScenario:');
+    steps = await runScenario(local);
+  } finally {
+    await local.stop();
+  }
+  const failed = steps.filter((s) => !s.ok);
+  console.log(`\nSummary: ${steps.length - failed.length} of ${steps.length} steps as expected; ${local.errors.length} error event(s) on the error bus; ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  console.log(`demo: ${steps.length - failed.length} passed, ${failed.length} failed`);
+  process.exit(failed.length === 0 ? 0 : 1);
+}
+
+if (require.main === module) {
+  main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
