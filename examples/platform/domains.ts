@@ -97,7 +97,8 @@ export const observability: DomainDeclaration = {
               value: ProjectionValue.fromData('value', ValueType.NUMBER),
               unit: ProjectionValue.fromData('unit'),
               source: ProjectionValue.fromData('source'),
-              tags: ProjectionValue.fromData('tags', ValueType.JSON),
+              // tags are optional in the body: keep the whole data (always present) rather than reading a path.
+              details: ProjectionValue.dataAsJson(),
             },
             ttl: Duration.days(30),
           }),

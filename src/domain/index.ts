@@ -554,6 +554,15 @@ function validate(path: string, props: EventSourcedDomainProps): void {
       if (!commands.some((c) => c.eventType === p.eventType) && !(props.eventTypes ?? []).includes(p.eventType)) {
         errors.push(`read model ${rm.name}: projection of '${p.eventType}', which no command emits (declare it in eventTypes if a custom handler does)`);
       }
+      // A path missing from an event fails a Step Functions execution with States.Runtime, which no Catch can
+      // report: every data field a projection reads must be in every event of its type.
+      const fields = [...new Set(p.action._values().map((v) => /^data\.([^.]+)/.exec(v._describe())?.[1]).filter((f): f is string => !!f))];
+      for (const c of commands.filter((x) => x.eventType === p.eventType && !x.handler)) {
+        const required: string[] = Array.isArray(c.bodySchema?.required) ? c.bodySchema!.required : [];
+        for (const f of fields.filter((x) => !required.includes(x) && !Object.keys(c.extraData ?? {}).includes(x))) {
+          errors.push(`read model ${rm.name}: the projection of ${p.eventType} reads data.${f}, which ${c.name} does not always provide (require it in bodySchema, or add it with extraData)`);
+        }
+      }
     }
   }
   if (errors.length > 0) throw new Error(`EventSourcedDomain ${path}: ${errors.join('; ')}`);

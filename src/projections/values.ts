@@ -178,6 +178,9 @@ export abstract class ProjectionAction {
   /** The TTL it writes, if any. */
   public abstract readonly ttl?: Duration;
 
+  /** @internal every value the action reads (for synth-time checks) */
+  public abstract _values(): ProjectionValue[];
+
   /**
    * @internal one TransactWriteItems action (JSONPath template)
    */
@@ -200,6 +203,9 @@ class PutAction extends ProjectionAction {
     this.key = options.key;
     this.ttl = options.ttl;
   }
+  public _values(): ProjectionValue[] {
+    return [...Object.values(this.key), ...Object.values(this.options.attributes ?? {})];
+  }
   public _render(tableName: string, ttlAttribute: string | undefined): Record<string, unknown> {
     const item = { ...renderMap(this.options.attributes ?? {}), ...renderMap(this.key) };
     if (this.ttl && ttlAttribute) item[ttlAttribute] = ttlValue(this.ttl);
@@ -214,6 +220,9 @@ class UpdateAction extends ProjectionAction {
     super();
     this.key = options.key;
     this.ttl = options.ttl;
+  }
+  public _values(): ProjectionValue[] {
+    return [this.options.set, this.options.add, this.options.append, this.key].flatMap((m) => Object.values(m ?? {}));
   }
   public _render(tableName: string, ttlAttribute: string | undefined): Record<string, unknown> {
     const names: Record<string, string> = {};
@@ -280,6 +289,9 @@ class DeleteAction extends ProjectionAction {
   constructor(options: DeleteItemOptions) {
     super();
     this.key = options.key;
+  }
+  public _values(): ProjectionValue[] {
+    return Object.values(this.key);
   }
   public _render(tableName: string): Record<string, unknown> {
     return { Delete: { TableName: tableName, Key: renderMap(this.key) } };

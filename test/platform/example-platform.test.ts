@@ -12,7 +12,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import { AwsSolutionsChecks, NagSuppressions } from 'cdk-nag';
 import { buildExampleApp } from '../../examples/platform/app';
 import { observability, projectManagement } from '../../examples/platform/domains';
-import { SkafuEnvironment, SkafuPlatform } from '../../src';
+import { ProjectionAction, ProjectionValue, SkafuEnvironment, SkafuPlatform } from '../../src';
 import { cfnLint } from '../support/cfn-lint';
 import { synthExample } from '../support/example';
 
@@ -147,6 +147,19 @@ describe('SkafuPlatform presets and options', () => {
       /aggregateId comes from path parameter 'alertId', which 'alerts\/trigger' does not have/,
     );
     expect(() => p.addDomain({ ...observability, name: 'obs4', commands: [{ ...observability.commands![0], allowedGroups: ['Operators'] }], readModels: [], queries: [] })).toThrow(/unknown group\(s\) Operators/);
+    const optionalRead = {
+      ...observability,
+      name: 'obs5',
+      queries: [],
+      readModels: [
+        {
+          name: 'alerts',
+          partitionKey: { name: 'alertId' },
+          projections: [{ eventType: 'AlertCreated', action: ProjectionAction.putItem({ key: { alertId: ProjectionValue.fromEnvelope('aggregateId') }, attributes: { d: ProjectionValue.fromData('description') } }) }],
+        },
+      ],
+    };
+    expect(() => p.addDomain(optionalRead)).toThrow(/the projection of AlertCreated reads data.description, which CreateAlert does not always provide/);
     expect(() => new SkafuPlatform(new Stack(new App(), 'X'), 'P', { environment: 'qa' as SkafuEnvironment })).toThrow(/'environment' must be one of development, staging, production/);
   });
 });

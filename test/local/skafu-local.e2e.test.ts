@@ -1,0 +1,99 @@
+/**
+ * End to end, on one machine: the example platform under Skafu Local. Every request goes over HTTP to the API,
+ * through the bundled authorizer, to the bundled handlers; events go from the event store's stream through the
+ * bundled publisher to the local bus, into the projection state machines (their exact definitions), into the
+ * read models, and back out through the queries. DynamoDB is the jest run's DynamoDB Local.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { buildExampleApp } from '../../examples/platform/app';
+import { DemoClient, runScenario } from '../../local/src/demo';
+import { SkafuLocal } from '../../local/src/skafu-local';
+
+let local: SkafuLocal;
+let api: DemoClient;
+const lines: string[] = [];
+
+beforeAll(async () => {
+  const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'skafu-e2e-'));
+  buildExampleApp(outdir).synth();
+  local = new SkafuLocal({
+    assembly: outdir,
+    dynamoDbEndpoint: process.env.SKAFU_TEST_DYNAMODB_ENDPOINT,
+    workDirectory: path.join(outdir, '.skafu-local'),
+    log: (line) => lines.push(line),
+  });
+  await local.start();
+  api = new DemoClient(local, 'e2e');
+}, 120_000);
+afterAll(() => local?.stop());
+
+test('start-up: progress, the route table with groups, and what is not emulated, by name', () => {
+  expect(lines).toEqual(expect.arrayContaining([expect.stringMatching(/^ {2}table Skafu-development-PlatformEventStoreTable/), expect.stringMatching(/^Routes:$/)]));
+  expect(lines.find((l) => l.includes('POST   /api/v1/observability/alerts/{alertId}/trigger'))).toMatch(/Admin, Developer$/);
+  expect(local.routes).toHaveLength(11);
+  expect(local.unsupported.map((u) => u.type)).toEqual(expect.arrayContaining(['AWS::CloudWatch::Alarm', 'AWS::CloudWatch::Dashboard', 'AWS::IAM::Role']));
+  expect(lines).toEqual(expect.arrayContaining([expect.stringMatching(/^ {2}AWS::CloudWatch::Alarm x\d+: alarms need CloudWatch metrics/)]));
+  expect(Object.keys(local.tokens).sort()).toEqual(['Admin', 'Developer', 'NoGroup', 'Viewer']);
+});
+
+test('the scripted scenario: commands to read models, refusals, validation, conflict, a failing projection', async () => {
+  const steps = await runScenario(local, (line) => lines.push(line));
+  expect(steps.filter((s) => !s.ok)).toEqual([]);
+  expect(steps).toHaveLength(16);
+  expect(fs.readFileSync(path.join(local.workDirectory, 'errors.log'), 'utf8')).toContain('ProjectionFailed');
+});
+
+test('every command of both domains: command -> store -> stream -> publisher -> bus -> projection -> read model -> query', async () => {
+  const alert = await api.call('POST', '/api/v1/observability/alerts', { as: 'Admin', body: { name: 'Disk', metricName: 'disk', threshold: 80, condition: 'GreaterThanOrEqual', severity: 'medium' } });
+  expect(alert.status).toBe(201);
+  const trigger = await api.call('POST', `/api/v1/observability/alerts/${alert.body.aggregateId}/trigger`, { as: 'Developer', body: { metricValue: 81 } });
+  expect(trigger.status).toBe(202);
+  const metric = await api.call('POST', '/api/v1/observability/metrics', { as: 'Developer', body: { name: 'disk', value: 81, unit: 'Percent', source: 'e2e' } });
+  expect(metric.status).toBe(201);
+  const project = await api.call('POST', '/api/v1/projects/projects', { as: 'Admin', body: { name: 'Gemini', description: 'two', templateId: 'tpl' } });
+  expect(project.status).toBe(201);
+  const update = await api.call('PUT', `/api/v1/projects/projects/${project.body.aggregateId}`, { as: 'Developer', body: { name: 'Gemini II', description: 'three' } });
+  expect(update.status).toBe(202);
+  const archive = await api.call('POST', `/api/v1/projects/projects/${project.body.aggregateId}/archive`, { as: 'Developer', body: { reason: 'done' } });
+  expect(archive.status).toBe(202);
+
+  const alertView = await api.until(`/api/v1/observability/alerts/${alert.body.aggregateId}`, 'Viewer', (r) => r.body.item?.triggerCount === 1);
+  expect(alertView.body.item).toMatchObject({ name: 'Disk', triggerCount: 1, lastValue: 81, version: 2 });
+  const metrics = await api.until('/api/v1/observability/metrics?name=disk', 'Viewer', (r) => r.body.count === 1);
+
+  expect(metrics.body.items[0]).toMatchObject({ name: 'disk', value: 81, unit: 'Percent', metricId: metric.body.aggregateId });
+  const projectView = await api.until(`/api/v1/projects/projects/${project.body.aggregateId}`, 'Viewer', (r) => r.body.item?.status === 'ARCHIVED');
+  expect(projectView.body.item).toMatchObject({ name: 'Gemini II', description: 'three', status: 'ARCHIVED', version: 3 });
+  const archived = await api.until('/api/v1/projects/projects?status=ARCHIVED', 'Viewer', (r) => (r.body.items ?? []).some((p: { projectId: string }) => p.projectId === project.body.aggregateId));
+  expect(archived.status).toBe(200);
+  // Each event reached the bus once per publication, with the envelope as detail.
+  const published = local.events.filter((e) => e.detail?.aggregateId === project.body.aggregateId);
+  expect(published.map((e) => e['detail-type'])).toEqual(['ProjectCreated', 'ProjectUpdated', 'ProjectArchived']);
+  expect(published[0]).toMatchObject({ source: 'skafu.projects', detail: { eventSequence: 1, correlationId: expect.stringMatching(/^e2e-/) } });
+});
+
+test('RBAC refusals over HTTP: no token, a forged one, a user outside the route\'s groups', async () => {
+  expect((await api.call('GET', '/api/v1/projects/projects')).status).toBe(401);
+  expect((await api.call('GET', '/api/v1/projects/projects', { headers: { Authorization: 'Bearer a.b.c' } })).status).toBe(401);
+  const noGroup = await api.call('GET', '/api/v1/projects/projects', { as: 'NoGroup' });
+  expect(noGroup.status).toBe(403);
+  expect(noGroup.body).toEqual({ error: 'Forbidden', message: 'Your groups may not call this route', correlationId: expect.any(String) });
+  expect((await api.call('POST', '/api/v1/projects/projects', { as: 'Viewer', body: { name: 'x', description: 'y', templateId: 'z' } })).status).toBe(403);
+  expect((await api.call('GET', '/api/v1/projects/projects', { as: 'Viewer' })).status).toBe(200);
+  expect((await api.call('DELETE', '/api/v1/projects/projects', { as: 'Admin' })).status).toBe(405);
+});
+
+test('idempotent retry over HTTP: the same Idempotency-Key creates one project', async () => {
+  const headers = { 'Idempotency-Key': `e2e-${Date.now()}` };
+  const body = { name: 'Once', description: 'only once', templateId: 'tpl' };
+  const first = await api.call('POST', '/api/v1/projects/projects', { as: 'Developer', body, headers });
+  const retry = await api.call('POST', '/api/v1/projects/projects', { as: 'Developer', body, headers });
+  expect(first.status).toBe(201);
+  expect(retry.status).toBe(201);
+  expect(retry.body.aggregateId).toBe(first.body.aggregateId);
+  expect(retry.headers.get('idempotent-replayed')).toBe('true');
+  await local.settle();
+  expect(local.events.filter((e) => e.detail?.aggregateId === first.body.aggregateId)).toHaveLength(1);
+});
