@@ -135,7 +135,7 @@ for (const task of project.tasks.all.filter((t) => t.name.startsWith('bundle:') 
 
 project.addTask('bench', {
   description: 'Run the benchmarks in bench/ (not tests): prints ratios against baselines measured in the same run',
-  exec: 'ts-node --project tsconfig.dev.json bench/run.ts',
+  exec: 'ts-node --transpile-only --project tsconfig.dev.json bench/run.ts',
   receiveArgs: true,
 });
 
