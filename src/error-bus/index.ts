@@ -10,6 +10,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { LogGroupTarget } from '../internal/log-group-target';
 import { acknowledgeNag } from '../internal/nag';
+import { skafuQueue } from '../internal/queues';
 
 /** A bus that takes Skafu error events. */
 export interface IErrorBus {
@@ -140,11 +141,7 @@ export class ErrorBus extends Construct implements IErrorBus {
       });
     }
 
-    this.deadLetterQueue = new sqs.Queue(this, 'DeliveryDeadLetterQueue', {
-      retentionPeriod: Duration.days(14),
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-    });
+    this.deadLetterQueue = skafuQueue(this, 'DeliveryDeadLetterQueue');
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {
       logGroupName: props.logGroupName ?? `/aws/events/skafu-errors-${environment}`,

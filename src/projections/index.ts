@@ -13,6 +13,7 @@ import { ReadModelTable } from './read-model-table';
 import { ProjectionAction, ValueType } from './values';
 import type { IErrorBus } from '../error-bus';
 import { acknowledgeNag } from '../internal/nag';
+import { skafuQueue } from '../internal/queues';
 
 export * from './read-model-table';
 export * from './values';
@@ -157,11 +158,7 @@ export class ProjectionStateMachine extends Construct {
     }
     props.errorBus.grantPutErrors(role);
 
-    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
-      retentionPeriod: Duration.days(14),
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-    });
+    this.deadLetterQueue = skafuQueue(this, 'DeadLetterQueue');
     this.rule = new events.Rule(this, 'Rule', {
       eventBus: props.eventBus,
       description: `Skafu projections of ${props.domain}`,

@@ -13,6 +13,7 @@ import type { IErrorBus } from '../error-bus';
 import type { IEventStoreTable } from '../event-store';
 import { acknowledgeHandlerRole, handlerOptions } from '../internal/handler';
 import { acknowledgeNag } from '../internal/nag';
+import { skafuQueue } from '../internal/queues';
 import { EventStoreSchema } from '../runtime/event-store-schema';
 
 /** Properties of an EventStorePublisher. */
@@ -98,16 +99,9 @@ export class EventStorePublisher extends Construct {
     }
     const settings = { logRetention: props.logRetention, logLevel: props.logLevel };
 
-    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
-      retentionPeriod: Duration.days(14),
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
-    });
-    this.failedBatchQueue = new sqs.Queue(this, 'FailedBatchQueue', {
-      retentionPeriod: Duration.days(14),
+    this.deadLetterQueue = skafuQueue(this, 'DeadLetterQueue');
+    this.failedBatchQueue = skafuQueue(this, 'FailedBatchQueue', {
       visibilityTimeout: Duration.minutes(6),
-      encryption: sqs.QueueEncryption.SQS_MANAGED,
-      enforceSSL: true,
       // If the dead-letter handler cannot name a batch's events, the raw pointer still ends in the DLQ.
       deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: 5 },
     });
@@ -229,27 +223,25 @@ export class EventStorePublisher extends Construct {
 
   /** Events the publisher could not publish in an invocation (retried afterwards). */
   public metricUndeliveredEvents(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
-    return new cloudwatch.Metric({
-      namespace: 'Skafu',
-      metricName: 'EventsUndelivered',
-      dimensionsMap: { service: 'skafu-outbox-publisher' },
-      statistic: 'Sum',
-      period: Duration.minutes(5),
-      ...props,
-    });
+    return outboxMetric('EventsUndelivered', props);
   }
 
   /** Events published. */
   public metricPublishedEvents(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
-    return new cloudwatch.Metric({
-      namespace: 'Skafu',
-      metricName: 'EventsPublished',
-      dimensionsMap: { service: 'skafu-outbox-publisher' },
-      statistic: 'Sum',
-      period: Duration.minutes(5),
-      ...props,
-    });
+    return outboxMetric('EventsPublished', props);
   }
+}
+
+/** A Powertools (EMF) metric of the publisher handler, summed over 5 minutes. */
+function outboxMetric(metricName: string, props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+  return new cloudwatch.Metric({
+    namespace: 'Skafu',
+    metricName,
+    dimensionsMap: { service: 'skafu-outbox-publisher' },
+    statistic: 'Sum',
+    period: Duration.minutes(5),
+    ...props,
+  });
 }
 
 function validate(path: string, props: EventStorePublisherProps): void {
