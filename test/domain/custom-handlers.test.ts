@@ -27,7 +27,16 @@ test('a custom command handler and secrets: environment wired, least-privilege g
       },
     ],
     readModels: [{ name: 'deployments', partitionKey: { name: 'id' }, projections: [] }],
-    queries: [{ name: 'GetDeployment', path: 'deployments/{id}', allowedGroups: ['Admin', 'Viewer'], readModel: 'deployments', key: { id: QueryInput.pathParameter('id') }, handler: reader }],
+    queries: [
+      {
+        name: 'GetDeployment',
+        path: 'deployments/{id}',
+        allowedGroups: ['Admin', 'Viewer'],
+        readModel: 'deployments',
+        key: { id: QueryInput.pathParameter('id') },
+        handler: reader,
+      },
+    ],
   });
   const t = Template.fromStack(stack);
   t.hasResourceProperties('AWS::Lambda::Function', {
