@@ -54,7 +54,9 @@ test('a custom command handler and secrets: environment wired, least-privilege g
     Environment: { Variables: Match.objectLike({ SKAFU_READ_MODEL_DEPLOYMENTS: { Ref: Match.stringLikeRegexp('DeploymentsReadModelDeployments') } }) },
   });
   const policies = Object.entries(t.findResources('AWS::IAM::Policy'));
-  const actionsOf = (id: RegExp) => policies.filter(([k]) => id.test(k)).flatMap(([, p]) => p.Properties.PolicyDocument.Statement.flatMap((s: { Action: string | string[] }) => [s.Action].flat()));
+  type Statement = { Action: string | string[] };
+  const actionsOf = (id: RegExp) =>
+    policies.filter(([k]) => id.test(k)).flatMap(([, p]) => (p.Properties.PolicyDocument.Statement as Statement[]).flatMap((s) => [s.Action].flat()));
   expect(actionsOf(/^DeployServiceRole/)).toEqual(expect.arrayContaining(['dynamodb:PutItem', 'events:PutEvents', 'secretsmanager:GetSecretValue']));
   expect(actionsOf(/^ReportServiceRole/)).toEqual(expect.arrayContaining(['dynamodb:GetItem', 'dynamodb:Query']));
   expect(actionsOf(/^ReportServiceRole/)).not.toContain('dynamodb:PutItem');
