@@ -9,29 +9,19 @@
  * - local buses that route events by their rules' patterns to state machines (run from their exact
  *   definitions), log groups, queues and topics; error events shown in the console and kept in a log file.
  */
-import './polyfills';
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import * as path from 'node:path';
 import { inflateRawSync } from 'node:zlib';
-import {
-  CreateTableCommand,
-  DeleteItemCommand,
-  DescribeTableCommand,
-  DynamoDBClient,
-  GetItemCommand,
-  PutItemCommand,
-  TransactWriteItemsCommand,
-  UpdateItemCommand,
-} from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeStreamCommand, DynamoDBStreamsClient, GetRecordsCommand, GetShardIteratorCommand } from '@aws-sdk/client-dynamodb-streams';
-import { StateMachine } from 'aws-local-stepfunctions';
 import { LocalAssembly, LOCAL_ACCOUNT, LOCAL_REGION, type LocalResource } from './assembly';
 import { startDynamoDbLocal, type DynamoDbLocal } from './dynamodb-local';
 import { matchesPattern, validatePattern } from './event-pattern';
 import { LocalIssuer } from './issuer';
 import { LambdaHost, LambdaInvocationError, type LocalFunction } from './lambda-host';
+import { EMULATED_TASKS, runDefinition } from './state-machines';
 import { createTableInputFromCfn } from './tables';
 
 export interface SkafuLocalOptions {
@@ -371,7 +361,7 @@ export class SkafuLocal {
       const definition = JSON.parse(String(r.stack.resolve(r.properties.DefinitionString)));
       this.stateMachines.set(r.stack.arn(r.logicalId), { name: r.stack.physicalId(r.logicalId), definition });
       for (const [name, state] of Object.entries(definition.States as Record<string, any>)) {
-        if (state.Type === 'Task' && !TASK_RESOURCES.has(state.Resource)) {
+        if (state.Type === 'Task' && !EMULATED_TASKS.has(state.Resource)) {
           this.unsupported.push({ type: `Task ${state.Resource}`, count: 1, why: `${r.path} state '${name}' fails locally: only DynamoDB and events:putEvents tasks are emulated` });
         }
       }
@@ -604,42 +594,16 @@ export class SkafuLocal {
   private async runStateMachine(arn: string, input: Record<string, any>): Promise<void> {
     const machine = this.stateMachines.get(arn);
     if (!machine) throw new Error(`no state machine ${arn}`);
-    const handlers: Record<string, (taskInput: any) => Promise<unknown>> = {};
-    const waits: Record<string, number> = {};
-    const retries: Record<string, number> = {};
-    for (const [name, state] of Object.entries(machine.definition.States as Record<string, any>)) {
-      if (state.Type === 'Wait') waits[name] = this.options.waitMs ?? 200;
-      if (state.Type === 'Task') {
-        handlers[name] = (taskInput) => this.task(String(state.Resource), taskInput);
-        retries[name] = this.options.retryMs ?? 100; // retries keep their count; only the pause is shortened
-      }
-    }
-    const execution = new StateMachine(machine.definition as never, { validationOptions: { checkArn: false } }).run(input as never, {
-      overrides: { taskResourceLocalHandlers: handlers as never, waitTimeOverrides: waits, retryIntervalOverrides: retries },
-      context: {
-        StateMachine: { Id: arn, Name: machine.name },
-        Execution: { Id: `${arn.replace(':stateMachine:', ':express:')}:${randomUUID()}`, Name: randomUUID(), StartTime: new Date().toISOString() },
-        State: { EnteredTime: new Date().toISOString(), Name: 'local', RetryCount: 0 },
-      } as never,
-    });
     try {
-      await execution.result;
+      await runDefinition(machine.definition, input, {
+        client: this.client,
+        putEvents: (input) => this.putEvents(input),
+        stateMachine: { id: arn, name: machine.name },
+        waitMs: this.options.waitMs ?? 200,
+        retryMs: this.options.retryMs ?? 100,
+      });
     } catch (err) {
       this.log(`[state machine ${machine.name}] execution failed: ${(err as Error).message.replace(/^Execution has failed with the following error: /, '')}`);
-    }
-  }
-
-  private async task(resource: string, input: any): Promise<unknown> {
-    if (resource === 'arn:aws:states:::events:putEvents') return this.putEvents(input);
-    const command = DYNAMO_TASKS[resource];
-    if (!command) throw Object.assign(new Error(`task ${resource} is not emulated`), { name: 'States.TaskFailed' });
-    try {
-      const { $metadata: _, ...out } = (await this.client.send(command(input) as never)) as unknown as Record<string, unknown>;
-      return JSON.parse(JSON.stringify(out));
-    } catch (err) {
-      const renamed = new Error((err as Error).message);
-      renamed.name = `${resource.includes('aws-sdk') ? 'DynamoDb' : 'DynamoDB'}.${(err as Error).name}`;
-      throw renamed;
     }
   }
 
@@ -799,22 +763,6 @@ export class SkafuLocal {
     void p.finally(() => this.inFlight.delete(p));
   }
 }
-
-const TASK_RESOURCES = new Set([
-  'arn:aws:states:::events:putEvents',
-  'arn:aws:states:::aws-sdk:dynamodb:transactWriteItems',
-  'arn:aws:states:::dynamodb:getItem',
-  'arn:aws:states:::dynamodb:putItem',
-  'arn:aws:states:::dynamodb:updateItem',
-  'arn:aws:states:::dynamodb:deleteItem',
-]);
-const DYNAMO_TASKS: Record<string, (input: any) => unknown> = {
-  'arn:aws:states:::aws-sdk:dynamodb:transactWriteItems': (i) => new TransactWriteItemsCommand(i),
-  'arn:aws:states:::dynamodb:getItem': (i) => new GetItemCommand(i),
-  'arn:aws:states:::dynamodb:putItem': (i) => new PutItemCommand(i),
-  'arn:aws:states:::dynamodb:updateItem': (i) => new UpdateItemCommand(i),
-  'arn:aws:states:::dynamodb:deleteItem': (i) => new DeleteItemCommand(i),
-};
 
 function busName(nameOrArn: string): string {
   return nameOrArn.includes(':event-bus/') ? nameOrArn.split(':event-bus/')[1] : nameOrArn;

@@ -1,13 +1,12 @@
 /**
  * Runs a state machine exactly as our constructs synthesize it: the DefinitionString is taken from the template,
  * its CloudFormation intrinsics resolved to local names, checked with asl-validator, and executed with
- * aws-local-stepfunctions. Task states run through local handlers that send exactly the task's parameters to
+ * aws-local-stepfunctions through Skafu Local's runner: task states send exactly the task's parameters to
  * DynamoDB Local through the SDK (errors renamed the way Step Functions names them); events:putEvents tasks are
  * captured (EventBridge has no local engine).
  */
-import { randomUUID } from 'node:crypto';
-import { DynamoDBClient, GetItemCommand, TransactWriteItemsCommand, PutItemCommand, UpdateItemCommand, DeleteItemCommand } from '@aws-sdk/client-dynamodb';
-import { StateMachine } from 'aws-local-stepfunctions';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { runDefinition } from '../../local/src/state-machines';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const aslValidator = require('asl-validator') as (definition: unknown) => { isValid: boolean; errorsText: (sep?: string) => string };
@@ -39,10 +38,6 @@ export function resolveCfn(value: unknown, refs: CfnRefs): unknown {
   return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, resolveCfn(v, refs)]));
 }
 
-export interface ParsedDefinition {
-  readonly definition: Record<string, any>;
-}
-
 /** The state machine's ASL from its AWS::StepFunctions::StateMachine resource, resolved. */
 export function definitionFrom(stateMachineResource: { Properties: Record<string, unknown> }, refs: CfnRefs): Record<string, any> {
   const text = resolveCfn(stateMachineResource.Properties.DefinitionString, refs) as string;
@@ -64,57 +59,17 @@ export interface LocalRunOptions {
   readonly taskOverride?: (stateName: string, input: any) => Promise<unknown> | undefined;
 }
 
-function rename(err: unknown, prefix: string): Error {
-  const e = err as Error & { CancellationReasons?: unknown };
-  const renamed = new Error(e.message);
-  renamed.name = `${prefix}.${e.name}`;
-  return renamed;
-}
-
-const SDK: Record<string, { prefix: string; command: (input: any) => any }> = {
-  'arn:aws:states:::aws-sdk:dynamodb:transactWriteItems': { prefix: 'DynamoDb', command: (i) => new TransactWriteItemsCommand(i) },
-  'arn:aws:states:::dynamodb:getItem': { prefix: 'DynamoDB', command: (i) => new GetItemCommand(i) },
-  'arn:aws:states:::dynamodb:putItem': { prefix: 'DynamoDB', command: (i) => new PutItemCommand(i) },
-  'arn:aws:states:::dynamodb:updateItem': { prefix: 'DynamoDB', command: (i) => new UpdateItemCommand(i) },
-  'arn:aws:states:::dynamodb:deleteItem': { prefix: 'DynamoDB', command: (i) => new DeleteItemCommand(i) },
-};
-
-/** Runs one execution; resolves with the output or rejects with the execution error (its name is the ASL error). */
+/** Runs one execution with Skafu Local's runner; putEvents entries are captured; retries do not pause. */
 export async function runLocal(definition: Record<string, any>, input: unknown, options: LocalRunOptions): Promise<unknown> {
-  const handlers: Record<string, (input: any) => Promise<any>> = {};
-  const waits: Record<string, number> = {};
-  const retries: Record<string, number> = {};
-  for (const [name, state] of Object.entries(definition.States as Record<string, any>)) {
-    if (state.Type === 'Wait') waits[name] = options.waitMs ?? 20;
-    if (state.Type !== 'Task') continue;
-    retries[name] = 0;
-    handlers[name] = async (taskInput: any) => {
-      const overridden = await options.taskOverride?.(name, taskInput);
-      if (overridden !== undefined) return overridden;
-      if (state.Resource === 'arn:aws:states:::events:putEvents') {
-        options.onPutEvents?.(taskInput.Entries);
-        return { FailedEntryCount: 0, Entries: taskInput.Entries.map(() => ({ EventId: 'local' })) };
-      }
-      const sdk = SDK[state.Resource];
-      if (!sdk) throw new Error(`no local handler for ${state.Resource}`);
-      try {
-        const out = await options.client.send(sdk.command(taskInput));
-        const { $metadata: _, ...result } = out as Record<string, unknown>;
-        return JSON.parse(JSON.stringify(result));
-      } catch (err) {
-        throw rename(err, sdk.prefix);
-      }
-    };
-  }
-  const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
-  const execution = machine.run(input as never, {
-    overrides: { taskResourceLocalHandlers: handlers, waitTimeOverrides: waits, retryIntervalOverrides: retries },
-    // aws-local-stepfunctions takes the context object as given: provide what AWS would.
-    context: {
-      StateMachine: { Id: 'arn:aws:states:us-east-1:111111111111:stateMachine:local', Name: 'local' },
-      Execution: { Id: `arn:aws:states:us-east-1:111111111111:express:local:${randomUUID()}`, Name: 'local', StartTime: new Date().toISOString() },
-      State: { EnteredTime: new Date().toISOString(), Name: 'state', RetryCount: 0 },
-    } as never,
+  return runDefinition(definition, input, {
+    client: options.client,
+    putEvents: ({ Entries }) => {
+      options.onPutEvents?.(Entries);
+      return { FailedEntryCount: 0, Entries: Entries.map(() => ({ EventId: 'local' })) };
+    },
+    stateMachine: { id: 'arn:aws:states:us-east-1:111111111111:stateMachine:local', name: 'local' },
+    waitMs: options.waitMs ?? 20,
+    retryMs: 0,
+    taskOverride: options.taskOverride,
   });
-  return execution.result;
 }

@@ -1,0 +1,86 @@
+/**
+ * Executes a state machine definition (Amazon States Language, JSONPath) with aws-local-stepfunctions, with the
+ * task integrations Skafu's constructs use emulated: DynamoDB tasks send exactly the task's parameters through
+ * the SDK (errors renamed the way Step Functions names them), and `events:putEvents` goes to a callback. Used by
+ * Skafu Local and by the tests that run the constructs' synthesized definitions.
+ */
+import './polyfills';
+import { randomUUID } from 'node:crypto';
+import {
+  DeleteItemCommand,
+  DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  TransactWriteItemsCommand,
+  UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
+import { StateMachine } from 'aws-local-stepfunctions';
+
+export const PUT_EVENTS_TASK = 'arn:aws:states:::events:putEvents';
+
+/** DynamoDB task resources and the prefix Step Functions puts on their errors. */
+const DYNAMODB_TASKS: Record<string, { prefix: string; command: (input: any) => unknown }> = {
+  'arn:aws:states:::aws-sdk:dynamodb:transactWriteItems': { prefix: 'DynamoDb', command: (i) => new TransactWriteItemsCommand(i) },
+  'arn:aws:states:::dynamodb:getItem': { prefix: 'DynamoDB', command: (i) => new GetItemCommand(i) },
+  'arn:aws:states:::dynamodb:putItem': { prefix: 'DynamoDB', command: (i) => new PutItemCommand(i) },
+  'arn:aws:states:::dynamodb:updateItem': { prefix: 'DynamoDB', command: (i) => new UpdateItemCommand(i) },
+  'arn:aws:states:::dynamodb:deleteItem': { prefix: 'DynamoDB', command: (i) => new DeleteItemCommand(i) },
+};
+
+/** Every task resource this runner emulates. */
+export const EMULATED_TASKS: ReadonlySet<string> = new Set([PUT_EVENTS_TASK, ...Object.keys(DYNAMODB_TASKS)]);
+
+export interface RunDefinitionOptions {
+  readonly client: DynamoDBClient;
+  /** Handles an `events:putEvents` task's parameters and returns its result. */
+  readonly putEvents: (input: { Entries: Array<Record<string, unknown>> }) => unknown;
+  /** The state machine's ARN and name, for the context object. */
+  readonly stateMachine: { readonly id: string; readonly name: string };
+  /** Milliseconds every Wait state lasts (instead of its seconds). */
+  readonly waitMs: number;
+  /** Milliseconds between a task's retries (their number is kept). */
+  readonly retryMs: number;
+  /** Replaces a task's behaviour when it returns something other than undefined (e.g. to inject a failure). */
+  readonly taskOverride?: (stateName: string, input: any) => Promise<unknown> | undefined;
+}
+
+/** Runs one execution; resolves with its output or rejects with the execution error (`cause.name` is the ASL error). */
+export async function runDefinition(definition: Record<string, any>, input: unknown, options: RunDefinitionOptions): Promise<unknown> {
+  const handlers: Record<string, (taskInput: any) => Promise<unknown>> = {};
+  const waits: Record<string, number> = {};
+  const retries: Record<string, number> = {};
+  for (const [name, state] of Object.entries(definition.States as Record<string, any>)) {
+    if (state.Type === 'Wait') waits[name] = options.waitMs;
+    if (state.Type !== 'Task') continue;
+    retries[name] = options.retryMs;
+    handlers[name] = async (taskInput: any) => {
+      const overridden = await options.taskOverride?.(name, taskInput);
+      if (overridden !== undefined) return overridden;
+      return task(String(state.Resource), taskInput, options);
+    };
+  }
+  const execution = new StateMachine(definition as never, { validationOptions: { checkArn: false } }).run(input as never, {
+    overrides: { taskResourceLocalHandlers: handlers as never, waitTimeOverrides: waits, retryIntervalOverrides: retries },
+    // aws-local-stepfunctions takes the context object as given: provide what AWS would.
+    context: {
+      StateMachine: { Id: options.stateMachine.id, Name: options.stateMachine.name },
+      Execution: { Id: `${options.stateMachine.id.replace(':stateMachine:', ':express:')}:${randomUUID()}`, Name: randomUUID(), StartTime: new Date().toISOString() },
+      State: { EnteredTime: new Date().toISOString(), Name: 'local', RetryCount: 0 },
+    } as never,
+  });
+  return execution.result;
+}
+
+async function task(resource: string, input: any, options: RunDefinitionOptions): Promise<unknown> {
+  if (resource === PUT_EVENTS_TASK) return options.putEvents(input);
+  const dynamodb = DYNAMODB_TASKS[resource];
+  if (!dynamodb) throw Object.assign(new Error(`task ${resource} is not emulated`), { name: 'States.TaskFailed' });
+  try {
+    const { $metadata: _, ...out } = (await options.client.send(dynamodb.command(input) as never)) as unknown as Record<string, unknown>;
+    return JSON.parse(JSON.stringify(out));
+  } catch (err) {
+    const renamed = new Error((err as Error).message);
+    renamed.name = `${dynamodb.prefix}.${(err as Error).name}`;
+    throw renamed;
+  }
+}
