@@ -597,7 +597,7 @@ export class SkafuLocal {
     try {
       await runDefinition(machine.definition, input, {
         client: this.client,
-        putEvents: (input) => this.putEvents(input),
+        putEvents: (request) => this.putEvents(request),
         stateMachine: { id: arn, name: machine.name },
         waitMs: this.options.waitMs ?? 200,
         retryMs: this.options.retryMs ?? 100,
