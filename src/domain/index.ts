@@ -15,6 +15,7 @@ import { QueryFunction } from './query-function';
 import type { SkafuApi } from '../api';
 import type { IErrorBus } from '../error-bus';
 import type { IEventStoreTable } from '../event-store';
+import { thresholdAlarm } from '../internal/alarms';
 import { acknowledgeHandlerRole, handlerOptions } from '../internal/handler';
 import { ProjectionAction, ProjectionStateMachine, ReadModelTable, type ReadModelTableProps } from '../projections';
 import { encodeDomainSpec, readModelEnvName, type CommandSpec, type DomainSpec, type QuerySpec } from '../runtime/domain-spec';
@@ -369,14 +370,7 @@ export class EventSourcedDomain extends Construct {
     const platform = props.platform;
     const api = platform.api;
     const alarm = (id: string, description: string, metric: cloudwatch.IMetric, threshold: number, periods = 1) => {
-      const a = new cloudwatch.Alarm(this, id, {
-        alarmDescription: `${props.name}: ${description}`,
-        metric,
-        threshold,
-        evaluationPeriods: periods,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      });
+      const a = thresholdAlarm(this, id, { description: `${props.name}: ${description}`, metric, threshold, evaluationPeriods: periods });
       if (platform.alarmTopic) a.addAlarmAction(new cwActions.SnsAction(platform.alarmTopic));
       this.alarms.push(a);
       return a;

@@ -8,6 +8,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { queueNotEmptyAlarm, thresholdAlarm } from '../internal/alarms';
 import { LogGroupTarget } from '../internal/log-group-target';
 import { acknowledgeNag } from '../internal/nag';
 import { skafuQueue } from '../internal/queues';
@@ -173,22 +174,13 @@ export class ErrorBus extends Construct implements IErrorBus {
       );
     }
 
-    this.errorRateAlarm = new cloudwatch.Alarm(this, 'ErrorRateAlarm', {
-      alarmDescription: `More than ${props.errorRateThreshold ?? 10} Skafu error events in ${(props.errorRatePeriod ?? Duration.minutes(5)).toHumanString()} (${environment})`,
-      metric: this.metricErrors({ period: props.errorRatePeriod ?? Duration.minutes(5) }),
+    const errorRatePeriod = props.errorRatePeriod ?? Duration.minutes(5);
+    this.errorRateAlarm = thresholdAlarm(this, 'ErrorRateAlarm', {
+      description: `More than ${props.errorRateThreshold ?? 10} Skafu error events in ${errorRatePeriod.toHumanString()} (${environment})`,
+      metric: this.metricErrors({ period: errorRatePeriod }),
       threshold: props.errorRateThreshold ?? 10,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
-    this.deadLetterAlarm = new cloudwatch.Alarm(this, 'DeadLetterAlarm', {
-      alarmDescription: `Error events that could not be delivered to their targets (${environment})`,
-      metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: 'Maximum' }),
-      threshold: 0,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
+    this.deadLetterAlarm = queueNotEmptyAlarm(this, 'DeadLetterAlarm', this.deadLetterQueue, `Error events that could not be delivered to their targets (${environment})`);
 
     acknowledgeNag(this.deadLetterQueue, [
       {

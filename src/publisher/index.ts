@@ -11,6 +11,7 @@ import { PublisherFunction } from './publisher-function';
 import { RepublishFunction } from './republish-function';
 import type { IErrorBus } from '../error-bus';
 import type { IEventStoreTable } from '../event-store';
+import { queueNotEmptyAlarm, thresholdAlarm } from '../internal/alarms';
 import { acknowledgeHandlerRole, handlerOptions } from '../internal/handler';
 import { acknowledgeNag } from '../internal/nag';
 import { skafuQueue } from '../internal/queues';
@@ -179,29 +180,22 @@ export class EventStorePublisher extends Construct {
     props.eventBus.grantPutEventsTo(republish);
 
     // --- alarms ---------------------------------------------------------------------------------------------
-    this.iteratorAgeAlarm = new cloudwatch.Alarm(this, 'IteratorAgeAlarm', {
-      alarmDescription: 'The outbox publisher is falling behind the event store stream (committed events wait to be published)',
+    this.iteratorAgeAlarm = thresholdAlarm(this, 'IteratorAgeAlarm', {
+      description: 'The outbox publisher is falling behind the event store stream (committed events wait to be published)',
       metric: this.metricIteratorAge(),
       threshold: (props.iteratorAgeThreshold ?? Duration.minutes(1)).toMilliseconds(),
       evaluationPeriods: 3,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
-    this.deadLetterAlarm = new cloudwatch.Alarm(this, 'DeadLetterAlarm', {
-      alarmDescription: 'Committed events did not reach the domain bus: see the outbox dead-letter queue and republish them',
-      metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: 'Maximum' }),
-      threshold: 0,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    this.failedBatchAlarm = new cloudwatch.Alarm(this, 'FailedBatchAlarm', {
-      alarmDescription: 'Stream batches the outbox gave up on are waiting to be named and dead-lettered',
+    this.deadLetterAlarm = queueNotEmptyAlarm(
+      this,
+      'DeadLetterAlarm',
+      this.deadLetterQueue,
+      'Committed events did not reach the domain bus: see the outbox dead-letter queue and republish them',
+    );
+    this.failedBatchAlarm = thresholdAlarm(this, 'FailedBatchAlarm', {
+      description: 'Stream batches the outbox gave up on are waiting to be named and dead-lettered',
       metric: this.failedBatchQueue.metricApproximateAgeOfOldestMessage({ period: Duration.minutes(1), statistic: 'Maximum' }),
       threshold: 600,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
 
     for (const role of [publisherOptions.role, deadLetterOptions.role, republishOptions.role]) acknowledgeHandlerRole(role);
