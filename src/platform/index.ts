@@ -10,6 +10,7 @@ import { EventSourcedDomain, type CommandDefinition, type DomainPlatformRefs, ty
 import { ErrorBus } from '../error-bus';
 import { DomainEventBus } from '../event-bus';
 import { EventStoreTable } from '../event-store';
+import { thresholdAlarm } from '../internal/alarms';
 import { EventStorePublisher } from '../publisher';
 import { RbacUserPool } from '../rbac-user-pool';
 
@@ -175,19 +176,15 @@ export class SkafuPlatform extends Construct {
       logLevel,
     });
 
-    const conflicts = new cloudwatch.Alarm(this, 'EventStoreConflictsAlarm', {
-      alarmDescription: 'Many optimistic-concurrency conflicts on the event store (hot aggregates?)',
+    const conflicts = thresholdAlarm(this, 'EventStoreConflictsAlarm', {
+      description: 'Many optimistic-concurrency conflicts on the event store (hot aggregates?)',
       metric: this.eventStore.metricConflicts(),
       threshold: 50,
-      evaluationPeriods: 1,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
-    const throttles = new cloudwatch.Alarm(this, 'EventStoreThrottlesAlarm', {
-      alarmDescription: 'The event store is throttled',
+    const throttles = thresholdAlarm(this, 'EventStoreThrottlesAlarm', {
+      description: 'The event store is throttled',
       metric: this.eventStore.metricThrottles(),
       threshold: 0,
-      evaluationPeriods: 1,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
     this.alarms.push(
       conflicts,

@@ -134,6 +134,9 @@ describe('SkafuPlatform presets and options', () => {
     const alarms = Object.values(Template.fromStack(stack).findResources('AWS::CloudWatch::Alarm'));
     expect(alarms.length).toBeGreaterThanOrEqual(p.alarms.length + domain.alarms.length);
     expect(alarms.every((a) => JSON.stringify(a.Properties.AlarmActions ?? []).includes('Ops'))).toBe(true);
+    // "Throttled" means more than zero throttle events (the metric is filled with 0 when there are none).
+    const byId = (id: string) => Object.entries(Template.fromStack(stack).findResources('AWS::CloudWatch::Alarm')).find(([k]) => k.includes(id))![1];
+    expect(byId('EventStoreThrottlesAlarm').Properties).toMatchObject({ ComparisonOperator: 'GreaterThanThreshold', Threshold: 0 });
     expect(domain.alarms.map((a) => a.node.id).sort()).toEqual(['Api5xxAlarm', 'ApiLatencyAlarm', 'CommandsErrorsAlarm', 'CommandsThrottlesAlarm', 'ProjectionFailuresAlarm', 'QueriesErrorsAlarm', 'QueriesThrottlesAlarm']);
   });
 
