@@ -7,29 +7,17 @@ import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as cognito from 'aws-cdk-lib/aws-cognito';
-import * as iam from 'aws-cdk-lib/aws-iam';
-import * as lambda from 'aws-cdk-lib/aws-lambda';
-import * as logs from 'aws-cdk-lib/aws-logs';
 import { NagSuppressions } from 'cdk-nag';
 import { RbacUserPool, SkafuApi } from '../../src';
 import { cfnLint } from '../support/cfn-lint';
-import { applyAwsSolutions, nagErrors, nagWarnings } from '../support/nag';
+import { applyAwsSolutions, consumerFunction, nagErrors, nagWarnings } from '../support/nag';
 
 function apiStack(options: { mfa?: cognito.Mfa; webAclArn?: string } = {}) {
   const stack = new Stack(new App(), 'ApiNag', { env: { account: '111111111111', region: 'eu-west-1' } });
   applyAwsSolutions(stack);
   const users = new RbacUserPool(stack, 'Users', { mfa: options.mfa });
   const api = new SkafuApi(stack, 'Api', { userPool: users.userPool, userPoolClient: users.userPoolClient, groupNames: users.groupNames, webAclArn: options.webAclArn });
-  const logGroup = new logs.LogGroup(stack, 'HandlerLogs', { retention: logs.RetentionDays.ONE_MONTH });
-  const role = new iam.Role(stack, 'HandlerRole', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });
-  logGroup.grantWrite(role);
-  const fn = new lambda.Function(stack, 'Handler', {
-    runtime: lambda.Runtime.NODEJS_22_X,
-    handler: 'index.handler',
-    code: lambda.Code.fromInline('exports.handler=async()=>({statusCode:200,body:"{}"})'),
-    role,
-    logGroup,
-  });
+  const { fn } = consumerFunction(stack);
   const integration = new apigw.LambdaIntegration(fn);
   api.addRoute('POST', 'projects', integration, { allowedGroups: ['Admin', 'Developer'] });
   api.addRoute('GET', 'projects/{projectId}', integration, { allowedGroups: ['Admin', 'Developer', 'Viewer'] });

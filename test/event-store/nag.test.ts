@@ -4,26 +4,15 @@
  */
 import { App, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import * as lambda from 'aws-cdk-lib/aws-lambda';
-import * as logs from 'aws-cdk-lib/aws-logs';
 import { NagSuppressions } from 'cdk-nag';
 import { EventStoreEncryption, EventStoreTable } from '../../src';
-import { applyAwsSolutions, nagErrors, nagWarnings } from '../support/nag';
+import { applyAwsSolutions, consumerFunction, nagErrors, nagWarnings } from '../support/nag';
 
 function consumerStack(encryption?: EventStoreEncryption): Stack {
   const stack = new Stack(new App(), 'NagEventStore', { env: { account: '111111111111', region: 'eu-west-1' } });
   applyAwsSolutions(stack);
   const store = new EventStoreTable(stack, 'Events', { encryption });
-  const logGroup = new logs.LogGroup(stack, 'HandlerLogs', { retention: logs.RetentionDays.ONE_MONTH });
-  const role = new iam.Role(stack, 'HandlerRole', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });
-  logGroup.grantWrite(role);
-  const fn = new lambda.Function(stack, 'Handler', {
-    runtime: lambda.Runtime.NODEJS_22_X,
-    handler: 'index.handler',
-    code: lambda.Code.fromInline('exports.handler = async () => ({})'),
-    role,
-    logGroup,
-  });
+  const { fn, role } = consumerFunction(stack);
   store.grantAppendEvents(fn);
   store.grantReadEvents(fn);
   store.grantListAggregates(fn);
