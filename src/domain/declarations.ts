@@ -18,29 +18,24 @@ export abstract class AggregateIdSource {
   /** A path parameter of the command's route, e.g. `alertId` in `alerts/{alertId}/trigger`. */
   public static fromPath(name: string): AggregateIdSource {
     if (!NAME.test(name)) throw new Error(`AggregateIdSource.fromPath: '${name}' is not a parameter name`);
-    return new (class extends AggregateIdSource {
-      public _spec(): AggregateIdSpec {
-        return { kind: 'path', name };
-      }
-    })();
+    return AggregateIdSource.of({ kind: 'path', name });
   }
   /** A top-level string field of the body. */
   public static fromBody(field: string): AggregateIdSource {
     if (!FIELD.test(field)) throw new Error(`AggregateIdSource.fromBody: '${field}' is not a field name`);
-    return new (class extends AggregateIdSource {
-      public _spec(): AggregateIdSpec {
-        return { kind: 'body', field };
-      }
-    })();
+    return AggregateIdSource.of({ kind: 'body', field });
   }
   /** A new UUID for every command, after an optional prefix (`alert-`). */
   public static generated(prefix: string = ''): AggregateIdSource {
     if (!/^[A-Za-z0-9._:-]{0,32}$/.test(prefix) || (prefix !== '' && !/^[A-Za-z0-9]/.test(prefix))) {
       throw new Error(`AggregateIdSource.generated: prefix '${prefix}' must be up to 32 letters, digits or . _ : -, starting with a letter or digit`);
     }
+    return AggregateIdSource.of({ kind: 'generated', prefix });
+  }
+  private static of(spec: AggregateIdSpec): AggregateIdSource {
     return new (class extends AggregateIdSource {
       public _spec(): AggregateIdSpec {
-        return { kind: 'generated', prefix };
+        return spec;
       }
     })();
   }
