@@ -207,4 +207,10 @@ project.addTask('local', {
   receiveArgs: true,
 });
 
+// The main job and the other entry points a user runs on a fresh clone build the handler bundles they need first:
+// assets/ is a build output (gitignored), so `npm ci && npm run demo` must not depend on an earlier build.
+const bundleTask = project.tasks.tryFind('bundle');
+if (!bundleTask) throw new Error('projen no longer defines the bundle task: the entry points below need it');
+for (const name of ['demo', 'example:synth', 'local', 'bench']) project.tasks.tryFind(name)!.prependSpawn(bundleTask);
+
 project.synth();
