@@ -242,7 +242,8 @@ export class EventSourcedDomain extends Construct {
     // The domain's spec, for the bundled handlers.
     const resource = (path: string) => `/api/v1/${props.name}/${trimSlashes(path)}`;
     const commandSpecs: CommandSpec[] = commands.filter((c) => !c.handler).map((c) => commandSpec(c, resource(c.path)));
-    const querySpecs: QuerySpec[] = queries.filter((q) => !q.handler).map((q) => querySpec(q, resource(q.path)));
+    const readModelOf = (q: QueryDefinition) => readModels.find((r) => r.name === q.readModel);
+    const querySpecs: QuerySpec[] = queries.filter((q) => !q.handler).map((q) => querySpec(q, resource(q.path), readModelOf(q)));
     const spec: DomainSpec = { domain: props.name, commands: commandSpecs, queries: querySpecs };
     const encodedSpec = encodeDomainSpec(spec);
     if (encodedSpec.length > 2800) {
@@ -480,7 +481,10 @@ function commandSpec(c: CommandDefinition, resource: string): CommandSpec {
   };
 }
 
-function querySpec(q: QueryDefinition, resource: string): QuerySpec {
+function querySpec(q: QueryDefinition, resource: string, readModel?: ReadModelDefinition): QuerySpec {
+  const index = q.index ? (readModel?.indexes ?? []).find((i) => i.indexName === q.index) : undefined;
+  const keys = readModel ? [readModel.partitionKey, readModel.sortKey, index?.partitionKey, index?.sortKey] : [];
+  const startKey = [...new Map(keys.filter((k) => k !== undefined).map((k) => [k!.name, { name: k!.name, type: (k!.type ?? 'S') as 'S' | 'N' | 'B' }])).values()];
   return {
     name: q.name,
     resource,
@@ -496,6 +500,7 @@ function querySpec(q: QueryDefinition, resource: string): QuerySpec {
     pageSize: q.pageSize ?? 25,
     maxPageSize: q.maxPageSize ?? 100,
     newestFirst: q.newestFirst ?? false,
+    startKey: readModel ? startKey : undefined,
   };
 }
 
