@@ -42,14 +42,21 @@ export interface RbacUserPoolProps {
    */
   readonly featurePlan?: cognito.FeaturePlan;
   /**
-   * @default Duration.hours(1)
+   * How long an access token is valid (5 minutes to 1 day). A token stays valid until it expires even after the
+   * user is disabled, removed from a group or signed out (API Gateway verifies it offline), so this, plus the API's
+   * authorizer cache TTL, is the window in which such a user keeps access; clients refresh silently with the
+   * refresh token.
+   * @default by environment: production 10 minutes, otherwise 1 hour
    */
   readonly accessTokenValidity?: Duration;
   /**
-   * @default Duration.hours(1)
+   * How long an ID token is valid (5 minutes to 1 day).
+   * @default by environment: production 10 minutes, otherwise 1 hour
    */
   readonly idTokenValidity?: Duration;
   /**
+   * How long a refresh token is valid (1 hour to 10 years); revoking it (sign-out) also revokes the access tokens
+   * it issued, at Cognito (not in tokens already verified offline).
    * @default Duration.days(30)
    */
   readonly refreshTokenValidity?: Duration;
@@ -73,6 +80,11 @@ export interface RbacUserPoolProps {
    */
   readonly removalPolicy?: RemovalPolicy;
 }
+
+/** Access and ID token validity by environment (default: 1 hour). */
+const TOKEN_VALIDITY_BY_ENVIRONMENT: Record<string, Duration> = {
+  production: Duration.minutes(10),
+};
 
 /** The default groups of the platform. */
 export const DEFAULT_RBAC_GROUPS: RbacGroup[] = [
@@ -129,14 +141,15 @@ export class RbacUserPool extends Construct {
     this.issuerUrl = `https://cognito-idp.${Stack.of(this).region}.amazonaws.com/${this.userPool.userPoolId}`;
 
     const oauth = props.callbackUrls && props.callbackUrls.length > 0;
+    const tokenValidity = TOKEN_VALIDITY_BY_ENVIRONMENT[environment] ?? Duration.hours(1);
     this.userPoolClient = this.userPool.addClient('WebClient', {
       userPoolClientName: `skafu-web-${environment}`,
       generateSecret: false,
       authFlows: { userSrp: true },
       preventUserExistenceErrors: true,
       enableTokenRevocation: true,
-      accessTokenValidity: props.accessTokenValidity ?? Duration.hours(1),
-      idTokenValidity: props.idTokenValidity ?? Duration.hours(1),
+      accessTokenValidity: props.accessTokenValidity ?? tokenValidity,
+      idTokenValidity: props.idTokenValidity ?? tokenValidity,
       refreshTokenValidity: props.refreshTokenValidity ?? Duration.days(30),
       ...(oauth
         ? {
