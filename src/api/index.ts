@@ -21,7 +21,9 @@ export enum TokenUse {
 
 /** Stage throttling. */
 export interface ThrottleSettings {
+  /** Steady-state requests per second of the stage. */
   readonly rateLimit: number;
+  /** Requests the stage accepts in a burst (at least `rateLimit`). */
   readonly burstLimit: number;
 }
 
@@ -42,6 +44,7 @@ export interface SkafuApiProps {
    */
   readonly environment?: string;
   /**
+   * The REST API's name.
    * @default `skafu-api-<environment>`
    */
   readonly restApiName?: string;
@@ -71,6 +74,7 @@ export interface SkafuApiProps {
    */
   readonly webAclArn?: string;
   /**
+   * Which Cognito token the authorizer accepts (access tokens carry `client_id`, ID tokens `aud`).
    * @default TokenUse.ACCESS
    */
   readonly tokenUse?: TokenUse;
@@ -108,6 +112,7 @@ export interface RouteOptions {
    */
   readonly requestParameters?: Record<string, boolean>;
   /**
+   * The method's operation name (used by generated SDKs).
    * @default - none
    */
   readonly operationName?: string;
@@ -122,9 +127,11 @@ export interface RouteOptions {
 
 /** A declared route. */
 export interface RouteDescription {
+  /** The HTTP method, upper case. */
   readonly method: string;
   /** The full resource path, e.g. `/api/v1/projects/{projectId}`. */
   readonly path: string;
+  /** The groups whose members may call it. */
   readonly allowedGroups: string[];
 }
 
@@ -158,13 +165,19 @@ const MAX_ENCODED_ROUTES = 3000;
  * account setup that execution logging needs.
  */
 export class SkafuApi extends Construct {
+  /** The REST API. Methods added to it outside `addRoute` get the RBAC authorizer by default. */
   public readonly restApi: apigw.RestApi;
   /** The `/api/v1` resource. */
   public readonly apiV1: apigw.IResource;
+  /** The RBAC Lambda REQUEST authorizer (the default of every method). */
   public readonly authorizer: apigw.RequestAuthorizer;
+  /** The authorizer's function. */
   public readonly authorizerFunction: lambda.IFunction;
+  /** The stage's JSON access log group. */
   public readonly accessLogGroup: logs.LogGroup;
+  /** The request validator (body and parameters) of every route. */
   public readonly requestValidator: apigw.RequestValidator;
+  /** The stage's name (the environment). */
   public readonly stageName: string;
   /** The stage (its name is the environment). */
   public readonly stage: apigw.Stage;

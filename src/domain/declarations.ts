@@ -85,9 +85,15 @@ export enum QueryInputType {
 
 /** Options of a query-string input. */
 export interface QueryParameterOptions {
-  /** @default true */
+  /**
+   * Whether the request must give it (400 naming it otherwise).
+   * @default true
+   */
   readonly required?: boolean;
-  /** @default QueryInputType.STRING */
+  /**
+   * The type of the value (a number must be a decimal DynamoDB can hold).
+   * @default QueryInputType.STRING
+   */
   readonly type?: QueryInputType;
 }
 

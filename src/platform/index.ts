@@ -49,14 +49,17 @@ export interface SkafuPlatformProps {
    */
   readonly throttle?: ThrottleSettings;
   /**
+   * The user pool's password policy.
    * @default 12 characters in production, 8 otherwise; always lower, upper, digits and symbols
    */
   readonly passwordPolicy?: cognito.PasswordPolicy;
   /**
+   * Multi-factor authentication of the user pool (TOTP).
    * @default REQUIRED in production, OPTIONAL otherwise
    */
   readonly mfa?: cognito.Mfa;
   /**
+   * Browser origins the API allows (CORS, with credentials; `*` is refused).
    * @default ['http://localhost:3000']
    */
   readonly corsOrigins?: string[];
@@ -85,14 +88,27 @@ export interface SkafuPlatformProps {
 
 /** A domain declaration for `SkafuPlatform.addDomain`. */
 export interface DomainDeclaration {
+  /** The domain's name: lower-case, used in routes (`/api/v1/<name>`), sources (`skafu.<name>`) and names. */
   readonly name: string;
-  /** @default - none */
+  /**
+   * The commands: routes that validate a request and append one event.
+   * @default - none
+   */
   readonly commands?: CommandDefinition[];
-  /** @default - none */
+  /**
+   * The queries: GET routes that read a read model.
+   * @default - none
+   */
   readonly queries?: QueryDefinition[];
-  /** @default - none */
+  /**
+   * The read models, each a table kept up to date by its projections.
+   * @default - none
+   */
   readonly readModels?: ReadModelDefinition[];
-  /** @default - the commands' event types */
+  /**
+   * Event types of the domain emitted by custom handlers (so that projections see every event of an aggregate).
+   * @default - the commands' event types
+   */
   readonly eventTypes?: string[];
 }
 
@@ -108,14 +124,23 @@ const PRESETS = {
  * tagged `Project=Skafu` and `Environment=<env>`. Domains are added with `addDomain`.
  */
 export class SkafuPlatform extends Construct {
+  /** The environment preset in use. */
   public readonly environment: string;
+  /** The event store (the system of record). */
   public readonly eventStore: EventStoreTable;
+  /** The domain event bus (`skafu-events`). */
   public readonly eventBus: DomainEventBus;
+  /** The error bus (`skafu-errors`). */
   public readonly errorBus: ErrorBus;
+  /** The user pool with its groups. */
   public readonly users: RbacUserPool;
+  /** The REST API with RBAC at the edge. */
   public readonly api: SkafuApi;
+  /** The outbox publisher (event store stream to the event bus). */
   public readonly publisher: EventStorePublisher;
+  /** The domains added with `addDomain`, by name. */
   public readonly domains: Record<string, EventSourcedDomain> = {};
+  /** The platform's alarms (event store, outbox, errors). */
   public readonly alarms: cloudwatch.Alarm[] = [];
 
   private readonly refs: DomainPlatformRefs;

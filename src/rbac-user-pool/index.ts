@@ -5,9 +5,14 @@ import { acknowledgeNag } from '../internal/nag';
 
 /** A user group and its precedence (lower wins when a user is in several). */
 export interface RbacGroup {
+  /** The group's name (case-sensitive), as routes name it in `allowedGroups`. */
   readonly name: string;
+  /** Lower wins when a user is in several groups (Cognito's role precedence). */
   readonly precedence: number;
-  /** @default - none */
+  /**
+   * A description shown in Cognito.
+   * @default - none
+   */
   readonly description?: string;
 }
 
@@ -19,6 +24,7 @@ export interface RbacUserPoolProps {
    */
   readonly environment?: string;
   /**
+   * The user pool's name.
    * @default `skafu-users-<environment>`
    */
   readonly userPoolName?: string;
@@ -28,6 +34,7 @@ export interface RbacUserPoolProps {
    */
   readonly selfSignUpEnabled?: boolean;
   /**
+   * The password policy (minimum length 8 to 99).
    * @default - 12 characters with lower case, upper case, digits and symbols; temporary passwords valid 3 days
    */
   readonly passwordPolicy?: cognito.PasswordPolicy;
@@ -72,10 +79,12 @@ export interface RbacUserPoolProps {
    */
   readonly callbackUrls?: string[];
   /**
+   * OAuth sign-out URLs of the web client (needs `callbackUrls`).
    * @default - the callback URLs
    */
   readonly logoutUrls?: string[];
   /**
+   * What happens to the user pool (and its users) when it leaves the stack.
    * @default RemovalPolicy.RETAIN
    */
   readonly removalPolicy?: RemovalPolicy;
@@ -99,10 +108,15 @@ export const DEFAULT_RBAC_GROUPS: RbacGroup[] = [
  * public web client (SRP and refresh; OAuth code flow with PKCE when callback URLs are given).
  */
 export class RbacUserPool extends Construct {
+  /** The Cognito user pool. */
   public readonly userPool: cognito.UserPool;
+  /** The public web client (no secret). */
   public readonly userPoolClient: cognito.UserPoolClient;
+  /** The user pool's id. */
   public readonly userPoolId: string;
+  /** The user pool's ARN. */
   public readonly userPoolArn: string;
+  /** The web client's id (the `client_id` of its access tokens). */
   public readonly userPoolClientId: string;
   /** The token issuer: `https://cognito-idp.<region>.amazonaws.com/<userPoolId>`. */
   public readonly issuerUrl: string;
