@@ -457,9 +457,10 @@ export class SkafuLocal {
     let pathname = url.pathname;
     if (!pathname.startsWith('/api/')) pathname = pathname.replace(/^\/[^/]+(?=\/api\/)/, ''); // /<stage>/api/...
     const method = req.method ?? 'GET';
-    // API Gateway picks the most specific resource: at the first segment where two templates differ, a literal wins.
+    // API Gateway picks the most specific resource (at the first segment where two templates differ, a literal
+    // wins), then the method on that resource; it does not fall back to a less specific resource.
     const candidates = this.apiRoutes.filter((r) => r.pattern.test(pathname)).sort((a, b) => bySpecificity(a.resource, b.resource));
-    const route = candidates.find((r) => r.method === method);
+    const route = candidates.find((r) => r.resource === candidates[0].resource && r.method === method);
     const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : String(v ?? '')]));
     const reply = (responseType: string, defaultStatus: number, message: string, authorizer?: Record<string, unknown>) =>
       renderGatewayResponse(this.gatewayResponses, { responseType, defaultStatus, message, requestId, authorizer, request: { headers } });

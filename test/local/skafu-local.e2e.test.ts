@@ -90,6 +90,9 @@ test('RBAC refusals over HTTP: no token, a forged one, a user outside the route\
   expect(list.status).toBe(200);
   expect(list.headers.get('cache-control')).toBe('no-store');
   expect(list.headers.get('x-content-type-options')).toBe('nosniff');
+  // CORS preflight: open (no token), answering a configured origin.
+  const preflight = await fetch(`${local.url}/api/v1/projects/projects/p1`, { method: 'OPTIONS', headers: { 'Origin': 'http://localhost:3000', 'Access-Control-Request-Method': 'PUT' } });
+  expect([preflight.status, preflight.headers.get('access-control-allow-origin')]).toEqual([204, 'http://localhost:3000']);
   // An undeclared method or path, whatever the token: API Gateway's "Missing Authentication Token", as 404 JSON.
   for (const [method, route] of [['DELETE', '/api/v1/projects/projects'], ['GET', '/api/v1/nowhere'], ['GET', '/api/v1/__proto__']]) {
     const missing = await api.call(method, route, { as: 'Admin' });
