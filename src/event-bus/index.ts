@@ -30,9 +30,13 @@ export interface DomainEventBusProps {
  * The event store remains the source of truth: the archive is a convenience for replay, not the record.
  */
 export class DomainEventBus extends Construct {
+  /** The EventBridge bus (`skafu-events`). */
   public readonly eventBus: events.EventBus;
+  /** The bus's name. */
   public readonly eventBusName: string;
+  /** The bus's ARN. */
   public readonly eventBusArn: string;
+  /** The archive of every event on the bus (for replays). */
   public readonly archive: events.Archive;
 
   constructor(scope: Construct, id: string, props: DomainEventBusProps = {}) {
