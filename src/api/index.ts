@@ -195,6 +195,11 @@ export class SkafuApi extends Construct {
   private readonly segmentOwners = new Map<string, Construct>();
   private readonly groupNames?: string[];
 
+  /**
+   * @param scope the construct it belongs to
+   * @param id its id, unique in `scope`
+   * @param props its properties (SkafuApiProps)
+   */
   constructor(scope: Construct, id: string, props: SkafuApiProps) {
     super(scope, id);
     validate(this.node.path, props);

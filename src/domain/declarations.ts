@@ -79,7 +79,9 @@ export abstract class DataSource {
 
 /** The type of a query input. */
 export enum QueryInputType {
+  /** A string (DynamoDB `S`). */
   STRING = 'S',
+  /** A decimal number (DynamoDB `N`, up to 38 significant digits). */
   NUMBER = 'N',
 }
 

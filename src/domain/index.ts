@@ -289,6 +289,11 @@ export class EventSourcedDomain extends Construct {
   /** The domain's event types (what its commands emit, plus `eventTypes`). */
   public readonly eventTypes: string[];
 
+  /**
+   * @param scope the construct it belongs to
+   * @param id its id, unique in `scope`
+   * @param props its properties (EventSourcedDomainProps)
+   */
   constructor(scope: Construct, id: string, props: EventSourcedDomainProps) {
     super(scope, id);
     const commands = props.commands ?? [];

@@ -121,6 +121,11 @@ export class ErrorBus extends Construct implements IErrorBus {
   /** Alarms when an error event could not be delivered (the dead-letter queue is not empty). */
   public readonly deadLetterAlarm: cloudwatch.Alarm;
 
+  /**
+   * @param scope the construct it belongs to
+   * @param id its id, unique in `scope`
+   * @param props its properties (ErrorBusProps)
+   */
   constructor(scope: Construct, id: string, props: ErrorBusProps = {}) {
     super(scope, id);
     validate(this.node.path, props);

@@ -39,6 +39,11 @@ export class DomainEventBus extends Construct {
   /** The archive of every event on the bus (for replays). */
   public readonly archive: events.Archive;
 
+  /**
+   * @param scope the construct it belongs to
+   * @param id its id, unique in `scope`
+   * @param props its properties (DomainEventBusProps)
+   */
   constructor(scope: Construct, id: string, props: DomainEventBusProps = {}) {
     super(scope, id);
     const environment = props.environment ?? 'development';

@@ -16,8 +16,14 @@ import { RbacUserPool } from '../rbac-user-pool';
 
 /** The environments the platform knows presets for. */
 export enum SkafuEnvironment {
+  /** A month of log retention, no deletion protection, DEBUG logs, optional MFA. */
   DEVELOPMENT = 'development',
+  /** Three months of log retention, deletion protection, INFO logs, optional MFA. */
   STAGING = 'staging',
+  /**
+   * A year of retention, deletion protection, required MFA, 12-character passwords, 10-minute access tokens and a
+   * 1-minute authorizer cache.
+   */
   PRODUCTION = 'production',
 }
 
@@ -146,6 +152,11 @@ export class SkafuPlatform extends Construct {
   private readonly refs: DomainPlatformRefs;
   private readonly nested: boolean;
 
+  /**
+   * @param scope the construct it belongs to
+   * @param id its id, unique in `scope`
+   * @param props its properties (SkafuPlatformProps)
+   */
   constructor(scope: Construct, id: string, props: SkafuPlatformProps = {}) {
     super(scope, id);
     const environment = props.environment ?? SkafuEnvironment.DEVELOPMENT;

@@ -123,6 +123,11 @@ export class RbacUserPool extends Construct {
   /** The groups, by name. */
   public readonly groups: Record<string, cognito.CfnUserPoolGroup> = {};
 
+  /**
+   * @param scope the construct it belongs to
+   * @param id its id, unique in `scope`
+   * @param props its properties (RbacUserPoolProps)
+   */
   constructor(scope: Construct, id: string, props: RbacUserPoolProps = {}) {
     super(scope, id);
     validate(this.node.path, props);
