@@ -17,8 +17,10 @@ import { inflateRawSync } from 'node:zlib';
 import { CreateTableCommand, DescribeTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DescribeStreamCommand, DynamoDBStreamsClient, GetRecordsCommand, GetShardIteratorCommand } from '@aws-sdk/client-dynamodb-streams';
 import { LocalAssembly, LOCAL_ACCOUNT, LOCAL_REGION, type LocalResource } from './assembly';
+import { AuthorizerCache, identityKey, methodArn as concreteMethodArn, policyAllows, type AuthorizerResult } from './authorizer-cache';
 import { startDynamoDbLocal, type DynamoDbLocal } from './dynamodb-local';
 import { matchesPattern, validatePattern } from './event-pattern';
+import { gatewayResponseFromCfn, renderGatewayResponse, type GatewayResponseDefinition } from './gateway-responses';
 import { LocalIssuer } from './issuer';
 import { LambdaHost, LambdaInvocationError, type LocalFunction } from './lambda-host';
 import { EMULATED_TASKS, runDefinition } from './state-machines';
@@ -63,7 +65,11 @@ interface Route {
   readonly params: string[];
   readonly integrationFunction?: string;
   readonly authorizerFunction?: string;
-  readonly identityHeader?: string;
+  /** The authorizer's IdentitySource and its result cache (one per authorizer, as in API Gateway). */
+  readonly identitySource?: string;
+  readonly authorizerCache?: AuthorizerCache;
+  /** CORS preflight (a MOCK OPTIONS method): its static headers and the origins its template echoes. */
+  readonly preflight?: { readonly headers: Record<string, string>; readonly origins: string[] };
 }
 
 interface HttpReply {
@@ -72,11 +78,6 @@ interface HttpReply {
   readonly headers: Record<string, string>;
 }
 
-interface AuthorizerDecision {
-  readonly policyDocument: { Statement: Array<{ Effect: string; Resource: string }> };
-  readonly context?: Record<string, unknown>;
-  readonly principalId?: string;
-}
 
 interface Rule {
   readonly name: string;
@@ -154,7 +155,7 @@ export class SkafuLocal {
   private host!: LambdaHost;
   private issuer!: LocalIssuer;
   private readonly apiRoutes: Route[] = [];
-  private readonly gatewayResponses = new Map<string, { status?: string; template: string; headers: Record<string, string> }>();
+  private readonly gatewayResponses = new Map<string, GatewayResponseDefinition>();
   private readonly rules: Rule[] = [];
   private readonly stateMachines = new Map<string, { name: string; definition: Record<string, any> }>();
   private readonly queues = new Map<string, LocalQueue>();
@@ -384,21 +385,18 @@ export class SkafuLocal {
       if (!node) throw new Error(`API resource ${id} has no known parent`);
       return `${pathOf(node.parent)}/${node.part}`;
     };
-    const authorizers = new Map<string, { fn: string; header: string }>();
+    const authorizers = new Map<string, { fn: string; identitySource: string; cache: AuthorizerCache }>();
     for (const r of resources.filter((x) => x.type === 'AWS::ApiGateway::Authorizer')) {
       const props = r.stack.resolve(r.properties) as Record<string, any>;
-      const header = /method\.request\.header\.([^,]+)/.exec(String(props.IdentitySource ?? ''))?.[1] ?? 'Authorization';
-      authorizers.set(r.stack.physicalId(r.logicalId), { fn: functionFromUri(String(props.AuthorizerUri)), header });
+      authorizers.set(r.stack.physicalId(r.logicalId), {
+        fn: functionFromUri(String(props.AuthorizerUri)),
+        identitySource: String(props.IdentitySource ?? 'method.request.header.Authorization'),
+        cache: new AuthorizerCache(Number(props.AuthorizerResultTtlInSeconds ?? 300)),
+      });
     }
     for (const r of resources.filter((x) => x.type === 'AWS::ApiGateway::GatewayResponse')) {
-      const props = r.stack.resolve(r.properties) as Record<string, any>;
-      this.gatewayResponses.set(String(props.ResponseType), {
-        status: props.StatusCode,
-        template: String(props.ResponseTemplates?.['application/json'] ?? '{"message":$context.error.messageString}'),
-        headers: Object.fromEntries(
-          Object.entries((props.ResponseParameters ?? {}) as Record<string, string>).map(([k, v]) => [k.replace('gatewayresponse.header.', ''), String(v).replace(/^'|'$/g, '')]),
-        ),
-      });
+      const definition = gatewayResponseFromCfn(r.stack.resolve(r.properties) as Record<string, any>);
+      this.gatewayResponses.set(definition.responseType, definition);
     }
     let routeGroups: Record<string, string[]> = {};
     for (const r of resources.filter((x) => x.type === 'AWS::ApiGateway::Method')) {
@@ -410,7 +408,9 @@ export class SkafuLocal {
       const params: string[] = [];
       const pattern = new RegExp(`^${resource.replace(/\{([^}]+)\}/g, (_m, p: string) => (params.push(p), '([^/]+)'))}/?$`);
       const authorizerFunction = authorizer?.fn;
-      this.apiRoutes.push({ method, resource, pattern, params, integrationFunction, authorizerFunction, identityHeader: authorizer?.header });
+      const preflight = method === 'OPTIONS' && props.Integration?.Type === 'MOCK' ? preflightOf(props.Integration) : undefined;
+      const cache = { identitySource: authorizer?.identitySource, authorizerCache: authorizer?.cache };
+      this.apiRoutes.push({ method, resource, pattern, params, integrationFunction, authorizerFunction, ...cache, preflight });
       if (authorizer && Object.keys(routeGroups).length === 0) {
         const encoded = this.host.get(authorizer.fn)?.environment.SKAFU_ROUTES;
         if (encoded) routeGroups = decodeRoutes(encoded);
@@ -457,42 +457,55 @@ export class SkafuLocal {
     let pathname = url.pathname;
     if (!pathname.startsWith('/api/')) pathname = pathname.replace(/^\/[^/]+(?=\/api\/)/, ''); // /<stage>/api/...
     const method = req.method ?? 'GET';
-    const candidates = this.apiRoutes.filter((r) => r.pattern.test(pathname));
-    const route = candidates.find((r) => r.method === method);
+    // API Gateway picks the most specific resource (at the first segment where two templates differ, a literal
+    // wins), then the method on that resource; it does not fall back to a less specific resource.
+    const candidates = this.apiRoutes.filter((r) => r.pattern.test(pathname)).sort((a, b) => bySpecificity(a.resource, b.resource));
+    const route = candidates.find((r) => r.resource === candidates[0].resource && r.method === method);
     const headers = Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : String(v ?? '')]));
-    if (!route) {
-      if (method === 'OPTIONS' && candidates.length > 0) return this.gateway('DEFAULT_4XX', 204, requestId, '', true);
-      return this.gateway(candidates.length > 0 ? 'DEFAULT_4XX' : 'DEFAULT_4XX', candidates.length > 0 ? 405 : 404, requestId, candidates.length > 0 ? 'Method not allowed' : 'Missing Authentication Token');
+    const reply = (responseType: string, defaultStatus: number, message: string, authorizer?: Record<string, unknown>) =>
+      renderGatewayResponse(this.gatewayResponses, { responseType, defaultStatus, message, requestId, authorizer, request: { headers } });
+    // No method for this path (whether or not the path exists): API Gateway's MISSING_AUTHENTICATION_TOKEN.
+    if (!route) return reply('MISSING_AUTHENTICATION_TOKEN', 403, 'Missing Authentication Token');
+    if (route.preflight) {
+      const origin = headers.origin;
+      const allowed = origin !== undefined && route.preflight.origins.includes(origin);
+      const allowOrigin: Record<string, string> = allowed ? { 'Access-Control-Allow-Origin': origin } : {};
+      return { statusCode: 204, body: '', headers: { ...route.preflight.headers, ...allowOrigin } };
     }
     const match = route.pattern.exec(pathname)!;
-    const pathParameters = Object.fromEntries(route.params.map((p, i) => [p, decodeURIComponent(match[i + 1])]));
+    const pathParameters = Object.fromEntries(route.params.map((p, i) => [p, safeDecode(match[i + 1])]));
     const query = Object.fromEntries(url.searchParams.entries());
-    const methodArn = `arn:aws:execute-api:${LOCAL_REGION}:${LOCAL_ACCOUNT}:local/local/${method}${route.resource}`;
+    // As API Gateway: the concrete path, not the route template (aws-behaviours.md section 1).
+    const methodArn = concreteMethodArn({ region: LOCAL_REGION, account: LOCAL_ACCOUNT, apiId: 'local', stage: 'local', method, path: pathname });
     let authorizerContext: Record<string, unknown> | undefined;
     if (route.authorizerFunction) {
-      const identity = headers[(route.identityHeader ?? 'Authorization').toLowerCase()];
-      if (!identity) return this.gateway('UNAUTHORIZED', 401, requestId, 'Unauthorized');
+      // Cached by every identity source together, for the authorizer's TTL; the (possibly cached) policy is
+      // evaluated against this request's own methodArn (local/src/authorizer-cache.ts).
+      const key = identityKey(route.identitySource ?? 'method.request.header.Authorization', { method, resourcePath: route.resource, headers, query });
+      if (key === undefined) return reply('UNAUTHORIZED', 401, 'Unauthorized');
+      let decision: AuthorizerResult;
       try {
-        const decision = (await this.host.invoke(route.authorizerFunction, {
-          type: 'REQUEST',
-          methodArn,
-          resource: route.resource,
-          path: pathname,
-          httpMethod: method,
-          headers,
-          queryStringParameters: query,
-          pathParameters,
-          requestContext: { requestId, httpMethod: method, resourcePath: route.resource },
-        })) as AuthorizerDecision;
-        const allowed = decision.policyDocument.Statement.some((s) => s.Effect === 'Allow' && (s.Resource === methodArn || s.Resource === '*'));
-        if (!allowed) return this.gateway('ACCESS_DENIED', 403, requestId, 'User is not authorized to access this resource');
-        authorizerContext = { ...(decision.context ?? {}), principalId: decision.principalId };
+        decision = (
+          await route.authorizerCache!.resolve(key, async () => (await this.host.invoke(route.authorizerFunction!, {
+            type: 'REQUEST',
+            methodArn,
+            resource: route.resource,
+            path: pathname,
+            httpMethod: method,
+            headers,
+            queryStringParameters: query,
+            pathParameters,
+            requestContext: { requestId, httpMethod: method, resourcePath: route.resource },
+          })) as AuthorizerResult)
+        ).result;
       } catch (err) {
-        if (err instanceof LambdaInvocationError && err.message === 'Unauthorized') return this.gateway('UNAUTHORIZED', 401, requestId, 'Unauthorized');
-        return this.gateway('DEFAULT_5XX', 500, requestId, 'Internal server error');
+        if (err instanceof LambdaInvocationError && err.message === 'Unauthorized') return reply('UNAUTHORIZED', 401, 'Unauthorized');
+        return reply('AUTHORIZER_FAILURE', 500, 'Internal server error');
       }
+      if (!policyAllows(decision, methodArn)) return reply('ACCESS_DENIED', 403, 'User is not authorized to access this resource', decision.context);
+      authorizerContext = { ...(decision.context ?? {}), principalId: decision.principalId };
     }
-    if (!route.integrationFunction) return this.gateway('DEFAULT_5XX', 500, requestId, 'Integration not emulated');
+    if (!route.integrationFunction) return reply('DEFAULT_5XX', 500, 'Integration not emulated');
     const event = {
       resource: route.resource,
       path: pathname,
@@ -511,20 +524,8 @@ export class SkafuLocal {
       const out = (await this.host.invoke(route.integrationFunction, event)) as Partial<HttpReply>;
       return { statusCode: out.statusCode ?? 200, body: out.body ?? '', headers: out.headers ?? {} };
     } catch {
-      return this.gateway('DEFAULT_5XX', 502, requestId, 'Internal server error');
+      return reply('DEFAULT_5XX', 502, 'Internal server error');
     }
-  }
-
-  /** A gateway response, rendered from the template's AWS::ApiGateway::GatewayResponse like API Gateway does. */
-  private gateway(type: string, status: number, requestId: string, message: string, preflight = false) {
-    const response = this.gatewayResponses.get(type) ?? this.gatewayResponses.get(status >= 500 ? 'DEFAULT_5XX' : 'DEFAULT_4XX');
-    const headers: Record<string, string> = { 'Content-Type': 'application/json', ...(response?.headers ?? {}) };
-    if (preflight) {
-      return { statusCode: 204, body: '', headers: { ...headers, 'Access-Control-Allow-Methods': 'GET,POST,PUT,PATCH,DELETE,OPTIONS', 'Access-Control-Allow-Headers': 'Content-Type,Authorization,X-Correlation-Id,Idempotency-Key,If-Match' } };
-    }
-    const template = response?.template ?? '{"message":$context.error.messageString}';
-    const body = template.replace(/\$context\.error\.messageString/g, JSON.stringify(message)).replace(/\$context\.error\.validationErrorString/g, message).replace(/\$context\.requestId/g, requestId);
-    return { statusCode: Number(response?.status ?? status), body, headers };
   }
 
   // ---- buses --------------------------------------------------------------------------------------------------
@@ -799,6 +800,36 @@ function toLambdaRecord(record: Record<string, any>): Record<string, any> {
       OldImage: image(record.dynamodb?.OldImage),
     },
   };
+}
+
+function bySpecificity(a: string, b: string): number {
+  const sa = a.split('/');
+  const sb = b.split('/');
+  for (let i = 0; i < Math.min(sa.length, sb.length); i++) {
+    const pa = sa[i].startsWith('{');
+    const pb = sb[i].startsWith('{');
+    if (pa !== pb) return pa ? 1 : -1;
+  }
+  return 0;
+}
+
+function safeDecode(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}
+
+/** A CORS preflight's answer from its MOCK integration: static headers, and the origins CDK's template echoes. */
+function preflightOf(integration: Record<string, any>): { headers: Record<string, string>; origins: string[] } {
+  const response = (integration.IntegrationResponses ?? [])[0] ?? {};
+  const headers = Object.fromEntries(
+    Object.entries((response.ResponseParameters ?? {}) as Record<string, string>).map(([k, v]) => [k.replace('method.response.header.', ''), String(v).replace(/^'|'$/g, '')]),
+  );
+  const template = String(response.ResponseTemplates?.['application/json'] ?? '');
+  const origins = [headers['Access-Control-Allow-Origin'], ...[...template.matchAll(/\$origin == "([^"]+)"/g)].map((m) => m[1])].filter((o): o is string => !!o);
+  return { headers, origins };
 }
 
 /** The route table the Skafu authorizer carries (indexed group names, JSON, raw deflate, base64). */

@@ -21,7 +21,9 @@ export enum TokenUse {
 
 /** Stage throttling. */
 export interface ThrottleSettings {
+  /** Steady-state requests per second of the stage. */
   readonly rateLimit: number;
+  /** Requests the stage accepts in a burst (at least `rateLimit`). */
   readonly burstLimit: number;
 }
 
@@ -42,6 +44,7 @@ export interface SkafuApiProps {
    */
   readonly environment?: string;
   /**
+   * The REST API's name.
    * @default `skafu-api-<environment>`
    */
   readonly restApiName?: string;
@@ -71,14 +74,22 @@ export interface SkafuApiProps {
    */
   readonly webAclArn?: string;
   /**
+   * Which Cognito token the authorizer accepts (access tokens carry `client_id`, ID tokens `aud`).
    * @default TokenUse.ACCESS
    */
   readonly tokenUse?: TokenUse;
   /**
    * How long API Gateway caches an authorization decision (per token, method and route). Zero disables caching.
-   * @default Duration.minutes(5)
+   * A user removed from a group, disabled or signed out keeps access for up to the token's remaining validity
+   * plus this TTL (see the README).
+   * @default by environment: production 1 minute, otherwise 5 minutes
    */
   readonly authorizerCacheTtl?: Duration;
+  /**
+   * The longest lifetime (`exp` - `iat`) the authorizer accepts; tokens without `exp` or `iat` are always refused.
+   * @default Duration.days(1) (Cognito's longest token validity)
+   */
+  readonly maxTokenLifetime?: Duration;
   /**
    * Retention of the authorizer's logs.
    * @default logs.RetentionDays.ONE_MONTH
@@ -101,6 +112,7 @@ export interface RouteOptions {
    */
   readonly requestParameters?: Record<string, boolean>;
   /**
+   * The method's operation name (used by generated SDKs).
    * @default - none
    */
   readonly operationName?: string;
@@ -115,9 +127,11 @@ export interface RouteOptions {
 
 /** A declared route. */
 export interface RouteDescription {
+  /** The HTTP method, upper case. */
   readonly method: string;
   /** The full resource path, e.g. `/api/v1/projects/{projectId}`. */
   readonly path: string;
+  /** The groups whose members may call it. */
   readonly allowedGroups: string[];
 }
 
@@ -131,6 +145,9 @@ const RETENTION_BY_ENVIRONMENT: Record<string, logs.RetentionDays> = {
   staging: logs.RetentionDays.THREE_MONTHS,
   production: logs.RetentionDays.ONE_YEAR,
 };
+const CACHE_TTL_BY_ENVIRONMENT: Record<string, Duration> = {
+  production: Duration.minutes(1),
+};
 const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
 /** Lambda allows 4 KB of environment variables in all; keep the route table well inside. */
 const MAX_ENCODED_ROUTES = 3000;
@@ -140,19 +157,27 @@ const MAX_ENCODED_ROUTES = 3000;
  * CORS (with `X-Correlation-Id` allowed and exposed), JSON gateway responses that keep CORS headers, request
  * validation, stage throttling by environment, JSON access logs, execution logging, X-Ray, optional WAF, and
  * RBAC at the edge: every method is guarded by a bundled Lambda authorizer that verifies the Cognito JWT and
- * allows only the route's groups.
+ * allows only the route's groups. Methods added to `restApi` or `apiV1` outside `addRoute` get the authorizer
+ * too (the RestApi's default method options), and so are denied until declared with `addRoute`; synth refuses
+ * any method other than CORS preflight (`OPTIONS`) that opts out of authorization (`AuthorizationType.NONE`).
  *
  * It never sets `cloudWatchRole: true` (that rewrites an account-wide setting); see the README for the one-time
  * account setup that execution logging needs.
  */
 export class SkafuApi extends Construct {
+  /** The REST API. Methods added to it outside `addRoute` get the RBAC authorizer by default. */
   public readonly restApi: apigw.RestApi;
   /** The `/api/v1` resource. */
   public readonly apiV1: apigw.IResource;
+  /** The RBAC Lambda REQUEST authorizer (the default of every method). */
   public readonly authorizer: apigw.RequestAuthorizer;
+  /** The authorizer's function. */
   public readonly authorizerFunction: lambda.IFunction;
+  /** The stage's JSON access log group. */
   public readonly accessLogGroup: logs.LogGroup;
+  /** The request validator (body and parameters) of every route. */
   public readonly requestValidator: apigw.RequestValidator;
+  /** The stage's name (the environment). */
   public readonly stageName: string;
   /** The stage (its name is the environment). */
   public readonly stage: apigw.Stage;
@@ -170,6 +195,11 @@ export class SkafuApi extends Construct {
   private readonly segmentOwners = new Map<string, Construct>();
   private readonly groupNames?: string[];
 
+  /**
+   * @param scope the construct it belongs to
+   * @param id its id, unique in `scope`
+   * @param props its properties (SkafuApiProps)
+   */
   constructor(scope: Construct, id: string, props: SkafuApiProps) {
     super(scope, id);
     validate(this.node.path, props);
@@ -193,6 +223,36 @@ export class SkafuApi extends Construct {
       removalPolicy: RemovalPolicy.RETAIN,
     });
 
+    const authorizerOptions = handlerOptions(this, 'Authorizer', {
+      description: 'Skafu RBAC authorizer: verifies the Cognito JWT and the route\'s groups',
+      serviceName: 'skafu-authorizer',
+      logRetention: props.logRetention,
+      timeout: Duration.seconds(10),
+      memorySize: 256,
+      environment: {
+        SKAFU_USER_POOL_ID: props.userPool.userPoolId,
+        SKAFU_USER_POOL_CLIENT_ID: props.userPoolClient.userPoolClientId,
+        SKAFU_TOKEN_USE: props.tokenUse ?? TokenUse.ACCESS,
+        SKAFU_ROUTES: Lazy.string({ produce: () => this.encodedRoutes() }),
+        ...(props.maxTokenLifetime ? { SKAFU_MAX_TOKEN_LIFETIME: String(props.maxTokenLifetime.toSeconds()) } : {}),
+      },
+    });
+    const authorizerFunction = new AuthorizerFunction(this, 'Authorizer', authorizerOptions);
+    this.authorizerFunction = authorizerFunction;
+    acknowledgeHandlerRole(authorizerOptions.role);
+    this.authorizer = new apigw.RequestAuthorizer(this, 'RbacAuthorizer', {
+      authorizerName: 'skafu-rbac',
+      handler: authorizerFunction,
+      // The cache key is (token, method, route): a decision is never reused for another route, and its policy
+      // names the route (path parameters as wildcards), so it fits every path value. See the handler.
+      identitySources: [
+        apigw.IdentitySource.header('Authorization'),
+        apigw.IdentitySource.context('httpMethod'),
+        apigw.IdentitySource.context('resourcePath'),
+      ],
+      resultsCacheTtl: props.authorizerCacheTtl ?? CACHE_TTL_BY_ENVIRONMENT[environment] ?? Duration.minutes(5),
+    });
+
     this.restApi = new apigw.RestApi(this, 'Api', {
       restApiName: props.restApiName ?? `skafu-api-${environment}`,
       description: `Skafu API (${environment})`,
@@ -201,7 +261,11 @@ export class SkafuApi extends Construct {
       // The deployment is managed here, so that routes declared in other (nested) stacks are deployed too.
       deploy: false,
       defaultCorsPreflightOptions: this.cors,
+      // Every method added to this API (root, apiV1 or below) is guarded unless it says otherwise; CDK's CORS
+      // preflight methods say otherwise (AuthorizationType.NONE), and stay open: browsers send them without a token.
+      defaultMethodOptions: { authorizer: this.authorizer, authorizationType: apigw.AuthorizationType.CUSTOM },
     });
+    this.restApi.node.addValidation({ validate: () => this.unguardedMethods() });
     this.deployment = new apigw.Deployment(this, 'Deployment', { api: this.restApi, description: `Skafu API (${environment})` });
     const stage = new apigw.Stage(this, 'Stage', {
       deployment: this.deployment,
@@ -216,7 +280,6 @@ export class SkafuApi extends Construct {
       accessLogFormat: apigw.AccessLogFormat.custom(
         JSON.stringify({
           requestId: '$context.requestId',
-          correlationId: '$context.authorizer.correlationId',
           userId: '$context.authorizer.userId',
           ip: '$context.identity.sourceIp',
           requestTime: '$context.requestTime',
@@ -240,35 +303,7 @@ export class SkafuApi extends Construct {
       validateRequestBody: true,
       validateRequestParameters: true,
     });
-    this.addGatewayResponses(origins[0]);
-
-    const authorizerOptions = handlerOptions(this, 'Authorizer', {
-      description: 'Skafu RBAC authorizer: verifies the Cognito JWT and the route\'s groups',
-      serviceName: 'skafu-authorizer',
-      logRetention: props.logRetention,
-      timeout: Duration.seconds(10),
-      memorySize: 256,
-      environment: {
-        SKAFU_USER_POOL_ID: props.userPool.userPoolId,
-        SKAFU_USER_POOL_CLIENT_ID: props.userPoolClient.userPoolClientId,
-        SKAFU_TOKEN_USE: props.tokenUse ?? TokenUse.ACCESS,
-        SKAFU_ROUTES: Lazy.string({ produce: () => this.encodedRoutes() }),
-      },
-    });
-    const authorizerFunction = new AuthorizerFunction(this, 'Authorizer', authorizerOptions);
-    this.authorizerFunction = authorizerFunction;
-    acknowledgeHandlerRole(authorizerOptions.role);
-    this.authorizer = new apigw.RequestAuthorizer(this, 'RbacAuthorizer', {
-      authorizerName: 'skafu-rbac',
-      handler: authorizerFunction,
-      // The cache key is (token, method, route): a decision is never reused for another route. See the handler.
-      identitySources: [
-        apigw.IdentitySource.header('Authorization'),
-        apigw.IdentitySource.context('httpMethod'),
-        apigw.IdentitySource.context('resourcePath'),
-      ],
-      resultsCacheTtl: props.authorizerCacheTtl ?? Duration.minutes(5),
-    });
+    this.addGatewayResponses(origins);
 
     if (props.webAclArn) {
       new wafv2.CfnWebACLAssociation(this, 'WebAcl', {
@@ -378,29 +413,60 @@ export class SkafuApi extends Construct {
     return encoded;
   }
 
-  private addGatewayResponses(origin: string): void {
-    const headers = {
-      'Access-Control-Allow-Origin': `'${origin}'`,
+  /** Methods other than CORS preflight without authorization: synth refuses them, naming each. */
+  private unguardedMethods(): string[] {
+    const open = this.restApi.methods.filter((m) => {
+      if (m.httpMethod === 'OPTIONS') return false;
+      const cfn = m.node.defaultChild as apigw.CfnMethod;
+      return cfn.authorizationType === undefined || cfn.authorizationType === apigw.AuthorizationType.NONE;
+    });
+    return open.map(
+      (m) =>
+        `SkafuApi ${this.node.path}: ${m.httpMethod} ${m.resource.path} has no authorization (AuthorizationType.NONE); ` +
+        'declare it with addRoute, or leave the authorizer that SkafuApi sets by default',
+    );
+  }
+
+  /**
+   * JSON gateway responses. API Gateway fills their templates by plain substitution (not VTL), so only values that
+   * cannot break a JSON string go in: its own quoted message (`$context.error.messageString`, embedded bare), its
+   * request id, and the authorizer's `reason`, which the authorizer escapes. Never
+   * `$context.error.validationErrorString` (raw text with quotes). A request header can only reach a response
+   * header (`method.request.header.*`), never the body, and the authorizer's context is cached per token and
+   * route, so: the `X-Correlation-Id` header echoes the caller's, and the body's `correlationId` is API Gateway's
+   * request id (the one the access log holds). See the README's HTTP contract.
+   */
+  private addGatewayResponses(origins: string[]): void {
+    // One origin: named. Several: the request's Origin echoed (a gateway response cannot choose among them), with
+    // Vary: Origin. These bodies hold nothing but the error: the integration's own answers name only configured
+    // origins (see Responder), and the API takes bearer tokens, not cookies.
+    const headers: Record<string, string> = {
+      'Access-Control-Allow-Origin': origins.length === 1 ? `'${origins[0]}'` : 'method.request.header.Origin',
       'Access-Control-Allow-Credentials': "'true'",
       'Access-Control-Expose-Headers': "'X-Correlation-Id'",
+      'X-Correlation-Id': 'method.request.header.X-Correlation-Id',
+      'X-Content-Type-Options': "'nosniff'",
+      'Cache-Control': "'no-store'",
+      ...(origins.length === 1 ? {} : { Vary: "'Origin'" }),
     };
-    const body = (error: string, message: string) =>
-      `{"error":"${error}","message":${message},"correlationId":"$context.requestId"}`;
-    const responses: Array<[string, apigw.ResponseType, string | undefined, string, string]> = [
+    const body = (error: string, message: string, extra = '') =>
+      `{"error":"${error}","message":${message},${extra}"correlationId":"$context.requestId"}`;
+    const responses: Array<[string, apigw.ResponseType, string | undefined, string, string, string?]> = [
       ['Unauthorized', apigw.ResponseType.UNAUTHORIZED, '401', 'Unauthorized', '"Missing, malformed, expired or invalid token"'],
-      ['AccessDenied', apigw.ResponseType.ACCESS_DENIED, '403', 'Forbidden', '"Your groups may not call this route"'],
-      ['BadRequestBody', apigw.ResponseType.BAD_REQUEST_BODY, '400', 'ValidationError', '"$context.error.validationErrorString"'],
+      ['AccessDenied', apigw.ResponseType.ACCESS_DENIED, '403', 'Forbidden', '"Your groups may not call this route"', '"reason":"$context.authorizer.reason",'],
+      ['NotFound', apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, '404', 'NotFound', '"No route for this method and path"'],
+      ['BadRequestBody', apigw.ResponseType.BAD_REQUEST_BODY, '400', 'ValidationError', '$context.error.messageString'],
       ['BadRequestParameters', apigw.ResponseType.BAD_REQUEST_PARAMETERS, '400', 'ValidationError', '$context.error.messageString'],
       ['Throttled', apigw.ResponseType.THROTTLED, '429', 'TooManyRequests', '$context.error.messageString'],
       ['Default4xx', apigw.ResponseType.DEFAULT_4XX, undefined, 'ClientError', '$context.error.messageString'],
       ['Default5xx', apigw.ResponseType.DEFAULT_5XX, undefined, 'InternalError', '"Internal error"'],
     ];
-    for (const [id, type, statusCode, error, message] of responses) {
+    for (const [id, type, statusCode, error, message, extra] of responses) {
       this.restApi.addGatewayResponse(id, {
         type,
         statusCode,
         responseHeaders: headers,
-        templates: { 'application/json': body(error, message) },
+        templates: { 'application/json': body(error, message, extra) },
       });
     }
   }
@@ -419,6 +485,8 @@ function validate(path: string, props: SkafuApiProps): void {
   }
   const ttl = props.authorizerCacheTtl?.toSeconds();
   if (ttl !== undefined && (ttl < 0 || ttl > 3600)) errors.push("'authorizerCacheTtl' must be 0 to 3600 seconds");
+  const lifetime = props.maxTokenLifetime?.toSeconds();
+  if (lifetime !== undefined && (lifetime < 300 || lifetime > 86400)) errors.push("'maxTokenLifetime' must be 5 minutes to 1 day");
   if (props.webAclArn && !Token.isUnresolved(props.webAclArn) && !props.webAclArn.includes(':wafv2:')) {
     errors.push('\'webAclArn\' must be a WAFv2 web ACL ARN');
   }

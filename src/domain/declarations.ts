@@ -79,15 +79,23 @@ export abstract class DataSource {
 
 /** The type of a query input. */
 export enum QueryInputType {
+  /** A string (DynamoDB `S`). */
   STRING = 'S',
+  /** A decimal number (DynamoDB `N`, up to 38 significant digits). */
   NUMBER = 'N',
 }
 
 /** Options of a query-string input. */
 export interface QueryParameterOptions {
-  /** @default true */
+  /**
+   * Whether the request must give it (400 naming it otherwise).
+   * @default true
+   */
   readonly required?: boolean;
-  /** @default QueryInputType.STRING */
+  /**
+   * The type of the value (a number must be a decimal DynamoDB can hold).
+   * @default QueryInputType.STRING
+   */
   readonly type?: QueryInputType;
 }
 

@@ -1,14 +1,21 @@
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { correlationIdFrom, headerValue } from '../runtime/http';
 
-/** The correlation id of an API request: the authorizer's (it saw the header first), else the header, else new. */
+/**
+ * The correlation id of an API request: the caller's `X-Correlation-Id` when it is a sane id, else API Gateway's
+ * request id (the one its gateway responses and access logs carry), else a new one. Never the authorizer's
+ * context: API Gateway caches that with the decision, so it belongs to an earlier request.
+ */
 export function requestCorrelationId(event: APIGatewayProxyEvent): string {
-  const fromAuthorizer = (event.requestContext?.authorizer as Record<string, unknown> | undefined)?.correlationId;
-  if (typeof fromAuthorizer === 'string' && fromAuthorizer.length > 0) return fromAuthorizer;
-  return correlationIdFrom(event.headers);
+  const requestId = event.requestContext?.requestId;
+  const fallback = typeof requestId === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(requestId) ? requestId : undefined;
+  return correlationIdFrom(event.headers, fallback);
 }
 
-/** Builds JSON responses with the correlation id in body and header, and CORS headers for allowed origins. */
+/**
+ * Builds JSON responses with the correlation id in body and header, CORS headers for allowed origins, and
+ * `X-Content-Type-Options: nosniff` and `Cache-Control: no-store` (every answer is for an authenticated caller).
+ */
 export class Responder {
   constructor(private readonly origins: string[]) {}
 
@@ -26,7 +33,14 @@ export class Responder {
         : {};
     return {
       statusCode,
-      headers: { 'Content-Type': 'application/json', 'X-Correlation-Id': correlationId, ...cors, ...headers },
+      headers: {
+        'Content-Type': 'application/json',
+        'X-Correlation-Id': correlationId,
+        'X-Content-Type-Options': 'nosniff',
+        'Cache-Control': 'no-store',
+        ...cors,
+        ...headers,
+      },
       body: JSON.stringify({ ...body, correlationId }),
     };
   }

@@ -26,7 +26,10 @@ export * from './declarations';
 export interface CommandDefinition {
   /** The command's name (`CreateAlert`). */
   readonly name: string;
-  /** @default 'POST' */
+  /**
+   * The HTTP method of the command's route: POST, PUT, PATCH or DELETE.
+   * @default 'POST'
+   */
   readonly method?: string;
   /** The path under `/api/v1/<domain>/` (`alerts/{alertId}/trigger`). */
   readonly path: string;
@@ -37,12 +40,18 @@ export interface CommandDefinition {
   /** Where the aggregate id comes from. */
   readonly aggregateId: AggregateIdSource;
   /**
+   * What must be true of the aggregate before the event is appended: it must exist (404 `AggregateNotFound`
+   * otherwise), must not exist yet (409 `AggregateAlreadyExists`), or anything (`If-Match` still applies).
    * @default MUST_NOT_EXIST for generated ids, otherwise ANY
    */
   readonly precondition?: Precondition;
   /** The event type it emits (`AlertCreated`). */
   readonly eventType: string;
-  /** @default 1 */
+  /**
+   * The schema version of the event's data, written into every event (`eventVersion`); raise it when the data's
+   * shape changes so that consumers can tell old events from new ones.
+   * @default 1
+   */
   readonly eventVersion?: number;
   /**
    * JSON Schema (draft 2019-09/2020-12 as Ajv reads it) of the body; the body becomes the event's data.
@@ -56,6 +65,7 @@ export interface CommandDefinition {
    */
   readonly extraData?: { [field: string]: DataSource };
   /**
+   * The largest request body accepted, in bytes; a larger one answers 413 `PayloadTooLarge` before it is parsed.
    * @default 102400 (100 KB)
    */
   readonly maxBodyBytes?: number;
@@ -74,34 +84,53 @@ export interface CommandDefinition {
 
 /** A sort key range read from two query-string parameters. */
 export interface SortKeyRange {
+  /** The sort key attribute (of the table, or of the index the query reads). */
   readonly attribute: string;
-  /** @default - no lower bound */
+  /**
+   * The query-string parameter holding the lower bound (inclusive); it must not be after the upper bound.
+   * @default - no lower bound
+   */
   readonly fromParameter?: string;
-  /** @default - no upper bound */
+  /**
+   * The query-string parameter holding the upper bound (inclusive).
+   * @default - no upper bound
+   */
   readonly toParameter?: string;
-  /** @default QueryInputType.STRING */
+  /**
+   * The type of the sort key: strings compare by their UTF-8 bytes, numbers by value.
+   * @default QueryInputType.STRING
+   */
   readonly type?: QueryInputType;
 }
 
 /** An equality filter from a query-string parameter, applied when the parameter is given. */
 export interface QueryFilter {
+  /** The item attribute compared. */
   readonly attribute: string;
+  /** The query-string parameter holding the value it must equal. */
   readonly parameter: string;
-  /** @default QueryInputType.STRING */
+  /**
+   * The type of the value.
+   * @default QueryInputType.STRING
+   */
   readonly type?: QueryInputType;
 }
 
 /** The partition key condition of a list query. */
 export interface PartitionKeyCondition {
+  /** The partition key attribute (of the table, or of the index the query reads). */
   readonly attribute: string;
+  /** Where its value comes from (a path or query-string parameter, or a constant). */
   readonly input: QueryInput;
 }
 
 /** A query of a domain: a GET route that reads a read model. */
 export interface QueryDefinition {
+  /** The query's name (`GetAlert`), unique in the domain. */
   readonly name: string;
   /** The path under `/api/v1/<domain>/`. */
   readonly path: string;
+  /** The groups allowed to call it. */
   readonly allowedGroups: string[];
   /** The read model's name (one of the domain's `readModels`). */
   readonly readModel: string;
@@ -115,27 +144,55 @@ export interface QueryDefinition {
    * @default - scan
    */
   readonly partitionKey?: PartitionKeyCondition;
-  /** @default - none */
+  /**
+   * A list's sort-key range, read from two query-string parameters.
+   * @default - none
+   */
   readonly sortKeyRange?: SortKeyRange;
-  /** @default - the table */
+  /**
+   * The read model's index the list reads (one of its `indexes`).
+   * @default - the table
+   */
   readonly index?: string;
-  /** @default - none */
+  /**
+   * A list's equality filters, each applied when its query-string parameter is given (after the read: a page
+   * can hold fewer items than `limit`).
+   * @default - none
+   */
   readonly filters?: QueryFilter[];
-  /** @default 25 */
+  /**
+   * The items a list page holds when the request gives no `limit`.
+   * @default 25
+   */
   readonly pageSize?: number;
-  /** @default 100 */
+  /**
+   * The largest `limit` a list request may ask for (400 above it).
+   * @default 100
+   */
   readonly maxPageSize?: number;
-  /** @default false */
+  /**
+   * List in descending sort-key order.
+   * @default false
+   */
   readonly newestFirst?: boolean;
-  /** @default - the bundled query handler */
+  /**
+   * A Lambda of your own that answers the query instead of the bundled handler; the domain grants it read on the
+   * read model and passes the table name in `SKAFU_READ_MODEL_<NAME>`.
+   * @default - the bundled query handler
+   */
   readonly handler?: lambda.IFunction;
-  /** @default - none */
+  /**
+   * Secrets the custom handler may read: granted, and their ARNs in `SKAFU_SECRET_<NAME>` variables.
+   * @default - none
+   */
   readonly secrets?: secretsmanager.ISecret[];
 }
 
 /** A projection of a read model: an event type and what it does. */
 export interface ReadModelProjection {
+  /** The event type (of this domain) that triggers it. */
   readonly eventType: string;
+  /** What it does to the read model (put, update or delete an item). */
   readonly action: ProjectionAction;
 }
 
@@ -143,20 +200,34 @@ export interface ReadModelProjection {
 export interface ReadModelDefinition extends ReadModelTableProps {
   /** Its name in the domain (used by queries). */
   readonly name: string;
+  /** The projections that keep it up to date, one per event type. */
   readonly projections: ReadModelProjection[];
 }
 
 /** The shared pieces a domain plugs into (SkafuPlatform provides them). */
 export interface DomainPlatformRefs {
+  /** The event store the commands append to (and whose events the projections read). */
   readonly eventStore: IEventStoreTable;
+  /** The bus the events are published on (`skafu-events`); projections' rules live on it. */
   readonly eventBus: events.IEventBus;
+  /** The bus every failure is reported on (`skafu-errors`). */
   readonly errorBus: IErrorBus;
+  /** The API the domain's routes are added to. */
   readonly api: SkafuApi;
-  /** @default 'development' */
+  /**
+   * The environment, used in names and presets.
+   * @default 'development'
+   */
   readonly environment?: string;
-  /** @default 'INFO' */
+  /**
+   * The handlers' Powertools log level (`POWERTOOLS_LOG_LEVEL`).
+   * @default 'INFO'
+   */
   readonly logLevel?: string;
-  /** @default logs.RetentionDays.ONE_MONTH */
+  /**
+   * Retention of the handlers' and state machines' logs.
+   * @default logs.RetentionDays.ONE_MONTH
+   */
   readonly logRetention?: logs.RetentionDays;
   /** Where alarms send their actions. @default - no action */
   readonly alarmTopic?: sns.ITopic;
@@ -166,14 +237,24 @@ export interface DomainPlatformRefs {
 
 /** Properties of an EventSourcedDomain. */
 export interface EventSourcedDomainProps {
+  /** The shared pieces the domain plugs into (`SkafuPlatform.platformRefs`). */
   readonly platform: DomainPlatformRefs;
   /** The domain's name: lower-case, used in routes (`/api/v1/<name>`), sources (`skafu.<name>`) and names. */
   readonly name: string;
-  /** @default - none */
+  /**
+   * The commands: routes that validate a request and append one event.
+   * @default - none
+   */
   readonly commands?: CommandDefinition[];
-  /** @default - none */
+  /**
+   * The queries: GET routes that read a read model.
+   * @default - none
+   */
   readonly queries?: QueryDefinition[];
-  /** @default - none */
+  /**
+   * The read models, each a table kept up to date by its projections.
+   * @default - none
+   */
   readonly readModels?: ReadModelDefinition[];
   /**
    * Event types of the domain emitted by custom handlers (so that projections see every event of an aggregate).
@@ -191,18 +272,28 @@ const COMMAND = /^[A-Z][A-Za-z0-9]{0,63}$/;
  * event store, buses and API with least-privilege grants.
  */
 export class EventSourcedDomain extends Construct {
+  /** The domain's name (`/api/v1/<name>`, `skafu.<name>`). */
   public readonly domainName: string;
   /** The bundled command handler (all bundled commands of the domain). */
   public readonly commandFunction?: lambda.IFunction;
   /** The bundled query handler (all bundled queries of the domain). */
   public readonly queryFunction?: lambda.IFunction;
+  /** The read model tables, by name. */
   public readonly readModels: Record<string, ReadModelTable> = {};
+  /** The state machine running the read models' projections (absent without read models). */
   public readonly projections?: ProjectionStateMachine;
+  /** The domain's CloudWatch dashboard (`skafu-<env>-<domain>`). */
   public readonly dashboard: cloudwatch.Dashboard;
+  /** The domain's alarms (handler errors and throttles, projection failures). */
   public readonly alarms: cloudwatch.Alarm[] = [];
   /** The domain's event types (what its commands emit, plus `eventTypes`). */
   public readonly eventTypes: string[];
 
+  /**
+   * @param scope the construct it belongs to
+   * @param id its id, unique in `scope`
+   * @param props its properties (EventSourcedDomainProps)
+   */
   constructor(scope: Construct, id: string, props: EventSourcedDomainProps) {
     super(scope, id);
     const commands = props.commands ?? [];
@@ -242,7 +333,8 @@ export class EventSourcedDomain extends Construct {
     // The domain's spec, for the bundled handlers.
     const resource = (path: string) => `/api/v1/${props.name}/${trimSlashes(path)}`;
     const commandSpecs: CommandSpec[] = commands.filter((c) => !c.handler).map((c) => commandSpec(c, resource(c.path)));
-    const querySpecs: QuerySpec[] = queries.filter((q) => !q.handler).map((q) => querySpec(q, resource(q.path)));
+    const readModelOf = (q: QueryDefinition) => readModels.find((r) => r.name === q.readModel);
+    const querySpecs: QuerySpec[] = queries.filter((q) => !q.handler).map((q) => querySpec(q, resource(q.path), readModelOf(q)));
     const spec: DomainSpec = { domain: props.name, commands: commandSpecs, queries: querySpecs };
     const encodedSpec = encodeDomainSpec(spec);
     if (encodedSpec.length > 2800) {
@@ -480,7 +572,10 @@ function commandSpec(c: CommandDefinition, resource: string): CommandSpec {
   };
 }
 
-function querySpec(q: QueryDefinition, resource: string): QuerySpec {
+function querySpec(q: QueryDefinition, resource: string, readModel?: ReadModelDefinition): QuerySpec {
+  const index = q.index ? (readModel?.indexes ?? []).find((i) => i.indexName === q.index) : undefined;
+  const keys = readModel ? [readModel.partitionKey, readModel.sortKey, index?.partitionKey, index?.sortKey] : [];
+  const startKey = [...new Map(keys.filter((k) => k !== undefined).map((k) => [k!.name, { name: k!.name, type: (k!.type ?? 'S') as 'S' | 'N' | 'B' }])).values()];
   return {
     name: q.name,
     resource,
@@ -496,6 +591,7 @@ function querySpec(q: QueryDefinition, resource: string): QuerySpec {
     pageSize: q.pageSize ?? 25,
     maxPageSize: q.maxPageSize ?? 100,
     newestFirst: q.newestFirst ?? false,
+    startKey: readModel ? startKey : undefined,
   };
 }
 

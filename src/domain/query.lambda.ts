@@ -1,7 +1,13 @@
 /**
  * The bundled query handler of a declared domain: get-by-key (404 when absent) or list with a key condition,
- * optional sort-key range, equality filters and pagination with an opaque `nextToken`. Answers 400 (bad or
- * missing parameter, bad token), 404, 200, or 500 (reported on the error bus), always JSON with the correlation id.
+ * optional sort-key range, equality filters and pagination with an opaque `nextToken`. Answers 400
+ * `ValidationError` (bad or missing parameter, naming it), 400 `InvalidNextToken` (a token this query did not
+ * return), 404, 200, or 500 (reported on the error bus), always JSON with the correlation id.
+ *
+ * Nothing a client can shape reaches DynamoDB unchecked: key values within DynamoDB's key limits (partition key
+ * 2,048 bytes, sort key 1,024 bytes, UTF-8), numbers DynamoDB can hold, `from` not after `to`, and a `nextToken`
+ * bound to its query and route, holding exactly the read model's key attributes, in the requested partition and
+ * range.
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -23,7 +29,28 @@ export interface QueryHandlerDeps {
   readonly corsOrigins?: string[];
 }
 
-class BadRequest extends Error {}
+/** A 400 naming the parameter at fault. */
+class BadRequest extends Error {
+  constructor(
+    message: string,
+    public readonly parameter?: string,
+    public readonly errorName = 'ValidationError',
+  ) {
+    super(message);
+  }
+}
+
+const INVALID_TOKEN = 'nextToken is not a token this query returned';
+/** DynamoDB's key size limits (ServiceQuotas: partition key 2048 bytes, sort key 1024 bytes). */
+const MAX_PARTITION_KEY_BYTES = 2048;
+const MAX_SORT_KEY_BYTES = 1024;
+/** Query-string values other than keys (filters). */
+const MAX_VALUE_BYTES = 1024;
+
+/** A parameter of the request, own properties only (a `constructor` parameter is not Object's). */
+function own(record: Record<string, string | undefined> | null | undefined, name: string): string | undefined {
+  return record && Object.prototype.hasOwnProperty.call(record, name) ? record[name] : undefined;
+}
 
 export function createQueryHandler(deps: QueryHandlerDeps) {
   const { spec, doc, tools } = deps;
@@ -38,7 +65,13 @@ export function createQueryHandler(deps: QueryHandlerDeps) {
       const table = deps.tables[query.readModel];
       if (!table) throw new Error(`read model '${query.readModel}' has no table name (${readModelEnvName(query.readModel)})`);
       if (query.kind === 'get') {
-        const key = Object.fromEntries(Object.entries(query.key ?? {}).map(([attr, input]) => [attr, inputValue(input, event, true)]));
+        const partitionAttribute = query.startKey?.[0]?.name;
+        const key = Object.fromEntries(
+          Object.entries(query.key ?? {}).map(([attr, input]) => [
+            attr,
+            inputValue(input, event, true, attr === partitionAttribute ? MAX_PARTITION_KEY_BYTES : MAX_SORT_KEY_BYTES),
+          ]),
+        );
         const out = await doc.send(new GetCommand({ TableName: table, Key: key }));
         if (!out.Item) return responder.error(event, 404, 'NotFound', `no ${query.readModel} item for ${JSON.stringify(key)}`, correlationId);
         return responder.json(event, 200, { item: out.Item }, correlationId);
@@ -47,7 +80,13 @@ export function createQueryHandler(deps: QueryHandlerDeps) {
       tools.metrics.addMetric('QueryServed', MetricUnit.Count, 1);
       return responder.json(event, 200, page, correlationId);
     } catch (err) {
-      if (err instanceof BadRequest) return responder.error(event, 400, 'ValidationError', err.message, correlationId);
+      if (err instanceof BadRequest) {
+        return responder.error(event, 400, err.errorName, err.message, correlationId, err.parameter ? { parameter: err.parameter } : {});
+      }
+      if (query?.kind === 'list' && own(event.queryStringParameters, 'nextToken') !== undefined && (err as Error).name === 'ValidationException') {
+        // A token that passed the checks but still does not fit (DynamoDB's own check): still the client's token.
+        return responder.error(event, 400, 'InvalidNextToken', INVALID_TOKEN, correlationId, { parameter: 'nextToken' });
+      }
       tools.logger.error('query failed', { query: query?.name, correlationId, error: err as Error });
       await deps.reporter.report(err, {
         correlationId,
@@ -62,25 +101,51 @@ export function createQueryHandler(deps: QueryHandlerDeps) {
 
   async function list(query: QuerySpec, table: string, event: APIGatewayProxyEvent) {
     const params = event.queryStringParameters ?? {};
-    const limitParam = params.limit;
+    const limitParam = own(params, 'limit');
     let limit = query.pageSize;
     if (limitParam !== undefined) {
       if (!/^\d{1,4}$/.test(limitParam) || Number(limitParam) < 1 || Number(limitParam) > query.maxPageSize) {
-        throw new BadRequest(`limit must be an integer from 1 to ${query.maxPageSize}`);
+        throw new BadRequest(`limit must be an integer from 1 to ${query.maxPageSize}`, 'limit');
       }
       limit = Number(limitParam);
     }
-    const startKey = params.nextToken !== undefined ? decodeToken(params.nextToken) : undefined;
     const names: Record<string, string> = {};
     const values: Record<string, unknown> = {};
     const filters: string[] = [];
     query.filters.forEach((f, i) => {
-      const raw = params[f.parameter];
+      const raw = own(params, f.parameter);
       if (raw === undefined) return;
       names[`#f${i}`] = f.attribute;
-      values[`:f${i}`] = convert(raw, f.type, f.parameter);
+      values[`:f${i}`] = convert(raw, f.type, f.parameter, MAX_VALUE_BYTES);
       filters.push(`#f${i} = :f${i}`);
     });
+    let condition = '';
+    let bounds: { from?: string | number; to?: string | number } = {};
+    if (query.partitionKey) {
+      names['#pk'] = query.partitionKey.attribute;
+      values[':pk'] = inputValue(query.partitionKey.input, event, true, MAX_PARTITION_KEY_BYTES);
+      condition = '#pk = :pk';
+      const range = query.sortKeyRange;
+      if (range) {
+        const fromRaw = range.fromParameter ? own(params, range.fromParameter) : undefined;
+        const toRaw = range.toParameter ? own(params, range.toParameter) : undefined;
+        const from = fromRaw === undefined ? undefined : convert(fromRaw, range.type, range.fromParameter!, MAX_SORT_KEY_BYTES);
+        const to = toRaw === undefined ? undefined : convert(toRaw, range.type, range.toParameter!, MAX_SORT_KEY_BYTES);
+        if (from !== undefined && to !== undefined && compareKeys(from, to) > 0) {
+          // DynamoDB refuses BETWEEN with the bounds reversed.
+          throw new BadRequest(`'${range.fromParameter}' must not be after '${range.toParameter}'`, range.fromParameter);
+        }
+        if (from !== undefined || to !== undefined) names['#sk'] = range.attribute;
+        if (from !== undefined) values[':from'] = from;
+        if (to !== undefined) values[':to'] = to;
+        if (from !== undefined && to !== undefined) condition += ' AND #sk BETWEEN :from AND :to';
+        else if (from !== undefined) condition += ' AND #sk >= :from';
+        else if (to !== undefined) condition += ' AND #sk <= :to';
+        bounds = { from, to };
+      }
+    }
+    const tokenParam = own(params, 'nextToken');
+    const startKey = tokenParam !== undefined ? decodeToken(tokenParam, query, values[':pk'] as string | number | undefined, bounds) : undefined;
     const common = {
       TableName: table,
       IndexName: query.index,
@@ -90,20 +155,6 @@ export function createQueryHandler(deps: QueryHandlerDeps) {
     };
     let out;
     if (query.partitionKey) {
-      names['#pk'] = query.partitionKey.attribute;
-      values[':pk'] = inputValue(query.partitionKey.input, event, true);
-      let condition = '#pk = :pk';
-      const range = query.sortKeyRange;
-      if (range) {
-        const from = range.fromParameter ? params[range.fromParameter] : undefined;
-        const to = range.toParameter ? params[range.toParameter] : undefined;
-        if (from !== undefined || to !== undefined) names['#sk'] = range.attribute;
-        if (from !== undefined) values[':from'] = convert(from, range.type, range.fromParameter!);
-        if (to !== undefined) values[':to'] = convert(to, range.type, range.toParameter!);
-        if (from !== undefined && to !== undefined) condition += ' AND #sk BETWEEN :from AND :to';
-        else if (from !== undefined) condition += ' AND #sk >= :from';
-        else if (to !== undefined) condition += ' AND #sk <= :to';
-      }
       const input: QueryCommandInput = {
         ...common,
         KeyConditionExpression: condition,
@@ -123,46 +174,91 @@ export function createQueryHandler(deps: QueryHandlerDeps) {
     return {
       items: out.Items ?? [],
       count: out.Items?.length ?? 0,
-      ...(out.LastEvaluatedKey ? { nextToken: Buffer.from(JSON.stringify(out.LastEvaluatedKey), 'utf8').toString('base64url') } : {}),
+      ...(out.LastEvaluatedKey ? { nextToken: encodeToken(query, out.LastEvaluatedKey) } : {}),
     };
   }
 }
 
-function inputValue(input: InputSpec, event: APIGatewayProxyEvent, required: boolean): string | number {
+function inputValue(input: InputSpec, event: APIGatewayProxyEvent, required: boolean, maxBytes: number): string | number {
   if (input.kind === 'constant') return input.value;
-  const raw = input.kind === 'path' ? event.pathParameters?.[input.name] : event.queryStringParameters?.[input.name];
+  const raw = input.kind === 'path' ? own(event.pathParameters, input.name) : own(event.queryStringParameters, input.name);
   if (raw === undefined || raw === null || raw === '') {
-    if (required) throw new BadRequest(`${input.kind === 'path' ? 'path parameter' : 'query parameter'} '${input.name}' is required`);
+    if (required) throw new BadRequest(`${input.kind === 'path' ? 'path parameter' : 'query parameter'} '${input.name}' is required`, input.name);
     return '';
   }
-  return convert(raw, input.type, input.name);
+  return convert(raw, input.type, input.name, maxBytes);
 }
 
-function convert(raw: string, type: 'S' | 'N', name: string): string | number {
-  if (raw.length > 1024) throw new BadRequest(`'${name}' is too long`);
+function convert(raw: string, type: 'S' | 'N', name: string, maxBytes: number): string | number {
+  if (typeof raw !== 'string') throw new BadRequest(`'${name}' must be a single value`, name);
+  if (Buffer.byteLength(raw, 'utf8') > maxBytes) throw new BadRequest(`'${name}' is too long (at most ${maxBytes} bytes in UTF-8)`, name);
   if (type === 'N') {
-    if (!/^-?\d+(\.\d+)?$/.test(raw)) throw new BadRequest(`'${name}' must be a number`);
+    // DynamoDB numbers hold up to 38 significant digits; JavaScript numbers must stay finite.
+    if (!/^-?\d{1,38}(\.\d{1,38})?$/.test(raw) || !Number.isFinite(Number(raw))) throw new BadRequest(`'${name}' must be a number`, name);
     return Number(raw);
   }
   return raw;
 }
 
-function decodeToken(token: string): Record<string, unknown> {
+/** DynamoDB's order of key values: numbers by value, strings by their UTF-8 bytes. */
+function compareKeys(a: string | number, b: string | number): number {
+  if (typeof a === 'number' && typeof b === 'number') return a - b;
+  return Buffer.compare(Buffer.from(String(a), 'utf8'), Buffer.from(String(b), 'utf8'));
+}
+
+/** A page token: the query, its route and the key DynamoDB returned. Opaque to clients, not a secret. */
+function encodeToken(query: QuerySpec, key: Record<string, unknown>): string {
+  return Buffer.from(JSON.stringify({ q: query.name, r: query.resource, k: key }), 'utf8').toString('base64url');
+}
+
+/**
+ * The start key of a token, checked before DynamoDB sees it: made by this query on this route, exactly the read
+ * model's key attributes with their types and sizes, in the requested partition and within the requested range.
+ */
+function decodeToken(
+  token: string,
+  query: QuerySpec,
+  partition: string | number | undefined,
+  bounds: { from?: string | number; to?: string | number },
+): Record<string, unknown> {
+  const invalid = () => new BadRequest(INVALID_TOKEN, 'nextToken', 'InvalidNextToken');
+  let parsed: unknown;
   try {
-    if (token.length > 2048) throw new Error('too long');
-    const parsed: unknown = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
-    if (
-      parsed === null ||
-      typeof parsed !== 'object' ||
-      Array.isArray(parsed) ||
-      Object.values(parsed).some((v) => !['string', 'number'].includes(typeof v))
-    ) {
-      throw new Error('not a key');
-    }
-    return parsed as Record<string, unknown>;
+    if (token.length > 8192 || !/^[A-Za-z0-9_-]+$/.test(token)) throw invalid();
+    parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
   } catch {
-    throw new BadRequest('nextToken is not a token this query returned');
+    throw invalid();
   }
+  if (!isPlainObject(parsed) || parsed.q !== query.name || parsed.r !== query.resource || !isPlainObject(parsed.k)) throw invalid();
+  const key = parsed.k;
+  const entries = Object.entries(key);
+  const expected = query.startKey;
+  if (expected) {
+    if (entries.length !== expected.length) throw invalid();
+    expected.forEach((attr, i) => {
+      if (!Object.prototype.hasOwnProperty.call(key, attr.name)) throw invalid();
+      const value = key[attr.name];
+      const limit = i === 0 ? MAX_PARTITION_KEY_BYTES : MAX_SORT_KEY_BYTES;
+      if (attr.type === 'S' && !(typeof value === 'string' && value.length > 0 && Buffer.byteLength(value, 'utf8') <= limit)) throw invalid();
+      if (attr.type === 'N' && !(typeof value === 'number' && Number.isFinite(value))) throw invalid();
+      if (attr.type === 'B') throw invalid(); // binary keys do not survive JSON; no bundled query pages over them
+    });
+  } else if (entries.length === 0 || entries.some(([, v]) => !['string', 'number'].includes(typeof v))) {
+    throw invalid();
+  }
+  if (query.partitionKey && key[query.partitionKey.attribute] !== partition) throw invalid();
+  const range = query.sortKeyRange;
+  if (range && Object.prototype.hasOwnProperty.call(key, range.attribute)) {
+    const value = key[range.attribute] as string | number;
+    if (typeof value !== (range.type === 'N' ? 'number' : 'string')) throw invalid();
+    if (bounds.from !== undefined && compareKeys(value, bounds.from) < 0) throw invalid();
+    if (bounds.to !== undefined && compareKeys(value, bounds.to) > 0) throw invalid();
+  }
+  return key;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) && Object.getPrototypeOf(value) === Object.prototype;
 }
 
 let instance: ReturnType<typeof createQueryHandler> | undefined;

@@ -77,6 +77,7 @@ export interface ErrorBusProps {
    */
   readonly errorRateThreshold?: number;
   /**
+   * The period over which `errorRateThreshold` errors raise the error-rate alarm.
    * @default Duration.minutes(5)
    */
   readonly errorRatePeriod?: Duration;
@@ -97,9 +98,13 @@ export class ErrorBus extends Construct implements IErrorBus {
   /** The detail-type of every Skafu error event. */
   public static readonly DETAIL_TYPE = 'Application Error';
 
+  /** The EventBridge bus (`skafu-errors`). */
   public readonly eventBus: events.IEventBus;
+  /** The bus's name. */
   public readonly eventBusName: string;
+  /** The bus's ARN. */
   public readonly eventBusArn: string;
+  /** The archive of every error event, when `archive` is on. */
   public readonly archive?: events.Archive;
   /** Receives every event on the bus. */
   public readonly logGroup: logs.LogGroup;
@@ -109,10 +114,18 @@ export class ErrorBus extends Construct implements IErrorBus {
   public readonly deadLetterQueue: sqs.Queue;
   /** Receives CRITICAL errors, when configured. */
   public readonly criticalTopic?: sns.ITopic;
+  /** The rule sending CRITICAL errors to the critical topic, when there is one. */
   public readonly criticalRule?: events.Rule;
+  /** Alarms when more than `errorRateThreshold` errors arrive in `errorRatePeriod`. */
   public readonly errorRateAlarm: cloudwatch.Alarm;
+  /** Alarms when an error event could not be delivered (the dead-letter queue is not empty). */
   public readonly deadLetterAlarm: cloudwatch.Alarm;
 
+  /**
+   * @param scope the construct it belongs to
+   * @param id its id, unique in `scope`
+   * @param props its properties (ErrorBusProps)
+   */
   constructor(scope: Construct, id: string, props: ErrorBusProps = {}) {
     super(scope, id);
     validate(this.node.path, props);

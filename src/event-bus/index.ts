@@ -30,11 +30,20 @@ export interface DomainEventBusProps {
  * The event store remains the source of truth: the archive is a convenience for replay, not the record.
  */
 export class DomainEventBus extends Construct {
+  /** The EventBridge bus (`skafu-events`). */
   public readonly eventBus: events.EventBus;
+  /** The bus's name. */
   public readonly eventBusName: string;
+  /** The bus's ARN. */
   public readonly eventBusArn: string;
+  /** The archive of every event on the bus (for replays). */
   public readonly archive: events.Archive;
 
+  /**
+   * @param scope the construct it belongs to
+   * @param id its id, unique in `scope`
+   * @param props its properties (DomainEventBusProps)
+   */
   constructor(scope: Construct, id: string, props: DomainEventBusProps = {}) {
     super(scope, id);
     const environment = props.environment ?? 'development';

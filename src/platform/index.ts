@@ -16,8 +16,14 @@ import { RbacUserPool } from '../rbac-user-pool';
 
 /** The environments the platform knows presets for. */
 export enum SkafuEnvironment {
+  /** A month of log retention, no deletion protection, DEBUG logs, optional MFA. */
   DEVELOPMENT = 'development',
+  /** Three months of log retention, deletion protection, INFO logs, optional MFA. */
   STAGING = 'staging',
+  /**
+   * A year of retention, deletion protection, required MFA, 12-character passwords, 10-minute access tokens and a
+   * 1-minute authorizer cache.
+   */
   PRODUCTION = 'production',
 }
 
@@ -49,14 +55,17 @@ export interface SkafuPlatformProps {
    */
   readonly throttle?: ThrottleSettings;
   /**
+   * The user pool's password policy.
    * @default 12 characters in production, 8 otherwise; always lower, upper, digits and symbols
    */
   readonly passwordPolicy?: cognito.PasswordPolicy;
   /**
+   * Multi-factor authentication of the user pool (TOTP).
    * @default REQUIRED in production, OPTIONAL otherwise
    */
   readonly mfa?: cognito.Mfa;
   /**
+   * Browser origins the API allows (CORS, with credentials; `*` is refused).
    * @default ['http://localhost:3000']
    */
   readonly corsOrigins?: string[];
@@ -85,14 +94,27 @@ export interface SkafuPlatformProps {
 
 /** A domain declaration for `SkafuPlatform.addDomain`. */
 export interface DomainDeclaration {
+  /** The domain's name: lower-case, used in routes (`/api/v1/<name>`), sources (`skafu.<name>`) and names. */
   readonly name: string;
-  /** @default - none */
+  /**
+   * The commands: routes that validate a request and append one event.
+   * @default - none
+   */
   readonly commands?: CommandDefinition[];
-  /** @default - none */
+  /**
+   * The queries: GET routes that read a read model.
+   * @default - none
+   */
   readonly queries?: QueryDefinition[];
-  /** @default - none */
+  /**
+   * The read models, each a table kept up to date by its projections.
+   * @default - none
+   */
   readonly readModels?: ReadModelDefinition[];
-  /** @default - the commands' event types */
+  /**
+   * Event types of the domain emitted by custom handlers (so that projections see every event of an aggregate).
+   * @default - the commands' event types
+   */
   readonly eventTypes?: string[];
 }
 
@@ -108,19 +130,33 @@ const PRESETS = {
  * tagged `Project=Skafu` and `Environment=<env>`. Domains are added with `addDomain`.
  */
 export class SkafuPlatform extends Construct {
+  /** The environment preset in use. */
   public readonly environment: string;
+  /** The event store (the system of record). */
   public readonly eventStore: EventStoreTable;
+  /** The domain event bus (`skafu-events`). */
   public readonly eventBus: DomainEventBus;
+  /** The error bus (`skafu-errors`). */
   public readonly errorBus: ErrorBus;
+  /** The user pool with its groups. */
   public readonly users: RbacUserPool;
+  /** The REST API with RBAC at the edge. */
   public readonly api: SkafuApi;
+  /** The outbox publisher (event store stream to the event bus). */
   public readonly publisher: EventStorePublisher;
+  /** The domains added with `addDomain`, by name. */
   public readonly domains: Record<string, EventSourcedDomain> = {};
+  /** The platform's alarms (event store, outbox, errors). */
   public readonly alarms: cloudwatch.Alarm[] = [];
 
   private readonly refs: DomainPlatformRefs;
   private readonly nested: boolean;
 
+  /**
+   * @param scope the construct it belongs to
+   * @param id its id, unique in `scope`
+   * @param props its properties (SkafuPlatformProps)
+   */
   constructor(scope: Construct, id: string, props: SkafuPlatformProps = {}) {
     super(scope, id);
     const environment = props.environment ?? SkafuEnvironment.DEVELOPMENT;

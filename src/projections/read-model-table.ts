@@ -22,16 +22,25 @@ export interface ReadModelIndex {
 export interface ReadModelTableProps {
   /** The partition key. */
   readonly partitionKey: ReadModelKey;
-  /** @default - none */
+  /**
+   * The sort key.
+   * @default - none
+   */
   readonly sortKey?: ReadModelKey;
-  /** @default - none */
+  /**
+   * Global secondary indexes (all attributes projected), for queries by other keys.
+   * @default - none
+   */
   readonly indexes?: ReadModelIndex[];
   /**
    * Turn DynamoDB TTL on for this attribute; projections with a `ttl` write it (epoch seconds).
    * @default - no TTL
    */
   readonly timeToLiveAttribute?: string;
-  /** @default - generated */
+  /**
+   * The table's name.
+   * @default - generated
+   */
   readonly tableName?: string;
   /**
    * Read models can be rebuilt from the event store, so they are destroyed with the stack by default.
@@ -39,6 +48,7 @@ export interface ReadModelTableProps {
    */
   readonly removalPolicy?: RemovalPolicy;
   /**
+   * Point-in-time recovery of the table.
    * @default true
    */
   readonly pointInTimeRecovery?: boolean;

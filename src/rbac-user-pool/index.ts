@@ -5,9 +5,14 @@ import { acknowledgeNag } from '../internal/nag';
 
 /** A user group and its precedence (lower wins when a user is in several). */
 export interface RbacGroup {
+  /** The group's name (case-sensitive), as routes name it in `allowedGroups`. */
   readonly name: string;
+  /** Lower wins when a user is in several groups (Cognito's role precedence). */
   readonly precedence: number;
-  /** @default - none */
+  /**
+   * A description shown in Cognito.
+   * @default - none
+   */
   readonly description?: string;
 }
 
@@ -19,6 +24,7 @@ export interface RbacUserPoolProps {
    */
   readonly environment?: string;
   /**
+   * The user pool's name.
    * @default `skafu-users-<environment>`
    */
   readonly userPoolName?: string;
@@ -28,6 +34,7 @@ export interface RbacUserPoolProps {
    */
   readonly selfSignUpEnabled?: boolean;
   /**
+   * The password policy (minimum length 8 to 99).
    * @default - 12 characters with lower case, upper case, digits and symbols; temporary passwords valid 3 days
    */
   readonly passwordPolicy?: cognito.PasswordPolicy;
@@ -42,14 +49,21 @@ export interface RbacUserPoolProps {
    */
   readonly featurePlan?: cognito.FeaturePlan;
   /**
-   * @default Duration.hours(1)
+   * How long an access token is valid (5 minutes to 1 day). A token stays valid until it expires even after the
+   * user is disabled, removed from a group or signed out (API Gateway verifies it offline), so this, plus the API's
+   * authorizer cache TTL, is the window in which such a user keeps access; clients refresh silently with the
+   * refresh token.
+   * @default by environment: production 10 minutes, otherwise 1 hour
    */
   readonly accessTokenValidity?: Duration;
   /**
-   * @default Duration.hours(1)
+   * How long an ID token is valid (5 minutes to 1 day).
+   * @default by environment: production 10 minutes, otherwise 1 hour
    */
   readonly idTokenValidity?: Duration;
   /**
+   * How long a refresh token is valid (1 hour to 10 years); revoking it (sign-out) also revokes the access tokens
+   * it issued, at Cognito (not in tokens already verified offline).
    * @default Duration.days(30)
    */
   readonly refreshTokenValidity?: Duration;
@@ -65,14 +79,21 @@ export interface RbacUserPoolProps {
    */
   readonly callbackUrls?: string[];
   /**
+   * OAuth sign-out URLs of the web client (needs `callbackUrls`).
    * @default - the callback URLs
    */
   readonly logoutUrls?: string[];
   /**
+   * What happens to the user pool (and its users) when it leaves the stack.
    * @default RemovalPolicy.RETAIN
    */
   readonly removalPolicy?: RemovalPolicy;
 }
+
+/** Access and ID token validity by environment (default: 1 hour). */
+const TOKEN_VALIDITY_BY_ENVIRONMENT: Record<string, Duration> = {
+  production: Duration.minutes(10),
+};
 
 /** The default groups of the platform. */
 export const DEFAULT_RBAC_GROUPS: RbacGroup[] = [
@@ -87,16 +108,26 @@ export const DEFAULT_RBAC_GROUPS: RbacGroup[] = [
  * public web client (SRP and refresh; OAuth code flow with PKCE when callback URLs are given).
  */
 export class RbacUserPool extends Construct {
+  /** The Cognito user pool. */
   public readonly userPool: cognito.UserPool;
+  /** The public web client (no secret). */
   public readonly userPoolClient: cognito.UserPoolClient;
+  /** The user pool's id. */
   public readonly userPoolId: string;
+  /** The user pool's ARN. */
   public readonly userPoolArn: string;
+  /** The web client's id (the `client_id` of its access tokens). */
   public readonly userPoolClientId: string;
   /** The token issuer: `https://cognito-idp.<region>.amazonaws.com/<userPoolId>`. */
   public readonly issuerUrl: string;
   /** The groups, by name. */
   public readonly groups: Record<string, cognito.CfnUserPoolGroup> = {};
 
+  /**
+   * @param scope the construct it belongs to
+   * @param id its id, unique in `scope`
+   * @param props its properties (RbacUserPoolProps)
+   */
   constructor(scope: Construct, id: string, props: RbacUserPoolProps = {}) {
     super(scope, id);
     validate(this.node.path, props);
@@ -129,14 +160,15 @@ export class RbacUserPool extends Construct {
     this.issuerUrl = `https://cognito-idp.${Stack.of(this).region}.amazonaws.com/${this.userPool.userPoolId}`;
 
     const oauth = props.callbackUrls && props.callbackUrls.length > 0;
+    const tokenValidity = TOKEN_VALIDITY_BY_ENVIRONMENT[environment] ?? Duration.hours(1);
     this.userPoolClient = this.userPool.addClient('WebClient', {
       userPoolClientName: `skafu-web-${environment}`,
       generateSecret: false,
       authFlows: { userSrp: true },
       preventUserExistenceErrors: true,
       enableTokenRevocation: true,
-      accessTokenValidity: props.accessTokenValidity ?? Duration.hours(1),
-      idTokenValidity: props.idTokenValidity ?? Duration.hours(1),
+      accessTokenValidity: props.accessTokenValidity ?? tokenValidity,
+      idTokenValidity: props.idTokenValidity ?? tokenValidity,
       refreshTokenValidity: props.refreshTokenValidity ?? Duration.days(30),
       ...(oauth
         ? {

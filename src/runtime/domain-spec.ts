@@ -56,6 +56,11 @@ export interface QuerySpec {
   readonly pageSize: number;
   readonly maxPageSize: number;
   readonly newestFirst: boolean;
+  /**
+   * The read model's key attributes with their types, partition key first: the table's keys, then the index's when
+   * the query reads one. A list's `nextToken` must hold exactly these. Absent in specs made before it existed.
+   */
+  readonly startKey?: Array<{ readonly name: string; readonly type: 'S' | 'N' | 'B' }>;
 }
 
 export interface DomainSpec {

@@ -16,11 +16,11 @@ export function headerValue(headers: Record<string, string | undefined> | null |
 
 /**
  * The request's correlation id: the `X-Correlation-Id` header when it is a sane id (1-128 of letters, digits and
- * `._:-`), otherwise a new UUID. A malformed header is replaced rather than trusted or echoed.
+ * `._:-`), otherwise the fallback, otherwise a new UUID. A malformed header is replaced rather than trusted or echoed.
  */
-export function correlationIdFrom(headers: Record<string, string | undefined> | null | undefined): string {
+export function correlationIdFrom(headers: Record<string, string | undefined> | null | undefined, fallback?: string): string {
   const given = headerValue(headers, CORRELATION_HEADER)?.trim();
-  return given && CORRELATION_ID.test(given) ? given : randomUUID();
+  return given && CORRELATION_ID.test(given) ? given : fallback ?? randomUUID();
 }
 
 /**

@@ -1,7 +1,9 @@
 /**
  * The RBAC authorizer with real signatures: an RS256 key pair made here, its JWKS loaded into aws-jwt-verify,
  * Cognito-shaped access tokens minted for users in each group. The route table is the one the SkafuApi
- * construct synthesizes (decoded from the authorizer's environment in the template).
+ * construct synthesizes (decoded from the authorizer's environment in the template), and every request goes
+ * through a model of API Gateway's authorizer cache (test/support/api-gateway.ts) with the synthesized identity
+ * sources and TTL: concrete method ARNs, a different path value on each request.
  */
 import { createServer, type Server } from 'node:http';
 import { App, Stack } from 'aws-cdk-lib';
@@ -12,6 +14,7 @@ import { RbacUserPool, SkafuApi } from '../../src';
 import { createAuthorizer, authorizerConfigFromEnvironment } from '../../src/api/authorizer.lambda';
 import { powertools } from '../../src/internal/powertools';
 import { decodeRouteGroups } from '../../src/runtime';
+import { ApiGatewayModel, concretePath, MODEL_ARN } from '../support/api-gateway';
 import { CLIENT_ID, createIssuer, ISSUER, USER_POOL_ID, userClaims, type TestIssuer } from '../support/jwt';
 
 const GROUPS = ['Admin', 'Developer', 'Viewer'];
@@ -19,7 +22,12 @@ const ROUTES: Array<[string, string, string[]]> = [
   ['POST', 'observability/metrics', ['Admin', 'Developer']],
   ['GET', 'observability/metrics', ['Admin', 'Developer', 'Viewer']],
   ['POST', 'observability/alerts/{alertId}/trigger', ['Admin', 'Developer']],
+  ['GET', 'projects/{projectId}', ['Admin', 'Developer', 'Viewer']],
+  ['PUT', 'projects/{projectId}', ['Admin', 'Developer']],
   ['DELETE', 'projects/{projectId}', ['Admin']],
+  ['GET', 'projects/{projectId}/history', ['Admin']],
+  ['GET', 'projects/search', ['Admin']],
+  ['GET', 'projects/{projectId}/members/{memberId}', ['Admin', 'Developer']],
   ['GET', 'projects', ['Admin', 'Developer', 'Viewer']],
 ];
 
@@ -32,10 +40,14 @@ function synthesizedAuthorizer() {
   const template = Template.fromStack(stack);
   const [fn] = Object.values(template.findResources('AWS::Lambda::Function')).filter((f) => f.Properties.Environment?.Variables?.SKAFU_ROUTES);
   const [authorizer] = Object.values(template.findResources('AWS::ApiGateway::Authorizer'));
-  return { env: fn.Properties.Environment.Variables as Record<string, unknown>, identitySource: authorizer.Properties.IdentitySource as string };
+  return {
+    env: fn.Properties.Environment.Variables as Record<string, unknown>,
+    identitySource: authorizer.Properties.IdentitySource as string,
+    ttlSeconds: authorizer.Properties.AuthorizerResultTtlInSeconds as number,
+  };
 }
 
-const { env, identitySource } = synthesizedAuthorizer();
+const { env, identitySource, ttlSeconds } = synthesizedAuthorizer();
 const routes = decodeRouteGroups(env.SKAFU_ROUTES as string);
 let issuer: TestIssuer;
 let authorize: (event: APIGatewayRequestAuthorizerEvent) => Promise<APIGatewayAuthorizerResult>;
@@ -49,8 +61,13 @@ beforeAll(async () => {
   });
 });
 
-function event(method: string, resource: string, headers: Record<string, string>): APIGatewayRequestAuthorizerEvent {
-  const path = resource.replace(/\{[^}]+\}/g, 'x1');
+/** Values for every path parameter of a template. */
+function valuesFor(resource: string, value: string): Record<string, string> {
+  return Object.fromEntries([...resource.matchAll(/\{([^}]+)\}/g)].map(([, name], i) => [name, `${value}${i === 0 ? '' : `-${i}`}`]));
+}
+
+function event(method: string, resource: string, headers: Record<string, string>, value = 'x1'): APIGatewayRequestAuthorizerEvent {
+  const path = concretePath(resource, valuesFor(resource, value));
   return {
     type: 'REQUEST',
     methodArn: `arn:aws:execute-api:us-east-1:111111111111:abc123/development/${method}${path}`,
@@ -59,7 +76,7 @@ function event(method: string, resource: string, headers: Record<string, string>
     httpMethod: method,
     headers,
     multiValueHeaders: {},
-    pathParameters: {},
+    pathParameters: valuesFor(resource, value),
     queryStringParameters: {},
     multiValueQueryStringParameters: {},
     stageVariables: {},
@@ -67,22 +84,28 @@ function event(method: string, resource: string, headers: Record<string, string>
   };
 }
 
-/** What API Gateway answers: 401 when the authorizer throws Unauthorized, 403 on Deny, 200 (passed on) on Allow. */
-type Outcome = { status: number; result?: APIGatewayAuthorizerResult };
-async function status(method: string, resource: string, headers: Record<string, string>): Promise<Outcome> {
-  try {
-    const result = await authorize(event(method, resource, headers));
-    const effect = (result.policyDocument.Statement[0] as { Effect: string }).Effect;
-    return { status: effect === 'Allow' ? 200 : 403, result };
-  } catch (err) {
-    expect((err as Error).message).toBe('Unauthorized');
-    return { status: 401 };
-  }
+/** API Gateway as the template configures it: the synthesized identity sources and TTL. */
+function gateway(options: { identitySource?: string; now?: () => number; authorize?: typeof authorize } = {}) {
+  return new ApiGatewayModel({
+    identitySource: options.identitySource ?? identitySource,
+    ttlSeconds,
+    authorize: options.authorize ?? ((e) => authorize(e)),
+    now: options.now,
+  });
 }
+
+/** What API Gateway answers for one request (a fresh cache): 401, 403 or 200. */
+type Outcome = { status: number; result?: APIGatewayAuthorizerResult };
+async function status(method: string, resource: string, headers: Record<string, string>, value = 'x1'): Promise<Outcome> {
+  return gateway().call(method, resource, valuesFor(resource, value), headers);
+}
+
+const ARN_PREFIX = `arn:aws:execute-api:${MODEL_ARN.region}:${MODEL_ARN.account}:${MODEL_ARN.apiId}/${MODEL_ARN.stage}`;
 
 test('the construct synthesizes the route table and a cache key of (token, method, route)', () => {
   expect(routes).toEqual(Object.fromEntries(ROUTES.map(([m, p, g]) => [`${m} /api/v1/${p}`, g])));
   expect(identitySource).toBe('method.request.header.Authorization,context.httpMethod,context.resourcePath');
+  expect(ttlSeconds).toBe(300);
   expect(env).toMatchObject({ SKAFU_TOKEN_USE: 'access' });
 });
 
@@ -115,20 +138,35 @@ describe('RBAC matrix: every route x every group x every token case', () => {
       return { Authorization: `Bearer ${h}.${payload}.${s}` };
     }],
     ['unknown key id', async () => ({ Authorization: `Bearer ${await issuer.mint(userClaims('u', ['Admin']), { kid: 'nope' })}` })],
+    // aws-jwt-verify checks exp only when present: a validly signed token without it must not live forever.
+    ['validly signed without exp', async () => ({ Authorization: `Bearer ${await issuer.mint(userClaims('u', ['Admin']), { omitExp: true })}` })],
+    ['validly signed without iat', async () => ({ Authorization: `Bearer ${await issuer.mint(userClaims('u', ['Admin']), { omitIat: true })}` })],
+    ['lifetime over a day', async () => ({ Authorization: `Bearer ${await issuer.mint(userClaims('u', ['Admin']), { expiresInSeconds: 2 * 86400 })}` })],
+    ['issued in the future', async () => ({ Authorization: `Bearer ${await issuer.mint(userClaims('u', ['Admin']), { issuedAtSeconds: 3600, expiresInSeconds: 7200 })}` })],
   ];
 
   for (const [method, path, allowed] of ROUTES) {
     const resource = `/api/v1/${path}`;
     describe(`${method} ${resource} (allowed: ${allowed.join(', ')})`, () => {
-      test.each(userSets)('valid token, %s', async (_name, groups) => {
+      test.each(userSets)('valid token, %s: the same token on two path values, both orders, through the cache', async (_name, groups) => {
         const token = await issuer.mint(userClaims(`user-${groups.join('-') || 'none'}`, groups));
-        const { status: code, result } = await status(method, resource, { 'authorization': `Bearer ${token}`, 'X-Correlation-Id': 'corr-42' });
+        const headers = { 'authorization': `Bearer ${token}`, 'X-Correlation-Id': 'corr-42' };
         const expected = groups.some((g) => allowed.includes(g)) ? 200 : 403;
-        expect(code).toBe(expected);
-        expect(result!.policyDocument.Statement).toEqual([
-          { Action: 'execute-api:Invoke', Effect: expected === 200 ? 'Allow' : 'Deny', Resource: event(method, resource, {}).methodArn },
-        ]);
-        expect(result!.context).toMatchObject({ userId: `user-${groups.join('-') || 'none'}`, groups: groups.join(','), correlationId: 'corr-42' });
+        for (const order of [['p1', 'p2'], ['p2', 'p1']]) {
+          const api = gateway();
+          const first = await api.call(method, resource, valuesFor(resource, order[0]), headers);
+          const second = await api.call(method, resource, valuesFor(resource, order[1]), headers);
+          expect([first.status, second.status]).toEqual([expected, expected]);
+          // The second request was decided by the cached policy, evaluated against its own concrete ARN.
+          expect([first.invoked, second.invoked, api.invocations]).toEqual([true, false, 1]);
+          expect(second.methodArn).toBe(`${ARN_PREFIX}/${method}${concretePath(resource, valuesFor(resource, order[1]))}`);
+        }
+        const { result } = await status(method, resource, headers);
+        const statements = result!.policyDocument.Statement as Array<{ Effect: string; Resource: string }>;
+        expect(statements[0]).toEqual({ Action: 'execute-api:Invoke', Effect: expected === 200 ? 'Allow' : 'Deny', Resource: `${ARN_PREFIX}/${method}${resource.replace(/\{[^}]+\}/g, '*')}` });
+        expect(statements.slice(1).every((st) => st.Effect === 'Deny')).toBe(true);
+        expect(result!.context).toMatchObject({ userId: `user-${groups.join('-') || 'none'}`, groups: groups.join(','), reason: expected === 200 ? '' : `requires one of: ${allowed.join(', ')}` });
+        expect(result!.context).not.toHaveProperty('correlationId');
       });
       test.each(badTokens)('refused with 401: %s token', async (_name, headers) => {
         expect((await status(method, resource, await headers())).status).toBe(401);
@@ -143,53 +181,86 @@ describe('RBAC matrix: every route x every group x every token case', () => {
     expect(result!.context!.reason).toBe('route not declared');
   });
 
-  test('the correlation id is generated when absent or malformed', async () => {
-    const token = await issuer.mint(userClaims('u', ['Admin']));
-    const generated = await status('GET', '/api/v1/projects', { 'Authorization': `Bearer ${token}`, 'x-correlation-id': 'bad id with spaces' });
-    expect(generated.result!.context!.correlationId).toMatch(/^[0-9a-f-]{36}$/);
+  test('prototype keys as routes are not declared routes', async () => {
+    const token = await issuer.mint(userClaims('admin', ['Admin']));
+    for (const resource of ['/__proto__', '/constructor', '/api/v1/__proto__/{x}']) {
+      const { status: code, result } = await status('GET', resource, { Authorization: `Bearer ${token}` });
+      expect(code).toBe(403);
+      expect(result!.context!.reason).toBe('route not declared');
+    }
   });
 });
 
-describe('authorizer caching never leaks a decision to another route', () => {
-  /** API Gateway's cache, keyed by the values of the authorizer's identity sources (taken from the template). */
-  function cachingGateway(sources: string) {
-    const cache = new Map<string, APIGatewayAuthorizerResult>();
-    const keyOf = (e: APIGatewayRequestAuthorizerEvent) =>
-      sources
-        .split(',')
-        .map((s) => {
-          if (s.startsWith('method.request.header.')) return e.headers?.[s.slice('method.request.header.'.length)];
-          if (s === 'context.httpMethod') return e.httpMethod;
-          if (s === 'context.resourcePath') return e.resource;
-          throw new Error(`unknown identity source ${s}`);
-        })
-        .join('|');
-    return async (method: string, resource: string, headers: Record<string, string>) => {
-      const e = event(method, resource, headers);
-      const key = keyOf(e);
-      const result = cache.get(key) ?? (await authorize(e));
-      cache.set(key, result);
-      // API Gateway then evaluates the (possibly cached) policy against the ARN actually called.
-      const statement = result.policyDocument.Statement[0] as { Effect: string; Resource: string };
-      const matches = statement.Resource === e.methodArn;
-      return statement.Effect === 'Allow' && matches ? 200 : 403;
+describe('the policy fits API Gateway\'s cache and never widens a decision to another route', () => {
+  test('the model sees the defect of a policy naming the concrete ARN: p1 allowed, then p2 refused from the cache', async () => {
+    const concrete = async (e: APIGatewayRequestAuthorizerEvent) => {
+      const result = await authorize(e);
+      return { ...result, policyDocument: { Version: '2012-10-17', Statement: [{ Action: 'execute-api:Invoke', Effect: 'Allow' as const, Resource: e.methodArn }] } };
     };
-  }
-
-  test('with the synthesized identity sources: Viewer reads, then is refused a write on another route', async () => {
-    const gateway = cachingGateway(identitySource);
-    const viewer = { Authorization: `Bearer ${await issuer.mint(userClaims('v', ['Viewer']))}` };
-    expect(await gateway('GET', '/api/v1/observability/metrics', viewer)).toBe(200);
-    expect(await gateway('POST', '/api/v1/observability/metrics', viewer)).toBe(403);
-    expect(await gateway('GET', '/api/v1/projects', viewer)).toBe(200);
-    expect(await gateway('DELETE', '/api/v1/projects/{projectId}', viewer)).toBe(403);
+    const api = gateway({ authorize: concrete });
+    const headers = { Authorization: `Bearer ${await issuer.mint(userClaims('v', ['Viewer']))}` };
+    expect((await api.call('GET', '/api/v1/projects/{projectId}', { projectId: 'p1' }, headers)).status).toBe(200);
+    expect((await api.call('GET', '/api/v1/projects/{projectId}', { projectId: 'p2' }, headers)).status).toBe(403);
   });
 
-  test('the policy names exactly the called method ARN, so even a token-only cache key could not widen access', async () => {
-    const tokenOnly = cachingGateway('method.request.header.Authorization');
+  test('hostile path values (encoded slashes, wildcards, quotes) are decided like any other value', async () => {
+    const api = gateway();
+    const headers = { Authorization: `Bearer ${await issuer.mint(userClaims('d', ['Developer']))}` };
+    for (const value of ['p1', 'a/b', '*', '?', '"quoted"', '€'.repeat(20), '..']) {
+      expect((await api.call('PUT', '/api/v1/projects/{projectId}', { projectId: value }, headers)).status).toBe(200);
+      expect((await api.call('DELETE', '/api/v1/projects/{projectId}', { projectId: value }, headers)).status).toBe(403);
+    }
+    expect(api.invocations).toBe(2);
+  });
+
+  test('with a cache keyed by the token alone, a cached Allow still opens neither deeper, more specific nor other-method routes', async () => {
+    const tokenOnly = gateway({ identitySource: 'method.request.header.Authorization' });
     const viewer = { Authorization: `Bearer ${await issuer.mint(userClaims('v2', ['Viewer']))}` };
-    expect(await tokenOnly('GET', '/api/v1/observability/metrics', viewer)).toBe(200);
-    expect(await tokenOnly('POST', '/api/v1/observability/metrics', viewer)).toBe(403);
+    expect((await tokenOnly.call('GET', '/api/v1/projects/{projectId}', { projectId: 'p1' }, viewer)).status).toBe(200);
+    // Every later request reuses that one cached policy (the key is the token alone).
+    expect((await tokenOnly.call('GET', '/api/v1/projects/{projectId}', { projectId: 'p2' }, viewer)).status).toBe(200);
+    expect((await tokenOnly.call('GET', '/api/v1/projects/{projectId}/history', { projectId: 'p1' }, viewer)).status).toBe(403);
+    expect((await tokenOnly.call('GET', '/api/v1/projects/search', {}, viewer)).status).toBe(403);
+    expect((await tokenOnly.call('GET', '/api/v1/projects/{projectId}/members/{memberId}', { projectId: 'p1', memberId: 'm1' }, viewer)).status).toBe(403);
+    expect((await tokenOnly.call('PUT', '/api/v1/projects/{projectId}', { projectId: 'p1' }, viewer)).status).toBe(403);
+    expect((await tokenOnly.call('DELETE', '/api/v1/projects/{projectId}', { projectId: 'p1' }, viewer)).status).toBe(403);
+    expect((await tokenOnly.call('POST', '/api/v1/observability/metrics', {}, viewer)).status).toBe(403);
+    expect(tokenOnly.invocations).toBe(1);
+  });
+
+  test('with the synthesized key, each route gets its own decision: Viewer reads, then is refused writes', async () => {
+    const api = gateway();
+    const viewer = { Authorization: `Bearer ${await issuer.mint(userClaims('v', ['Viewer']))}` };
+    expect((await api.call('GET', '/api/v1/observability/metrics', {}, viewer)).status).toBe(200);
+    expect((await api.call('POST', '/api/v1/observability/metrics', {}, viewer)).status).toBe(403);
+    expect((await api.call('GET', '/api/v1/projects/{projectId}', { projectId: 'p1' }, viewer)).status).toBe(200);
+    expect((await api.call('DELETE', '/api/v1/projects/{projectId}', { projectId: 'p1' }, viewer)).status).toBe(403);
+    expect((await api.call('GET', '/api/v1/projects/search', {}, viewer)).status).toBe(403);
+    expect(api.invocations).toBe(5);
+  });
+
+  test('a cached decision lasts the TTL, then the authorizer is asked again; a missing token never reaches it', async () => {
+    let now = 1_000_000;
+    const api = gateway({ now: () => now });
+    const admin = { Authorization: `Bearer ${await issuer.mint(userClaims('a', ['Admin']))}` };
+    await api.call('GET', '/api/v1/projects/{projectId}', { projectId: 'p1' }, admin);
+    now += (ttlSeconds - 1) * 1000;
+    await api.call('GET', '/api/v1/projects/{projectId}', { projectId: 'p2' }, admin);
+    expect(api.invocations).toBe(1);
+    now += 2000;
+    expect((await api.call('GET', '/api/v1/projects/{projectId}', { projectId: 'p3' }, admin)).status).toBe(200);
+    expect(api.invocations).toBe(2);
+    expect(await api.call('GET', '/api/v1/projects', {}, { Authorization: '' })).toMatchObject({ status: 401, invoked: false });
+  });
+
+  test('the 403 reason is JSON-string safe whatever the group names hold', async () => {
+    const weird = 'Ad"min\\\n';
+    const weirdRoutes = { 'GET /api/v1/x': [weird] };
+    const config = { userPoolId: USER_POOL_ID, clientId: CLIENT_ID, tokenUse: 'access' as const, routes: weirdRoutes };
+    const authorizeWeird = createAuthorizer({ config, tools: powertools('test'), jwks: issuer.jwks });
+    const token = await issuer.mint(userClaims('u', ['Viewer']));
+    const result = await authorizeWeird(event('GET', '/api/v1/x', { Authorization: `Bearer ${token}` }));
+    expect(JSON.parse(`"${String(result.context!.reason)}"`)).toBe(`requires one of: ${weird}`);
   });
 });
 

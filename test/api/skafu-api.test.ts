@@ -2,6 +2,7 @@ import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { renderGatewayResponse, gatewayResponseFromCfn, type GatewayResponseDefinition } from '../../local/src/gateway-responses';
 import { RbacUserPool, SkafuApi, TokenUse } from '../../src';
 
 function build(props: Partial<ConstructorParameters<typeof SkafuApi>[2]> = {}) {
@@ -16,6 +17,12 @@ function build(props: Partial<ConstructorParameters<typeof SkafuApi>[2]> = {}) {
   return { stack, api, integration, template: () => Template.fromStack(stack) };
 }
 
+/** The synthesized gateway responses, by type. */
+function gatewayResponses(template: Template): Map<string, GatewayResponseDefinition> {
+  const responses = Object.values(template.findResources('AWS::ApiGateway::GatewayResponse'));
+  return new Map(responses.map((r) => [r.Properties.ResponseType as string, gatewayResponseFromCfn(r.Properties)]));
+}
+
 describe('SkafuApi', () => {
   const { api, template: t } = build();
   const template = t();
@@ -25,7 +32,7 @@ describe('SkafuApi', () => {
     template.hasResourceProperties('AWS::ApiGateway::Stage', {
       StageName: 'development',
       TracingEnabled: true,
-      AccessLogSetting: { DestinationArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('AccessLogs'), 'Arn'] }, Format: Match.stringLikeRegexp('"correlationId":"\\$context.authorizer.correlationId"') },
+      AccessLogSetting: { DestinationArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('AccessLogs'), 'Arn'] }, Format: Match.stringLikeRegexp('"requestId":"\\$context.requestId"') },
       MethodSettings: [Match.objectLike({ LoggingLevel: 'INFO', DataTraceEnabled: false, MetricsEnabled: true, ThrottlingRateLimit: 100, ThrottlingBurstLimit: 200, HttpMethod: '*', ResourcePath: '/*' })],
     });
     template.hasResourceProperties('AWS::Logs::LogGroup', { RetentionInDays: 30 });
@@ -93,18 +100,63 @@ describe('SkafuApi', () => {
     expect(headers['method.response.header.Access-Control-Allow-Credentials']).toBe("'true'");
   });
 
-  test('gateway responses: JSON bodies with the correlation id, CORS headers kept', () => {
-    const responses = Object.values(template.findResources('AWS::ApiGateway::GatewayResponse'));
-    const byType = Object.fromEntries(responses.map((r) => [r.Properties.ResponseType, r.Properties]));
-    expect(Object.keys(byType).sort()).toEqual(['ACCESS_DENIED', 'BAD_REQUEST_BODY', 'BAD_REQUEST_PARAMETERS', 'DEFAULT_4XX', 'DEFAULT_5XX', 'THROTTLED', 'UNAUTHORIZED']);
-    expect(byType.UNAUTHORIZED.StatusCode).toBe('401');
-    expect(byType.ACCESS_DENIED.StatusCode).toBe('403');
-    for (const r of Object.values(byType)) {
-      expect(r.ResponseParameters['gatewayresponse.header.Access-Control-Allow-Origin']).toBe("'http://localhost:3000'");
-      // $context.error.messageString arrives already quoted; the other variables are substituted raw.
-      const body = (r.ResponseTemplates['application/json'] as string).replace('$context.error.messageString', '"m"').replace(/\$context\.[A-Za-z.]+/g, 'x');
-      expect(JSON.parse(body)).toEqual({ error: expect.any(String), message: expect.any(String), correlationId: 'x' });
+  test('gateway responses: valid JSON whatever the error strings hold, the caller\'s correlation id, CORS, nosniff', () => {
+    const definitions = gatewayResponses(template);
+    expect([...definitions.keys()].sort()).toEqual([
+      'ACCESS_DENIED', 'BAD_REQUEST_BODY', 'BAD_REQUEST_PARAMETERS', 'DEFAULT_4XX', 'DEFAULT_5XX', 'MISSING_AUTHENTICATION_TOKEN', 'THROTTLED', 'UNAUTHORIZED',
+    ]);
+    const hostile = 'He said "hi"\nthen \\left\t{"x":1}';
+    // Rendered as API Gateway substitutes (local/src/gateway-responses.ts): messageString quoted, the rest raw.
+    for (const [type, status] of [['UNAUTHORIZED', 401], ['ACCESS_DENIED', 403], ['MISSING_AUTHENTICATION_TOKEN', 403], ['BAD_REQUEST_BODY', 400],
+      ['BAD_REQUEST_PARAMETERS', 400], ['THROTTLED', 429], ['REQUEST_TOO_LARGE', 413], ['AUTHORIZER_FAILURE', 500], ['INTEGRATION_TIMEOUT', 504]] as const) {
+      const rendered = renderGatewayResponse(definitions, {
+        responseType: type,
+        defaultStatus: status,
+        message: hostile,
+        validationErrorString: `[object has missing required properties (["name"])]\n${hostile}`,
+        requestId: 'b5f7c0de-0000-4000-8000-000000000001',
+        // The authorizer escapes its reason (test/api/authorizer.test.ts proves it for hostile group names).
+        authorizer: { reason: JSON.stringify(`requires one of: ${hostile}`).slice(1, -1) },
+        request: { headers: { 'x-correlation-id': 'caller-42', 'origin': 'http://localhost:3000' } },
+      });
+      const body = JSON.parse(rendered.body);
+      expect(body).toMatchObject({ error: expect.any(String), message: expect.any(String), correlationId: 'b5f7c0de-0000-4000-8000-000000000001' });
+      expect(rendered.headers).toMatchObject({
+        'X-Correlation-Id': 'caller-42',
+        'Access-Control-Allow-Origin': 'http://localhost:3000',
+        'Access-Control-Allow-Credentials': 'true',
+        'X-Content-Type-Options': 'nosniff',
+        'Cache-Control': 'no-store',
+      });
+      if (type === 'ACCESS_DENIED') expect(body).toMatchObject({ error: 'Forbidden', reason: `requires one of: ${hostile}` });
     }
+    const notFound = renderGatewayResponse(definitions, { responseType: 'MISSING_AUTHENTICATION_TOKEN', defaultStatus: 403, message: 'Missing Authentication Token', requestId: 'r', request: { headers: {} } });
+    expect(notFound.statusCode).toBe(404);
+    expect(JSON.parse(notFound.body)).toMatchObject({ error: 'NotFound' });
+    // No caller id, no header: the body's request id is then the only id.
+    expect(notFound.headers['X-Correlation-Id']).toBeUndefined();
+    for (const d of definitions.values()) expect(d.templates['application/json']).not.toContain('validationErrorString');
+  });
+
+  test('methods added outside addRoute get the authorizer by default; CORS preflight stays open', () => {
+    const { api: custom, integration, template: synth } = build();
+    custom.apiV1.addResource('custom').addMethod('GET', integration);
+    custom.restApi.root.addResource('health').addMethod('GET', integration);
+    const methods = Object.values(synth().findResources('AWS::ApiGateway::Method'));
+    const guarded = methods.filter((m) => m.Properties.HttpMethod !== 'OPTIONS');
+    expect(guarded).toHaveLength(5);
+    for (const m of guarded) expect(m.Properties).toMatchObject({ AuthorizationType: 'CUSTOM', AuthorizerId: { Ref: expect.stringMatching(/RbacAuthorizer/) } });
+    const preflights = methods.filter((m) => m.Properties.HttpMethod === 'OPTIONS');
+    expect(preflights.length).toBeGreaterThan(3);
+    expect(preflights.every((m) => m.Properties.AuthorizationType === 'NONE')).toBe(true);
+    // Not in the route table: the authorizer denies them until they are declared with addRoute.
+    expect(custom.routes().map((r) => r.path)).not.toContain('/api/v1/custom');
+  });
+
+  test('synth refuses a method that opts out of authorization, naming it', () => {
+    const { api: open, integration, template: synth } = build();
+    open.apiV1.addResource('public').addMethod('POST', integration, { authorizationType: apigw.AuthorizationType.NONE });
+    expect(() => synth()).toThrow(/POST \/api\/v1\/public has no authorization \(AuthorizationType.NONE\)/);
   });
 
   test('metrics', () => {
@@ -123,8 +175,27 @@ test('environment presets and options', () => {
   t.hasResourceProperties('AWS::Lambda::Function', { Environment: { Variables: Match.objectLike({ SKAFU_TOKEN_USE: 'id' }) } });
   t.hasResourceProperties('AWS::WAFv2::WebACLAssociation', { WebACLArn: 'arn:aws:wafv2:eu-west-1:111111111111:regional/webacl/skafu/abc' });
   t.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseParameters: Match.objectLike({ 'gatewayresponse.header.Access-Control-Allow-Origin': "'https://app.skafu.dev'" }) });
+  // Production: a short authorizer cache (a revoked user's window is the token's validity plus this).
+  build({ environment: 'production' }).template().hasResourceProperties('AWS::ApiGateway::Authorizer', { AuthorizerResultTtlInSeconds: 60 });
+  build({ maxTokenLifetime: Duration.minutes(30) }).template().hasResourceProperties('AWS::Lambda::Function', {
+    Environment: { Variables: Match.objectLike({ SKAFU_MAX_TOKEN_LIFETIME: '1800' }) },
+  });
   const staging = build({ environment: 'staging' }).template();
   staging.hasResourceProperties('AWS::ApiGateway::Stage', { MethodSettings: [Match.objectLike({ ThrottlingRateLimit: 500, ThrottlingBurstLimit: 1000 })] });
+});
+
+test('several CORS origins: preflight and gateway responses answer the request\'s origin, not always the first', () => {
+  const origins = ['https://a.skafu.dev', 'https://b.skafu.dev', 'http://localhost:5173'];
+  const t = build({ corsOrigins: origins }).template();
+  const definitions = gatewayResponses(t);
+  for (const origin of origins.slice(1)) {
+    const rendered = renderGatewayResponse(definitions, { responseType: 'UNAUTHORIZED', defaultStatus: 401, message: 'Unauthorized', requestId: 'r', request: { headers: { Origin: origin } } });
+    expect(rendered.headers).toMatchObject({ 'Access-Control-Allow-Origin': origin, 'Vary': 'Origin' });
+  }
+  // The preflight (CDK's mock integration) picks the request's origin among the configured ones.
+  const options = Object.values(t.findResources('AWS::ApiGateway::Method')).find((m) => m.Properties.HttpMethod === 'OPTIONS')!;
+  const vtl = options.Properties.Integration.IntegrationResponses[0].ResponseTemplates['application/json'] as string;
+  for (const origin of origins.slice(1)) expect(vtl).toContain(`$origin == "${origin}"`);
 });
 
 describe('bad declarations throw at synth, naming the problem', () => {
@@ -144,6 +215,7 @@ describe('bad declarations throw at synth, naming the problem', () => {
     ['origin with a path', { corsOrigins: ['https://app.skafu.dev/x'] }, /must be scheme:\/\/host/],
     ['burst below rate', { throttle: { rateLimit: 10, burstLimit: 5 } }, /'throttle' needs/],
     ['cache TTL too long', { authorizerCacheTtl: Duration.hours(2) }, /'authorizerCacheTtl' must be 0 to 3600/],
+    ['token lifetime over a day', { maxTokenLifetime: Duration.days(2) }, /'maxTokenLifetime' must be 5 minutes to 1 day/],
     ['not a WAFv2 ACL', { webAclArn: 'arn:aws:waf-regional:eu-west-1:1:webacl/x' }, /'webAclArn' must be a WAFv2/],
   ])('props: %s', (_n, props, message) => {
     expect(() => build(props)).toThrow(message);

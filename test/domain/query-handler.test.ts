@@ -49,9 +49,9 @@ beforeAll(async () => {
 });
 afterAll(() => client.destroy());
 
-function handler(tableOverrides: Record<string, string> = {}) {
+function handler(tableOverrides: Record<string, string> = {}, spec = exampleDomainSpec('observability')) {
   return createQueryHandler({
-    spec: exampleDomainSpec('observability'),
+    spec,
     doc,
     tables: { ...tables, ...tableOverrides },
     tools: powertools('test'),
@@ -110,7 +110,7 @@ test('400: a required parameter missing, a bad limit, a forged token; 404 an und
   expect((await h(apiEvent('GET', METRICS, { queryStringParameters: { name: 'cpu', limit: '0' } }))).statusCode).toBe(400);
   const forged = await h(apiEvent('GET', METRICS, { queryStringParameters: { name: 'cpu', nextToken: Buffer.from('{"name":{"S":"x"}}').toString('base64url') } }));
   expect(forged.statusCode).toBe(400);
-  expect(json(forged).message).toBe('nextToken is not a token this query returned');
+  expect(json(forged)).toMatchObject({ error: 'InvalidNextToken', message: 'nextToken is not a token this query returned', parameter: 'nextToken' });
   expect((await h(apiEvent('GET', '/api/v1/observability/nothing'))).statusCode).toBe(404);
   expect((await h(apiEvent('POST', ALERTS))).statusCode).toBe(404);
 });
@@ -122,4 +122,91 @@ test('[mocked EventBridge] 500 when the read model is unreachable, reported on t
   expect(res.statusCode).toBe(500);
   expect(json(res)).toEqual({ error: 'InternalError', message: 'Internal error', correlationId: 'c-500' });
   expect(JSON.parse(eventBridge.commandCalls(PutEventsCommand)[0].args[0].input.Entries![0].Detail!)).toMatchObject({ correlationId: 'c-500', context: { domain: 'observability' } });
+});
+
+describe('hostile and careless clients: 400 naming the parameter, never a 500', () => {
+  const reencode = (token: string, change: (t: Record<string, any>) => unknown) => {
+    const decoded = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
+    return Buffer.from(JSON.stringify(change(decoded) ?? decoded), 'utf8').toString('base64url');
+  };
+  const cpu = { name: 'cpu', from: '2026-01-01T00:02:00.000Z', to: '2026-01-01T00:09:00.000Z', limit: '2' };
+
+  test('forged, altered and misplaced pagination tokens answer 400 InvalidNextToken', async () => {
+    const h = handler();
+    const real = json(await h(apiEvent('GET', METRICS, { queryStringParameters: cpu }))).nextToken as string;
+    const scanToken = json(await h(apiEvent('GET', ALERTS, { queryStringParameters: { limit: '2' } }))).nextToken as string;
+    expect(real).toEqual(expect.any(String));
+    const forgeries: Array<[string, Record<string, string>]> = [
+      ['garbage', { ...cpu, nextToken: 'not a token!' }],
+      ['empty object', { ...cpu, nextToken: Buffer.from('{}').toString('base64url') }],
+      ['a bare key (no query binding)', { ...cpu, nextToken: Buffer.from(JSON.stringify({ name: 'cpu', collectedAt: '2026-01-01T00:05:00.000Z' })).toString('base64url') }],
+      ['another query\'s token', { ...cpu, nextToken: scanToken }],
+      ['another route', { ...cpu, nextToken: reencode(real, (t) => void (t.r = ALERTS)) }],
+      ['another partition in the key', { ...cpu, nextToken: reencode(real, (t) => void (t.k.name = 'mem')) }],
+      ['the token with another partition parameter', { ...cpu, name: 'mem' }],
+      ['a key outside the requested range', { ...cpu, to: '2026-01-01T00:03:00.000Z' }],
+      ['an extra attribute', { ...cpu, nextToken: reencode(real, (t) => void (t.k.extra = 'x')) }],
+      ['a missing attribute', { ...cpu, nextToken: reencode(real, (t) => void delete t.k.collectedAt) }],
+      ['a wrongly typed attribute', { ...cpu, nextToken: reencode(real, (t) => void (t.k.collectedAt = 5)) }],
+      ['an empty string key', { ...cpu, nextToken: reencode(real, (t) => void (t.k.collectedAt = '')) }],
+      ['an oversized key', { ...cpu, nextToken: reencode(real, (t) => void (t.k.collectedAt = '€'.repeat(400))) }],
+      ['a prototype key', { ...cpu, nextToken: reencode(real, (t) => ({ ...t, k: JSON.parse('{"__proto__":{"x":1},"name":"cpu"}') })) }],
+      ['an array key', { ...cpu, nextToken: reencode(real, (t) => void (t.k = ['cpu'])) }],
+    ];
+    for (const [name, params] of forgeries) {
+      const query = name.startsWith('the token') || name.startsWith('a key outside') ? { ...params, nextToken: real } : params;
+      const res = await h(apiEvent('GET', METRICS, { queryStringParameters: query }));
+      expect([name, res.statusCode, json(res).error]).toEqual([name, 400, 'InvalidNextToken']);
+    }
+    // A forged scan token for the alerts list (a key of the wrong shape for the table).
+    const scanForged = await h(apiEvent('GET', ALERTS, { queryStringParameters: { nextToken: reencode(scanToken, (t) => void (t.k = { alertId: 'a', other: 'b' })) } }));
+    expect([scanForged.statusCode, json(scanForged).error]).toEqual([400, 'InvalidNextToken']);
+    // The real token still pages on.
+    expect((await h(apiEvent('GET', METRICS, { queryStringParameters: { ...cpu, nextToken: real } }))).statusCode).toBe(200);
+  });
+
+  test('a range with from after to answers 400 naming the parameter', async () => {
+    const res = await handler()(apiEvent('GET', METRICS, { queryStringParameters: { name: 'cpu', from: '2026-01-02', to: '2026-01-01' } }));
+    expect(res.statusCode).toBe(400);
+    expect(json(res)).toMatchObject({ error: 'ValidationError', parameter: 'from', message: "'from' must not be after 'to'" });
+  });
+
+  test('key values over DynamoDB\'s byte limits (not its character count) answer 400 naming the parameter', async () => {
+    const h = handler();
+    const cases: Array<[string, string, Record<string, string> | undefined, Record<string, string> | undefined, string]> = [
+      ['get: 1,000 characters, 3,000 bytes', ALERT, { alertId: '€'.repeat(1000) }, undefined, 'alertId'],
+      ['list partition: 2,100 bytes', METRICS, undefined, { name: '€'.repeat(700) }, 'name'],
+      ['range bound: 1,200 bytes', METRICS, undefined, { name: 'cpu', from: '€'.repeat(400) }, 'from'],
+      ['filter: 1,500 bytes', ALERTS, undefined, { severity: 'x'.repeat(1500) }, 'severity'],
+    ];
+    for (const [name, route, pathParameters, queryStringParameters, parameter] of cases) {
+      const res = await h(apiEvent('GET', route, { pathParameters, queryStringParameters }));
+      expect([name, res.statusCode, json(res).parameter]).toEqual([name, 400, parameter]);
+    }
+    // Within the limits: answered by DynamoDB.
+    expect((await h(apiEvent('GET', METRICS, { queryStringParameters: { name: 'n'.repeat(2048) } }))).statusCode).toBe(200);
+    expect((await h(apiEvent('GET', ALERT, { pathParameters: { alertId: '€'.repeat(682) } }))).statusCode).toBe(404);
+  });
+
+  test('prototype keys in query strings and parameters named like Object\'s properties', async () => {
+    const spec = exampleDomainSpec('observability');
+    const renamed = { ...spec, queries: spec.queries.map((q) => (q.name === 'ListAlerts' ? { ...q, filters: [{ ...q.filters[0], parameter: 'constructor' }] } : q)) };
+    const h = handler({}, renamed);
+    const plain = await h(apiEvent('GET', ALERTS, { queryStringParameters: JSON.parse('{"__proto__":{"limit":"0"},"toString":"x"}') }));
+    expect(plain.statusCode).toBe(200);
+    expect(json(plain).count).toBeGreaterThan(0);
+    const filtered = await h(apiEvent('GET', ALERTS, { queryStringParameters: { constructor: 'high' } as never }));
+    expect(json(filtered).items.every((a: { severity: string }) => a.severity === 'high')).toBe(true);
+    const get = await handler()(apiEvent('GET', ALERT, { pathParameters: JSON.parse('{"__proto__":{"alertId":"alert-1"}}') }));
+    expect([get.statusCode, json(get).parameter]).toEqual([400, 'alertId']);
+  });
+
+  test('every answer: nosniff and no-store', async () => {
+    for (const res of [
+      await handler()(apiEvent('GET', ALERT, { pathParameters: { alertId: 'alert-1' } })),
+      await handler()(apiEvent('GET', METRICS, { queryStringParameters: {} })),
+    ]) {
+      expect(res.headers).toMatchObject({ 'X-Content-Type-Options': 'nosniff', 'Cache-Control': 'no-store' });
+    }
+  });
 });

@@ -77,12 +77,50 @@ test('every command of both domains: command -> store -> stream -> publisher -> 
 test('RBAC refusals over HTTP: no token, a forged one, a user outside the route\'s groups', async () => {
   expect((await api.call('GET', '/api/v1/projects/projects')).status).toBe(401);
   expect((await api.call('GET', '/api/v1/projects/projects', { headers: { Authorization: 'Bearer a.b.c' } })).status).toBe(401);
-  const noGroup = await api.call('GET', '/api/v1/projects/projects', { as: 'NoGroup' });
+  const noGroup = await api.call('GET', '/api/v1/projects/projects', { as: 'NoGroup', headers: { 'X-Correlation-Id': 'e2e-forbidden' } });
   expect(noGroup.status).toBe(403);
-  expect(noGroup.body).toEqual({ error: 'Forbidden', message: 'Your groups may not call this route', correlationId: expect.any(String) });
+  expect(noGroup.body).toEqual({ error: 'Forbidden', message: 'Your groups may not call this route', reason: 'requires one of: Admin, Developer, Viewer', correlationId: expect.any(String) });
+  expect(noGroup.headers.get('x-correlation-id')).toBe('e2e-forbidden');
+  expect(noGroup.headers.get('x-content-type-options')).toBe('nosniff');
+  const anonymous = await api.call('GET', '/api/v1/projects/projects', { headers: { 'X-Correlation-Id': 'e2e-anon' } });
+  expect(anonymous.body).toMatchObject({ error: 'Unauthorized', correlationId: expect.any(String) });
+  expect(anonymous.headers.get('x-correlation-id')).toBe('e2e-anon');
   expect((await api.call('POST', '/api/v1/projects/projects', { as: 'Viewer', body: { name: 'x', description: 'y', templateId: 'z' } })).status).toBe(403);
-  expect((await api.call('GET', '/api/v1/projects/projects', { as: 'Viewer' })).status).toBe(200);
-  expect((await api.call('DELETE', '/api/v1/projects/projects', { as: 'Admin' })).status).toBe(405);
+  const list = await api.call('GET', '/api/v1/projects/projects', { as: 'Viewer' });
+  expect(list.status).toBe(200);
+  expect(list.headers.get('cache-control')).toBe('no-store');
+  expect(list.headers.get('x-content-type-options')).toBe('nosniff');
+  // CORS preflight: open (no token), answering a configured origin.
+  const preflight = await fetch(`${local.url}/api/v1/projects/projects/p1`, { method: 'OPTIONS', headers: { 'Origin': 'http://localhost:3000', 'Access-Control-Request-Method': 'PUT' } });
+  expect([preflight.status, preflight.headers.get('access-control-allow-origin')]).toEqual([204, 'http://localhost:3000']);
+  // An undeclared method or path, whatever the token: API Gateway's "Missing Authentication Token", as 404 JSON.
+  for (const [method, route] of [['DELETE', '/api/v1/projects/projects'], ['GET', '/api/v1/nowhere'], ['GET', '/api/v1/__proto__']]) {
+    const missing = await api.call(method, route, { as: 'Admin' });
+    expect([missing.status, missing.body.error]).toEqual([404, 'NotFound']);
+  }
+});
+
+test('the same parameterized route, the same token, different ids: each decided for its own route, through the authorizer cache', async () => {
+  const ids: string[] = [];
+  for (const name of ['One', 'Two']) {
+    const created = await api.call('POST', '/api/v1/projects/projects', { as: 'Admin', body: { name, description: name, templateId: 'tpl' } });
+    expect(created.status).toBe(201);
+    ids.push(created.body.aggregateId);
+  }
+  for (const order of [ids, [...ids].reverse()]) {
+    for (const id of order) {
+      expect((await api.call('PUT', `/api/v1/projects/projects/${id}`, { as: 'Developer', body: { name: `n-${id.slice(-4)}`, description: 'd' } })).status).toBe(202);
+      expect((await api.call('PUT', `/api/v1/projects/projects/${id}`, { as: 'Viewer', body: { name: 'x', description: 'd' } })).status).toBe(403);
+    }
+  }
+  for (const id of ids) {
+    const view = await api.until(`/api/v1/projects/projects/${id}`, 'Viewer', (r) => r.body.item?.version === 3);
+    expect([view.status, view.body.item?.version]).toEqual([200, 3]);
+  }
+  for (const alertName of ['a1', 'a2']) {
+    const alert = await api.call('POST', '/api/v1/observability/alerts', { as: 'Admin', body: { name: alertName, metricName: 'm', threshold: 1, condition: 'GreaterThan', severity: 'low' } });
+    expect((await api.call('POST', `/api/v1/observability/alerts/${alert.body.aggregateId}/trigger`, { as: 'Developer', body: { metricValue: 2 } })).status).toBe(202);
+  }
 });
 
 test('idempotent retry over HTTP: the same Idempotency-Key creates one project', async () => {

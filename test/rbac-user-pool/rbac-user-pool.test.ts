@@ -90,6 +90,15 @@ test('OAuth code flow with PKCE when callback URLs are given; everything configu
   expect(JSON.stringify(t.toJSON())).not.toContain('AwsSolutions-COG8');
 });
 
+test('production preset: access and ID tokens valid 10 minutes, so a revoked user keeps access minutes, not an hour', () => {
+  const s = stack();
+  new RbacUserPool(s, 'Users', { environment: 'production' });
+  Template.fromStack(s).hasResourceProperties('AWS::Cognito::UserPoolClient', { AccessTokenValidity: 10, IdTokenValidity: 10, RefreshTokenValidity: 43200 });
+  const staging = stack();
+  new RbacUserPool(staging, 'Users', { environment: 'staging' });
+  Template.fromStack(staging).hasResourceProperties('AWS::Cognito::UserPoolClient', { AccessTokenValidity: 60, IdTokenValidity: 60 });
+});
+
 test('MFA off drops the second factor', () => {
   const s = stack();
   new RbacUserPool(s, 'Users', { mfa: cognito.Mfa.OFF });

@@ -10,6 +10,7 @@ export interface ApiEventOptions {
   readonly rawBody?: string;
   readonly headers?: Record<string, string>;
   readonly userId?: string;
+  /** The caller's `X-Correlation-Id` header. */
   readonly correlationId?: string;
 }
 
@@ -24,7 +25,7 @@ export function apiEvent(method: string, resource: string, options: ApiEventOpti
     pathParameters: options.pathParameters ?? null,
     queryStringParameters: options.queryStringParameters ?? null,
     multiValueQueryStringParameters: null,
-    headers: { 'Content-Type': 'application/json', ...(options.headers ?? {}) },
+    headers: { 'Content-Type': 'application/json', ...(options.correlationId ? { 'X-Correlation-Id': options.correlationId } : {}), ...(options.headers ?? {}) },
     multiValueHeaders: {},
     body: options.rawBody ?? (options.body === undefined ? null : JSON.stringify(options.body)),
     isBase64Encoded: false,
@@ -33,7 +34,8 @@ export function apiEvent(method: string, resource: string, options: ApiEventOpti
       requestId,
       httpMethod: method,
       resourcePath: resource,
-      authorizer: { userId: options.userId ?? 'user-1', groups: 'Developer', correlationId: options.correlationId ?? randomUUID() },
+      // What the Skafu authorizer puts in its (cached) context: nothing per request.
+      authorizer: { userId: options.userId ?? 'user-1', groups: 'Developer', reason: '' },
     } as never,
   };
 }

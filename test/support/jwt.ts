@@ -6,9 +6,21 @@ export const USER_POOL_ID = 'us-east-1_SkafuTest';
 export const CLIENT_ID = 'skafutestclient0000000000';
 export const ISSUER = `https://cognito-idp.${REGION}.amazonaws.com/${USER_POOL_ID}`;
 
+export interface MintOptions {
+  readonly expiresInSeconds?: number;
+  readonly kid?: string;
+  readonly notBeforeSeconds?: number;
+  /** Leave the `exp` claim out (a validly signed token that never expires). */
+  readonly omitExp?: boolean;
+  /** Leave the `iat` claim out. */
+  readonly omitIat?: boolean;
+  /** `iat` relative to now (default -10). */
+  readonly issuedAtSeconds?: number;
+}
+
 export interface TestIssuer {
   readonly jwks: { keys: JWK[] };
-  mint(claims: Record<string, unknown>, options?: { expiresInSeconds?: number; kid?: string; notBeforeSeconds?: number }): Promise<string>;
+  mint(claims: Record<string, unknown>, options?: MintOptions): Promise<string>;
 }
 
 export async function createIssuer(kid = 'test-key-1'): Promise<TestIssuer> {
@@ -18,10 +30,9 @@ export async function createIssuer(kid = 'test-key-1'): Promise<TestIssuer> {
     jwks: { keys: [jwk] },
     async mint(claims, options = {}) {
       const now = Math.floor(Date.now() / 1000);
-      const jwt = new SignJWT({ token_use: 'access', client_id: CLIENT_ID, iss: ISSUER, ...claims })
-        .setProtectedHeader({ alg: 'RS256', kid: options.kid ?? kid })
-        .setIssuedAt(now - 10)
-        .setExpirationTime(now + (options.expiresInSeconds ?? 3600));
+      const jwt = new SignJWT({ token_use: 'access', client_id: CLIENT_ID, iss: ISSUER, ...claims }).setProtectedHeader({ alg: 'RS256', kid: options.kid ?? kid });
+      if (!options.omitIat) jwt.setIssuedAt(now + (options.issuedAtSeconds ?? -10));
+      if (!options.omitExp) jwt.setExpirationTime(now + (options.expiresInSeconds ?? 3600));
       if (options.notBeforeSeconds) jwt.setNotBefore(now + options.notBeforeSeconds);
       return jwt.sign(privateKey);
     },
