@@ -16,7 +16,7 @@ import type { Context, DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-la
 import { powertools, traced, type Powertools } from '../internal/powertools';
 import { ErrorReporter } from '../runtime/error-reporter';
 import { EventBusPublisher } from '../runtime/event-publisher';
-import { eventsFromStreamRecords } from '../runtime/stream-records';
+import { domainOf, eventsFromStreamRecords } from '../runtime/stream-records';
 
 export interface PublisherHandlerDeps {
   readonly publisher: EventBusPublisher;
@@ -56,6 +56,7 @@ export function createPublisherHandler(deps: PublisherHandlerDeps) {
     const undelivered = new Set(report.undelivered.map((u) => `${u.event.aggregateId}\u0000${u.event.eventSequence}`));
     const firstFailed = events.find((e) => undelivered.has(`${e.envelope.aggregateId}\u0000${e.envelope.eventSequence}`))!;
     const pointers = report.undelivered.map((u) => ({
+      domain: domainOf(u.event),
       aggregateId: u.event.aggregateId,
       eventSequence: u.event.eventSequence,
       eventId: u.event.eventId,

@@ -35,15 +35,20 @@ export function eventsFromStreamRecords(records: ReadonlyArray<StreamRecordLike>
   return events;
 }
 
-/** The aggregate and sequence of a stream record's item, from its keys (works for any record type). */
-export function pointerFromStreamRecord(record: StreamRecordLike): { aggregateId: string; eventSequence: number } | undefined {
+/** The stored partition key (`streamId`) and sequence of a stream record's item, from its keys (any record type). */
+export function pointerFromStreamRecord(record: StreamRecordLike): { streamId: string; eventSequence: number } | undefined {
   const keys = record.dynamodb?.Keys;
   if (!keys) return undefined;
   const item = unmarshall(keys as Record<string, AttributeValue>);
-  const aggregateId = item[S.PARTITION_KEY];
+  const streamId = item[S.PARTITION_KEY];
   const eventSequence = item[S.SORT_KEY];
-  if (typeof aggregateId !== 'string' || typeof eventSequence !== 'number') return undefined;
-  return { aggregateId, eventSequence };
+  if (typeof streamId !== 'string' || typeof eventSequence !== 'number') return undefined;
+  return { streamId, eventSequence };
+}
+
+/** The domain of an event, from its source `skafu.<domain>`. */
+export function domainOf(event: { readonly source: string }): string {
+  return event.source.replace(/^skafu\./, '');
 }
 
 /**
