@@ -282,8 +282,11 @@ export class EventStore {
     }
 
     const expected = options.expectedVersion;
+    // After an 'any' append lost a race at position N+1, event N+1 exists (streams have no gap) and has the
+    // stream's type (checked when the stream was read non-empty), so the next attempt goes to N+2 without a read.
+    let nextBase: number | undefined;
     for (let attempt = 0; ; attempt++) {
-      const current = await this.resolveBaseVersion(domain, aggregateId, options.aggregateType, expected);
+      const current = nextBase ?? (await this.resolveBaseVersion(domain, aggregateId, options.aggregateType, expected));
       const envelopes = this.buildEnvelopes(aggregateId, events, options, current);
       const items = envelopes.map((e) => this.eventItem(domain, e));
       const idempotencyItem =
@@ -315,8 +318,11 @@ export class EventStore {
         if (replay) return replay;
       }
       if (expected === ANY) {
-        // 'any' asked for no concurrency check: a lost race is retried (full jitter, capped) until the deadline.
-        const pause = Math.random() * Math.min(250, 10 * 2 ** Math.min(attempt, 5));
+        // 'any' asked for no concurrency check: a lost race is retried with exponential backoff and full jitter
+        // (so that the losers spread out instead of colliding again in lockstep) until the deadline. A stream that was empty is read again: the
+        // winner of its first event fixed its type.
+        nextBase = current > 0 ? current + 1 : undefined;
+        const pause = Math.random() * Math.min(400, 10 * 2 ** Math.min(attempt, 6)); // full jitter, capped
         if (Date.now() + pause < deadline) {
           await sleep(pause);
           continue;
