@@ -236,7 +236,8 @@ abstract class EventStoreTableBase extends Resource implements IEventStoreTable 
  * stream. The domain prefix lets IAM confine each domain's roles to its own items (see `grantAppendEvents`).
  *
  * Defaults suit a system of record: on-demand billing, point-in-time recovery, deletion protection,
- * RemovalPolicy.RETAIN, a NEW_IMAGE stream, and a sparse index listing aggregates.
+ * RemovalPolicy.RETAIN, a NEW_AND_OLD_IMAGES stream (the outbox reports any change to an event), and a sparse
+ * index listing aggregates.
  */
 export class EventStoreTable extends EventStoreTableBase {
   /** The name of the sparse index that lists aggregates. */
@@ -268,7 +269,7 @@ export class EventStoreTable extends EventStoreTableBase {
   public readonly table: dynamodb.ITable;
   public readonly tableName: string;
   public readonly tableArn: string;
-  /** The stream ARN (always present: the table has a NEW_IMAGE stream). */
+  /** The stream ARN (always present: the table has a NEW_AND_OLD_IMAGES stream). */
   public readonly tableStreamArn?: string;
   public readonly encryptionKey?: kms.IKey;
   public readonly hasAggregateIndex: boolean;
@@ -292,7 +293,8 @@ export class EventStoreTable extends EventStoreTableBase {
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: props.pointInTimeRecovery ?? true },
       encryption: tableEncryption,
       encryptionKey: encryption === EventStoreEncryption.CUSTOMER_MANAGED ? props.encryptionKey : undefined,
-      stream: dynamodb.StreamViewType.NEW_IMAGE,
+      // Old images too: a MODIFY or REMOVE of an event is reported as tampering, with what changed.
+      stream: dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
       deletionProtection: props.deletionProtection ?? true,
       removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
       // Only the store's idempotency records carry this attribute: events never expire.

@@ -192,6 +192,7 @@ export class SkafuPlatform extends Construct {
       this.publisher.iteratorAgeAlarm,
       this.publisher.deadLetterAlarm,
       this.publisher.failedBatchAlarm,
+      this.publisher.tamperAlarm,
       this.errorBus.errorRateAlarm,
       this.errorBus.deadLetterAlarm,
     );

@@ -89,6 +89,8 @@ export class EventStorePublisher extends Construct {
   public readonly iteratorAgeAlarm: cloudwatch.Alarm;
   public readonly deadLetterAlarm: cloudwatch.Alarm;
   public readonly failedBatchAlarm: cloudwatch.Alarm;
+  /** A committed event was modified or deleted in the event store (see the `EventTampered` error events). */
+  public readonly tamperAlarm: cloudwatch.Alarm;
 
   private readonly publisher: PublisherFunction;
 
@@ -133,11 +135,16 @@ export class EventStorePublisher extends Construct {
         reportBatchItemFailures: true,
         parallelizationFactor: 1,
         onFailure: new sources.SqsDlq(this.failedBatchQueue),
-        // Only committed events: not snapshots, not idempotency records.
+        // Committed events (not snapshots, not idempotency records), and any change to one: events are immutable,
+        // so a MODIFY or REMOVE of an event item is tampering, reported rather than filtered away.
         filters: [
           lambda.FilterCriteria.filter({
             eventName: lambda.FilterRule.isEqual('INSERT'),
             dynamodb: { NewImage: { [EventStoreSchema.ITEM_TYPE_ATTRIBUTE]: { S: lambda.FilterRule.isEqual(EventStoreSchema.ITEM_TYPE_EVENT) } } },
+          }),
+          lambda.FilterCriteria.filter({
+            eventName: lambda.FilterRule.or('MODIFY', 'REMOVE'),
+            dynamodb: { OldImage: { [EventStoreSchema.ITEM_TYPE_ATTRIBUTE]: { S: lambda.FilterRule.isEqual(EventStoreSchema.ITEM_TYPE_EVENT) } } },
           }),
         ],
       }),
@@ -198,6 +205,12 @@ export class EventStorePublisher extends Construct {
       threshold: 600,
     });
 
+    this.tamperAlarm = thresholdAlarm(this, 'TamperAlarm', {
+      description: 'A committed event was modified or deleted in the event store: see the EventTampered error events (CRITICAL)',
+      metric: this.metricTamperedEvents({ period: Duration.minutes(1) }),
+      threshold: 0,
+    });
+
     for (const role of [publisherOptions.role, deadLetterOptions.role, republishOptions.role]) acknowledgeHandlerRole(role);
     for (const role of [publisherOptions.role, deadLetterOptions.role]) {
       acknowledgeNag(role, [
@@ -218,6 +231,11 @@ export class EventStorePublisher extends Construct {
   /** Events the publisher could not publish in an invocation (retried afterwards). */
   public metricUndeliveredEvents(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return outboxMetric('EventsUndelivered', props);
+  }
+
+  /** Changes (MODIFY or REMOVE) to committed events seen on the stream: anything above zero is tampering. */
+  public metricTamperedEvents(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return outboxMetric('EventsTampered', props);
   }
 
   /** Events published. */

@@ -9,6 +9,11 @@
  * - when the event source mapping runs out of retries it sends the batch's pointer to its on-failure queue,
  *   where the dead-letter handler names the events and dead-letters them (see dead-letter.lambda.ts);
  * - an event over 256 KB is published as a claim check (the envelope without data) and reported.
+ *
+ * Events are immutable: a MODIFY or REMOVE of an event item (an unconditional PutItem over it, an UpdateItem, a
+ * DeleteItem, from any principal) is never published; it raises a CRITICAL `EventTampered` error event naming
+ * the aggregate, the sequence and the changed paths (not the values), and the `EventsTampered` metric, which
+ * the outbox's tamper alarm watches.
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
@@ -16,7 +21,7 @@ import type { Context, DynamoDBBatchResponse, DynamoDBStreamEvent } from 'aws-la
 import { powertools, traced, type Powertools } from '../internal/powertools';
 import { ErrorReporter } from '../runtime/error-reporter';
 import { EventBusPublisher } from '../runtime/event-publisher';
-import { domainOf, eventsFromStreamRecords } from '../runtime/stream-records';
+import { domainOf, eventsFromStreamRecords, tamperedEventsFromStreamRecords } from '../runtime/stream-records';
 
 export interface PublisherHandlerDeps {
   readonly publisher: EventBusPublisher;
@@ -29,6 +34,34 @@ const MAX_LISTED = 100;
 export function createPublisherHandler(deps: PublisherHandlerDeps) {
   const { publisher, reporter, tools } = deps;
   return async (event: DynamoDBStreamEvent, context?: Context): Promise<DynamoDBBatchResponse> => {
+    const functionName = context?.functionName ?? process.env.AWS_LAMBDA_FUNCTION_NAME ?? 'outbox-publisher';
+    const tampered = tamperedEventsFromStreamRecords(event.Records ?? []);
+    if (tampered.length > 0) {
+      tools.metrics.addMetric('EventsTampered', MetricUnit.Count, tampered.length);
+      tools.metrics.publishStoredMetrics();
+    }
+    for (const t of tampered) {
+      const what = t.change === 'REMOVE' ? 'deleted' : `modified (${t.changedPaths.join(', ')})`;
+      tools.logger.critical('a committed event was changed in the event store', { ...t });
+      await reporter.report(new Error(`event ${t.eventSequence} (${t.eventType}) of ${t.aggregateType} '${t.aggregateId}' in domain '${t.domain}' was ${what}: events are immutable`), {
+        errorType: 'EventTampered',
+        severity: 'CRITICAL',
+        retryable: false,
+        context: { functionName, domain: t.domain },
+        metadata: {
+          change: t.change,
+          streamId: t.streamId,
+          aggregateId: t.aggregateId,
+          aggregateType: t.aggregateType,
+          eventSequence: t.eventSequence,
+          eventId: t.eventId,
+          eventType: t.eventType,
+          changedPaths: t.changedPaths,
+          streamSequenceNumber: t.sequenceNumber,
+        },
+      });
+    }
+
     const events = eventsFromStreamRecords(event.Records ?? []);
     if (events.length === 0) return { batchItemFailures: [] };
     const report = await publisher.publish(events.map((e) => e.envelope));
@@ -37,7 +70,6 @@ export function createPublisherHandler(deps: PublisherHandlerDeps) {
     tools.metrics.addMetric('EventsUndelivered', MetricUnit.Count, report.undelivered.length);
     tools.metrics.addMetric('EventsClaimChecked', MetricUnit.Count, report.claimChecked.length);
     tools.metrics.publishStoredMetrics();
-    const functionName = context?.functionName ?? process.env.AWS_LAMBDA_FUNCTION_NAME ?? 'outbox-publisher';
 
     for (const big of report.claimChecked) {
       tools.logger.warn('event published as a claim check (over 256 KB)', { aggregateId: big.aggregateId, eventSequence: big.eventSequence });

@@ -41,7 +41,13 @@ describe('EventStorePublisher', () => {
       ParallelizationFactor: 1,
       FunctionResponseTypes: ['ReportBatchItemFailures'],
       DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [Match.stringLikeRegexp('FailedBatchQueue'), 'Arn'] } } },
-      FilterCriteria: { Filters: [{ Pattern: JSON.stringify({ eventName: ['INSERT'], dynamodb: { NewImage: { itemType: { S: ['event'] } } } }) }] },
+      FilterCriteria: {
+        Filters: [
+          { Pattern: JSON.stringify({ eventName: ['INSERT'], dynamodb: { NewImage: { itemType: { S: ['event'] } } } }) },
+          // Changes to events are delivered too, to be reported as tampering.
+          { Pattern: JSON.stringify({ eventName: ['MODIFY', 'REMOVE'], dynamodb: { OldImage: { itemType: { S: ['event'] } } } }) },
+        ],
+      },
     });
   });
 
