@@ -46,6 +46,8 @@ export const UNDELIVERED_EVENTS_KIND = 'skafu.undelivered-events';
 
 export interface RepublishResult {
   readonly requests: RepublishRequest[];
+  /** The last sequence loaded (and published) for each request, in request order (0 when none was loaded). */
+  readonly lastSequences: number[];
   readonly published: number;
   readonly claimChecked: number;
   readonly undelivered: UndeliveredEvent[];
@@ -106,6 +108,7 @@ export async function republishFromStore(
   requests: ReadonlyArray<RepublishRequest>,
 ): Promise<RepublishResult> {
   const events: EventEnvelope[] = [];
+  const lastSequences: number[] = [];
   for (const request of requests) {
     const loaded = await store.load(request.aggregateId, {
       domain: request.domain,
@@ -113,10 +116,12 @@ export async function republishFromStore(
       toSequence: request.toSequence,
     });
     events.push(...loaded.map((e) => ({ ...e, metadata: { ...e.metadata, replay: true } })));
+    lastSequences.push(loaded.length > 0 ? loaded[loaded.length - 1].eventSequence : 0);
   }
   const report = await publisher.publish(events);
   return {
     requests: [...requests],
+    lastSequences,
     published: report.published.length,
     claimChecked: report.claimChecked.length,
     undelivered: report.undelivered,
