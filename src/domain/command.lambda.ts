@@ -21,6 +21,7 @@ import { Responder, requestCorrelationId } from './http-response';
 import { powertools, traced, type Powertools } from '../internal/powertools';
 import { canonicalJson, sha256 } from '../runtime/canonical-json';
 import { decodeDomainSpec, type CommandSpec, type DomainSpec } from '../runtime/domain-spec';
+import { allowedHeaders } from '../runtime/error-event';
 import { ErrorReporter } from '../runtime/error-reporter';
 import {
   AggregateTypeMismatchError,
@@ -97,7 +98,8 @@ export function createCommandHandler(deps: CommandHandlerDeps) {
           httpMethod: event.httpMethod,
           userId: userIdOf(event),
         },
-        original: { path: event.path, pathParameters: event.pathParameters, headers: event.headers, body: truncate(event.body) },
+        // Headers from an allow-list only; the body parsed and redacted by key (or dropped) by the reporter.
+        original: { path: event.path, pathParameters: event.pathParameters, headers: allowedHeaders(event.headers), body: bodyText(event) },
       });
       return responder.error(event, 500, 'InternalError', 'Internal error', correlationId);
     } finally {
@@ -291,8 +293,10 @@ function bodyPath(path: string): string {
   return `/${parts.map((p) => p.replace(/~/g, '~0').replace(/\//g, '~1')).join('/')}`;
 }
 
-function truncate(body: string | null): string | null {
-  return body && body.length > 2048 ? `${body.slice(0, 2048)}…` : body;
+/** The body as text (decoded when base64): the reporter parses and redacts it, never passes it raw. */
+function bodyText(event: APIGatewayProxyEvent): string | null {
+  if (event.body === null || event.body === undefined) return null;
+  return event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
 }
 
 let instance: ReturnType<typeof createCommandHandler> | undefined;

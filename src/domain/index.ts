@@ -163,6 +163,11 @@ export interface DomainPlatformRefs {
   readonly logLevel?: string;
   /** @default logs.RetentionDays.ONE_MONTH */
   readonly logRetention?: logs.RetentionDays;
+  /**
+   * Whether projection state machine logs include execution data (event data, possibly personal data).
+   * @default true
+   */
+  readonly logExecutionData?: boolean;
   /** Where alarms send their actions. @default - no action */
   readonly alarmTopic?: sns.ITopic;
   /** Platform metrics shown on every domain dashboard. @default - none */
@@ -241,6 +246,7 @@ export class EventSourcedDomain extends Construct {
         projections: projectionList,
         eventTypes: this.eventTypes,
         logRetention: platform.logRetention,
+        logExecutionData: platform.logExecutionData,
       });
     }
 

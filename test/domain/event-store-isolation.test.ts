@@ -11,7 +11,7 @@ import { App, Aws, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { AggregateIdSource, DataSource, EventStoreTable, Precondition, QueryInput, SkafuPlatform, type DomainDeclaration } from '../../src';
+import { AggregateIdSource, DataSource, EventStoreTable, Precondition, ProjectionAction, ProjectionValue, QueryInput, SkafuPlatform, type DomainDeclaration } from '../../src';
 import { decodeDomainSpec } from '../../src/runtime';
 import { synthExample } from '../support/example';
 import { applyAwsSolutions, nagErrors } from '../support/nag';
@@ -161,4 +161,21 @@ test('creates say they create: the default precondition follows where the id com
       commands: [{ name: 'P', path: 'p', allowedGroups: ['Admin'], aggregateType: 'A', aggregateId: AggregateIdSource.generated(), eventType: 'E', extraData: { constructor: DataSource.userId() } }],
     }),
   ).toThrow(/extraData may not name the field 'constructor'/);
+});
+
+test.each([
+  ['development', undefined, true],
+  ['production', undefined, false],
+  ['production', true, true],
+  ['staging', false, false],
+] as const)('projection state machine logs: %s preset, logExecutionData %s -> execution data %s', (environment, logExecutionData, expected) => {
+  const stack = new Stack(new App(), `Logs${environment}${String(logExecutionData)}`);
+  const platform = new SkafuPlatform(stack, 'Platform', { environment: environment as never, nestedDomainStacks: false, logExecutionData });
+  platform.addDomain({
+    ...declaration('ops'),
+    readModels: [{ name: 'things', partitionKey: { name: 'id' }, projections: [{ eventType: 'ThingCreated', action: ProjectionAction.putItem({ key: { id: ProjectionValue.fromEnvelope('aggregateId') } }) }] }],
+  });
+  Template.fromStack(stack).hasResourceProperties('AWS::StepFunctions::StateMachine', {
+    LoggingConfiguration: Match.objectLike({ IncludeExecutionData: expected, Level: 'ALL' }),
+  });
 });
