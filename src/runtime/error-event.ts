@@ -122,11 +122,11 @@ export function sanitizeForError(value: unknown, maxBytes = MAX_ORIGINAL_BYTES):
       }
       const out: JsonObject = {};
       for (const [key, item] of Object.entries(v as Record<string, unknown>)) {
-        let value: JsonValue;
-        if (SECRET_KEY.test(key)) value = '[REDACTED]';
-        else if (BODY_KEY.test(key) && typeof item === 'string') value = cleanBody(item, (parsed) => clean(parsed, depth + 1, maxString));
-        else value = clean(item, depth + 1, maxString);
-        Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+        let cleaned: JsonValue;
+        if (SECRET_KEY.test(key)) cleaned = '[REDACTED]';
+        else if (BODY_KEY.test(key) && typeof item === 'string') cleaned = cleanBody(item, (parsed) => clean(parsed, depth + 1, maxString));
+        else cleaned = clean(item, depth + 1, maxString);
+        Object.defineProperty(out, key, { value: cleaned, enumerable: true, writable: true, configurable: true });
       }
       return out;
     } finally {
