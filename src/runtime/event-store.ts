@@ -206,7 +206,11 @@ interface IdempotencyRecord {
   readonly lastSequence: number;
 }
 
-type WriteOutcome = 'written' | 'conflict' | 'idempotent';
+/**
+ * `exists`: an event's position was already taken (so, streams having no gap, the position after the base is);
+ * `contended`: a concurrent transaction touched an item, nothing is known about the positions.
+ */
+type WriteOutcome = 'written' | 'exists' | 'contended' | 'idempotent';
 
 const MAX_ID_BYTES = 1024;
 const MAX_EVENT_TYPE_LENGTH = 128; // EventBridge's detail-type limit
@@ -282,8 +286,9 @@ export class EventStore {
     }
 
     const expected = options.expectedVersion;
-    // After an 'any' append lost a race at position N+1, event N+1 exists (streams have no gap) and has the
-    // stream's type (checked when the stream was read non-empty), so the next attempt goes to N+2 without a read.
+    // After an 'any' append found a position taken, event N+1 exists (streams have no gap) and has the stream's
+    // type (checked when the stream was read non-empty), so the next attempt goes to N+2 without a read. After a
+    // mere transaction conflict nothing is known: the version is read again.
     let nextBase: number | undefined;
     for (let attempt = 0; ; attempt++) {
       const current = nextBase ?? (await this.resolveBaseVersion(domain, aggregateId, options.aggregateType, expected));
@@ -321,7 +326,7 @@ export class EventStore {
         // 'any' asked for no concurrency check: a lost race is retried with exponential backoff and full jitter
         // (so that the losers spread out instead of colliding again in lockstep) until the deadline. A stream that was empty is read again: the
         // winner of its first event fixed its type.
-        nextBase = current > 0 ? current + 1 : undefined;
+        nextBase = outcome === 'exists' && current > 0 ? current + 1 : undefined;
         const pause = Math.random() * Math.min(400, 10 * 2 ** Math.min(attempt, 6)); // full jitter, capped
         if (Date.now() + pause < deadline) {
           await sleep(pause);
@@ -771,14 +776,16 @@ export class EventStore {
       return 'written';
     } catch (err) {
       const name = (err as { name?: string }).name;
-      if (name === 'ConditionalCheckFailedException' || name === 'TransactionConflictException') return 'conflict';
+      if (name === 'ConditionalCheckFailedException') return 'exists';
+      if (name === 'TransactionConflictException') return 'contended';
       if (name === 'TransactionCanceledException') {
         const reasons = ((err as { CancellationReasons?: Array<{ Code?: string }> }).CancellationReasons ?? []).map((r) => r.Code);
         const onlyRetryable = reasons.every((c) => c === 'None' || c === 'ConditionalCheckFailed' || c === 'TransactionConflict');
         if (!onlyRetryable) throw err;
         if (idempotencyItem && reasons[items.length] === 'ConditionalCheckFailed') return 'idempotent';
         // A TransactionConflict may hide a concurrent twin with the same key: the caller re-checks the record.
-        return idempotencyItem && reasons.includes('TransactionConflict') ? 'idempotent' : 'conflict';
+        if (idempotencyItem && reasons.includes('TransactionConflict')) return 'idempotent';
+        return reasons.slice(0, items.length).includes('ConditionalCheckFailed') ? 'exists' : 'contended';
       }
       throw err;
     }

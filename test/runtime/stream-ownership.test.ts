@@ -5,6 +5,7 @@
  * reserved items.
  */
 import { DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import {
   ANY,
@@ -228,5 +229,29 @@ describe('hostile data', () => {
     expect(r.idempotentReplay).toBe(false);
     const again = await projects.append(id, [ev('Made')], { expectedVersion: NO_STREAM, aggregateType: 'Thing', idempotencyKey: key });
     expect(again.idempotentReplay).toBe(true);
+  });
+});
+
+describe('a failure in the middle of an unconditional append', () => {
+  test('a transaction conflict (nothing known about the positions) never makes the retry skip one: no gap', async () => {
+    const doc = DynamoDBDocumentClient.from(localClient());
+    let injected = 0;
+    // The first transaction is cancelled as DynamoDB does when another transaction touches an item at once.
+    doc.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (/TransactWrite/.test(String(context.commandName)) && injected++ === 0) {
+          throw Object.assign(new Error('Transaction cancelled'), { name: 'TransactionCanceledException', CancellationReasons: [{ Code: 'TransactionConflict' }, { Code: 'None' }] });
+        }
+        return next(args);
+      },
+      { step: 'initialize', name: 'inject-conflict' },
+    );
+    const store = new EventStore({ tableName, domain: 'projects', client: doc });
+    const id = await createProject();
+    const r = await store.append(id, [ev('ProjectRenamed'), ev('ProjectRenamed')], { expectedVersion: ANY, aggregateType: 'Project' });
+    expect(injected).toBeGreaterThan(1);
+    expect(r.firstSequence).toBe(2);
+    expect((await projects.load(id)).map((e) => e.eventSequence)).toEqual([1, 2, 3]);
+    doc.destroy();
   });
 });
