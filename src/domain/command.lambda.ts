@@ -3,10 +3,12 @@
  * id and the expected version (`If-Match`), checks the precondition, appends the event (idempotent with
  * `Idempotency-Key`), and answers 201/202 with `aggregateId`, `eventSequence` and `correlationId`.
  *
- * Answers: 400 invalid JSON or body (with the failing paths), bad id, bad header; 404 aggregate must exist but
- * does not; 409 version conflict, aggregate already exists, idempotency key reused; 413 body too large; 415 not
- * JSON; 500 unexpected (reported on the error bus). Every answer is JSON with the correlation id. Nothing is
- * written for any answer but 201/202.
+ * Answers: 400 invalid JSON or body (with the failing paths, including refused `__proto__`/`constructor` keys),
+ * bad id, bad header; 404 aggregate must exist but does not, or the id belongs to an aggregate of another type
+ * (answered exactly as a missing id); 409 version conflict, aggregate already exists, idempotency key reused;
+ * 413 body too large; 415 not JSON; 503 with Retry-After when an unconditional (no If-Match) append kept losing
+ * races on a busy aggregate until the handler's time budget was nearly spent; 500 unexpected (reported on the
+ * error bus). Every answer is JSON with the correlation id. Nothing is written for any answer but 201/202.
  */
 import { randomUUID } from 'node:crypto';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
@@ -19,9 +21,16 @@ import { Responder, requestCorrelationId } from './http-response';
 import { powertools, traced, type Powertools } from '../internal/powertools';
 import { canonicalJson, sha256 } from '../runtime/canonical-json';
 import { decodeDomainSpec, type CommandSpec, type DomainSpec } from '../runtime/domain-spec';
+import { allowedHeaders } from '../runtime/error-event';
 import { ErrorReporter } from '../runtime/error-reporter';
-import { ConcurrencyError, EventStoreValidationError, IdempotencyKeyReuseError } from '../runtime/errors';
-import { ANY, EventStore, NO_STREAM, type ExpectedVersion } from '../runtime/event-store';
+import {
+  AggregateTypeMismatchError,
+  ConcurrencyError,
+  EventStoreValidationError,
+  IdempotencyKeyReuseError,
+  StreamContentionError,
+} from '../runtime/errors';
+import { ANY, EventStore, NO_STREAM, idempotencyScope, type ExpectedVersion } from '../runtime/event-store';
 import { headerValue } from '../runtime/http';
 import type { JsonObject, JsonValue } from '../runtime/json';
 
@@ -35,6 +44,10 @@ export interface CommandHandlerDeps {
 
 const AGGREGATE_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,255}$/;
 const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Time kept back from an unconditional append's retries, to answer (and report) before Lambda's timeout. */
+const ANSWER_MARGIN_MS = 2000;
+/** The time budget when the handler runs without a Lambda context (tests, Skafu Local without one). */
+const DEFAULT_BUDGET_MS = 10_000;
 
 class Rejection extends Error {
   constructor(
@@ -42,6 +55,7 @@ class Rejection extends Error {
     public readonly error: string,
     message: string,
     public readonly extra: Record<string, unknown> = {},
+    public readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
@@ -63,7 +77,7 @@ export function createCommandHandler(deps: CommandHandlerDeps) {
     const found = commands.get(`${event.httpMethod} ${event.resource}`);
     try {
       if (!found) throw new Rejection(404, 'NotFound', `no command is declared for ${event.httpMethod} ${event.resource}`);
-      const result = await execute(found.spec, found.validate, event, correlationId);
+      const result = await execute(found.spec, found.validate, event, correlationId, context);
       tools.metrics.addDimension('command', found.spec.name);
       tools.metrics.addMetric('CommandAccepted', MetricUnit.Count, 1);
       return result;
@@ -71,7 +85,7 @@ export function createCommandHandler(deps: CommandHandlerDeps) {
       if (err instanceof Rejection) {
         tools.logger.info('command rejected', { command: found?.spec.name, status: err.status, error: err.error, message: err.message });
         tools.metrics.addMetric('CommandRejected', MetricUnit.Count, 1);
-        return responder.error(event, err.status, err.error, err.message, correlationId, err.extra);
+        return responder.json(event, err.status, { error: err.error, message: err.message, ...err.extra }, correlationId, err.headers);
       }
       tools.logger.error('command failed', { command: found?.spec.name, error: err as Error });
       tools.metrics.addMetric('CommandFailed', MetricUnit.Count, 1);
@@ -84,7 +98,8 @@ export function createCommandHandler(deps: CommandHandlerDeps) {
           httpMethod: event.httpMethod,
           userId: userIdOf(event),
         },
-        original: { path: event.path, pathParameters: event.pathParameters, headers: event.headers, body: truncate(event.body) },
+        // Headers from an allow-list only; the body parsed and redacted by key (or dropped) by the reporter.
+        original: { path: event.path, pathParameters: event.pathParameters, headers: allowedHeaders(event.headers), body: bodyText(event) },
       });
       return responder.error(event, 500, 'InternalError', 'Internal error', correlationId);
     } finally {
@@ -98,7 +113,9 @@ export function createCommandHandler(deps: CommandHandlerDeps) {
     validate: ValidateFunction,
     event: APIGatewayProxyEvent,
     correlationId: string,
+    context: Context | undefined,
   ): Promise<APIGatewayProxyResult> {
+    const started = Date.now();
     const body = parseBody(command, event);
     if (!validate(body)) {
       const details = (validate.errors ?? []).slice(0, 20).map((e) => ({
@@ -109,24 +126,29 @@ export function createCommandHandler(deps: CommandHandlerDeps) {
       throw new Rejection(400, 'ValidationError', `the body does not match ${command.name}'s schema`, { details });
     }
     const aggregateId = resolveAggregateId(command, event, body as JsonObject);
-    const expectedVersion = await resolveExpectedVersion(command, event, aggregateId);
     const idempotencyKey = headerValue(event.headers, 'Idempotency-Key');
     if (idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(idempotencyKey)) {
       throw new Rejection(400, 'ValidationError', 'Idempotency-Key must be 1-128 letters, digits or . _ : -');
     }
     const userId = userIdOf(event);
+    // Own properties only, defined rather than assigned: a body key never reaches a prototype.
     const data: JsonObject = { ...(body as JsonObject) };
     for (const [field, source] of Object.entries(command.extraData)) {
-      data[field] = dataValue(source, event, aggregateId, userId);
+      const value = dataValue(source, event, aggregateId, userId);
+      Object.defineProperty(data, field, { value, enumerable: true, writable: true, configurable: true });
     }
+    const remaining = context?.getRemainingTimeInMillis?.() ?? DEFAULT_BUDGET_MS - (Date.now() - started);
     try {
+      const expectedVersion = await resolveExpectedVersion(command, event, aggregateId);
       const result = await store.append(aggregateId, [{ eventType: command.eventType, eventVersion: command.eventVersion, data }], {
         expectedVersion,
         aggregateType: command.aggregateType,
         correlationId,
         causationId: event.requestContext?.requestId ?? correlationId,
-        // Scoped per domain, command and user: one client's key never replays another's result.
-        idempotencyKey: idempotencyKey ? `${spec.domain}:${command.name}:${userId ?? 'anonymous'}:${idempotencyKey}` : undefined,
+        // Scoped per command and user (the store scopes it per domain): one client's key never replays another's
+        // result. Each part is length-delimited before hashing, so no choice of user id and key can collide.
+        idempotencyKey: idempotencyKey ? idempotencyScope(command.name, userId ?? null, idempotencyKey) : undefined,
+        deadline: Date.now() + Math.max(0, remaining - ANSWER_MARGIN_MS),
         // The request, not the event: a retried create generates a new id and time, and is still the same request.
         requestFingerprint: sha256(canonicalJson([command.name, event.pathParameters ?? {}, body])),
         metadata: {
@@ -144,6 +166,23 @@ export function createCommandHandler(deps: CommandHandlerDeps) {
         { ETag: `"${result.nextExpectedVersion}"`, ...(result.idempotentReplay ? { 'Idempotent-Replayed': 'true' } : {}) },
       );
     } catch (err) {
+      if (err instanceof AggregateTypeMismatchError) {
+        // The id is another type's aggregate. A create cannot take it; anything else answers exactly as for a
+        // missing id, so a caller learns nothing about other aggregates.
+        if (command.precondition === 'must-not-exist') {
+          throw new Rejection(409, 'AggregateAlreadyExists', `${command.aggregateType} '${aggregateId}' already exists`);
+        }
+        throw new Rejection(404, 'AggregateNotFound', `${command.aggregateType} '${aggregateId}' does not exist`);
+      }
+      if (err instanceof StreamContentionError) {
+        throw new Rejection(
+          503,
+          'AggregateBusy',
+          `${command.aggregateType} '${aggregateId}' is receiving many concurrent updates; retry after ${err.retryAfterSeconds} s`,
+          {},
+          { 'Retry-After': String(err.retryAfterSeconds) },
+        );
+      }
       if (err instanceof ConcurrencyError) {
         if (command.precondition === 'must-not-exist' || err.expectedVersion === NO_STREAM) {
           throw new Rejection(409, 'AggregateAlreadyExists', `${command.aggregateType} '${aggregateId}' already exists`);
@@ -160,7 +199,7 @@ export function createCommandHandler(deps: CommandHandlerDeps) {
       if (err instanceof EventStoreValidationError) {
         const tooLarge = err.problems.some((p) => /bytes, over/.test(p.message));
         throw new Rejection(tooLarge ? 413 : 400, tooLarge ? 'PayloadTooLarge' : 'ValidationError', err.message, {
-          details: err.problems.map((p) => ({ path: `/${p.path.replace(/^events\[0\]\.?/, '').replace(/\./g, '/')}`, message: p.message })),
+          details: err.problems.map((p) => ({ path: bodyPath(p.path), message: p.message })),
         });
       }
       throw err;
@@ -215,7 +254,7 @@ export function createCommandHandler(deps: CommandHandlerDeps) {
     }
     if (command.precondition === 'must-exist' || ifMatch === '*') {
       // Events are never deleted: once the aggregate exists it keeps existing, so 'any' is safe after this check.
-      if ((await store.readVersion(aggregateId)) === 0) {
+      if ((await store.readVersion(aggregateId, { aggregateType: command.aggregateType })) === 0) {
         throw new Rejection(404, 'AggregateNotFound', `${command.aggregateType} '${aggregateId}' does not exist`);
       }
     }
@@ -243,8 +282,21 @@ function dataValue(source: CommandSpec['extraData'][string], event: APIGatewayPr
   }
 }
 
-function truncate(body: string | null): string | null {
-  return body && body.length > 2048 ? `${body.slice(0, 2048)}…` : body;
+/** A store problem's path as a JSON Pointer into the body: `events[0].data.tags["a b"]` -> `/tags/a b`. */
+function bodyPath(path: string): string {
+  const rest = path.replace(/^events\[0\]\.data/, '');
+  if (rest === path) return `/${path}`;
+  const parts: string[] = [];
+  const re = /\.([A-Za-z_$][\w$]*)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]/g;
+  let m: RegExpExecArray | null;
+  while ((m = re.exec(rest))) parts.push(m[1] ?? m[2] ?? (JSON.parse(m[3]) as string));
+  return `/${parts.map((p) => p.replace(/~/g, '~0').replace(/\//g, '~1')).join('/')}`;
+}
+
+/** The body as text (decoded when base64): the reporter parses and redacts it, never passes it raw. */
+function bodyText(event: APIGatewayProxyEvent): string | null {
+  if (event.body === null || event.body === undefined) return null;
+  return event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
 }
 
 let instance: ReturnType<typeof createCommandHandler> | undefined;

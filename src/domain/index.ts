@@ -19,6 +19,7 @@ import { thresholdAlarm } from '../internal/alarms';
 import { acknowledgeHandlerRole, handlerOptions } from '../internal/handler';
 import { ProjectionAction, ProjectionStateMachine, ReadModelTable, type ReadModelTableProps } from '../projections';
 import { encodeDomainSpec, readModelEnvName, type CommandSpec, type DomainSpec, type QuerySpec } from '../runtime/domain-spec';
+import { FORBIDDEN_KEYS } from '../runtime/validation';
 
 export * from './declarations';
 
@@ -40,9 +41,11 @@ export interface CommandDefinition {
   /** Where the aggregate id comes from. */
   readonly aggregateId: AggregateIdSource;
   /**
-   * What must be true of the aggregate before the event is appended: it must exist (404 `AggregateNotFound`
-   * otherwise), must not exist yet (409 `AggregateAlreadyExists`), or anything (`If-Match` still applies).
-   * @default MUST_NOT_EXIST for generated ids, otherwise ANY
+   * What must be true of the aggregate before the command appends. The default follows where the id comes
+   * from: a generated or body id names a new aggregate (a create: it never appends to an existing stream), a
+   * path id names an existing one (an update: 404 when it does not exist). Choose ANY explicitly for an upsert.
+   * Whatever the precondition, an id that belongs to an aggregate of another type is never appended to.
+   * @default MUST_NOT_EXIST for generated and body ids, MUST_EXIST for path ids
    */
   readonly precondition?: Precondition;
   /** The event type it emits (`AlertCreated`). */
@@ -229,6 +232,11 @@ export interface DomainPlatformRefs {
    * @default logs.RetentionDays.ONE_MONTH
    */
   readonly logRetention?: logs.RetentionDays;
+  /**
+   * Whether projection state machine logs include execution data (event data, possibly personal data).
+   * @default true
+   */
+  readonly logExecutionData?: boolean;
   /** Where alarms send their actions. @default - no action */
   readonly alarmTopic?: sns.ITopic;
   /** Platform metrics shown on every domain dashboard. @default - none */
@@ -327,6 +335,7 @@ export class EventSourcedDomain extends Construct {
         projections: projectionList,
         eventTypes: this.eventTypes,
         logRetention: platform.logRetention,
+        logExecutionData: platform.logExecutionData,
       });
     }
 
@@ -352,7 +361,7 @@ export class EventSourcedDomain extends Construct {
         environment: { ...baseEnv, SKAFU_EVENT_STORE_TABLE: platform.eventStore.tableName, SKAFU_DOMAIN_SPEC: encodedSpec, SKAFU_CORS_ORIGINS: cors },
       });
       const fn = new CommandFunction(this, 'Commands', options);
-      platform.eventStore.grantAppendEvents(fn);
+      platform.eventStore.grantAppendEvents(fn, props.name);
       platform.errorBus.grantPutErrors(fn);
       acknowledgeHandlerRole(options.role);
       this.commandFunction = fn;
@@ -444,8 +453,9 @@ export class EventSourcedDomain extends Construct {
     const wired = { ...env, SKAFU_EVENT_STORE_TABLE: platform.eventStore.tableName, SKAFU_EVENT_BUS_NAME: platform.eventBus.eventBusName };
     for (const [k, v] of Object.entries(wired)) fn.addEnvironment(k, v);
     platform.errorBus.grantPutErrors(fn);
-    if (kind === 'command') platform.eventStore.grantAppendEvents(fn);
-    else platform.eventStore.grantReadEvents(fn);
+    // Confined to this domain's items by IAM (dynamodb:LeadingKeys on `<domain>#*`), like the bundled handlers.
+    if (kind === 'command') platform.eventStore.grantAppendEvents(fn, this.domainName);
+    else platform.eventStore.grantReadEvents(fn, this.domainName);
   }
 
   private grantSecrets(fn: lambda.IFunction, secrets: secretsmanager.ISecret[] | undefined): void {
@@ -565,11 +575,16 @@ function commandSpec(c: CommandDefinition, resource: string): CommandSpec {
     eventType: c.eventType,
     eventVersion: c.eventVersion ?? 1,
     aggregateId,
-    precondition: (c.precondition ?? (aggregateId.kind === 'generated' ? Precondition.MUST_NOT_EXIST : Precondition.ANY)) as CommandSpec['precondition'],
+    precondition: (c.precondition ?? defaultPrecondition(aggregateId.kind)) as CommandSpec['precondition'],
     schema: c.bodySchema ?? { type: 'object', additionalProperties: false },
     extraData: Object.fromEntries(Object.entries(c.extraData ?? {}).map(([k, v]) => [k, v._spec()])),
     maxBodyBytes: c.maxBodyBytes ?? 100 * 1024,
   };
+}
+
+/** Creates say they create: generated and body ids name a new aggregate, path ids an existing one. */
+function defaultPrecondition(kind: CommandSpec['aggregateId']['kind']): Precondition {
+  return kind === 'path' ? Precondition.MUST_EXIST : Precondition.MUST_NOT_EXIST;
 }
 
 function querySpec(q: QueryDefinition, resource: string, readModel?: ReadModelDefinition): QuerySpec {
@@ -618,7 +633,9 @@ function validate(path: string, props: EventSourcedDomainProps): void {
       errors.push(`command ${c.name}: the aggregate id field '${spec.field}' must be required by bodySchema`);
     }
     if (spec.kind === 'generated' && c.precondition === Precondition.MUST_EXIST) errors.push(`command ${c.name}: a generated id cannot MUST_EXIST`);
+    if (spec.kind === 'body' && FORBIDDEN_KEYS.has(spec.field)) errors.push(`command ${c.name}: the aggregate id field may not be '${spec.field}'`);
     for (const [field, source] of Object.entries(c.extraData ?? {})) {
+      if (FORBIDDEN_KEYS.has(field)) errors.push(`command ${c.name}: extraData may not name the field '${field}' (it would not be stored)`);
       const s = source._spec();
       if (s.kind === 'path' && !c.path.includes(`{${s.name}}`)) errors.push(`command ${c.name}: extraData.${field} reads path parameter '${s.name}', which '${c.path}' does not have`);
     }

@@ -4,7 +4,10 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct } from 'constructs';
-import { EventStoreSchema } from '../runtime/event-store-schema';
+import { EventStoreSchema, domainKeyPrefix } from '../runtime/event-store-schema';
+
+/** What the runtime accepts as a domain name (no `#`, and no IAM wildcard `*` or `?`). */
+const DOMAIN_NAME = /^[A-Za-z][A-Za-z0-9_.:-]{0,63}$/;
 
 /** How the event store is encrypted at rest. */
 export enum EventStoreEncryption {
@@ -31,12 +34,28 @@ export interface IEventStoreTable extends IResource {
   /** Whether the table has the sparse aggregate index. */
   readonly hasAggregateIndex: boolean;
 
-  /** Append events: conditional PutItem (alone or in a transaction), GetItem and Query on the table. */
-  grantAppendEvents(grantee: iam.IGrantable): iam.Grant;
-  /** Read events and snapshots: GetItem and Query on the table. */
-  grantReadEvents(grantee: iam.IGrantable): iam.Grant;
-  /** List aggregates: Query on the aggregate index only. */
-  grantListAggregates(grantee: iam.IGrantable): iam.Grant;
+  /**
+   * Append events of one domain: conditional PutItem (alone or in a transaction), GetItem and Query on the
+   * table, confined by IAM to the items whose partition key starts with `<domain>#` (the domain's streams,
+   * snapshots and idempotency records) with a `dynamodb:LeadingKeys` condition.
+   *
+   * @param domain the domain whose items the grantee may read and write
+   */
+  grantAppendEvents(grantee: iam.IGrantable, domain: string): iam.Grant;
+  /**
+   * Read events and snapshots: GetItem and Query on the table.
+   *
+   * @param domain confine the grant to this domain's items (`dynamodb:LeadingKeys`); without it the grantee reads
+   * every domain's items (what a platform-wide republisher needs)
+   */
+  grantReadEvents(grantee: iam.IGrantable, domain?: string): iam.Grant;
+  /**
+   * List aggregates: Query on the aggregate index only.
+   *
+   * @param domain confine the grant to this domain's listings (`dynamodb:LeadingKeys` on the index key
+   * `<domain>#<aggregateType>`); without it the grantee lists every domain's aggregates
+   */
+  grantListAggregates(grantee: iam.IGrantable, domain?: string): iam.Grant;
   /** Read the table's stream (what an outbox publisher needs). */
   grantStreamRead(grantee: iam.IGrantable): iam.Grant;
   /** Conditional check failures and transaction conflicts: lost optimistic-concurrency races. */
@@ -113,34 +132,54 @@ abstract class EventStoreTableBase extends Resource implements IEventStoreTable 
   public abstract readonly encryptionKey?: kms.IKey;
   public abstract readonly hasAggregateIndex: boolean;
 
-  public grantAppendEvents(grantee: iam.IGrantable): iam.Grant {
+  public grantAppendEvents(grantee: iam.IGrantable, domain: string): iam.Grant {
+    const conditions = this.domainConditions('grantAppendEvents', domain);
     this.encryptionKey?.grantEncryptDecrypt(grantee);
     return iam.Grant.addToPrincipal({
       grantee,
       actions: ['dynamodb:PutItem', 'dynamodb:GetItem', 'dynamodb:Query'],
       resourceArns: [this.tableArn],
+      conditions,
     });
   }
 
-  public grantReadEvents(grantee: iam.IGrantable): iam.Grant {
+  public grantReadEvents(grantee: iam.IGrantable, domain?: string): iam.Grant {
+    const conditions = domain === undefined ? undefined : this.domainConditions('grantReadEvents', domain);
     this.encryptionKey?.grantDecrypt(grantee);
     return iam.Grant.addToPrincipal({
       grantee,
       actions: ['dynamodb:GetItem', 'dynamodb:Query'],
       resourceArns: [this.tableArn],
+      conditions,
     });
   }
 
-  public grantListAggregates(grantee: iam.IGrantable): iam.Grant {
+  public grantListAggregates(grantee: iam.IGrantable, domain?: string): iam.Grant {
     if (!this.hasAggregateIndex) {
       throw new Error(`EventStoreTable ${this.node.path}: grantListAggregates needs the aggregate index (aggregateIndex is false)`);
     }
+    const conditions = domain === undefined ? undefined : this.domainConditions('grantListAggregates', domain);
     this.encryptionKey?.grantDecrypt(grantee);
     return iam.Grant.addToPrincipal({
       grantee,
       actions: ['dynamodb:Query'],
       resourceArns: [`${this.tableArn}/index/${EventStoreSchema.AGGREGATE_INDEX_NAME}`],
+      conditions,
     });
+  }
+
+  /**
+   * The IAM condition that confines a grant to one domain's items: every partition key the request names (for a
+   * Query on the aggregate index, the index's partition key) must start with `<domain>#`. Domain names never
+   * hold `#`, `*` or `?`, so the pattern matches no other domain's keys. GetItem, PutItem and Query always name a
+   * partition key; no action that names none (Scan) is ever granted with it, since ForAllValues holds for an
+   * empty set of keys.
+   */
+  private domainConditions(method: string, domain: string): Record<string, Record<string, unknown>> {
+    if (Token.isUnresolved(domain) || typeof domain !== 'string' || !DOMAIN_NAME.test(domain)) {
+      throw new Error(`EventStoreTable ${this.node.path}: ${method}: domain '${String(domain)}' must be 1-64 letters, digits or _ . : -, starting with a letter (a literal, not a token)`);
+    }
+    return { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [`${domainKeyPrefix(domain)}*`] } };
   }
 
   public grantStreamRead(grantee: iam.IGrantable): iam.Grant {
@@ -192,11 +231,13 @@ abstract class EventStoreTableBase extends Resource implements IEventStoreTable 
 }
 
 /**
- * The DynamoDB table of an event-sourced system: one item per event, keyed by `aggregateId` (S) and
- * `eventSequence` (N), appended with conditional writes, published through its stream.
+ * The DynamoDB table of an event-sourced system: one item per event, keyed by `streamId` (S,
+ * `<domain>#<aggregateId>`) and `eventSequence` (N), appended with conditional writes, published through its
+ * stream. The domain prefix lets IAM confine each domain's roles to its own items (see `grantAppendEvents`).
  *
  * Defaults suit a system of record: on-demand billing, point-in-time recovery, deletion protection,
- * RemovalPolicy.RETAIN, a NEW_IMAGE stream, and a sparse index listing aggregates.
+ * RemovalPolicy.RETAIN, a NEW_AND_OLD_IMAGES stream (the outbox reports any change to an event), and a sparse
+ * index listing aggregates.
  */
 export class EventStoreTable extends EventStoreTableBase {
   /** The name of the sparse index that lists aggregates. */
@@ -228,7 +269,7 @@ export class EventStoreTable extends EventStoreTableBase {
   public readonly table: dynamodb.ITable;
   public readonly tableName: string;
   public readonly tableArn: string;
-  /** The stream ARN (always present: the table has a NEW_IMAGE stream). */
+  /** The stream ARN (always present: the table has a NEW_AND_OLD_IMAGES stream). */
   public readonly tableStreamArn?: string;
   public readonly encryptionKey?: kms.IKey;
   public readonly hasAggregateIndex: boolean;
@@ -252,7 +293,8 @@ export class EventStoreTable extends EventStoreTableBase {
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: props.pointInTimeRecovery ?? true },
       encryption: tableEncryption,
       encryptionKey: encryption === EventStoreEncryption.CUSTOMER_MANAGED ? props.encryptionKey : undefined,
-      stream: dynamodb.StreamViewType.NEW_IMAGE,
+      // Old images too: a MODIFY or REMOVE of an event is reported as tampering, with what changed.
+      stream: dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
       deletionProtection: props.deletionProtection ?? true,
       removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
       // Only the store's idempotency records carry this attribute: events never expire.

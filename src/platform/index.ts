@@ -50,6 +50,12 @@ export interface SkafuPlatformProps {
    */
   readonly logLevel?: string;
   /**
+   * Whether the projection state machines' execution logs include execution data (the events' data, which may
+   * be personal data).
+   * @default false in production, true otherwise
+   */
+  readonly logExecutionData?: boolean;
+  /**
    * API stage throttling.
    * @default development 100/200, staging 500/1000, production 2000/5000
    */
@@ -228,6 +234,7 @@ export class SkafuPlatform extends Construct {
       this.publisher.iteratorAgeAlarm,
       this.publisher.deadLetterAlarm,
       this.publisher.failedBatchAlarm,
+      this.publisher.tamperAlarm,
       this.errorBus.errorRateAlarm,
       this.errorBus.deadLetterAlarm,
     );
@@ -241,6 +248,7 @@ export class SkafuPlatform extends Construct {
       environment,
       logLevel,
       logRetention,
+      logExecutionData: props.logExecutionData ?? environment !== SkafuEnvironment.PRODUCTION,
       alarmTopic: props.alarmTopic,
       sharedWidgets: [
         new cloudwatch.GraphWidget({ title: 'Event store', left: [this.eventStore.metricConflicts(), this.eventStore.metricThrottles()], width: 8 }),

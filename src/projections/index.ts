@@ -65,6 +65,12 @@ export interface ProjectionStateMachineProps {
    */
   readonly logRetention?: logs.RetentionDays;
   /**
+   * Whether the state machine's execution logs include execution data (the events' data, which may be personal
+   * data). SkafuPlatform turns it off in its production preset.
+   * @default true
+   */
+  readonly logExecutionData?: boolean;
+  /**
    * @default - 6 waits from 1 second, doubling (63 seconds in all)
    */
   readonly gapRetry?: GapRetry;
@@ -138,7 +144,7 @@ export class ProjectionStateMachine extends Construct {
       stateMachineType: sfn.StateMachineType.EXPRESS,
       definitionBody: sfn.DefinitionBody.fromString(Stack.of(this).toJsonString(definition)),
       tracingEnabled: true,
-      logs: { destination: this.logGroup, level: sfn.LogLevel.ALL, includeExecutionData: true },
+      logs: { destination: this.logGroup, level: sfn.LogLevel.ALL, includeExecutionData: props.logExecutionData ?? true },
       timeout: Duration.minutes(5),
     });
 

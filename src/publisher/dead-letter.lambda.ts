@@ -12,7 +12,7 @@ import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { powertools, traced, type Powertools } from '../internal/powertools';
 import { ErrorReporter } from '../runtime/error-reporter';
 import { type EventPointer, UNDELIVERED_EVENTS_KIND, type UndeliveredEventsMessage, republishRequestsFor } from '../runtime/republish';
-import { eventsFromStreamRecords, type StreamRecordLike } from '../runtime/stream-records';
+import { domainOf, eventsFromStreamRecords, type StreamRecordLike } from '../runtime/stream-records';
 
 export interface StreamBatchInfo {
   readonly streamArn: string;
@@ -69,6 +69,7 @@ export function createDeadLetterHandler(deps: DeadLetterHandlerDeps) {
         const inRange = records.filter((r) => BigInt(r.dynamodb?.SequenceNumber ?? '0') <= end);
         for (const e of eventsFromStreamRecords(inRange)) {
           pointers.push({
+            domain: domainOf(e.envelope),
             aggregateId: e.envelope.aggregateId,
             eventSequence: e.envelope.eventSequence,
             eventId: e.envelope.eventId,

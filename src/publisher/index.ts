@@ -1,5 +1,6 @@
-import { Duration } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sources from 'aws-cdk-lib/aws-lambda-event-sources';
@@ -16,6 +17,7 @@ import { acknowledgeHandlerRole, handlerOptions } from '../internal/handler';
 import { acknowledgeNag } from '../internal/nag';
 import { skafuQueue } from '../internal/queues';
 import { EventStoreSchema } from '../runtime/event-store-schema';
+import { HOLD_TABLE_PARTITION_KEY } from '../runtime/holds';
 
 /** Properties of an EventStorePublisher. */
 export interface EventStorePublisherProps {
@@ -86,9 +88,16 @@ export class EventStorePublisher extends Construct {
   public readonly failedBatchQueue: sqs.Queue;
   /** Messages naming every committed event that did not reach the bus (`UndeliveredEventsMessage`). */
   public readonly deadLetterQueue: sqs.Queue;
+  /**
+   * Aggregates the publisher holds: one of their events was not delivered, so their later events wait (in the
+   * stream's order) until the republish function has published them in order. Usually empty.
+   */
+  public readonly heldAggregatesTable: dynamodb.Table;
   public readonly iteratorAgeAlarm: cloudwatch.Alarm;
   public readonly deadLetterAlarm: cloudwatch.Alarm;
   public readonly failedBatchAlarm: cloudwatch.Alarm;
+  /** A committed event was modified or deleted in the event store (see the `EventTampered` error events). */
+  public readonly tamperAlarm: cloudwatch.Alarm;
 
   private readonly publisher: PublisherFunction;
 
@@ -107,6 +116,14 @@ export class EventStorePublisher extends Construct {
       deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: 5 },
     });
 
+    this.heldAggregatesTable = new dynamodb.Table(this, 'HeldAggregates', {
+      partitionKey: { name: HOLD_TABLE_PARTITION_KEY, type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      // Operational state, not the record: losing it only loses holds (events stay in the store).
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+
     // --- publisher: stream -> bus -------------------------------------------------------------------------
     const publisherOptions = handlerOptions(this, 'Publisher', {
       ...settings,
@@ -115,10 +132,14 @@ export class EventStorePublisher extends Construct {
       timeout: Duration.minutes(2),
       environment: {
         SKAFU_EVENT_BUS_NAME: props.eventBus.eventBusName,
+        SKAFU_HOLD_TABLE: this.heldAggregatesTable.tableName,
+        SKAFU_DEAD_LETTER_QUEUE_URL: this.deadLetterQueue.queueUrl,
         ...props.errorBus.environmentVariables(),
       },
     });
     this.publisher = new PublisherFunction(this, 'Publisher', publisherOptions);
+    this.heldAggregatesTable.grant(this.publisher, 'dynamodb:BatchGetItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem');
+    this.deadLetterQueue.grantSendMessages(this.publisher);
     this.publisherFunction = this.publisher;
     props.eventBus.grantPutEventsTo(this.publisher);
     props.errorBus.grantPutErrors(this.publisher);
@@ -133,11 +154,16 @@ export class EventStorePublisher extends Construct {
         reportBatchItemFailures: true,
         parallelizationFactor: 1,
         onFailure: new sources.SqsDlq(this.failedBatchQueue),
-        // Only committed events: not snapshots, not idempotency records.
+        // Committed events (not snapshots, not idempotency records), and any change to one: events are immutable,
+        // so a MODIFY or REMOVE of an event item is tampering, reported rather than filtered away.
         filters: [
           lambda.FilterCriteria.filter({
             eventName: lambda.FilterRule.isEqual('INSERT'),
             dynamodb: { NewImage: { [EventStoreSchema.ITEM_TYPE_ATTRIBUTE]: { S: lambda.FilterRule.isEqual(EventStoreSchema.ITEM_TYPE_EVENT) } } },
+          }),
+          lambda.FilterCriteria.filter({
+            eventName: lambda.FilterRule.or('MODIFY', 'REMOVE'),
+            dynamodb: { OldImage: { [EventStoreSchema.ITEM_TYPE_ATTRIBUTE]: { S: lambda.FilterRule.isEqual(EventStoreSchema.ITEM_TYPE_EVENT) } } },
           }),
         ],
       }),
@@ -172,9 +198,11 @@ export class EventStorePublisher extends Construct {
       environment: {
         SKAFU_EVENT_STORE_TABLE: props.eventStore.tableName,
         SKAFU_EVENT_BUS_NAME: props.eventBus.eventBusName,
+        SKAFU_HOLD_TABLE: this.heldAggregatesTable.tableName,
       },
     });
     const republish = new RepublishFunction(this, 'Republish', republishOptions);
+    this.heldAggregatesTable.grant(republish, 'dynamodb:BatchGetItem', 'dynamodb:GetItem', 'dynamodb:DeleteItem');
     this.republishFunction = republish;
     props.eventStore.grantReadEvents(republish);
     props.eventBus.grantPutEventsTo(republish);
@@ -198,6 +226,12 @@ export class EventStorePublisher extends Construct {
       threshold: 600,
     });
 
+    this.tamperAlarm = thresholdAlarm(this, 'TamperAlarm', {
+      description: 'A committed event was modified or deleted in the event store: see the EventTampered error events (CRITICAL)',
+      metric: this.metricTamperedEvents({ period: Duration.minutes(1) }),
+      threshold: 0,
+    });
+
     for (const role of [publisherOptions.role, deadLetterOptions.role, republishOptions.role]) acknowledgeHandlerRole(role);
     for (const role of [publisherOptions.role, deadLetterOptions.role]) {
       acknowledgeNag(role, [
@@ -218,6 +252,11 @@ export class EventStorePublisher extends Construct {
   /** Events the publisher could not publish in an invocation (retried afterwards). */
   public metricUndeliveredEvents(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return outboxMetric('EventsUndelivered', props);
+  }
+
+  /** Changes (MODIFY or REMOVE) to committed events seen on the stream: anything above zero is tampering. */
+  public metricTamperedEvents(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return outboxMetric('EventsTampered', props);
   }
 
   /** Events published. */

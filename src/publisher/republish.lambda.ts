@@ -4,46 +4,77 @@
  * from the outbox's dead-letter queue, or an SQS event of them:
  *
  *   aws lambda invoke --function-name <republishFunction> --cli-binary-format raw-in-base64-out \
- *     --payload '{"aggregateId":"project-42","fromSequence":5}' out.json
+ *     --payload '{"domain":"projects","aggregateId":"project-42","fromSequence":5}' out.json
+ *
+ * An aggregate the outbox holds (an event of it was not delivered) is released once its events were published
+ * in order from the hold's first undelivered event; events held meanwhile are republished first.
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { powertools, traced, type Powertools } from '../internal/powertools';
 import { EventBusPublisher } from '../runtime/event-publisher';
 import { EventStore } from '../runtime/event-store';
+import { streamKey } from '../runtime/event-store-schema';
+import { HoldStore } from '../runtime/holds';
 import { parseRepublishInput, republishFromStore, type RepublishResult } from '../runtime/republish';
 
 export interface RepublishHandlerDeps {
   readonly store: EventStore;
   readonly publisher: EventBusPublisher;
   readonly tools: Powertools;
+  readonly holds?: HoldStore;
+}
+
+export interface RepublishOutcome extends RepublishResult {
+  /** Per request, what happened to the aggregate's hold. */
+  readonly holds: Array<'released' | 'not-held' | 'not-covered' | 'behind'>;
 }
 
 export function createRepublishHandler(deps: RepublishHandlerDeps) {
-  return async (input: unknown): Promise<RepublishResult> => {
+  return async (input: unknown): Promise<RepublishOutcome> => {
     const requests = parseRepublishInput(input);
     const result = await republishFromStore(deps.store, deps.publisher, requests);
-    deps.tools.logger.info('republished', { requests, published: result.published, undelivered: result.undelivered.length });
-    if (result.undelivered.length > 0) {
-      // Surface it to the caller (and to a Lambda destination / SQS retry) rather than report success.
-      throw new Error(
-        `republish left ${result.undelivered.length} event(s) undelivered: ${result.undelivered
+    const fail = (r: RepublishResult) =>
+      new Error(
+        `republish left ${r.undelivered.length} event(s) undelivered: ${r.undelivered
           .slice(0, 10)
           .map((u) => `${u.event.aggregateId}#${u.event.eventSequence} (${u.errorCode})`)
           .join(', ')}`,
       );
+    if (result.undelivered.length > 0) throw fail(result);
+    const outcomes: RepublishOutcome['holds'] = [];
+    for (const [i, request] of requests.entries()) {
+      if (!deps.holds) break;
+      const streamId = streamKey(request.domain, request.aggregateId);
+      let last = result.lastSequences[i];
+      let outcome = await deps.holds.release(streamId, request.fromSequence ?? 1, last);
+      // Events held while this ran: publish them too (in order), then release.
+      for (let round = 0; outcome === 'behind' && round < 10; round++) {
+        const next = { domain: request.domain, aggregateId: request.aggregateId, fromSequence: last + 1 };
+        const more = await republishFromStore(deps.store, deps.publisher, [next]);
+        if (more.undelivered.length > 0) throw fail(more);
+        last = Math.max(last, more.lastSequences[0]);
+        outcome = await deps.holds.release(streamId, request.fromSequence ?? 1, last);
+      }
+      if (outcome === 'not-covered' || outcome === 'behind') {
+        deps.tools.logger.warn('aggregate still held', { request, outcome });
+      }
+      outcomes.push(outcome);
     }
-    return result;
+    deps.tools.logger.info('republished', { requests, published: result.published, holds: outcomes });
+    return { ...result, holds: outcomes };
   };
 }
 
 let instance: ReturnType<typeof createRepublishHandler> | undefined;
 
-export const handler = async (input: unknown): Promise<RepublishResult> => {
+export const handler = async (input: unknown): Promise<RepublishOutcome> => {
   if (!instance) {
     const tools = powertools('skafu-outbox-republish');
+    const holdTable = process.env.SKAFU_HOLD_TABLE;
     instance = createRepublishHandler({
       tools,
+      holds: holdTable ? new HoldStore(holdTable, traced(tools, new DynamoDBClient({}))) : undefined,
       store: EventStore.fromEnvironment({ client: traced(tools, new DynamoDBClient({})) }),
       publisher: new EventBusPublisher({ client: traced(tools, new EventBridgeClient({})) }),
     });

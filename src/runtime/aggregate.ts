@@ -143,18 +143,21 @@ export class AggregateRepository<A extends AggregateRoot> {
     }
   }
 
-  /** Loads an aggregate: the newest snapshot of the current reducer version, then the events after it. */
+  /**
+   * Loads an aggregate: the newest snapshot of the current reducer version, then the events after it.
+   * @throws AggregateTypeMismatchError when the id belongs to an aggregate of another type
+   */
   public async load(id: string): Promise<A> {
     const aggregate = this.options.create(id);
     let from = 1;
     if (this.options.snapshots) {
-      const snapshot = await this.store.loadSnapshot(id, this.options.snapshots.reducerVersion);
+      const snapshot = await this.store.loadSnapshot(id, this.options.snapshots.reducerVersion, { aggregateType: this.options.aggregateType });
       if (snapshot) {
         aggregate.restore(snapshot.state, snapshot.version);
         from = snapshot.version + 1;
       }
     }
-    aggregate.replay(await this.store.load(id, { fromSequence: from }));
+    aggregate.replay(await this.store.load(id, { fromSequence: from, aggregateType: this.options.aggregateType }));
     return aggregate;
   }
 

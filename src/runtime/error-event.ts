@@ -47,13 +47,46 @@ export interface ErrorEventDetail {
   readonly timestamp: string;
 }
 
-const SECRET_KEY = /authori[sz]ation|password|passwd|secret|token|cookie|api[-_]?key|credential|private[-_]?key|signature/i;
+const SECRET_KEY =
+  /authori[sz]ation|password|passwd|passphrase|secret|token|cookie|session|api[-_]?key|credential|private[-_]?key|signature|e-?mail|phone|ssn|credit[-_]?card|card[-_]?number|cvv|cvc|iban|otp/i;
+/** Keys whose string value is a raw message body: parsed and redacted when it is JSON, dropped when not. */
+const BODY_KEY = /^(body|rawBody|payload)$/i;
+
+/**
+ * The request headers worth keeping in an error event; every other header (Authorization, Cookie, custom
+ * tokens, forwarded addresses, ...) is dropped.
+ */
+export const ALLOWED_ERROR_HEADERS: ReadonlySet<string> = new Set([
+  'accept',
+  'content-type',
+  'content-length',
+  'content-encoding',
+  'user-agent',
+  'x-correlation-id',
+  'x-request-id',
+  'x-amzn-trace-id',
+  'idempotency-key',
+  'if-match',
+  'origin',
+]);
+
+/** Only the allow-listed headers (names compared case-insensitively). */
+export function allowedHeaders(headers: Record<string, string | undefined> | null | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers ?? {})) {
+    if (value !== undefined && ALLOWED_ERROR_HEADERS.has(name.toLowerCase())) out[name] = value;
+  }
+  return out;
+}
 export const MAX_ORIGINAL_BYTES = 8 * 1024;
 
 /**
- * Makes a value safe to put in an error event: JSON only, secrets (by key name: authorization, password, token,
- * secret, cookie, api key, credential, ...) replaced by "[REDACTED]", long strings cut, and the whole cut to
- * `maxBytes` of JSON by dropping the deepest and largest parts first.
+ * Makes a value safe to put in an error event: JSON only, secrets and personal data (by key name: authorization,
+ * password, token, secret, cookie, session, api key, credential, email, phone, card numbers, ...) replaced by
+ * "[REDACTED]", a string under a `body`/`rawBody`/`payload` key parsed as JSON and redacted the same way (or
+ * dropped when it is not JSON: a form or text body cannot be redacted by key), long strings cut, and the whole
+ * cut to `maxBytes` of JSON by dropping the deepest and largest parts first. Keys are copied as own properties,
+ * so a `__proto__` key never reaches a prototype.
  */
 export function sanitizeForError(value: unknown, maxBytes = MAX_ORIGINAL_BYTES): { value: JsonValue; truncated: boolean } {
   let truncated = false;
@@ -89,12 +122,26 @@ export function sanitizeForError(value: unknown, maxBytes = MAX_ORIGINAL_BYTES):
       }
       const out: JsonObject = {};
       for (const [key, item] of Object.entries(v as Record<string, unknown>)) {
-        out[key] = SECRET_KEY.test(key) ? '[REDACTED]' : clean(item, depth + 1, maxString);
+        let cleaned: JsonValue;
+        if (SECRET_KEY.test(key)) cleaned = '[REDACTED]';
+        else if (BODY_KEY.test(key) && typeof item === 'string') cleaned = cleanBody(item, (parsed) => clean(parsed, depth + 1, maxString));
+        else cleaned = clean(item, depth + 1, maxString);
+        Object.defineProperty(out, key, { value: cleaned, enumerable: true, writable: true, configurable: true });
       }
       return out;
     } finally {
       seen.delete(v);
     }
+  };
+  const cleanBody = (text: string, cleanParsed: (parsed: unknown) => JsonValue): JsonValue => {
+    if (text.trim() === '') return text;
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (parsed !== null && typeof parsed === 'object') return cleanParsed(parsed);
+    } catch {
+      // not JSON: dropped below
+    }
+    return `[body of ${Buffer.byteLength(text, 'utf8')} bytes dropped: not a JSON object, so it cannot be redacted by key]`;
   };
   for (const maxString of [2048, 512, 128, 32]) {
     const candidate = clean(value, 0, maxString);

@@ -48,3 +48,38 @@ export class IdempotencyKeyReuseError extends SkafuRuntimeError {
     super(`Idempotency key '${idempotencyKey}' was already used for a different request`);
   }
 }
+
+/**
+ * The stream belongs to another aggregate type: a stream's type is fixed by its first event, and an event of
+ * another type is never appended to it (nor is it loaded or snapshotted as another type). Nothing was written.
+ * Not retryable. The bundled command handler answers it exactly as for an aggregate that does not exist.
+ */
+export class AggregateTypeMismatchError extends SkafuRuntimeError {
+  public readonly retryable = false;
+  constructor(
+    public readonly aggregateId: string,
+    /** The type the caller named. */
+    public readonly expectedType: string,
+    /** The type the stream belongs to. */
+    public readonly actualType: string,
+  ) {
+    super(`Aggregate '${aggregateId}' is a ${actualType}, not a ${expectedType}`);
+  }
+}
+
+/**
+ * An append with `expectedVersion: 'any'` kept losing races on a busy stream until its time budget was spent.
+ * Nothing was written. Retryable: try again after `retryAfterSeconds`.
+ */
+export class StreamContentionError extends SkafuRuntimeError {
+  public readonly retryable = true;
+  constructor(
+    public readonly aggregateId: string,
+    /** How many attempts were made. */
+    public readonly attempts: number,
+    /** A hint for the caller (HTTP Retry-After). */
+    public readonly retryAfterSeconds: number,
+  ) {
+    super(`Aggregate '${aggregateId}' is too busy: the append lost ${attempts} races within its time budget; retry after ${retryAfterSeconds} s`);
+  }
+}

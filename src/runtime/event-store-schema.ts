@@ -1,15 +1,28 @@
 /**
  * The event store's physical layout, shared by the EventStoreTable construct (jsii side) and the runtime client.
  * Keep this file free of imports: the construct library loads it at synth time.
+ *
+ * Every item's partition key starts with its domain and `#` (`projects#project-42`), so that IAM can confine a
+ * domain's roles to its own items with a `dynamodb:LeadingKeys` condition on `<domain>#*`. Domain names never
+ * hold `#`, so one domain's prefix never matches another's. The public aggregate id (in the envelope, the API
+ * and on the bus) is unchanged; it is stored in the item's `aggregateId` attribute.
+ *
+ * | item                 | partition key `streamId`                      | sort key `eventSequence` |
+ * |----------------------|-----------------------------------------------|--------------------------|
+ * | event                | `<domain>#<aggregateId>`                      | 1, 2, 3, ...             |
+ * | snapshot             | `<domain>#$snapshot#<reducerVersion>#<id>`     | the version it reflects  |
+ * | idempotency record   | `<domain>#$idempotency#<sha256 of the key>`   | 0                        |
  */
 export const EventStoreSchema = {
-  /** Partition key (S): the aggregate's id. */
-  PARTITION_KEY: 'aggregateId',
+  /** Partition key (S): `<domain>#<aggregateId>` for events (see the table above). */
+  PARTITION_KEY: 'streamId',
   /** Sort key (N): the event's position in its aggregate's stream, from 1 with no gap. */
   SORT_KEY: 'eventSequence',
+  /** Separates the domain from the rest of the partition key. Never part of a domain name. */
+  DOMAIN_SEPARATOR: '#',
   /** Sparse index listing aggregates: only the first event of each aggregate carries its keys. */
   AGGREGATE_INDEX_NAME: 'aggregates',
-  /** Index partition key (S): the aggregate type. */
+  /** Index partition key (S): `<domain>#<aggregateType>` (the domain prefix again, for LeadingKeys). */
   AGGREGATE_INDEX_PARTITION_KEY: 'aggregateListType',
   /** Index sort key (S): `<timestamp of the first event>#<aggregateId>`. */
   AGGREGATE_INDEX_SORT_KEY: 'aggregateListCreatedAt',
@@ -23,3 +36,13 @@ export const EventStoreSchema = {
   /** Aggregate ids starting with this character are reserved for the store's own records. */
   RESERVED_PREFIX: '$',
 } as const;
+
+/** The partition key prefix of every item of a domain: `<domain>#`. */
+export function domainKeyPrefix(domain: string): string {
+  return `${domain}${EventStoreSchema.DOMAIN_SEPARATOR}`;
+}
+
+/** The partition key of an aggregate's stream: `<domain>#<aggregateId>`. */
+export function streamKey(domain: string, aggregateId: string): string {
+  return `${domainKeyPrefix(domain)}${aggregateId}`;
+}

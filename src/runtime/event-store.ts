@@ -10,8 +10,14 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { canonicalJson, sha256 } from './canonical-json';
 import { envelopeFromItem, type EventEnvelope, type EventMetadata, type NewEvent } from './envelope';
-import { ConcurrencyError, EventStoreValidationError, IdempotencyKeyReuseError } from './errors';
-import { EventStoreSchema as S } from './event-store-schema';
+import {
+  AggregateTypeMismatchError,
+  ConcurrencyError,
+  EventStoreValidationError,
+  IdempotencyKeyReuseError,
+  StreamContentionError,
+} from './errors';
+import { EventStoreSchema as S, domainKeyPrefix, streamKey } from './event-store-schema';
 import type { JsonObject } from './json';
 import {
   MAX_ITEM_BYTES,
@@ -26,6 +32,15 @@ import {
   isPlainObject,
   itemSize,
 } from './validation';
+
+/**
+ * An idempotency key built from several parts (command, user, client key, ...), unambiguous whatever the parts
+ * hold: each part is JSON-encoded (length-delimited) and the whole is hashed, so `('u', 'x:K1')` and
+ * `('u:x', 'K1')` never meet, and the key always fits the store's limits.
+ */
+export function idempotencyScope(...parts: ReadonlyArray<string | number | null>): string {
+  return `scope-${sha256(JSON.stringify(parts))}`;
+}
 
 /** Append only if the aggregate has no event yet. */
 export const NO_STREAM = 'no-stream' as const;
@@ -56,10 +71,11 @@ export interface EventStoreOptions {
    */
   readonly idempotencyTtlSeconds?: number;
   /**
-   * How many times an `expectedVersion: 'any'` append re-reads the version after losing a race.
-   * @default 5
+   * How long an `expectedVersion: 'any'` append keeps retrying (re-reading the version, with jittered backoff)
+   * after losing races, before it throws StreamContentionError. An append's own `deadline` wins.
+   * @default 5000 ms
    */
-  readonly anyVersionRetries?: number;
+  readonly anyVersionTimeBudgetMs?: number;
   /** @default () => new Date() */
   readonly clock?: () => Date;
 }
@@ -94,9 +110,17 @@ export interface AppendOptions {
    * Set when `expectedVersion` is a version that a load of this very stream returned (as AggregateRepository
    * does). A loaded version can only be behind the stream, never ahead of it, so the store skips the read that
    * otherwise guards against a version the stream never reached (which would leave a gap).
+   * The store still reads event `expectedVersion` to check the stream's aggregate type, so this flag no longer
+   * saves a read; it is kept for compatibility.
    * @default false
    */
   readonly expectedVersionFromLoad?: boolean;
+  /**
+   * For `expectedVersion: 'any'`: the time (epoch milliseconds) by which the append must have landed; past it,
+   * StreamContentionError. A handler passes its remaining time minus a margin.
+   * @default now + the client's anyVersionTimeBudgetMs
+   */
+  readonly deadline?: number;
 }
 
 export interface AppendResult {
@@ -112,7 +136,23 @@ export interface AppendResult {
   readonly idempotentReplay: boolean;
 }
 
-export interface LoadOptions {
+/** Which domain's stream to read, and what type it must be. */
+export interface StreamOptions {
+  /**
+   * The domain whose stream is read. Only a client created without a domain (a platform-wide reader such as the
+   * republisher) may name one; a domain's client reads only its own domain.
+   * @default the client's domain
+   */
+  readonly domain?: string;
+  /**
+   * The aggregate type the stream must belong to: a stream of another type is refused with
+   * AggregateTypeMismatchError.
+   * @default no check
+   */
+  readonly aggregateType?: string;
+}
+
+export interface LoadOptions extends StreamOptions {
   /** @default 1 */
   readonly fromSequence?: number;
   /** Inclusive. @default the end of the stream */
@@ -132,6 +172,8 @@ export interface Snapshot<TState extends JsonObject = JsonObject> {
 
 export interface ListAggregatesOptions {
   readonly aggregateType: string;
+  /** @default the client's domain (see StreamOptions.domain) */
+  readonly domain?: string;
   /** @default 100 */
   readonly limit?: number;
   /** The `nextToken` of the previous page. */
@@ -143,6 +185,9 @@ export interface ListAggregatesOptions {
 export interface AggregateSummary {
   readonly aggregateId: string;
   readonly aggregateType: string;
+  readonly domain: string;
+  /** The stream's stored partition key (`<domain>#<aggregateId>`): use it as is, never rebuild it. */
+  readonly streamId: string;
   /** The timestamp of the aggregate's first event. */
   readonly createdAt: string;
 }
@@ -161,7 +206,11 @@ interface IdempotencyRecord {
   readonly lastSequence: number;
 }
 
-type WriteOutcome = 'written' | 'conflict' | 'idempotent';
+/**
+ * `exists`: an event's position was already taken (so, streams having no gap, the position after the base is);
+ * `contended`: a concurrent transaction touched an item, nothing is known about the positions.
+ */
+type WriteOutcome = 'written' | 'exists' | 'contended' | 'idempotent';
 
 const MAX_ID_BYTES = 1024;
 const MAX_EVENT_TYPE_LENGTH = 128; // EventBridge's detail-type limit
@@ -188,9 +237,11 @@ export class EventStore {
   public readonly tableName: string;
   /** `skafu.<domain>`, or undefined for a read-only client. */
   public readonly source?: string;
+  /** The domain this client appends to and reads, or undefined for a platform-wide read-only client. */
+  public readonly domain?: string;
   private readonly doc: DynamoDBDocumentClient;
   private readonly idempotencyTtlSeconds: number;
-  private readonly anyVersionRetries: number;
+  private readonly anyVersionTimeBudgetMs: number;
   private readonly clock: () => Date;
 
   constructor(options: EventStoreOptions) {
@@ -199,6 +250,7 @@ export class EventStore {
     if (options.domain !== undefined) checkName(problems, 'domain', options.domain, 64);
     if (!problems.empty) throw new EventStoreValidationError(problems.problems);
     this.tableName = options.tableName;
+    this.domain = options.domain;
     this.source = options.domain === undefined ? undefined : `skafu.${options.domain}`;
     const client = options.client ?? new DynamoDBClient({});
     this.doc =
@@ -206,7 +258,7 @@ export class EventStore {
         ? client
         : DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
     this.idempotencyTtlSeconds = options.idempotencyTtlSeconds ?? 24 * 60 * 60;
-    this.anyVersionRetries = options.anyVersionRetries ?? 5;
+    this.anyVersionTimeBudgetMs = options.anyVersionTimeBudgetMs ?? 5000;
     this.clock = options.clock ?? (() => new Date());
   }
 
@@ -214,11 +266,19 @@ export class EventStore {
    * Appends events to an aggregate's stream, atomically: all of them or none.
    *
    * @throws EventStoreValidationError before any write when the request is malformed
-   * @throws ConcurrencyError when the stream is not at `expectedVersion` (or, for 'any', keeps moving)
+   * The stream's aggregate type is fixed by its first event: an append of another type is refused before any
+   * write. The stream lives in this client's domain: another domain's stream of the same id is another stream.
+   *
+   * @throws EventStoreValidationError before any write when the request is malformed
+   * @throws AggregateTypeMismatchError when the stream belongs to another aggregate type
+   * @throws ConcurrencyError when the stream is not at a numeric or 'no-stream' `expectedVersion`
+   * @throws StreamContentionError when an 'any' append keeps losing races until its deadline
    * @throws IdempotencyKeyReuseError when the idempotency key was used for different events
    */
   public async append(aggregateId: string, events: ReadonlyArray<NewEvent>, options: AppendOptions): Promise<AppendResult> {
     this.validateAppend(aggregateId, events, options);
+    const domain = this.domain!;
+    const deadline = options.deadline ?? Date.now() + this.anyVersionTimeBudgetMs;
     const fingerprint = options.idempotencyKey ? options.requestFingerprint ?? this.fingerprint(options.aggregateType, events) : undefined;
     if (options.idempotencyKey && fingerprint) {
       const replay = await this.replayIdempotent(options.idempotencyKey, fingerprint);
@@ -226,13 +286,17 @@ export class EventStore {
     }
 
     const expected = options.expectedVersion;
+    // After an 'any' append found a position taken, event N+1 exists (streams have no gap) and has the stream's
+    // type (checked when the stream was read non-empty), so the next attempt goes to N+2 without a read. After a
+    // mere transaction conflict nothing is known: the version is read again.
+    let nextBase: number | undefined;
     for (let attempt = 0; ; attempt++) {
-      const current = await this.resolveBaseVersion(aggregateId, expected, options.expectedVersionFromLoad === true);
+      const current = nextBase ?? (await this.resolveBaseVersion(domain, aggregateId, options.aggregateType, expected));
       const envelopes = this.buildEnvelopes(aggregateId, events, options, current);
-      const items = envelopes.map((e) => this.eventItem(e));
+      const items = envelopes.map((e) => this.eventItem(domain, e));
       const idempotencyItem =
         options.idempotencyKey && fingerprint
-          ? this.idempotencyItem(options.idempotencyKey, {
+          ? this.idempotencyItem(domain, options.idempotencyKey, {
             fingerprint,
             aggregateId,
             aggregateType: options.aggregateType,
@@ -258,18 +322,31 @@ export class EventStore {
         const replay = await this.replayIdempotent(options.idempotencyKey, fingerprint);
         if (replay) return replay;
       }
-      if (expected === ANY && attempt < this.anyVersionRetries) {
-        await sleep(Math.random() * 10 * (attempt + 1));
-        continue;
+      if (expected === ANY) {
+        // 'any' asked for no concurrency check: a lost race is retried with exponential backoff and full jitter
+        // (so that the losers spread out instead of colliding again in lockstep) until the deadline. A stream that was empty is read again: the
+        // winner of its first event fixed its type.
+        nextBase = outcome === 'exists' && current > 0 ? current + 1 : undefined;
+        const pause = Math.random() * Math.min(400, 10 * 2 ** Math.min(attempt, 6)); // full jitter, capped
+        if (Date.now() + pause < deadline) {
+          await sleep(pause);
+          continue;
+        }
+        throw new StreamContentionError(aggregateId, attempt + 1, 1);
       }
-      throw new ConcurrencyError(aggregateId, expected, await this.readVersion(aggregateId));
+      throw await this.conflict(domain, aggregateId, options.aggregateType, expected);
     }
   }
 
-  /** Loads an aggregate's events in sequence order, strongly consistent, following every page. */
+  /**
+   * Loads an aggregate's events in sequence order, strongly consistent, following every page.
+   * @throws AggregateTypeMismatchError when `aggregateType` is given and the stream belongs to another type
+   */
   public async load(aggregateId: string, options: LoadOptions = {}): Promise<EventEnvelope[]> {
     const problems = new ProblemList();
     checkId(problems, 'aggregateId', aggregateId, { maxLength: MAX_ID_BYTES, reservedPrefix: S.RESERVED_PREFIX });
+    const domain = this.readDomain(problems, options);
+    if (options.aggregateType !== undefined) checkName(problems, 'aggregateType', options.aggregateType, 128);
     const from = options.fromSequence ?? 1;
     checkPositiveInteger(problems, 'fromSequence', from);
     if (options.toSequence !== undefined) checkPositiveInteger(problems, 'toSequence', options.toSequence);
@@ -281,38 +358,43 @@ export class EventStore {
         options.toSequence === undefined ? '#pk = :pk AND #seq >= :from' : '#pk = :pk AND #seq BETWEEN :from AND :to',
       ExpressionAttributeNames: { '#pk': S.PARTITION_KEY, '#seq': S.SORT_KEY },
       ExpressionAttributeValues: {
-        ':pk': aggregateId,
+        ':pk': streamKey(domain!, aggregateId),
         ':from': from,
         ...(options.toSequence === undefined ? {} : { ':to': options.toSequence }),
       },
     });
-    return items.map(envelopeFromItem);
-  }
-
-  /** The stream's version: the sequence of its last event, 0 when it has none. Strongly consistent. */
-  public async readVersion(aggregateId: string): Promise<number> {
-    const out = await this.doc.send(
-      new QueryCommand({
-        TableName: this.tableName,
-        ConsistentRead: true,
-        KeyConditionExpression: '#pk = :pk',
-        ExpressionAttributeNames: { '#pk': S.PARTITION_KEY, '#seq': S.SORT_KEY },
-        ExpressionAttributeValues: { ':pk': aggregateId },
-        ProjectionExpression: '#seq',
-        ScanIndexForward: false,
-        Limit: 1,
-      }),
-    );
-    const last = out.Items?.[0]?.[S.SORT_KEY];
-    return typeof last === 'number' ? last : 0;
+    const events = items.map(envelopeFromItem);
+    const foreign = options.aggregateType === undefined ? undefined : events.find((e) => e.aggregateType !== options.aggregateType);
+    if (foreign) throw new AggregateTypeMismatchError(aggregateId, options.aggregateType!, foreign.aggregateType);
+    return events;
   }
 
   /**
-   * Saves a snapshot of an aggregate's state at `version`, for `reducerVersion`. The event at `version` must
-   * exist. Saving again at the same version replaces it.
+   * The stream's version: the sequence of its last event, 0 when it has none. Strongly consistent.
+   * @throws AggregateTypeMismatchError when `aggregateType` is given and the stream belongs to another type
+   */
+  public async readVersion(aggregateId: string, options: StreamOptions = {}): Promise<number> {
+    const problems = new ProblemList();
+    checkId(problems, 'aggregateId', aggregateId, { maxLength: MAX_ID_BYTES, reservedPrefix: S.RESERVED_PREFIX });
+    const domain = this.readDomain(problems, options);
+    if (options.aggregateType !== undefined) checkName(problems, 'aggregateType', options.aggregateType, 128);
+    if (!problems.empty) throw new EventStoreValidationError(problems.problems);
+    const head = await this.readHead(domain!, aggregateId);
+    if (head.type !== undefined && options.aggregateType !== undefined && head.type !== options.aggregateType) {
+      throw new AggregateTypeMismatchError(aggregateId, options.aggregateType, head.type);
+    }
+    return head.version;
+  }
+
+  /**
+   * Saves a snapshot of an aggregate's state at `version`, for `reducerVersion`, in this client's domain. The
+   * event at `version` must exist and belong to the snapshot's aggregate type. Saving again at the same version
+   * replaces it.
+   * @throws AggregateTypeMismatchError when the stream belongs to another aggregate type
    */
   public async saveSnapshot(snapshot: Omit<Snapshot, 'createdAt'>): Promise<Snapshot> {
     const problems = new ProblemList();
+    if (this.domain === undefined) problems.add('domain', 'this EventStore was created without a domain; snapshots need one');
     checkId(problems, 'aggregateId', snapshot.aggregateId, { maxLength: MAX_ID_BYTES, reservedPrefix: S.RESERVED_PREFIX });
     checkName(problems, 'aggregateType', snapshot.aggregateType, 128);
     checkReducerVersion(problems, snapshot.reducerVersion);
@@ -327,7 +409,7 @@ export class EventStore {
       state: full.state,
       createdAt: full.createdAt,
       snapshotOf: full.aggregateId,
-      [S.PARTITION_KEY]: snapshotPartition(snapshot.reducerVersion, snapshot.aggregateId),
+      [S.PARTITION_KEY]: snapshotPartition(this.domain!, snapshot.reducerVersion, snapshot.aggregateId),
       [S.SORT_KEY]: snapshot.version,
       [S.ITEM_TYPE_ATTRIBUTE]: S.ITEM_TYPE_SNAPSHOT,
     };
@@ -340,10 +422,10 @@ export class EventStore {
     const atVersion = await this.doc.send(
       new GetCommand({
         TableName: this.tableName,
-        Key: { [S.PARTITION_KEY]: snapshot.aggregateId, [S.SORT_KEY]: snapshot.version },
+        Key: { [S.PARTITION_KEY]: streamKey(this.domain!, snapshot.aggregateId), [S.SORT_KEY]: snapshot.version },
         ConsistentRead: true,
-        ProjectionExpression: '#seq',
-        ExpressionAttributeNames: { '#seq': S.SORT_KEY },
+        ProjectionExpression: '#seq, #type',
+        ExpressionAttributeNames: { '#seq': S.SORT_KEY, '#type': 'aggregateType' },
       }),
     );
     if (!atVersion.Item) {
@@ -351,18 +433,27 @@ export class EventStore {
         { path: 'version', message: `aggregate '${snapshot.aggregateId}' has no event ${snapshot.version} to snapshot` },
       ]);
     }
+    if (atVersion.Item.aggregateType !== snapshot.aggregateType) {
+      throw new AggregateTypeMismatchError(snapshot.aggregateId, snapshot.aggregateType, String(atVersion.Item.aggregateType));
+    }
     await this.doc.send(new PutCommand({ TableName: this.tableName, Item: item }));
     return full;
   }
 
-  /** The newest snapshot of an aggregate made by `reducerVersion`, if any. Snapshots of other versions are ignored. */
+  /**
+   * The newest snapshot of an aggregate made by `reducerVersion`, if any. Snapshots of other versions are ignored.
+   * @throws AggregateTypeMismatchError when `aggregateType` is given and the snapshot is of another type
+   */
   public async loadSnapshot<TState extends JsonObject = JsonObject>(
     aggregateId: string,
     reducerVersion: string,
+    options: StreamOptions = {},
   ): Promise<Snapshot<TState> | undefined> {
     const problems = new ProblemList();
     checkId(problems, 'aggregateId', aggregateId, { maxLength: MAX_ID_BYTES, reservedPrefix: S.RESERVED_PREFIX });
     checkReducerVersion(problems, reducerVersion);
+    const domain = this.readDomain(problems, options);
+    if (options.aggregateType !== undefined) checkName(problems, 'aggregateType', options.aggregateType, 128);
     if (!problems.empty) throw new EventStoreValidationError(problems.problems);
     const out = await this.doc.send(
       new QueryCommand({
@@ -370,13 +461,16 @@ export class EventStore {
         ConsistentRead: true,
         KeyConditionExpression: '#pk = :pk',
         ExpressionAttributeNames: { '#pk': S.PARTITION_KEY },
-        ExpressionAttributeValues: { ':pk': snapshotPartition(reducerVersion, aggregateId) },
+        ExpressionAttributeValues: { ':pk': snapshotPartition(domain!, reducerVersion, aggregateId) },
         ScanIndexForward: false,
         Limit: 1,
       }),
     );
     const item = out.Items?.[0];
     if (!item) return undefined;
+    if (options.aggregateType !== undefined && item.aggregateType !== options.aggregateType) {
+      throw new AggregateTypeMismatchError(aggregateId, options.aggregateType, String(item.aggregateType));
+    }
     return {
       aggregateId: item.snapshotOf as string,
       aggregateType: item.aggregateType as string,
@@ -394,12 +488,14 @@ export class EventStore {
   public async listAggregates(options: ListAggregatesOptions): Promise<ListAggregatesResult> {
     const problems = new ProblemList();
     checkName(problems, 'aggregateType', options.aggregateType, 128);
+    const domain = this.readDomain(problems, options);
+    const listKey = `${domainKeyPrefix(domain ?? '')}${options.aggregateType}`;
     const limit = options.limit ?? 100;
     if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) problems.add('limit', 'must be an integer from 1 to 1000');
     let startKey: Record<string, unknown> | undefined;
     if (options.nextToken !== undefined) {
       startKey = decodeToken(options.nextToken);
-      if (!startKey || startKey[S.AGGREGATE_INDEX_PARTITION_KEY] !== options.aggregateType) {
+      if (!startKey || startKey[S.AGGREGATE_INDEX_PARTITION_KEY] !== listKey) {
         problems.add('nextToken', 'is not a token this listing returned');
       }
     }
@@ -410,18 +506,24 @@ export class EventStore {
         IndexName: S.AGGREGATE_INDEX_NAME,
         KeyConditionExpression: '#type = :type',
         ExpressionAttributeNames: { '#type': S.AGGREGATE_INDEX_PARTITION_KEY },
-        ExpressionAttributeValues: { ':type': options.aggregateType },
+        ExpressionAttributeValues: { ':type': listKey },
         ScanIndexForward: !options.newestFirst,
         Limit: limit,
         ExclusiveStartKey: startKey,
       }),
     );
     return {
-      aggregates: (out.Items ?? []).map((item) => ({
-        aggregateId: item[S.PARTITION_KEY] as string,
-        aggregateType: item[S.AGGREGATE_INDEX_PARTITION_KEY] as string,
-        createdAt: String(item[S.AGGREGATE_INDEX_SORT_KEY]).split('#')[0],
-      })),
+      aggregates: (out.Items ?? []).map((item) => {
+        const sortKey = String(item[S.AGGREGATE_INDEX_SORT_KEY]);
+        const cut = sortKey.indexOf('#'); // timestamps hold no '#'; the id after it may
+        return {
+          aggregateId: sortKey.slice(cut + 1),
+          aggregateType: options.aggregateType,
+          domain: domain!,
+          streamId: item[S.PARTITION_KEY] as string,
+          createdAt: sortKey.slice(0, cut),
+        };
+      }),
       nextToken: out.LastEvaluatedKey ? encodeToken(out.LastEvaluatedKey) : undefined,
     };
   }
@@ -493,24 +595,70 @@ export class EventStore {
     if (!problems.empty) throw new EventStoreValidationError(problems.problems);
   }
 
-  /** The version to append after, checking numeric expectations against the store. */
-  private async resolveBaseVersion(aggregateId: string, expected: ExpectedVersion, fromLoad: boolean): Promise<number> {
-    if (expected === ANY) return this.readVersion(aggregateId);
-    if (expected === NO_STREAM || expected === 0) return 0;
-    if (fromLoad) return expected;
-    // Events are immutable and never deleted, so if event N exists now it exists at write time: this read
-    // cannot race. Without it an append at N+1 onto a shorter stream would leave a gap.
+  /**
+   * The version to append after, checking numeric expectations and the stream's type against the store.
+   * Events are immutable and never deleted, and every event of a stream has the type of its first one, so what
+   * these reads see still holds at write time (the write's own condition catches a newer event).
+   */
+  private async resolveBaseVersion(domain: string, aggregateId: string, aggregateType: string, expected: ExpectedVersion): Promise<number> {
+    if (expected === NO_STREAM || expected === 0) return 0; // the write's condition refuses an existing stream
+    if (expected === ANY) {
+      const head = await this.readHead(domain, aggregateId);
+      if (head.type !== undefined && head.type !== aggregateType) throw new AggregateTypeMismatchError(aggregateId, aggregateType, head.type);
+      return head.version;
+    }
+    // Without this read an append at N+1 onto a shorter stream would leave a gap.
     const out = await this.doc.send(
       new GetCommand({
         TableName: this.tableName,
-        Key: { [S.PARTITION_KEY]: aggregateId, [S.SORT_KEY]: expected },
+        Key: { [S.PARTITION_KEY]: streamKey(domain, aggregateId), [S.SORT_KEY]: expected },
         ConsistentRead: true,
-        ProjectionExpression: '#seq',
-        ExpressionAttributeNames: { '#seq': S.SORT_KEY },
+        ProjectionExpression: '#seq, #type',
+        ExpressionAttributeNames: { '#seq': S.SORT_KEY, '#type': 'aggregateType' },
       }),
     );
-    if (!out.Item) throw new ConcurrencyError(aggregateId, expected, await this.readVersion(aggregateId));
+    if (!out.Item) throw await this.conflict(domain, aggregateId, aggregateType, expected);
+    if (out.Item.aggregateType !== aggregateType) throw new AggregateTypeMismatchError(aggregateId, aggregateType, String(out.Item.aggregateType));
     return expected;
+  }
+
+  /** The error for a refused append: a type mismatch when the stream is another type's, else a conflict. */
+  private async conflict(domain: string, aggregateId: string, aggregateType: string, expected: ExpectedVersion): Promise<Error> {
+    const head = await this.readHead(domain, aggregateId);
+    if (head.type !== undefined && head.type !== aggregateType) return new AggregateTypeMismatchError(aggregateId, aggregateType, head.type);
+    return new ConcurrencyError(aggregateId, expected, head.version);
+  }
+
+  /** The last event's sequence and the stream's type (undefined when the stream has no event). */
+  private async readHead(domain: string, aggregateId: string): Promise<{ version: number; type?: string }> {
+    const out = await this.doc.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        ConsistentRead: true,
+        KeyConditionExpression: '#pk = :pk',
+        ExpressionAttributeNames: { '#pk': S.PARTITION_KEY, '#seq': S.SORT_KEY, '#type': 'aggregateType' },
+        ExpressionAttributeValues: { ':pk': streamKey(domain, aggregateId) },
+        ProjectionExpression: '#seq, #type',
+        ScanIndexForward: false,
+        Limit: 1,
+      }),
+    );
+    const last = out.Items?.[0];
+    if (!last || typeof last[S.SORT_KEY] !== 'number') return { version: 0 };
+    return { version: last[S.SORT_KEY] as number, type: String(last.aggregateType) };
+  }
+
+  /** The domain a read names: the client's own, or (for a client without one) the `domain` option. */
+  private readDomain(problems: ProblemList, options: { readonly domain?: string }): string | undefined {
+    if (options.domain !== undefined) {
+      checkName(problems, 'domain', options.domain, 64);
+      if (this.domain !== undefined && options.domain !== this.domain) {
+        problems.add('domain', `this client reads only its own domain '${this.domain}', not '${String(options.domain)}'`);
+      }
+      return options.domain;
+    }
+    if (this.domain === undefined) problems.add('domain', 'this EventStore was created without a domain: name the domain to read');
+    return this.domain;
   }
 
   private buildEnvelopes(
@@ -547,19 +695,23 @@ export class EventStore {
     }));
   }
 
-  private eventItem(envelope: EventEnvelope): Record<string, unknown> {
-    const item: Record<string, unknown> = { ...envelope, [S.ITEM_TYPE_ATTRIBUTE]: S.ITEM_TYPE_EVENT };
+  private eventItem(domain: string, envelope: EventEnvelope): Record<string, unknown> {
+    const item: Record<string, unknown> = {
+      [S.PARTITION_KEY]: streamKey(domain, envelope.aggregateId),
+      ...envelope,
+      [S.ITEM_TYPE_ATTRIBUTE]: S.ITEM_TYPE_EVENT,
+    };
     if (envelope.eventSequence === 1) {
-      item[S.AGGREGATE_INDEX_PARTITION_KEY] = envelope.aggregateType;
+      item[S.AGGREGATE_INDEX_PARTITION_KEY] = `${domainKeyPrefix(domain)}${envelope.aggregateType}`;
       item[S.AGGREGATE_INDEX_SORT_KEY] = `${envelope.timestamp}#${envelope.aggregateId}`;
     }
     return item;
   }
 
-  private idempotencyItem(key: string, record: IdempotencyRecord): Record<string, unknown> {
+  private idempotencyItem(domain: string, key: string, record: IdempotencyRecord): Record<string, unknown> {
     const now = this.clock();
     return {
-      [S.PARTITION_KEY]: idempotencyPartition(key),
+      [S.PARTITION_KEY]: idempotencyPartition(domain, key),
       [S.SORT_KEY]: 0,
       [S.ITEM_TYPE_ATTRIBUTE]: S.ITEM_TYPE_IDEMPOTENCY,
       [S.TTL_ATTRIBUTE]: Math.floor(now.getTime() / 1000) + this.idempotencyTtlSeconds,
@@ -624,14 +776,16 @@ export class EventStore {
       return 'written';
     } catch (err) {
       const name = (err as { name?: string }).name;
-      if (name === 'ConditionalCheckFailedException' || name === 'TransactionConflictException') return 'conflict';
+      if (name === 'ConditionalCheckFailedException') return 'exists';
+      if (name === 'TransactionConflictException') return 'contended';
       if (name === 'TransactionCanceledException') {
         const reasons = ((err as { CancellationReasons?: Array<{ Code?: string }> }).CancellationReasons ?? []).map((r) => r.Code);
         const onlyRetryable = reasons.every((c) => c === 'None' || c === 'ConditionalCheckFailed' || c === 'TransactionConflict');
         if (!onlyRetryable) throw err;
         if (idempotencyItem && reasons[items.length] === 'ConditionalCheckFailed') return 'idempotent';
         // A TransactionConflict may hide a concurrent twin with the same key: the caller re-checks the record.
-        return idempotencyItem && reasons.includes('TransactionConflict') ? 'idempotent' : 'conflict';
+        if (idempotencyItem && reasons.includes('TransactionConflict')) return 'idempotent';
+        return reasons.slice(0, items.length).includes('ConditionalCheckFailed') ? 'exists' : 'contended';
       }
       throw err;
     }
@@ -648,7 +802,7 @@ export class EventStore {
     const out = await this.doc.send(
       new GetCommand({
         TableName: this.tableName,
-        Key: { [S.PARTITION_KEY]: idempotencyPartition(key), [S.SORT_KEY]: 0 },
+        Key: { [S.PARTITION_KEY]: idempotencyPartition(this.domain!, key), [S.SORT_KEY]: 0 },
         ConsistentRead: true,
       }),
     );
@@ -686,12 +840,13 @@ function checkReducerVersion(problems: ProblemList, value: unknown): void {
   }
 }
 
-function snapshotPartition(reducerVersion: string, aggregateId: string): string {
-  return `${S.RESERVED_PREFIX}snapshot#${reducerVersion}#${aggregateId}`;
+function snapshotPartition(domain: string, reducerVersion: string, aggregateId: string): string {
+  return `${domainKeyPrefix(domain)}${S.RESERVED_PREFIX}snapshot#${reducerVersion}#${aggregateId}`;
 }
 
-function idempotencyPartition(key: string): string {
-  return `${S.RESERVED_PREFIX}idempotency#${key}`;
+/** Hashed: any key the API accepts fits DynamoDB's 2048-byte partition key, and no key can forge another's. */
+function idempotencyPartition(domain: string, key: string): string {
+  return `${domainKeyPrefix(domain)}${S.RESERVED_PREFIX}idempotency#${sha256(key)}`;
 }
 
 function encodeToken(key: Record<string, unknown>): string {

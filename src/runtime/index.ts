@@ -13,6 +13,7 @@ export * from './error-reporter';
 export * from './event-publisher';
 export * from './stream-records';
 export * from './republish';
+export * from './holds';
 export * from './http';
 export * from './routes';
 export * from './domain-spec';

@@ -5,6 +5,8 @@ import { isPlainObject } from './validation';
 
 /** Republish an aggregate's events from the store, from a sequence (inclusive) to an optional end. */
 export interface RepublishRequest {
+  /** The aggregate's domain (its events' source is `skafu.<domain>`). */
+  readonly domain: string;
   readonly aggregateId: string;
   /** @default 1 */
   readonly fromSequence?: number;
@@ -14,6 +16,7 @@ export interface RepublishRequest {
 
 /** A pointer to a committed event that did not reach the bus. */
 export interface EventPointer {
+  readonly domain: string;
   readonly aggregateId: string;
   readonly eventSequence: number;
   readonly eventId?: string;
@@ -43,6 +46,8 @@ export const UNDELIVERED_EVENTS_KIND = 'skafu.undelivered-events';
 
 export interface RepublishResult {
   readonly requests: RepublishRequest[];
+  /** The last sequence loaded (and published) for each request, in request order (0 when none was loaded). */
+  readonly lastSequences: number[];
   readonly published: number;
   readonly claimChecked: number;
   readonly undelivered: UndeliveredEvent[];
@@ -50,13 +55,17 @@ export interface RepublishResult {
 
 /** The smallest set of requests that republishes every pointed-to event, in order, per aggregate. */
 export function republishRequestsFor(pointers: ReadonlyArray<EventPointer>): RepublishRequest[] {
-  const from = new Map<string, number>();
+  const from = new Map<string, RepublishRequest>();
   for (const p of pointers) {
-    from.set(p.aggregateId, Math.min(from.get(p.aggregateId) ?? Number.MAX_SAFE_INTEGER, p.eventSequence));
+    const key = JSON.stringify([p.domain, p.aggregateId]);
+    const known = from.get(key);
+    if (!known || p.eventSequence < (known.fromSequence ?? 1)) {
+      from.set(key, { domain: p.domain, aggregateId: p.aggregateId, fromSequence: p.eventSequence });
+    }
   }
   // From the first undelivered event to the end: later events may have been published out of order, and a
   // consumer that deduplicates by sequence handles the repeats.
-  return [...from.entries()].map(([aggregateId, fromSequence]) => ({ aggregateId, fromSequence }));
+  return [...from.values()];
 }
 
 /**
@@ -71,7 +80,7 @@ export function parseRepublishInput(input: unknown): RepublishRequest[] {
     const message = value as unknown as UndeliveredEventsMessage;
     if (message.republish.length === 0 && message.recordsUnavailable) {
       throw new Error(
-        'this dead-letter message names no events (the stream had expired); republish by aggregate: { aggregateId, fromSequence }',
+        'this dead-letter message names no events (the stream had expired); republish by aggregate: { domain, aggregateId, fromSequence }',
       );
     }
     return message.republish;
@@ -79,14 +88,15 @@ export function parseRepublishInput(input: unknown): RepublishRequest[] {
   if (Array.isArray(value.Records)) return value.Records.flatMap(parseRepublishInput); // an SQS event
   if (typeof value.body === 'string') return parseRepublishInput(value.body); // an SQS record
   if (Array.isArray(value.requests)) return value.requests.flatMap(parseRepublishInput);
-  const { aggregateId, fromSequence, toSequence } = value;
+  const { domain, aggregateId, fromSequence, toSequence } = value;
   if (typeof aggregateId !== 'string' || aggregateId.length === 0) throw new Error('a republish request needs aggregateId');
+  if (typeof domain !== 'string' || domain.length === 0) throw new Error('a republish request needs domain (aggregate ids are unique within a domain only)');
   for (const [name, n] of [['fromSequence', fromSequence], ['toSequence', toSequence]] as const) {
     if (n !== undefined && (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1)) {
       throw new Error(`a republish request's ${name} must be an integer >= 1`);
     }
   }
-  return [{ aggregateId, fromSequence: fromSequence as number | undefined, toSequence: toSequence as number | undefined }];
+  return [{ domain, aggregateId, fromSequence: fromSequence as number | undefined, toSequence: toSequence as number | undefined }];
 }
 
 /**
@@ -98,13 +108,20 @@ export async function republishFromStore(
   requests: ReadonlyArray<RepublishRequest>,
 ): Promise<RepublishResult> {
   const events: EventEnvelope[] = [];
+  const lastSequences: number[] = [];
   for (const request of requests) {
-    const loaded = await store.load(request.aggregateId, { fromSequence: request.fromSequence ?? 1, toSequence: request.toSequence });
+    const loaded = await store.load(request.aggregateId, {
+      domain: request.domain,
+      fromSequence: request.fromSequence ?? 1,
+      toSequence: request.toSequence,
+    });
     events.push(...loaded.map((e) => ({ ...e, metadata: { ...e.metadata, replay: true } })));
+    lastSequences.push(loaded.length > 0 ? loaded[loaded.length - 1].eventSequence : 0);
   }
   const report = await publisher.publish(events);
   return {
     requests: [...requests],
+    lastSequences,
     published: report.published.length,
     claimChecked: report.claimChecked.length,
     undelivered: report.undelivered,

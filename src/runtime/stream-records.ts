@@ -8,6 +8,7 @@ export interface StreamRecordLike {
   readonly eventName?: string;
   readonly dynamodb?: {
     readonly NewImage?: Record<string, unknown>;
+    readonly OldImage?: Record<string, unknown>;
     readonly Keys?: Record<string, unknown>;
     readonly SequenceNumber?: string;
   };
@@ -35,15 +36,87 @@ export function eventsFromStreamRecords(records: ReadonlyArray<StreamRecordLike>
   return events;
 }
 
-/** The aggregate and sequence of a stream record's item, from its keys (works for any record type). */
-export function pointerFromStreamRecord(record: StreamRecordLike): { aggregateId: string; eventSequence: number } | undefined {
+/** A change to a committed event: events are immutable, so every one of these is tampering. */
+export interface TamperedEvent {
+  /** MODIFY (the item was overwritten or updated) or REMOVE (deleted). */
+  readonly change: 'MODIFY' | 'REMOVE';
+  /** The stored partition key, as is (`<domain>#<aggregateId>`). */
+  readonly streamId: string;
+  readonly domain: string;
+  readonly aggregateId: string;
+  readonly aggregateType: string;
+  readonly eventSequence: number;
+  readonly eventId: string;
+  readonly eventType: string;
+  /**
+   * What changed, by attribute path (`data.amount`, `eventType`, `itemType`), without the values (they may be
+   * personal data); for a REMOVE, `['*']`.
+   */
+  readonly changedPaths: string[];
+  /** The stream record's sequence number. */
+  readonly sequenceNumber: string;
+}
+
+/**
+ * The MODIFY and REMOVE records of event items in a batch (needs a NEW_AND_OLD_IMAGES stream). Idempotency
+ * records expiring by TTL, snapshots being replaced and other items are not events and are skipped.
+ */
+export function tamperedEventsFromStreamRecords(records: ReadonlyArray<StreamRecordLike>): TamperedEvent[] {
+  const tampered: TamperedEvent[] = [];
+  for (const record of records) {
+    const change = record.eventName;
+    const oldImage = record.dynamodb?.OldImage;
+    if ((change !== 'MODIFY' && change !== 'REMOVE') || !oldImage) continue;
+    const before = unmarshall(normalizeImage(oldImage));
+    if (before[S.ITEM_TYPE_ATTRIBUTE] !== S.ITEM_TYPE_EVENT) continue;
+    const after = change === 'MODIFY' && record.dynamodb?.NewImage ? unmarshall(normalizeImage(record.dynamodb.NewImage)) : undefined;
+    tampered.push({
+      change,
+      streamId: String(before[S.PARTITION_KEY]),
+      domain: String(before.source ?? '').replace(/^skafu\./, ''),
+      aggregateId: String(before.aggregateId),
+      aggregateType: String(before.aggregateType),
+      eventSequence: Number(before[S.SORT_KEY]),
+      eventId: String(before.eventId),
+      eventType: String(before.eventType),
+      changedPaths: after ? changedPaths(before, after) : ['*'],
+      sequenceNumber: record.dynamodb?.SequenceNumber ?? '',
+    });
+  }
+  return tampered;
+}
+
+/** The paths at which two JSON values differ (at most 50), without their values. */
+function changedPaths(before: unknown, after: unknown, path = '', out: string[] = []): string[] {
+  if (out.length >= 50) return out;
+  const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (isObject(before) && isObject(after)) {
+    for (const key of [...new Set([...Object.keys(before), ...Object.keys(after)])].sort()) {
+      const has = (o: Record<string, unknown>) => Object.prototype.hasOwnProperty.call(o, key);
+      const child = path ? `${path}.${key}` : key;
+      if (!has(before) || !has(after)) out.push(child);
+      else changedPaths(before[key], after[key], child, out);
+    }
+    return out;
+  }
+  if (JSON.stringify(before) !== JSON.stringify(after)) out.push(path || '*');
+  return out;
+}
+
+/** The stored partition key (`streamId`) and sequence of a stream record's item, from its keys (any record type). */
+export function pointerFromStreamRecord(record: StreamRecordLike): { streamId: string; eventSequence: number } | undefined {
   const keys = record.dynamodb?.Keys;
   if (!keys) return undefined;
   const item = unmarshall(keys as Record<string, AttributeValue>);
-  const aggregateId = item[S.PARTITION_KEY];
+  const streamId = item[S.PARTITION_KEY];
   const eventSequence = item[S.SORT_KEY];
-  if (typeof aggregateId !== 'string' || typeof eventSequence !== 'number') return undefined;
-  return { aggregateId, eventSequence };
+  if (typeof streamId !== 'string' || typeof eventSequence !== 'number') return undefined;
+  return { streamId, eventSequence };
+}
+
+/** The domain of an event, from its source `skafu.<domain>`. */
+export function domainOf(event: { readonly source: string }): string {
+  return event.source.replace(/^skafu\./, '');
 }
 
 /**

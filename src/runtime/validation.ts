@@ -11,6 +11,13 @@ const MAX_JSON_DEPTH = 30;
 /** DynamoDB numbers: magnitude between 1E-130 and 9.99E+125 (or zero). */
 const MIN_MAGNITUDE = 1e-130;
 
+/**
+ * Object keys refused anywhere in stored JSON: the DynamoDB marshaller drops `__proto__` silently (the key becomes
+ * the object's prototype) and cannot marshal an object with an own `constructor` key, and either would let a
+ * body reach an object's prototype somewhere downstream.
+ */
+export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+
 const SAFE_NAME = /^[A-Za-z][A-Za-z0-9_.:-]*$/;
 
 /** Collects problems; throws nothing itself. */
@@ -110,6 +117,10 @@ export function checkJson(problems: ProblemList, path: string, value: unknown, r
     } else if (isPlainObject(v)) {
       for (const [key, item] of Object.entries(v)) {
         const childPath = /^[A-Za-z_$][\w$]*$/.test(key) ? `${p}.${key}` : `${p}[${JSON.stringify(key)}]`;
+        if (FORBIDDEN_KEYS.has(key)) {
+          problems.add(childPath, `the key '${key}' is refused: JavaScript gives it a special meaning (prototype), and it would not be stored faithfully`);
+          continue;
+        }
         if (item === undefined) problems.add(childPath, 'undefined is not JSON-serialisable (omit the key or use null)');
         else walk(item, childPath, depth + 1);
       }

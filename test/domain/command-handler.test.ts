@@ -180,8 +180,10 @@ describe('observability and projects commands', () => {
       errorType: 'ResourceNotFoundException',
       severity: 'HIGH',
       context: { domain: 'projects', apiPath: PROJECTS, httpMethod: 'POST', userId: 'user-1' },
-      metadata: { original: { headers: { Authorization: '[REDACTED]' } } },
+      // Headers from an allow-list only: Authorization is not even named.
+      metadata: { original: { headers: { 'Content-Type': 'application/json' }, body: projectBody } },
     });
+    expect(detail.metadata.original.headers).not.toHaveProperty('Authorization');
     expect(call.args[0].input.Entries![0].Detail).not.toContain('secret-token');
   });
 });

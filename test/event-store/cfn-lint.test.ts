@@ -15,7 +15,7 @@ test('cfn-lint finds nothing in EventStoreTable templates (defaults, customer ke
     const stack = new Stack(new App(), name, { env: { account: '111111111111', region: 'eu-west-1' } });
     const store = new EventStoreTable(stack, 'Events', props);
     const role = new iam.Role(stack, 'Role', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });
-    store.grantAppendEvents(role);
+    store.grantAppendEvents(role, 'billing');
     store.grantStreamRead(role);
     templates[name] = Template.fromStack(stack).toJSON();
   }

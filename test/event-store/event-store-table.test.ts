@@ -23,11 +23,11 @@ describe('EventStoreTable defaults', () => {
     template.resourceCountIs('AWS::DynamoDB::Table', 1);
     template.hasResourceProperties('AWS::DynamoDB::Table', {
       KeySchema: [
-        { AttributeName: 'aggregateId', KeyType: 'HASH' },
+        { AttributeName: 'streamId', KeyType: 'HASH' },
         { AttributeName: 'eventSequence', KeyType: 'RANGE' },
       ],
       AttributeDefinitions: Match.arrayWith([
-        { AttributeName: 'aggregateId', AttributeType: 'S' },
+        { AttributeName: 'streamId', AttributeType: 'S' },
         { AttributeName: 'eventSequence', AttributeType: 'N' },
       ]),
       BillingMode: 'PAY_PER_REQUEST',
@@ -161,12 +161,17 @@ describe('intent grants name only the actions needed, and no index wildcard', ()
   const tableArn = { 'Fn::GetAtt': [Match.stringLikeRegexp('EventsTable'), 'Arn'] };
 
   test('grantAppendEvents', () => {
-    const { statements } = grantsFor((store, role) => store.grantAppendEvents(role));
+    const { statements } = grantsFor((store, role) => store.grantAppendEvents(role, 'billing'));
     expect(statements).toEqual([
-      { Action: ['dynamodb:PutItem', 'dynamodb:GetItem', 'dynamodb:Query'], Effect: 'Allow', Resource: expect.objectContaining({ 'Fn::GetAtt': expect.any(Array) }) },
+      {
+        Action: ['dynamodb:PutItem', 'dynamodb:GetItem', 'dynamodb:Query'],
+        Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['billing#*'] } },
+        Effect: 'Allow',
+        Resource: expect.objectContaining({ 'Fn::GetAtt': expect.any(Array) }),
+      },
     ]);
     expect(JSON.stringify(statements)).not.toContain('/index/');
-    Template.fromStack(grantsFor((store, role) => store.grantAppendEvents(role)).s).hasResourceProperties('AWS::IAM::Policy', {
+    Template.fromStack(grantsFor((store, role) => store.grantAppendEvents(role, 'billing')).s).hasResourceProperties('AWS::IAM::Policy', {
       PolicyDocument: { Statement: [Match.objectLike({ Resource: tableArn })] },
     });
   });
@@ -193,7 +198,7 @@ describe('intent grants name only the actions needed, and no index wildcard', ()
 
   test('with a customer managed key, grants include the key', () => {
     const { statements } = grantsFor((store, role) => {
-      store.grantAppendEvents(role);
+      store.grantAppendEvents(role, 'billing');
       store.grantReadEvents(role);
     }, { encryption: EventStoreEncryption.CUSTOMER_MANAGED });
     const kmsActions = statements.filter((st) => JSON.stringify(st.Action).includes('kms:')).flatMap((st) => st.Action);
@@ -239,7 +244,7 @@ describe('fromTableAttributes', () => {
       tableStreamArn: 'arn:aws:dynamodb:eu-west-1:111111111111:table/skafu-events-production/stream/2026-01-01T00:00:00.000',
     });
     const role = new iam.Role(s, 'Role', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });
-    store.grantAppendEvents(role);
+    store.grantAppendEvents(role, 'billing');
     store.grantListAggregates(role);
     store.grantStreamRead(role);
     const json = JSON.stringify(statementsOf(Template.fromStack(s)));

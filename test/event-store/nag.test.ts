@@ -13,7 +13,7 @@ function consumerStack(encryption?: EventStoreEncryption): Stack {
   applyAwsSolutions(stack);
   const store = new EventStoreTable(stack, 'Events', { encryption });
   const { fn, role } = consumerFunction(stack);
-  store.grantAppendEvents(fn);
+  store.grantAppendEvents(fn, 'billing');
   store.grantReadEvents(fn);
   store.grantListAggregates(fn);
   store.grantStreamRead(fn);

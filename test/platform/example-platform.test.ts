@@ -23,7 +23,9 @@ const nested = Object.entries(templates).filter(([f]) => f.includes('.nested.'))
 const resourcesOf = (t: any, type: string) => Object.values(t.Resources as Record<string, any>).filter((r) => r.Type === type);
 
 test('the platform: one event store, two buses, a user pool with groups, one API with a stage, the outbox', () => {
-  expect(resourcesOf(parent, 'AWS::DynamoDB::Table').length).toBe(1);
+  // The event store, and the outbox's (usually empty) held-aggregates table.
+  expect(resourcesOf(parent, 'AWS::DynamoDB::Table').map((t) => t.Properties.KeySchema[0].AttributeName).sort()).toEqual(['streamId', 'streamId']);
+  expect(resourcesOf(parent, 'AWS::DynamoDB::Table').filter((t) => t.Properties.StreamSpecification)).toHaveLength(1);
   expect(resourcesOf(parent, 'AWS::Events::EventBus').map((b) => b.Properties.Name).sort()).toEqual(['skafu-errors-development', 'skafu-events-development']);
   expect(resourcesOf(parent, 'AWS::Cognito::UserPoolGroup').map((g) => g.Properties.GroupName).sort()).toEqual(['Admin', 'Developer', 'Viewer']);
   expect(resourcesOf(parent, 'AWS::ApiGateway::Stage').map((s) => s.Properties.StageName)).toEqual(['development']);

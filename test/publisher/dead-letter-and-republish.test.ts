@@ -75,7 +75,10 @@ test('[mocked EventBridge + SQS] a failed batch pointer is resolved to exactly t
   expect(response.batchItemFailures).toEqual([]);
   const [message] = sqsMock.commandCalls(SendMessageCommand).map((c) => JSON.parse(c.args[0].input.MessageBody!) as UndeliveredEventsMessage);
   expect(message.events.map((e) => `${e.aggregateId}#${e.eventSequence}`)).toEqual(['p1#2', 'p1#3', 'p2#1', 'p2#2']);
-  expect(message.republish).toEqual([{ aggregateId: 'p1', fromSequence: 2 }, { aggregateId: 'p2', fromSequence: 1 }]);
+  expect(message.republish).toEqual([
+    { domain: 'projects', aggregateId: 'p1', fromSequence: 2 },
+    { domain: 'projects', aggregateId: 'p2', fromSequence: 1 },
+  ]);
   expect(errors).toEqual([expect.objectContaining({ errorType: 'EventsDeadLettered', severity: 'CRITICAL', metadata: expect.objectContaining({ deadLetteredCount: 4 }) })]);
 });
 
@@ -104,7 +107,7 @@ test('[mocked EventBridge] republish from the store: in order, marked replay, fr
     store: new EventStore({ tableName, client }), // a read-only client
     publisher: new EventBusPublisher({ busName: 'domain', client: new EventBridgeClient({ region: 'us-east-1' }), sleep: async () => undefined }),
   });
-  const result = await republish({ aggregateId: 'p1', fromSequence: 2 });
+  const result = await republish({ domain: 'projects', aggregateId: 'p1', fromSequence: 2 });
   expect(result).toMatchObject({ published: 2, undelivered: [] });
   expect(published.map((e) => [e.aggregateId, e.eventSequence, e.metadata.replay])).toEqual([
     ['p1', 2, true],
@@ -118,8 +121,8 @@ test('[mocked EventBridge] republish from the store: in order, marked replay, fr
     kind: 'skafu.undelivered-events',
     version: 1,
     reason: 'test',
-    events: [{ aggregateId: 'p2', eventSequence: 3 }],
-    republish: [{ aggregateId: 'p2', fromSequence: 3 }],
+    events: [{ domain: 'projects', aggregateId: 'p2', eventSequence: 3 }],
+    republish: [{ domain: 'projects', aggregateId: 'p2', fromSequence: 3 }],
     timestamp: new Date().toISOString(),
   };
   await republish({ Records: [{ body: JSON.stringify(dlqMessage) }] });
@@ -133,16 +136,17 @@ test('[mocked EventBridge] a republish that cannot deliver fails loudly', async 
     store: new EventStore({ tableName, client }),
     publisher: new EventBusPublisher({ busName: 'domain', client: new EventBridgeClient({ region: 'us-east-1' }), sleep: async () => undefined }),
   });
-  await expect(republish({ aggregateId: 'p1' })).rejects.toThrow(/republish left 3 event\(s\) undelivered: p1#1 \(AccessDeniedException\)/);
+  await expect(republish({ domain: 'projects', aggregateId: 'p1' })).rejects.toThrow(/republish left 3 event\(s\) undelivered: p1#1 \(AccessDeniedException\)/);
 });
 
 test('republish input parsing: clear errors', () => {
-  expect(parseRepublishInput([{ aggregateId: 'a' }, { aggregateId: 'b', fromSequence: 2, toSequence: 3 }])).toEqual([
-    { aggregateId: 'a', fromSequence: undefined, toSequence: undefined },
-    { aggregateId: 'b', fromSequence: 2, toSequence: 3 },
+  expect(parseRepublishInput([{ domain: 'd', aggregateId: 'a' }, { domain: 'e', aggregateId: 'b', fromSequence: 2, toSequence: 3 }])).toEqual([
+    { domain: 'd', aggregateId: 'a', fromSequence: undefined, toSequence: undefined },
+    { domain: 'e', aggregateId: 'b', fromSequence: 2, toSequence: 3 },
   ]);
   expect(() => parseRepublishInput({})).toThrow(/needs aggregateId/);
-  expect(() => parseRepublishInput({ aggregateId: 'a', fromSequence: 0 })).toThrow(/fromSequence must be an integer >= 1/);
+  expect(() => parseRepublishInput({ aggregateId: 'a' })).toThrow(/needs domain/);
+  expect(() => parseRepublishInput({ domain: 'd', aggregateId: 'a', fromSequence: 0 })).toThrow(/fromSequence must be an integer >= 1/);
   expect(() => parseRepublishInput('{')).toThrow(/not JSON/);
   expect(() => parseRepublishInput(42)).toThrow(/must be a request/);
   expect(() =>

@@ -235,7 +235,7 @@ test('[mocked EventBridge + SQS] the bus refuses everything: every event ends in
     // The message says how to republish each aggregate from its first undelivered event.
     for (const e of m.events) {
       const first = Math.min(...m.events.filter((x) => x.aggregateId === e.aggregateId).map((x) => x.eventSequence));
-      expect(m.republish).toContainEqual({ aggregateId: e.aggregateId, fromSequence: first });
+      expect(m.republish).toContainEqual({ domain: 'observability', aggregateId: e.aggregateId, fromSequence: first });
     }
   }
   const deadLetterErrors = bus.errors.filter((e) => e.errorType === 'EventsDeadLettered');

@@ -41,7 +41,13 @@ describe('EventStorePublisher', () => {
       ParallelizationFactor: 1,
       FunctionResponseTypes: ['ReportBatchItemFailures'],
       DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [Match.stringLikeRegexp('FailedBatchQueue'), 'Arn'] } } },
-      FilterCriteria: { Filters: [{ Pattern: JSON.stringify({ eventName: ['INSERT'], dynamodb: { NewImage: { itemType: { S: ['event'] } } } }) }] },
+      FilterCriteria: {
+        Filters: [
+          { Pattern: JSON.stringify({ eventName: ['INSERT'], dynamodb: { NewImage: { itemType: { S: ['event'] } } } }) },
+          // Changes to events are delivered too, to be reported as tampering.
+          { Pattern: JSON.stringify({ eventName: ['MODIFY', 'REMOVE'], dynamodb: { OldImage: { itemType: { S: ['event'] } } } }) },
+        ],
+      },
     });
   });
 
@@ -63,7 +69,9 @@ describe('EventStorePublisher', () => {
     expect(actions).toEqual(
       expect.arrayContaining(['events:PutEvents', 'dynamodb:GetRecords', 'dynamodb:GetShardIterator', 'dynamodb:DescribeStream', 'sqs:SendMessage', 'logs:PutLogEvents']),
     );
-    expect(actions).not.toEqual(expect.arrayContaining(['dynamodb:PutItem']));
+    // It writes only its held-aggregates table, never the event store.
+    const writes = statements.filter((st) => [st.Action].flat().some((a) => /dynamodb:(PutItem|UpdateItem|DeleteItem)/.test(a)));
+    expect(writes.map((st) => st.Resource)).toEqual([[{ 'Fn::GetAtt': [expect.stringMatching(/OutboxHeldAggregates/), 'Arn'] }, { Ref: 'AWS::NoValue' }]]);
     expect(JSON.stringify(statements)).not.toMatch(/"events:\*"|"dynamodb:\*"/);
     const [, republishPolicy] = policies.find(([id]) => /OutboxRepublishRole/.test(id))!;
     const republishStatements = republishPolicy.Properties.PolicyDocument.Statement as Array<{ Action: string | string[] }>;

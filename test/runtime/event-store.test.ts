@@ -160,7 +160,7 @@ describe('multi-event atomicity', () => {
     await store.append(id, [created('a'), renamed('b')], { expectedVersion: NO_STREAM, aggregateType: 'Project' });
     // A competing writer takes position 5 directly, in the middle of the batch's range 3..7.
     const doc = DynamoDBDocumentClient.from(client);
-    await doc.send(new PutCommand({ TableName: tableName, Item: { aggregateId: id, eventSequence: 5, itemType: 'event', eventType: 'Planted', data: {} } }));
+    await doc.send(new PutCommand({ TableName: tableName, Item: { streamId: `projects#${id}`, aggregateId: id, aggregateType: 'Project', eventSequence: 5, itemType: 'event', eventType: 'Planted', data: {} } }));
     const before = await rawItemCount();
     await expect(
       store.append(id, [renamed('c'), renamed('d'), renamed('e'), renamed('f'), renamed('g')], { expectedVersion: 2, aggregateType: 'Project' }),
@@ -196,7 +196,7 @@ describe('optimistic concurrency under contention', () => {
 
   test("20 'any' appenders all land, without gap or duplicate", async () => {
     const id = newId('any');
-    const store2 = new EventStore({ tableName, domain: 'projects', client, anyVersionRetries: 40 });
+    const store2 = new EventStore({ tableName, domain: 'projects', client, anyVersionTimeBudgetMs: 20_000 });
     const results = await Promise.all(
       Array.from({ length: 20 }, (_, i) => store2.append(id, [renamed(`a${i}`)], { expectedVersion: ANY, aggregateType: 'Project' })),
     );

@@ -1,0 +1,126 @@
+/**
+ * Events are immutable, and tampering is loud (issue 10): a MODIFY or REMOVE of an event item on the event
+ * store's stream raises a CRITICAL EventTampered error event (aggregate, sequence, what changed) and the
+ * EventsTampered metric, and the changed event is never published. Real stream records from DynamoDB Local
+ * (NEW_AND_OLD_IMAGES, as the construct deploys it), selected by the publisher's synthesized event source filters
+ * (applied with Skafu Local's EventBridge-pattern matcher, the syntax Lambda filters use), fed to the bundled
+ * publisher handler. EventBridge has no local engine: PutEvents is mocked.
+ */
+import { DeleteItemCommand, DynamoDBClient, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
+import { EventBridgeClient, PutEventsCommand, type PutEventsCommandInput } from '@aws-sdk/client-eventbridge';
+import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { App, Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import type { DynamoDBRecord } from 'aws-lambda';
+import { mockClient } from 'aws-sdk-client-mock';
+import { matchesPattern } from '../../local/src/event-pattern';
+import { DomainEventBus, ErrorBus, EventStorePublisher, EventStoreTable } from '../../src';
+import { powertools } from '../../src/internal/powertools';
+import { createPublisherHandler } from '../../src/publisher/publisher.lambda';
+import { ErrorReporter, EventBusPublisher, EventStore, NO_STREAM, type ErrorEventDetail, type EventEnvelope } from '../../src/runtime';
+import { localStreamsClient, readStream } from '../support/streams';
+import { createEventStoreTable, localClient } from '../support/tables';
+
+const eventBridge = mockClient(EventBridgeClient);
+let client: DynamoDBClient;
+let streams: DynamoDBStreamsClient;
+beforeAll(() => {
+  client = localClient();
+  streams = localStreamsClient();
+});
+afterAll(() => {
+  client.destroy();
+  streams.destroy();
+});
+
+/** The publisher's event source filters, as synthesized. */
+function synthesizedFilters(): Array<Record<string, unknown>> {
+  const stack = new Stack(new App(), 'Outbox');
+  new EventStorePublisher(stack, 'Outbox', { eventStore: new EventStoreTable(stack, 'Store'), eventBus: new DomainEventBus(stack, 'Bus').eventBus, errorBus: new ErrorBus(stack, 'Errors') });
+  const [mapping] = Object.values(Template.fromStack(stack).findResources('AWS::Lambda::EventSourceMapping')) as any[];
+  return (mapping.Properties.FilterCriteria.Filters as Array<{ Pattern: string }>).map((f) => JSON.parse(f.Pattern) as Record<string, unknown>);
+}
+
+test('a stream MODIFY or REMOVE of an event raises a CRITICAL EventTampered error event and is never published', async () => {
+  const tableName = await createEventStoreTable(client);
+  const store = new EventStore({ tableName, domain: 'billing', client });
+  await store.append('invoice-1', [{ eventType: 'InvoiceIssued', data: { amount: 100, customer: { name: 'Ada' } } }, { eventType: 'InvoicePaid', data: { amount: 100 } }], {
+    expectedVersion: NO_STREAM,
+    aggregateType: 'Invoice',
+  });
+  await store.append('invoice-2', [{ eventType: 'InvoiceIssued', data: { amount: 7 } }], { expectedVersion: NO_STREAM, aggregateType: 'Invoice', idempotencyKey: 'k' });
+  await store.saveSnapshot({ aggregateId: 'invoice-1', aggregateType: 'Invoice', version: 2, reducerVersion: 'v1', state: {} });
+  const [stored] = await store.load('invoice-1');
+
+  // A compromised or buggy writer rewrites history three ways; non-event items change too (not tampering).
+  const doc = DynamoDBDocumentClient.from(client);
+  await doc.send(new PutCommand({ TableName: tableName, Item: { streamId: 'billing#invoice-1', ...stored, itemType: 'event', data: { amount: 1, customer: { name: 'Ada' } } } }));
+  await client.send(new UpdateItemCommand({ TableName: tableName, Key: { streamId: { S: 'billing#invoice-1' }, eventSequence: { N: '2' } }, UpdateExpression: 'SET eventType = :t', ExpressionAttributeValues: { ':t': { S: 'InvoiceVoided' } } }));
+  await client.send(new DeleteItemCommand({ TableName: tableName, Key: { streamId: { S: 'billing#invoice-2' }, eventSequence: { N: '1' } } }));
+  await store.saveSnapshot({ aggregateId: 'invoice-1', aggregateType: 'Invoice', version: 2, reducerVersion: 'v1', state: { again: true } });
+
+  const filters = synthesizedFilters();
+  const records = (await readStream(client, streams, tableName)).flatMap((s) => s.records);
+  const delivered = records.filter((r) => filters.some((f) => matchesPattern(f, r as never)));
+  // Lambda delivers the three inserts and the three changes to events, not the snapshot or idempotency items.
+  expect(delivered.map((r) => r.eventName)).toEqual(['INSERT', 'INSERT', 'INSERT', 'MODIFY', 'MODIFY', 'REMOVE']);
+
+  const accepted: EventEnvelope[] = [];
+  const errors: ErrorEventDetail[] = [];
+  eventBridge.reset();
+  eventBridge.on(PutEventsCommand).callsFake((input: PutEventsCommandInput) => {
+    for (const e of input.Entries ?? []) (e.EventBusName === 'errors' ? errors : accepted).push(JSON.parse(e.Detail!));
+    return { FailedEntryCount: 0, Entries: (input.Entries ?? []).map((_, i) => ({ EventId: `x${i}` })) };
+  });
+  const tools = powertools('test');
+  const metrics = jest.spyOn(tools.metrics, 'addMetric');
+  const ebClient = new EventBridgeClient({ region: 'us-east-1' });
+  const handler = createPublisherHandler({
+    tools,
+    reporter: new ErrorReporter({ component: 'outbox-publisher', busName: 'errors', client: ebClient, log: () => undefined }),
+    publisher: new EventBusPublisher({ busName: 'domain', client: ebClient, sleep: async () => undefined }),
+  });
+  const response = await handler({ Records: delivered as DynamoDBRecord[] });
+  expect(response.batchItemFailures).toEqual([]);
+
+  // The originals were published once; nothing of the changes reached the bus.
+  expect(accepted.map((e) => `${e.aggregateId}#${e.eventSequence}:${e.eventType}:${JSON.stringify(e.data.amount)}`).sort()).toEqual([
+    'invoice-1#1:InvoiceIssued:100',
+    'invoice-1#2:InvoicePaid:100',
+    'invoice-2#1:InvoiceIssued:7',
+  ]);
+  expect(errors).toHaveLength(3);
+  for (const e of errors) expect(e).toMatchObject({ errorType: 'EventTampered', severity: 'CRITICAL', context: { domain: 'billing' } });
+  expect(errors.map((e) => e.metadata)).toEqual([
+    // The overwrite also lost the first event's aggregate-index keys: every difference is named.
+    expect.objectContaining({
+      change: 'MODIFY',
+      aggregateId: 'invoice-1',
+      aggregateType: 'Invoice',
+      eventSequence: 1,
+      eventType: 'InvoiceIssued',
+      changedPaths: ['aggregateListCreatedAt', 'aggregateListType', 'data.amount'],
+    }),
+    expect.objectContaining({ change: 'MODIFY', aggregateId: 'invoice-1', eventSequence: 2, eventType: 'InvoicePaid', changedPaths: ['eventType'] }),
+    expect.objectContaining({ change: 'REMOVE', aggregateId: 'invoice-2', eventSequence: 1, streamId: 'billing#invoice-2', changedPaths: ['*'] }),
+  ]);
+  // What changed, never the values (they may be personal data).
+  expect(JSON.stringify(errors)).not.toContain('Ada');
+  expect(metrics).toHaveBeenCalledWith('EventsTampered', 'Count', 3);
+  doc.destroy();
+});
+
+test('the outbox has a tamper alarm on the EventsTampered metric, and the platform lists it', () => {
+  const stack = new Stack(new App(), 'Alarm');
+  const outbox = new EventStorePublisher(stack, 'Outbox', { eventStore: new EventStoreTable(stack, 'Store'), eventBus: new DomainEventBus(stack, 'Bus').eventBus, errorBus: new ErrorBus(stack, 'Errors') });
+  Template.fromStack(stack).hasResourceProperties('AWS::CloudWatch::Alarm', {
+    MetricName: 'EventsTampered',
+    Namespace: 'Skafu',
+    Dimensions: [{ Name: 'service', Value: 'skafu-outbox-publisher' }],
+    Threshold: 0,
+    ComparisonOperator: 'GreaterThanThreshold',
+  });
+  expect(outbox.tamperAlarm).toBeDefined();
+  Template.fromStack(stack).hasResourceProperties('AWS::DynamoDB::Table', { StreamSpecification: { StreamViewType: 'NEW_AND_OLD_IMAGES' } });
+});
