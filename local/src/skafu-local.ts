@@ -47,6 +47,8 @@ export interface SkafuLocalOptions {
   readonly waitMs?: number;
   /** Milliseconds between a state machine task's retries (their number is kept). @default 100 */
   readonly retryMs?: number;
+  /** State machine executions interpreted at once (the others wait their turn, in order). @default 16 */
+  readonly maxConcurrentExecutions?: number;
 }
 
 /** Resource types that are emulated (the others are named at start). */
@@ -203,6 +205,7 @@ export class SkafuLocal {
       putEvents: (input) => this.bus!.putEvents(input),
       waitMs: this.options.waitMs ?? 200,
       retryMs: this.options.retryMs ?? 100,
+      maxConcurrentExecutions: this.options.maxConcurrentExecutions,
       log: this.log,
       track,
     });
@@ -271,6 +274,12 @@ export class SkafuLocal {
       await new Promise((r) => setTimeout(r, (this.options.pollIntervalMs ?? 100) + 20));
       quiet = this.inFlight.size === 0 && !this.streams?.busy ? quiet + 1 : 0;
     }
+  }
+
+  /** PutEvents on the local buses, as a function Skafu Local runs would call it (e.g. to replay events). */
+  public putEvents(entries: Array<Record<string, unknown>>): { FailedEntryCount: number; Entries: Array<Record<string, unknown>> } {
+    if (!this.bus) throw new Error('Skafu Local is not started');
+    return this.bus.putEvents({ Entries: entries });
   }
 
   /** The messages currently in a queue (by name), e.g. to inspect a dead-letter queue. */

@@ -4,6 +4,11 @@
  * starts an execution and returns (like the asynchronous API an EventBridge rule target calls), the execution
  * runs on, and a failed execution is reported on the console (it is not a delivery failure: EventBridge's
  * retries and dead-letter queue only cover starting it).
+ *
+ * Executions start in the order StartExecution was called, at most `maxConcurrentExecutions` at a time (the
+ * rest wait their turn). AWS runs them concurrently with no order guarantee, so a definition that is correct
+ * on AWS (Skafu's projections wait for an earlier event of the same aggregate) is correct here; the bound only
+ * keeps one machine from interpreting thousands of executions at once, which starved everything else.
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Unsupported } from './api-gateway';
@@ -20,6 +25,8 @@ export interface StepFunctionsOptions {
   readonly log: (line: string) => void;
   /** Keeps track of work in flight (for settle). */
   readonly track: (work: Promise<unknown>) => void;
+  /** @default 16 */
+  readonly maxConcurrentExecutions?: number;
 }
 
 export interface LocalStateMachine {
@@ -34,6 +41,8 @@ export class StepFunctions {
   public executions = 0;
   public failedExecutions = 0;
   private readonly machines = new Map<string, LocalStateMachine>();
+  private readonly waiting: Array<() => void> = [];
+  private running = 0;
 
   constructor(private readonly options: StepFunctionsOptions) {}
 
@@ -68,7 +77,26 @@ export class StepFunctions {
     const machine = this.machines.get(arn);
     if (!machine) throw new Error(`StateMachineDoesNotExist: ${arn}`);
     this.executions++;
-    this.options.track(this.run(machine, input));
+    this.options.track(this.whenFree().then(() => this.run(machine, input)).finally(() => this.release()));
+  }
+
+  /** Executions started and not finished, and those waiting for their turn. */
+  public get pending(): number {
+    return this.running + this.waiting.length;
+  }
+
+  private whenFree(): Promise<void> {
+    if (this.running < (this.options.maxConcurrentExecutions ?? 16)) {
+      this.running++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiting.push(() => resolve()));
+  }
+
+  private release(): void {
+    const next = this.waiting.shift();
+    if (next) next(); // the slot passes to the next execution
+    else this.running--;
   }
 
   /** Runs an execution to its end; resolves with its output, or undefined if it failed (reported). */
