@@ -391,10 +391,20 @@ export class ApiGateway {
   }
 
   private reportCrash(functionName: string, kind: string, err: Error, request: GatewayRequest): void {
+    const fn = this.host.get(functionName);
     const trace = err instanceof LambdaInvocationError ? err.trace.filter(Boolean).slice(0, 8) : [];
     this.errors.report(
-      { kind, resource: functionName, message: `${err.name}: ${err.message}`, correlationId: request.correlationId, requestId: request.requestId, request: `${request.method} ${request.path}`, trace },
-      `[${kind}] ${request.method} ${request.path} -> ${functionName}: ${err.name}: ${err.message} [correlationId ${request.correlationId}]`,
+      {
+        kind,
+        resource: fn?.resource ?? functionName,
+        function: fn?.name ?? functionName,
+        message: `${err.name}: ${err.message}`,
+        correlationId: request.correlationId,
+        requestId: request.requestId,
+        request: `${request.method} ${request.path}`,
+        trace,
+      },
+      `[${kind}] ${request.method} ${request.path} -> ${fn?.name ?? functionName}: ${err.name}: ${err.message} [correlationId ${request.correlationId}]`,
     );
   }
 

@@ -54,13 +54,11 @@ export function parseArgs(argv: string[]): Parsed {
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const [name, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
-    if (FLAGS.has(name)) options.set(name, true);
-    else if (VALUED.has(name)) {
+    if (FLAGS.has(name)) {options.set(name, true);} else if (VALUED.has(name)) {
       const value = inline ?? argv[++i];
       if (value === undefined || (inline === undefined && value.startsWith('--'))) throw new Error(`${name} needs a value (see --help)`);
       options.set(name, value);
-    } else if (arg.startsWith('-')) throw new Error(`unknown option ${arg} (see --help)`);
-    else positional.push(arg);
+    } else if (arg.startsWith('-')) {throw new Error(`unknown option ${arg} (see --help)`);} else {positional.push(arg);}
   }
   if (positional.length > 1) throw new Error(`one assembly directory, not ${positional.length}: ${positional.join(' ')}`);
   return { positional, options };

@@ -46,14 +46,14 @@ export class DemoClient {
     return { status: response.status, body: text ? (JSON.parse(text) as Record<string, any>) : {}, headers: response.headers };
   }
 
-  /** Queries until `ready` holds (the projections are asynchronous), at most `timeoutMs`. */
-  public async until(route: string, as: string, ready: (r: Reply) => boolean, timeoutMs = 20_000): Promise<Reply> {
+  /** Queries until `ready` holds (the projections are asynchronous), at most `timeoutMs`, every `intervalMs`. */
+  public async until(route: string, as: string, ready: (r: Reply) => boolean, timeoutMs = 20_000, intervalMs = 150): Promise<Reply> {
     const deadline = Date.now() + timeoutMs;
     let last: Reply;
     do {
       last = await this.call('GET', route, { as });
       if (ready(last)) return last;
-      await new Promise((r) => setTimeout(r, 150));
+      await new Promise((r) => setTimeout(r, intervalMs));
     } while (Date.now() < deadline);
     return last;
   }

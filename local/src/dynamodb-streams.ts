@@ -74,6 +74,7 @@ export class StreamMapping {
   private readonly onFailure?: string;
   private readonly startingPosition: 'TRIM_HORIZON' | 'LATEST';
   private firstStream = true;
+  private tableMissing = false;
 
   constructor(
     public readonly resource: string,
@@ -130,8 +131,8 @@ export class StreamMapping {
 
   /** Reads one batch from every readable shard; returns how many records were read. */
   public async pollOnce(): Promise<number> {
-    if (!this.streamArn || Date.now() - this.lastDescribe > 1000) await this.refresh();
-    if (!this.streamArn) return 0;
+    if (!this.streamArn || this.tableMissing || Date.now() - this.lastDescribe > 1000) await this.refresh();
+    if (!this.streamArn || this.tableMissing) return 0;
     const ready = [...this.shards.values()].filter((s) => !s.done && (!s.parent || !this.shards.has(s.parent) || this.shards.get(s.parent)!.done));
     const counts = await Promise.all(ready.map((s) => this.readShard(s)));
     return counts.reduce((a, b) => a + b, 0);
@@ -146,9 +147,10 @@ export class StreamMapping {
     } catch (err) {
       if ((err as Error).name !== 'ResourceNotFoundException') throw err;
       this.report('table', 'StreamReadFailed', `table ${this.table} does not exist (deleted?): its stream is read again once it is created`);
-      this.streamArn = undefined;
+      this.tableMissing = true;
       return;
     }
+    this.tableMissing = false;
     if (!latest) throw new Error(`table ${this.table} has no stream enabled`);
     if (latest !== this.streamArn) {
       if (this.streamArn) this.services.log(`[stream ${this.table}] the table has a new stream (recreated): reading it from the start`);

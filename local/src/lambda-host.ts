@@ -143,6 +143,8 @@ export class LambdaHost {
       env: { ...this.baseEnvironment, ...fn.environment, AWS_LAMBDA_FUNCTION_NAME: fn.name, AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(fn.memorySize) },
       stdout: true,
       stderr: true,
+      // A handler is plain JavaScript: no loader of the parent (ts-node under jest or the bench) in its thread.
+      execArgv: [],
     });
     worker.stdout.pipe(log);
     worker.stderr.pipe(log);

@@ -190,7 +190,8 @@ export class SkafuLocal {
         AWS_XRAY_CONTEXT_MISSING: 'IGNORE_ERROR',
         POWERTOOLS_TRACE_ENABLED: 'false',
         POWERTOOLS_METRICS_DISABLED: 'true',
-        NODE_PATH: [path.join(__dirname, '..', 'node_modules'), path.join(__dirname, '..', '..', 'node_modules'), process.env.NODE_PATH ?? ''].join(path.delimiter),
+        // Lambda's Node.js runtime provides the AWS SDK v3: handlers that do not bundle it find Skafu Local's.
+        NODE_PATH: [sdkModules(), process.env.NODE_PATH ?? ''].filter(Boolean).join(path.delimiter),
       },
       path.join(this.workDirectory, 'logs'),
     );
@@ -396,4 +397,11 @@ export class SkafuLocal {
     this.inFlight.add(p);
     void p.finally(() => this.inFlight.delete(p));
   }
+}
+
+/** The node_modules directory that holds the AWS SDK v3 Skafu Local uses. */
+function sdkModules(): string {
+  const entry = require.resolve('@aws-sdk/client-dynamodb');
+  const at = entry.lastIndexOf(`${path.sep}node_modules${path.sep}`);
+  return at < 0 ? '' : entry.slice(0, at + '/node_modules'.length);
 }
