@@ -105,7 +105,9 @@ export class StepFunctions {
       return await machine.prepared.run(input);
     } catch (err) {
       this.failedExecutions++;
-      this.options.log(`[state machine ${machine.name}] execution failed: ${(err as Error).message.replace(/^Execution has failed with the following error: /, '')}`);
+      const cause = (err as { cause?: Error }).cause;
+      const reason = `${cause?.name ?? (err as Error).name}: ${(err as Error).message.replace(/^Execution has failed with the following error: /, '')}`;
+      this.options.log(`[state machine ${machine.name}] execution failed: ${reason}`);
       return undefined;
     }
   }
