@@ -113,7 +113,15 @@ test('Step Functions: executions start in arrival order, at most the bound at on
   });
   const lines: string[] = [];
   const work: Array<Promise<unknown>> = [];
-  const sfn = new StepFunctions({ client: {} as never, putEvents: () => ({}), waitMs: 50, retryMs: 10, log: (l) => lines.push(l), track: (p) => void work.push(p), maxConcurrentExecutions: 2 });
+  const sfn = new StepFunctions({
+    client: {} as never, // no task of these definitions calls DynamoDB
+    putEvents: () => ({}),
+    waitMs: 50,
+    retryMs: 10,
+    log: (l) => lines.push(l),
+    track: (p) => void work.push(p),
+    maxConcurrentExecutions: 2,
+  });
   sfn.configure(resources);
   expect(sfn.unsupported).toEqual([expect.objectContaining({ type: 'Task arn:aws:states:::sqs:sendMessage', why: expect.stringContaining("S/T state 'Call'") })]);
   expect(() => sfn.startExecution('arn:nope', {})).toThrow(/StateMachineDoesNotExist/);
