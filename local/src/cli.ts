@@ -115,7 +115,12 @@ export async function main(argv: string[]): Promise<number> {
       await local.stop();
     }
   }
-  await local.start();
+  try {
+    await local.start();
+  } catch (err) {
+    await local.stop().catch(() => undefined); // DynamoDB Local and the workers do not outlive a failed start
+    throw err;
+  }
   console.log('Skafu Local is running; Ctrl-C stops it.');
   const stop = () => {
     console.log('stopping...');

@@ -102,7 +102,15 @@ test('SQS: the handlers\' API is validated; a message failing maxReceiveCount ti
 });
 
 test('Step Functions: executions start in arrival order, at most the bound at once; a failed one is reported', async () => {
-  const definition = { StartAt: 'Wait', States: { Wait: { Type: 'Wait', Seconds: 1, Next: 'Done' }, Done: { Type: 'Pass', End: true } } };
+  const definition = {
+    StartAt: 'Started',
+    States: {
+      Started: { Type: 'Task', Resource: 'arn:aws:states:::events:putEvents', Parameters: { Entries: [{ 'Detail.$': '$' }] }, ResultPath: null, Next: 'Wait' },
+      Wait: { Type: 'Wait', Seconds: 1, Next: 'Done' },
+      Done: { Type: 'Pass', End: true },
+    },
+  };
+  const starts: Array<{ i: number; at: number }> = [];
   const failing = { StartAt: 'Fail', States: { Fail: { Type: 'Fail', Error: 'Boom', Cause: 'on purpose' } } };
   const { resources } = loadAssembly({
     S: {
@@ -115,8 +123,11 @@ test('Step Functions: executions start in arrival order, at most the bound at on
   const work: Array<Promise<unknown>> = [];
   const sfn = new StepFunctions({
     client: {} as never, // no task of these definitions calls DynamoDB
-    putEvents: () => ({}),
-    waitMs: 50,
+    putEvents: (input) => {
+      starts.push({ i: (input.Entries[0].Detail as { i: number }).i, at: Date.now() });
+      return { FailedEntryCount: 0, Entries: [{ EventId: 'e' }] };
+    },
+    waitMs: 100,
     retryMs: 10,
     log: (l) => lines.push(l),
     track: (p) => void work.push(p),
@@ -132,6 +143,9 @@ test('Step Functions: executions start in arrival order, at most the bound at on
   await Promise.all(work);
   expect(sfn.pending).toBe(0);
   expect(sfn.failedExecutions).toBe(1);
+  expect(starts.map((s) => s.i)).toEqual([0, 1, 2, 3, 4]);
+  // Two at a time: the third starts only when one of the first two has waited its 100 ms.
+  expect(starts[2].at - starts[0].at).toBeGreaterThanOrEqual(90);
   expect(lines.join('\n')).toMatch(/\[state machine S-F\] execution failed: .*Boom/);
 });
 
