@@ -78,6 +78,8 @@ export async function runScenario(local: SkafuLocal, log: (line: string) => void
   };
   const api = new DemoClient(local);
   const second = await api.call('POST', '/api/v1/observability/alerts', { as: 'Admin', body: { name: 'Disk', metricName: 'disk', threshold: 90, condition: 'GreaterThan', severity: 'low' } });
+  // Projected first, so that the failure below is the trigger's alone.
+  await api.until(`/api/v1/observability/alerts/${second.body.aggregateId}`, 'Viewer', (r) => r.body.item?.version === 1);
 
   // A failing projection: the alerts read model goes away while an alert is triggered.
   const alertsTable = Object.entries(local.tables).find(([p]) => /ReadModelAlerts/.test(p));
