@@ -379,7 +379,8 @@ export class ApiGateway {
     const api = this.apis.get(route.apiId)!;
     try {
       const out = (await this.host.invoke(route.integrationFunction!, event)) as Partial<HttpReply> | null;
-      if (!out || typeof out !== 'object' || typeof out.statusCode !== 'number') {
+      // API Gateway answers 502 "Malformed Lambda proxy response" to anything else than a status code and a string body.
+      if (!out || typeof out !== 'object' || typeof out.statusCode !== 'number' || (out.body !== undefined && out.body !== null && typeof out.body !== 'string')) {
         this.errors.report({ kind: 'MalformedProxyResponse', resource: route.integrationFunction, message: `the handler returned ${JSON.stringify(out)?.slice(0, 200)}, not a proxy response`, correlationId: request.correlationId });
         return this.gatewayResponse(api, 'DEFAULT_5XX', 502, request.requestId, 'Internal server error', request.correlationId);
       }

@@ -30,7 +30,10 @@ exports.authorize = async (event) => {
   return { principalId: 'u1', policyDocument: { Version: '2012-10-17', Statement: [{ Action: 'execute-api:Invoke', Effect: 'Allow', Resource: resource }] }, context: { userId: 'u1', seenArn: event.methodArn } };
 };
 exports.echo = async (event) => ({ statusCode: 200, headers: { 'x-handler': 'echo' }, body: JSON.stringify({ resource: event.resource, path: event.path, params: event.pathParameters, stage: event.requestContext.stage, authorizer: event.requestContext.authorizer, body: event.body }) });
-exports.crash = async () => { throw new RangeError('order total overflow'); };
+exports.crash = async (event) => {
+  if (event.queryStringParameters && event.queryStringParameters.malformed) return { statusCode: 200, body: { not: 'a string' } };
+  throw new RangeError('order total overflow');
+};
 `;
 
 const template = {
@@ -142,6 +145,12 @@ test('a handler crash is a 502 and is reported with the function, its resource a
   expect(reply.statusCode).toBe(502);
   expect(json(reply)).toEqual({ message: 'Internal server error' });
   expect(errorEntries(errors)).toEqual(expect.arrayContaining([expect.objectContaining({ kind: 'HandlerCrash', resource: 'Shop/CrashFn', function: 'Shop-CrashFn', correlationId: 'crash-42', message: 'RangeError: order total overflow', request: 'POST /crash' })]));
+});
+
+test('a proxy response that is not one (a body that is not a string) is a 502, reported', async () => {
+  const reply = await gateway.handle('POST', '/prod/crash?malformed=1', { 'x-correlation-id': 'malformed-1' }, '{}');
+  expect(reply.statusCode).toBe(502);
+  expect(errorEntries(errors)).toEqual(expect.arrayContaining([expect.objectContaining({ kind: 'MalformedProxyResponse', correlationId: 'malformed-1' })]));
 });
 
 test('a client that aborts mid-body: no unhandled rejection, the server keeps serving', async () => {
