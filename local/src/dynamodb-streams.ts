@@ -75,6 +75,7 @@ export class StreamMapping {
   private readonly startingPosition: 'TRIM_HORIZON' | 'LATEST';
   private firstStream = true;
   private tableMissing = false;
+  private nudged = false;
 
   constructor(
     public readonly resource: string,
@@ -100,6 +101,12 @@ export class StreamMapping {
     this.loop = this.run();
   }
 
+  /** Polls now if the mapping is waiting out its idle interval (something may have been written). */
+  public nudge(): void {
+    if (this.wake) this.wake();
+    else this.nudged = true; // polling now: poll again right after
+  }
+
   public async stop(): Promise<void> {
     this.stopped = true;
     this.wake?.();
@@ -110,6 +117,7 @@ export class StreamMapping {
     while (!this.stopped) {
       let read = 0;
       this.busy = true;
+      this.nudged = false;
       try {
         read = await this.pollOnce();
       } catch (err) {
@@ -117,10 +125,11 @@ export class StreamMapping {
       } finally {
         this.busy = read > 0;
       }
-      if (read === 0 && !this.stopped) {
+      if (read === 0 && !this.stopped && !this.nudged) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, this.services.pollIntervalMs);
           this.wake = () => {
+            this.wake = undefined;
             clearTimeout(timer);
             resolve();
           };
@@ -309,6 +318,15 @@ export class DynamoDbStreams {
 
   public start(): void {
     for (const m of this.mappings) m.start();
+  }
+
+  /**
+   * Tells every idle mapping to poll now: called after a function ran for an API request, since it may have
+   * written to a table. Only when the next poll happens changes (Lambda polls each shard several times a
+   * second); what is read, and in which order, does not.
+   */
+  public nudge(): void {
+    for (const m of this.mappings) m.nudge();
   }
 
   /** Whether any mapping is delivering records right now. */

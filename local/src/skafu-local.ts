@@ -217,7 +217,7 @@ export class SkafuLocal {
       sendMessage: (arn, body) => void this.sqs!.sendMessage(arn, body),
       invokeFunction: (arn, event) => this.host!.invoke(arn, event),
     });
-    this.api = new ApiGateway(this.host, this.errorLog);
+    this.api = new ApiGateway(this.host, this.errorLog, () => this.streams?.nudge());
     this.api.configure(resources);
     this.routes.push(...this.api.routes);
     this.unsupported.push(...this.api.unsupported, ...this.bus.unsupported, ...this.stepFunctions.unsupported);
