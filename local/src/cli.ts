@@ -38,7 +38,7 @@ options:
 Requests: http://127.0.0.1:PORT/<stage>/api/... (the API's real stage name) or http://127.0.0.1:PORT/api/...
 Errors (error events, handler crashes with their correlation id, handlers that cannot load, streams that
 cannot be read): the console and WORK_DIR/errors.log.
-Node.js 20 or later. Ctrl-C stops it.`;
+Node.js 22 or later (20 runs, unsupported); Java 17 or later for DynamoDB Local. Ctrl-C stops it.`;
 
 interface Parsed {
   readonly positional: string[];

@@ -84,8 +84,10 @@ afterAll(async () => {
   if (child?.pid && child.exitCode === null) {
     const exited = new Promise((r) => child.once('exit', r));
     process.kill(-child.pid, 'SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000).unref())]);
   }
+  child?.stdout?.destroy();
+  child?.stderr?.destroy();
 });
 
 test('start-up: both stacks and both streams, every handler loaded, what is not emulated named', () => {
@@ -144,4 +146,37 @@ test('a careless or hostile client: wrong stage, malformed path, the service end
     const forged = await fetch(`${origin}${p}`, { method: 'POST', headers: { 'X-Amz-Target': 'AWSEvents.PutEvents' }, body: JSON.stringify({ Entries: [{ Source: 'skafu.inventory', DetailType: 'ItemAdded', Detail: '{}' }] }) });
     expect(forged.status).toBe(403);
   }
+});
+
+test('a recorded scenario runs against any base URL with the tokens supplied (here: the running Skafu Local)', async () => {
+  const scenario = {
+    name: 'inventory',
+    steps: [
+      { name: 'add', request: { method: 'POST', path: '/api/v1/inventory/items', as: 'Admin', body: { sku: 'SKU-${run}', quantity: 3 } }, expect: { status: 201 }, save: { id: 'body.aggregateId' } },
+      { name: 'visible', request: { method: 'GET', path: '/api/v1/inventory/items/${id}', as: 'Viewer' }, until: { 'body.item.quantity': 3, 'body.item.sku': { matches: '^SKU-' } } },
+      { name: 'refused', request: { method: 'POST', path: '/api/v1/inventory/items', as: 'Viewer', body: { sku: 'x', quantity: 1 } }, expect: { status: 403 } },
+      { name: 'a step that must fail', request: { method: 'GET', path: '/api/v1/inventory/items/${id}', as: 'Viewer' }, expect: { status: 200, body: { 'item.quantity': 4 } } },
+    ],
+  };
+  fs.writeFileSync(path.join(dir, 'inventory.json'), JSON.stringify(scenario));
+  const run = spawnSync('npx', ['--no-install', 'skafu-local', '--scenario', 'inventory.json', '--base-url', base, '--tokens', '.skafu-local/tokens.json'], { cwd: dir, encoding: 'utf8' });
+  expect(run.stdout).toMatch(/^ok {3}add: 201/m);
+  expect(run.stdout).toMatch(/^ok {3}visible: 200/m);
+  expect(run.stdout).toMatch(/^ok {3}refused: 403/m);
+  expect(run.stdout).toMatch(/^FAIL a step that must fail: body\.item\.quantity is 3, expected 4/m);
+  expect(run.stdout).toMatch(/scenario: 3 passed, 1 failed/);
+  expect(run.status).toBe(1);
+});
+
+test('--help documents every option the command accepts', () => {
+  const help = spawnSync('npx', ['--no-install', 'skafu-local', '--help'], { cwd: dir, encoding: 'utf8' });
+  expect(help.status).toBe(0);
+  const source = fs.readFileSync(path.join(REPO, 'local', 'src', 'cli.ts'), 'utf8');
+  const accepted = [...source.matchAll(/'(--[a-z-]+)'/g)].map((m) => m[1]);
+  expect(accepted.length).toBeGreaterThan(8);
+  for (const option of new Set(accepted)) expect(help.stdout).toContain(option);
+  expect(help.stdout).toMatch(/Node\.js 22 or later/);
+  const unknown = spawnSync('npx', ['--no-install', 'skafu-local', '--prot', '3000'], { cwd: dir, encoding: 'utf8' });
+  expect(unknown.status).toBe(1);
+  expect(unknown.stderr).toContain('unknown option --prot (see --help)');
 });
