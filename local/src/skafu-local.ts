@@ -308,6 +308,12 @@ export class SkafuLocal {
   }
 
   private collectUnsupported(resources: LocalResource[]): void {
+    for (const r of resources.filter((x) => x.type === 'AWS::Lambda::EventSourceMapping')) {
+      const source = String(r.stack.resolve(r.properties.EventSourceArn ?? ''));
+      if (!/:table\/[^/]+\/stream\//.test(source) && !source.includes(':sqs:')) {
+        this.unsupported.push({ type: 'AWS::Lambda::EventSourceMapping', count: 1, why: `${r.path}: only DynamoDB stream and SQS sources are read locally, not ${source}` });
+      }
+    }
     const counts = new Map<string, number>();
     for (const r of resources) if (!EMULATED.has(r.type)) counts.set(r.type, (counts.get(r.type) ?? 0) + 1);
     for (const [type, count] of [...counts].sort()) {
@@ -346,6 +352,11 @@ export class SkafuLocal {
   private registerFunctions(resources: LocalResource[]): void {
     for (const r of resources.filter((x) => x.type === 'AWS::Lambda::Function')) {
       const props = r.properties;
+      const runtime = String(props.Runtime ?? 'nodejs');
+      if (!runtime.startsWith('nodejs')) {
+        this.unsupported.push({ type: `AWS::Lambda::Function (${runtime})`, count: 1, why: `${r.path}: only Node.js functions run locally; its invocations fail` });
+        continue;
+      }
       if (!props.Code?.S3Key) {
         this.unsupported.push({ type: 'AWS::Lambda::Function (inline or image code)', count: 1, why: `${r.path}: only asset code runs locally` });
         continue;

@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { writeAssembly } from './support/assembly';
 import { LocalAssembly } from '../../local/src/assembly';
+import { SkafuLocal } from '../../local/src/skafu-local';
 
 const fnTemplate = { Fn: { Type: 'AWS::Lambda::Function', Properties: { Code: { S3Key: 'abc.zip' }, Handler: 'index.handler' } } };
 
@@ -48,4 +49,25 @@ test('a directory that is not a cloud assembly, and a missing asset, are refused
   expect(() => new LocalAssembly(empty)).toThrow(/is not a cloud assembly: it has no manifest\.json/);
   const dir = writeAssembly({ S: fnTemplate });
   expect(() => new LocalAssembly(dir).assetDirectory({ S3Key: 'abc.zip' })).toThrow(/its code asset abc\.zip is not in/);
+});
+
+test('a Python function and a Kinesis mapping are named at start as not emulated, with the reason', async () => {
+  const dir = writeAssembly({
+    S: {
+      Py: { Type: 'AWS::Lambda::Function', Properties: { Runtime: 'python3.12', Code: { S3Key: 'abc.zip' }, Handler: 'app.handler' } },
+      Kin: { Type: 'AWS::Lambda::EventSourceMapping', Properties: { EventSourceArn: 'arn:aws:kinesis:us-east-1:000000000000:stream/clicks', FunctionName: 'S-Py' } },
+    },
+  });
+  const local = new SkafuLocal({ assembly: dir, dynamoDbEndpoint: process.env.SKAFU_TEST_DYNAMODB_ENDPOINT, log: () => undefined });
+  try {
+    await local.start();
+    expect(local.unsupported).toEqual(
+      expect.arrayContaining([
+        { type: 'AWS::Lambda::EventSourceMapping', count: 1, why: 'S/Kin: only DynamoDB stream and SQS sources are read locally, not arn:aws:kinesis:us-east-1:000000000000:stream/clicks' },
+        { type: 'AWS::Lambda::Function (python3.12)', count: 1, why: 'S/Py: only Node.js functions run locally; its invocations fail' },
+      ]),
+    );
+  } finally {
+    await local.stop();
+  }
 });
