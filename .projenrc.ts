@@ -155,8 +155,12 @@ new JsonFile(project, 'local/package.json', {
     main: 'lib/skafu-local.js',
     types: 'lib/skafu-local.d.ts',
     bin: { 'skafu-local': 'lib/cli.js' },
-    files: ['lib/**/*.js', 'lib/**/*.d.ts'],
-    engines: { node: '>= 20.0.0' },
+    files: ['lib/**/*.js', 'lib/**/*.d.ts', 'scenarios/*.json', 'README.md'],
+    // Node.js 22 is the Lambda runtime the handlers run on; aws-local-stepfunctions 3 requires it, and the AWS
+    // SDK warns on Node 20 (end of life since April 2026). Node 20 still runs it (a polyfill stays), unsupported.
+    engines: { node: '>= 22.0.0' },
+    repository: { type: 'git', url: 'https://github.com/skafu-dev/skafu-constructs.git', directory: 'local' },
+    keywords: ['skafu', 'aws-cdk', 'local', 'emulator', 'dynamodb-local', 'event-sourcing'],
     dependencies: {
       '@aws-sdk/client-dynamodb': AWS_SDK_VERSION,
       '@aws-sdk/client-dynamodb-streams': '^3.1141.0',
@@ -197,6 +201,15 @@ const compileLocal = project.addTask('local:compile', {
   exec: 'tsc -p local/tsconfig.json',
 });
 project.postCompileTask.spawn(compileLocal);
+// @skafu/local's tarball (compiled lib/, the recorded demo scenario) next to @skafu/constructs' in dist/.
+const packageLocal = project.addTask('local:package', {
+  description: 'Pack @skafu/local (local/, compiled) into dist/local/',
+  steps: [{ exec: 'mkdir -p dist/local' }, { exec: 'npm pack --pack-destination ../dist/local', cwd: 'local' }],
+});
+project.tasks.tryFind('package:js')?.spawn(packageLocal);
+// local/ is its own package: it is not part of @skafu/constructs' tarball.
+project.addPackageIgnore('/local/');
+project.addPackageIgnore('/.skafu-local/');
 project.addTask('demo', {
   description: 'The main job: synthesize the example platform, run it on Skafu Local, and play a scripted scenario over HTTP',
   exec: 'ts-node --transpile-only --project tsconfig.dev.json local/src/demo.ts',

@@ -27,6 +27,8 @@ export class StackContext {
     public readonly template: Record<string, any>,
     private readonly parameters: Record<string, unknown>,
     private readonly assembly: LocalAssembly,
+    /** The assembly directory its files (assets, nested templates) are in. */
+    public readonly directory: string,
   ) {}
 
   /** A resource's local physical id (its name, or one made from the stack and logical id). */
@@ -169,14 +171,31 @@ export class LocalAssembly {
   private readonly nested = new Map<string, StackContext>();
   private queueBase = 'http://127.0.0.1:0/queue';
 
-  constructor(public readonly directory: string) {
+  /** The absolute, real path of the assembly (a relative path or a symlink resolved once, here). */
+  public readonly directory: string;
+
+  constructor(directory: string) {
+    const absolute = path.resolve(directory);
+    if (!fs.existsSync(path.join(absolute, 'manifest.json'))) {
+      throw new Error(`${directory} (${absolute}) is not a cloud assembly: it has no manifest.json (run \`cdk synth\` first, or give the cdk.out directory)`);
+    }
+    this.directory = fs.realpathSync(absolute);
+    this.load(this.directory);
+    if (this.stacks.length === 0) throw new Error(`${this.directory} holds no CloudFormation stack: is it a cdk.out directory?`);
+  }
+
+  /** Reads a manifest's stacks, and those of the nested assemblies it names (CDK Stages: `assembly-<stage>/`). */
+  private load(directory: string): void {
     const manifest = JSON.parse(fs.readFileSync(path.join(directory, 'manifest.json'), 'utf8'));
-    for (const [name, artifact] of Object.entries(manifest.artifacts as Record<string, any>)) {
+    for (const [name, artifact] of Object.entries((manifest.artifacts ?? {}) as Record<string, any>)) {
+      if (artifact.type === 'cdk:cloud-assembly' && artifact.properties?.directoryName) {
+        this.load(path.join(directory, artifact.properties.directoryName));
+        continue;
+      }
       if (artifact.type !== 'aws:cloudformation:stack') continue;
       const template = JSON.parse(fs.readFileSync(path.join(directory, artifact.properties.templateFile), 'utf8'));
-      this.stacks.push(new StackContext(artifact.properties.stackName ?? name, template, {}, this));
+      this.stacks.push(new StackContext(artifact.properties.stackName ?? name, template, {}, this, directory));
     }
-    if (this.stacks.length === 0) throw new Error(`${directory} holds no CloudFormation stack: is it a cdk.out directory?`);
   }
 
   public setQueueBase(url: string): void {
@@ -205,20 +224,20 @@ export class LocalAssembly {
     let ctx = this.nested.get(key);
     if (!ctx) {
       const resource = parent.template.Resources[logicalId];
-      const file = resource.Metadata?.['aws:asset:path'] ?? this.assetFileFor(String(parent.resolve(resource.Properties?.TemplateURL ?? '')));
+      const file = resource.Metadata?.['aws:asset:path'] ?? this.assetFileFor(parent.directory, String(parent.resolve(resource.Properties?.TemplateURL ?? '')));
       if (!file) throw new Error(`${key}: nested stack without a template in the assembly`);
-      const template = JSON.parse(fs.readFileSync(path.join(this.directory, file), 'utf8'));
+      const template = JSON.parse(fs.readFileSync(path.join(parent.directory, file), 'utf8'));
       const params = Object.fromEntries(Object.entries(resource.Properties?.Parameters ?? {}).map(([k, v]) => [k, parent.resolve(v)]));
-      ctx = new StackContext(`${parent.name}-${logicalId.replace(/NestedStack.*$/, '')}`, template, params, this);
+      ctx = new StackContext(`${parent.name}-${logicalId.replace(/NestedStack.*$/, '')}`, template, params, this, parent.directory);
       this.nested.set(key, ctx);
     }
     return ctx;
   }
 
   /** The assembly file behind an asset URL (`.../<hash>.json`), from the assets manifests. */
-  private assetFileFor(url: string): string | undefined {
-    for (const manifest of fs.readdirSync(this.directory).filter((f) => f.endsWith('.assets.json'))) {
-      const files = JSON.parse(fs.readFileSync(path.join(this.directory, manifest), 'utf8')).files ?? {};
+  private assetFileFor(directory: string, url: string): string | undefined {
+    for (const manifest of fs.readdirSync(directory).filter((f) => f.endsWith('.assets.json'))) {
+      const files = JSON.parse(fs.readFileSync(path.join(directory, manifest), 'utf8')).files ?? {};
       for (const [hash, entry] of Object.entries(files as Record<string, any>)) {
         if (url.includes(hash)) return entry.source?.path;
       }
@@ -226,12 +245,12 @@ export class LocalAssembly {
     return undefined;
   }
 
-  /** The directory of a Lambda function's code asset. */
-  public assetDirectory(code: Record<string, any>): string {
+  /** The absolute directory of a Lambda function's code asset. */
+  public assetDirectory(code: Record<string, any>, directory: string = this.directory): string {
     const key = String(code.S3Key ?? '');
     const hash = key.replace(/\.zip$/, '');
-    const candidates = fs.readdirSync(this.directory).filter((f) => f.startsWith(`asset.${hash}`));
-    if (candidates.length === 0) throw new Error(`no asset ${hash} in ${this.directory}`);
-    return path.join(this.directory, candidates[0]);
+    const candidates = fs.readdirSync(directory).filter((f) => f.startsWith(`asset.${hash}`) && fs.statSync(path.join(directory, f)).isDirectory());
+    if (candidates.length === 0) throw new Error(`its code asset ${key} is not in ${directory} (is the assembly complete?)`);
+    return path.join(directory, candidates[0]);
   }
 }

@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DeleteTableCommand, CreateTableCommand, DescribeTableCommand } from '@aws-sdk/client-dynamodb';
+import { runScenario as runRecorded, validateScenario, type Scenario } from './scenario';
 import { SkafuLocal } from './skafu-local';
 import { createTableInputFromCfn } from './tables';
 
@@ -45,58 +46,40 @@ export class DemoClient {
     return { status: response.status, body: text ? (JSON.parse(text) as Record<string, any>) : {}, headers: response.headers };
   }
 
-  /** Queries until `ready` holds (the projections are asynchronous), at most `timeoutMs`. */
-  public async until(route: string, as: string, ready: (r: Reply) => boolean, timeoutMs = 20_000): Promise<Reply> {
+  /** Queries until `ready` holds (the projections are asynchronous), at most `timeoutMs`, every `intervalMs`. */
+  public async until(route: string, as: string, ready: (r: Reply) => boolean, timeoutMs = 20_000, intervalMs = 150): Promise<Reply> {
     const deadline = Date.now() + timeoutMs;
     let last: Reply;
     do {
       last = await this.call('GET', route, { as });
       if (ready(last)) return last;
-      await new Promise((r) => setTimeout(r, 150));
+      await new Promise((r) => setTimeout(r, intervalMs));
     } while (Date.now() < deadline);
     return last;
   }
 }
 
-/** The scenario. Returns each step with whether it behaved as expected. */
+/** The demo's recorded scenario (local/scenarios/demo.json): the part that runs against any stage. */
+export function demoScenario(): Scenario {
+  const file = path.join(__dirname, '..', 'scenarios', 'demo.json');
+  return validateScenario(JSON.parse(fs.readFileSync(file, 'utf8')), file);
+}
+
+/**
+ * The demo: the recorded scenario over HTTP, then a step only Skafu Local can play (a projection that fails
+ * because its read model table is gone becomes an error event). Returns each step with whether it behaved as
+ * expected.
+ */
 export async function runScenario(local: SkafuLocal, log: (line: string) => void = console.log): Promise<DemoStep[]> {
-  const api = new DemoClient(local);
-  const steps: DemoStep[] = [];
+  const steps: DemoStep[] = [...(await runRecorded(demoScenario(), { baseUrl: local.url, tokens: local.tokens, log, correlationPrefix: 'demo' }))];
   const step = (name: string, ok: boolean, detail: string) => {
     steps.push({ name, ok, detail });
     log(`${ok ? 'ok  ' : 'FAIL'} ${name}: ${detail}`);
   };
-
-  const alert = await api.call('POST', '/api/v1/observability/alerts', { as: 'Developer', body: { name: 'High CPU', metricName: 'cpu', threshold: 90, condition: 'GreaterThan', severity: 'high' } });
-  step('Developer creates an alert', alert.status === 201, `${alert.status} ${alert.body.aggregateId}`);
-  const second = await api.call('POST', '/api/v1/observability/alerts', { as: 'Admin', body: { name: 'Low memory', metricName: 'mem', threshold: 10, condition: 'LessThan', severity: 'critical' } });
-  step('Admin creates a second alert', second.status === 201, `${second.status} ${second.body.aggregateId}`);
-  for (const value of [42, 87, 95]) {
-    const metric = await api.call('POST', '/api/v1/observability/metrics', { as: 'Developer', body: { name: 'cpu', value, unit: 'Percent', source: 'demo', tags: { host: 'web-1' } } });
-    step(`collect metric cpu=${value}`, metric.status === 201, `${metric.status} ${metric.body.aggregateId}`);
-  }
-  const trigger = await api.call('POST', `/api/v1/observability/alerts/${alert.body.aggregateId}/trigger`, { as: 'Developer', body: { metricValue: 95 } });
-  step('trigger the alert', trigger.status === 202 && trigger.body.eventSequence === 2, `${trigger.status} sequence ${trigger.body.eventSequence}`);
-  const project = await api.call('POST', '/api/v1/projects/projects', { as: 'Developer', body: { name: 'Apollo', description: 'To the moon', templateId: 'tpl-web' }, headers: { 'Idempotency-Key': `demo-${Date.now()}` } });
-  step('create a project', project.status === 201, `${project.status} ${project.body.aggregateId}`);
-  const updated = await api.call('PUT', `/api/v1/projects/projects/${project.body.aggregateId}`, { as: 'Developer', body: { name: 'Artemis', description: 'Back to the moon' }, headers: { 'If-Match': '"1"' } });
-  step('update the project (If-Match "1")', updated.status === 202, `${updated.status} ETag ${updated.headers.get('etag')}`);
-
-  const alertView = await api.until(`/api/v1/observability/alerts/${alert.body.aggregateId}`, 'Viewer', (r) => r.body.item?.triggerCount === 1);
-  step('the alert read model shows the trigger', alertView.body.item?.triggerCount === 1, JSON.stringify(alertView.body.item ?? alertView.body));
-  const metrics = await api.until('/api/v1/observability/metrics?name=cpu', 'Viewer', (r) => r.body.count >= 3);
-  step('the metrics read model lists the samples', metrics.body.count >= 3, `${metrics.body.count} samples: ${(metrics.body.items ?? []).map((i: { value: number }) => i.value).join(', ')}`);
-  const projectView = await api.until(`/api/v1/projects/projects/${project.body.aggregateId}`, 'Viewer', (r) => r.body.item?.name === 'Artemis');
-  step('the project read model shows the update', projectView.body.item?.name === 'Artemis' && projectView.body.item?.version === 2, JSON.stringify(projectView.body.item ?? projectView.body));
-
-  const refused = await api.call('POST', '/api/v1/observability/metrics', { as: 'Viewer', body: { name: 'cpu', value: 1, unit: 'Percent', source: 'demo' } });
-  step('RBAC: a Viewer may not collect metrics', refused.status === 403, `${refused.status} ${JSON.stringify(refused.body)}`);
-  const anonymous = await api.call('GET', '/api/v1/observability/alerts');
-  step('no token: refused before any handler', anonymous.status === 401, `${anonymous.status} ${JSON.stringify(anonymous.body)}`);
-  const invalid = await api.call('POST', '/api/v1/observability/alerts', { as: 'Developer', body: { name: '', threshold: 'high' } });
-  step('validation error', invalid.status === 400 && Array.isArray(invalid.body.details), `${invalid.status} ${(invalid.body.details ?? []).map((d: { path: string; message: string }) => `${d.path} ${d.message}`).join('; ')}`);
-  const conflict = await api.call('PUT', `/api/v1/projects/projects/${project.body.aggregateId}`, { as: 'Developer', body: { name: 'Orion', description: 'x' }, headers: { 'If-Match': '"1"' } });
-  step('version conflict (stale If-Match)', conflict.status === 409, `${conflict.status} ${conflict.body.message}`);
+  const api = new DemoClient(local);
+  const second = await api.call('POST', '/api/v1/observability/alerts', { as: 'Admin', body: { name: 'Disk', metricName: 'disk', threshold: 90, condition: 'GreaterThan', severity: 'low' } });
+  // Projected first, so that the failure below is the trigger's alone.
+  await api.until(`/api/v1/observability/alerts/${second.body.aggregateId}`, 'Viewer', (r) => r.body.item?.version === 1);
 
   // A failing projection: the alerts read model goes away while an alert is triggered.
   const alertsTable = Object.entries(local.tables).find(([p]) => /ReadModelAlerts/.test(p));

@@ -1,18 +1,27 @@
 // Runs one Lambda function's handler in its own worker thread (its own environment and module cache), the way
-// the Lambda runtime would: the exact bundled asset, invoked with (event, context).
+// the Lambda runtime would: the exact bundled asset, loaded once at start (init), invoked with (event, context).
 'use strict';
 const { parentPort, workerData } = require('node:worker_threads');
 const { randomUUID } = require('node:crypto');
 
+const describe = (err) => ({
+  name: (err && err.name) || 'Error',
+  message: (err && err.message) || String(err),
+  stack: (err && err.stack) || undefined,
+});
+
 let handler;
-function load() {
-  if (!handler) {
-    const mod = require(workerData.file);
-    const [file, name] = [workerData.file, workerData.handlerName];
-    handler = mod[name];
-    if (typeof handler !== 'function') throw new Error(`${file} exports no function '${name}'`);
+try {
+  const mod = require(workerData.file);
+  handler = mod[workerData.handlerName];
+  if (typeof handler !== 'function') {
+    throw Object.assign(new Error(`${workerData.file} exports no function '${workerData.handlerName}'`), { name: 'Runtime.HandlerNotFound' });
   }
-  return handler;
+  parentPort.postMessage({ type: 'ready' });
+} catch (err) {
+  const error = describe(err);
+  if (err && err.code === 'MODULE_NOT_FOUND' && String(err.message).includes(workerData.file)) error.name = 'Runtime.ImportModuleError';
+  parentPort.postMessage({ type: 'load-error', error });
 }
 
 parentPort.on('message', async ({ id, event, timeoutMs }) => {
@@ -32,9 +41,10 @@ parentPort.on('message', async ({ id, event, timeoutMs }) => {
     succeed() {},
   };
   try {
-    const result = await load()(event, context);
-    parentPort.postMessage({ id, result: result === undefined ? null : result });
+    if (!handler) throw Object.assign(new Error('the handler could not be loaded'), { name: 'Runtime.ImportModuleError' });
+    const result = await handler(event, context);
+    parentPort.postMessage({ id, result: result === undefined ? null : JSON.parse(JSON.stringify(result)) });
   } catch (err) {
-    parentPort.postMessage({ id, error: { name: (err && err.name) || 'Error', message: (err && err.message) || String(err) } });
+    parentPort.postMessage({ id, error: describe(err) });
   }
 });

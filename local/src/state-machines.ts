@@ -35,7 +35,7 @@ export interface RunDefinitionOptions {
   /** Handles an `events:putEvents` task's parameters and returns its result. */
   readonly putEvents: (input: { Entries: Array<Record<string, unknown>> }) => unknown;
   /** The state machine's ARN and name, for the context object. */
-  readonly stateMachine: { readonly id: string; readonly name: string };
+  readonly stateMachine: { readonly id: string; readonly name: string; readonly type?: 'STANDARD' | 'EXPRESS' };
   /** Milliseconds every Wait state lasts (instead of its seconds). */
   readonly waitMs: number;
   /** Milliseconds between a task's retries (their number is kept). */
@@ -44,31 +44,49 @@ export interface RunDefinitionOptions {
   readonly taskOverride?: (stateName: string, input: any) => Promise<unknown> | undefined;
 }
 
+/** A definition validated and prepared once, to run many executions (validation is the costly part). */
+export class PreparedDefinition {
+  private readonly machine: StateMachine;
+  private readonly handlers: Record<string, (taskInput: any) => Promise<unknown>> = {};
+  private readonly waits: Record<string, number> = {};
+  private readonly retries: Record<string, number> = {};
+
+  constructor(
+    definition: Record<string, any>,
+    private readonly options: RunDefinitionOptions,
+  ) {
+    for (const [name, state] of Object.entries(definition.States as Record<string, any>)) {
+      if (state.Type === 'Wait') this.waits[name] = options.waitMs;
+      if (state.Type !== 'Task') continue;
+      this.retries[name] = options.retryMs;
+      this.handlers[name] = async (taskInput: any) => {
+        const overridden = await options.taskOverride?.(name, taskInput);
+        if (overridden !== undefined) return overridden;
+        return task(String(state.Resource), taskInput, options);
+      };
+    }
+    this.machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
+  }
+
+  /** Runs one execution; resolves with its output or rejects with the execution error (`cause.name` is the ASL error). */
+  public run(input: unknown, executionName: string = randomUUID()): Promise<unknown> {
+    const { stateMachine } = this.options;
+    const execution = this.machine.run(input as never, {
+      overrides: { taskResourceLocalHandlers: this.handlers as never, waitTimeOverrides: this.waits, retryIntervalOverrides: this.retries },
+      // aws-local-stepfunctions takes the context object as given: provide what AWS would.
+      context: {
+        StateMachine: { Id: stateMachine.id, Name: stateMachine.name },
+        Execution: { Id: `${stateMachine.id.replace(':stateMachine:', stateMachine.type === 'STANDARD' ? ':execution:' : ':express:')}:${executionName}`, Name: executionName, StartTime: new Date().toISOString() },
+        State: { EnteredTime: new Date().toISOString(), Name: 'local', RetryCount: 0 },
+      } as never,
+    });
+    return execution.result;
+  }
+}
+
 /** Runs one execution; resolves with its output or rejects with the execution error (`cause.name` is the ASL error). */
 export async function runDefinition(definition: Record<string, any>, input: unknown, options: RunDefinitionOptions): Promise<unknown> {
-  const handlers: Record<string, (taskInput: any) => Promise<unknown>> = {};
-  const waits: Record<string, number> = {};
-  const retries: Record<string, number> = {};
-  for (const [name, state] of Object.entries(definition.States as Record<string, any>)) {
-    if (state.Type === 'Wait') waits[name] = options.waitMs;
-    if (state.Type !== 'Task') continue;
-    retries[name] = options.retryMs;
-    handlers[name] = async (taskInput: any) => {
-      const overridden = await options.taskOverride?.(name, taskInput);
-      if (overridden !== undefined) return overridden;
-      return task(String(state.Resource), taskInput, options);
-    };
-  }
-  const execution = new StateMachine(definition as never, { validationOptions: { checkArn: false } }).run(input as never, {
-    overrides: { taskResourceLocalHandlers: handlers as never, waitTimeOverrides: waits, retryIntervalOverrides: retries },
-    // aws-local-stepfunctions takes the context object as given: provide what AWS would.
-    context: {
-      StateMachine: { Id: options.stateMachine.id, Name: options.stateMachine.name },
-      Execution: { Id: `${options.stateMachine.id.replace(':stateMachine:', ':express:')}:${randomUUID()}`, Name: randomUUID(), StartTime: new Date().toISOString() },
-      State: { EnteredTime: new Date().toISOString(), Name: 'local', RetryCount: 0 },
-    } as never,
-  });
-  return execution.result;
+  return new PreparedDefinition(definition, options).run(input);
 }
 
 async function task(resource: string, input: any, options: RunDefinitionOptions): Promise<unknown> {

@@ -83,7 +83,8 @@ export function createCommandHandler(deps: CommandHandlerDeps) {
       return result;
     } catch (err) {
       if (err instanceof Rejection) {
-        tools.logger.info('command rejected', { command: found?.spec.name, status: err.status, error: err.error, message: err.message });
+        // 'message' is a key the Powertools logger reserves (it drops it and warns): the reason goes under 'reason'.
+        tools.logger.info('command rejected', { command: found?.spec.name, status: err.status, error: err.error, reason: err.message });
         tools.metrics.addMetric('CommandRejected', MetricUnit.Count, 1);
         return responder.json(event, err.status, { error: err.error, message: err.message, ...err.extra }, correlationId, err.headers);
       }

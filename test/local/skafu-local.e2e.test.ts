@@ -41,7 +41,7 @@ test('start-up: progress, the route table with groups, and what is not emulated,
 test('the scripted scenario: commands to read models, refusals, validation, conflict, a failing projection', async () => {
   const steps = await runScenario(local, (line) => lines.push(line));
   expect(steps.filter((s) => !s.ok)).toEqual([]);
-  expect(steps).toHaveLength(16);
+  expect(steps).toHaveLength(17);
   expect(fs.readFileSync(path.join(local.workDirectory, 'errors.log'), 'utf8')).toContain('ProjectionFailed');
 });
 

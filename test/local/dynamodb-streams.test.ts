@@ -1,0 +1,148 @@
+/**
+ * DynamoDB Streams into event source mappings, against DynamoDB Local: a stream first read while its shard is
+ * empty still delivers the records written later (the iterator is asked for again); two tables are both read; a
+ * table deleted and created again is read from its new stream's start; a stream that cannot be read is reported
+ * on the console and in errors.log; a failing batch is retried, then its metadata goes to the on-failure
+ * destination.
+ */
+import { randomUUID } from 'node:crypto';
+import { CreateTableCommand, DeleteTableCommand, DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
+import { errorEntries, loadAssembly } from './support/assembly';
+import { DynamoDbStreams } from '../../local/src/dynamodb-streams';
+
+const endpoint = process.env.SKAFU_TEST_DYNAMODB_ENDPOINT!;
+const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
+const client = new DynamoDBClient({ endpoint, region: 'us-east-1', credentials });
+const streamsClient = new DynamoDBStreamsClient({ endpoint, region: 'us-east-1', credentials });
+afterAll(() => {
+  client.destroy();
+  streamsClient.destroy();
+});
+
+const createTable = (name: string, stream = true) =>
+  client.send(
+    new CreateTableCommand({
+      TableName: name,
+      BillingMode: 'PAY_PER_REQUEST',
+      KeySchema: [{ AttributeName: 'id', KeyType: 'HASH' }],
+      AttributeDefinitions: [{ AttributeName: 'id', AttributeType: 'S' }],
+      StreamSpecification: stream ? { StreamEnabled: true, StreamViewType: 'NEW_IMAGE' } : undefined,
+    }),
+  );
+const put = (table: string, id: string) => client.send(new PutItemCommand({ TableName: table, Item: { id: { S: id } } }));
+const mapping = (table: string, fn: string, extra: Record<string, unknown> = {}) => ({
+  Type: 'AWS::Lambda::EventSourceMapping',
+  Properties: { EventSourceArn: `arn:aws:dynamodb:us-east-1:000000000000:table/${table}/stream/local`, FunctionName: fn, StartingPosition: 'TRIM_HORIZON', BatchSize: 10, ...extra },
+});
+
+async function waitFor(check: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+}
+
+function start(templates: Record<string, Record<string, unknown>>, invoke: (fn: string, event: any) => Promise<unknown>) {
+  const { resources, errors, lines } = loadAssembly(templates);
+  const destinations: Array<{ arn: string; body: any }> = [];
+  const streams = new DynamoDbStreams({
+    client,
+    streams: streamsClient,
+    errors,
+    log: (line) => lines.push(line),
+    invoke,
+    sendToDestination: (arn, body) => destinations.push({ arn, body: JSON.parse(body) }),
+    pollIntervalMs: 30,
+  });
+  streams.configure(resources);
+  streams.start();
+  return { streams, errors, lines, destinations };
+}
+
+test('an empty shard first, records later, in two tables of two stacks: every record delivered once, in order', async () => {
+  const [a, b] = [`streams-a-${randomUUID()}`, `streams-b-${randomUUID()}`];
+  await createTable(a);
+  await createTable(b);
+  const seen: Record<string, string[]> = { fnA: [], fnB: [] };
+  const { streams } = start({ StackA: { MapA: mapping(a, 'fnA') }, StackB: { MapB: mapping(b, 'fnB') } }, async (fn, event) => {
+    seen[fn].push(...event.Records.map((r: any) => r.dynamodb.NewImage.id.S));
+    return null;
+  });
+  try {
+    await new Promise((r) => setTimeout(r, 400)); // both streams polled while empty
+    for (let i = 0; i < 25; i++) await put(a, `a${i}`);
+    await put(b, 'b0');
+    await new Promise((r) => setTimeout(r, 300)); // idle again, then more
+    await put(b, 'b1');
+    await waitFor(() => seen.fnA.length >= 25 && seen.fnB.length >= 2);
+    expect(seen.fnA).toEqual(Array.from({ length: 25 }, (_, i) => `a${i}`));
+    expect(seen.fnB).toEqual(['b0', 'b1']);
+  } finally {
+    await streams.stop();
+  }
+});
+
+test('a table deleted and created again: its new stream is read from the start', async () => {
+  const table = `streams-recreated-${randomUUID()}`;
+  await createTable(table);
+  const seen: string[] = [];
+  const { streams, lines } = start({ Stack: { Map: mapping(table, 'fn') } }, async (_fn, event) => {
+    seen.push(...event.Records.map((r: any) => r.dynamodb.NewImage.id.S));
+    return null;
+  });
+  try {
+    await put(table, 'before');
+    await waitFor(() => seen.length === 1);
+    await client.send(new DeleteTableCommand({ TableName: table }));
+    await new Promise((r) => setTimeout(r, 1200));
+    await createTable(table);
+    await put(table, 'after');
+    await waitFor(() => seen.length === 2);
+    expect(seen).toEqual(['before', 'after']);
+    expect(lines.join('\n')).toMatch(/new stream \(recreated\)/);
+  } finally {
+    await streams.stop();
+  }
+});
+
+test('a stream that cannot be read is reported on the console and in errors.log, once a minute at most', async () => {
+  const table = `streams-off-${randomUUID()}`;
+  await createTable(table, false);
+  const { streams, errors, lines } = start({ Stack: { Map: mapping(table, 'fn') } }, async () => null);
+  try {
+    await waitFor(() => errorEntries(errors).length > 0);
+    await new Promise((r) => setTimeout(r, 300));
+    const entries = errorEntries(errors);
+    expect(entries).toEqual([expect.objectContaining({ kind: 'StreamReadFailed', resource: 'Stack/Map', message: expect.stringContaining(`table ${table} has no stream enabled`) })]);
+    expect(lines.filter((l) => l.startsWith('[StreamReadFailed]'))).toHaveLength(1);
+  } finally {
+    await streams.stop();
+  }
+});
+
+test('a failing batch is retried from the failed item, then its metadata goes to the on-failure destination', async () => {
+  const table = `streams-failing-${randomUUID()}`;
+  await createTable(table);
+  const attempts: string[][] = [];
+  for (const id of ['ok', 'bad', 'after']) await put(table, id); // one batch, read from the trim horizon
+  const { streams, errors, destinations } = start(
+    { Stack: { Map: mapping(table, 'fn', { MaximumRetryAttempts: 2, DestinationConfig: { OnFailure: { Destination: 'arn:aws:sqs:us-east-1:000000000000:failed' } } }) } },
+    async (_fn, event) => {
+      const ids = event.Records.map((r: any) => r.dynamodb.NewImage.id.S);
+      attempts.push(ids);
+      const bad = event.Records.find((r: any) => r.dynamodb.NewImage.id.S === 'bad');
+      return bad ? { batchItemFailures: [{ itemIdentifier: bad.dynamodb.SequenceNumber }] } : null;
+    },
+  );
+  try {
+    await waitFor(() => destinations.length === 1);
+    expect(attempts[0]).toEqual(['ok', 'bad', 'after']);
+    expect(attempts.slice(1, 3)).toEqual([['bad', 'after'], ['bad', 'after']]);
+    expect(destinations[0]).toMatchObject({
+      arn: 'arn:aws:sqs:us-east-1:000000000000:failed',
+      body: { requestContext: { condition: 'RetryAttemptsExhausted', approximateInvokeCount: 3 }, DDBStreamBatchInfo: { batchSize: 2 } },
+    });
+    expect(errorEntries(errors).map((e) => e.kind)).toContain('StreamBatchFailed');
+  } finally {
+    await streams.stop();
+  }
+});
