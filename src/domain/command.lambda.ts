@@ -3,10 +3,12 @@
  * id and the expected version (`If-Match`), checks the precondition, appends the event (idempotent with
  * `Idempotency-Key`), and answers 201/202 with `aggregateId`, `eventSequence` and `correlationId`.
  *
- * Answers: 400 invalid JSON or body (with the failing paths), bad id, bad header; 404 aggregate must exist but
- * does not; 409 version conflict, aggregate already exists, idempotency key reused; 413 body too large; 415 not
- * JSON; 500 unexpected (reported on the error bus). Every answer is JSON with the correlation id. Nothing is
- * written for any answer but 201/202.
+ * Answers: 400 invalid JSON or body (with the failing paths), bad id, bad header; 403 not the aggregate's owner;
+ * 404 aggregate must exist but does not; 409 version conflict, aggregate already exists, idempotency key reused,
+ * or a declared guard failed (`error` is the guard's name); 413 body too large; 415 not JSON; 500 unexpected
+ * (reported on the error bus). Every answer is JSON with the correlation id. Nothing is written for any answer
+ * but 201/202. Commands with declared rules (state, guards, ownership, several events) run through
+ * CommandRules; an EventBridge event is a declared reaction (see reactions.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
@@ -15,7 +17,9 @@ import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import Ajv, { type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import { CommandRules, RuleRejection } from './command-rules';
 import { Responder, requestCorrelationId } from './http-response';
+import { isReactionEvent, runReaction } from './reactions';
 import { powertools, traced, type Powertools } from '../internal/powertools';
 import { canonicalJson, sha256 } from '../runtime/canonical-json';
 import { decodeDomainSpec, type CommandSpec, type DomainSpec } from '../runtime/domain-spec';
@@ -52,6 +56,7 @@ export function createCommandHandler(deps: CommandHandlerDeps) {
   const responder = new Responder(deps.corsOrigins ?? []);
   const ajv = new Ajv({ allErrors: true, strict: false, coerceTypes: false, useDefaults: false });
   addFormats(ajv);
+  const rules = new CommandRules(spec, store);
   const commands = new Map<string, { spec: CommandSpec; validate: ValidateFunction }>();
   for (const command of spec.commands) {
     commands.set(`${command.method} ${command.resource}`, { spec: command, validate: ajv.compile(command.schema) });
@@ -68,7 +73,7 @@ export function createCommandHandler(deps: CommandHandlerDeps) {
       tools.metrics.addMetric('CommandAccepted', MetricUnit.Count, 1);
       return result;
     } catch (err) {
-      if (err instanceof Rejection) {
+      if (err instanceof Rejection || err instanceof RuleRejection) {
         tools.logger.info('command rejected', { command: found?.spec.name, status: err.status, error: err.error, message: err.message });
         tools.metrics.addMetric('CommandRejected', MetricUnit.Count, 1);
         return responder.error(event, err.status, err.error, err.message, correlationId, err.extra);
@@ -119,27 +124,57 @@ export function createCommandHandler(deps: CommandHandlerDeps) {
     for (const [field, source] of Object.entries(command.extraData)) {
       data[field] = dataValue(source, event, aggregateId, userId);
     }
+    const events = [
+      { eventType: command.eventType, eventVersion: command.eventVersion, data },
+      ...(command.additionalEvents ?? []).map((e) => {
+        const extra: JsonObject = { ...(e.includeBody ? (body as JsonObject) : {}) };
+        for (const [field, source] of Object.entries(e.extraData)) extra[field] = dataValue(source, event, aggregateId, userId);
+        return { eventType: e.eventType, eventVersion: e.eventVersion, data: extra };
+      }),
+    ];
+    const scopedKey = idempotencyKey ? `${spec.domain}:${command.name}:${userId ?? 'anonymous'}:${idempotencyKey}` : undefined;
+    const fingerprint = sha256(canonicalJson([command.name, event.pathParameters ?? {}, body]));
     try {
-      const result = await store.append(aggregateId, [{ eventType: command.eventType, eventVersion: command.eventVersion, data }], {
-        expectedVersion,
-        aggregateType: command.aggregateType,
+      const append = {
         correlationId,
         causationId: event.requestContext?.requestId ?? correlationId,
         // Scoped per domain, command and user: one client's key never replays another's result.
-        idempotencyKey: idempotencyKey ? `${spec.domain}:${command.name}:${userId ?? 'anonymous'}:${idempotencyKey}` : undefined,
+        idempotencyKey: scopedKey,
         // The request, not the event: a retried create generates a new id and time, and is still the same request.
-        requestFingerprint: sha256(canonicalJson([command.name, event.pathParameters ?? {}, body])),
+        requestFingerprint: fingerprint,
         metadata: {
           ...(userId ? { userId } : {}),
           ...(event.requestContext?.requestId ? { requestId: event.requestContext.requestId } : {}),
           command: command.name,
         },
-      });
+      };
+      const result = rules.applies(command) || isSystemRequest(event)
+        ? await rules.run({
+          command,
+          aggregateId,
+          ifMatch: typeof expectedVersion === 'number' ? expectedVersion : undefined,
+          body: body as JsonObject,
+          events,
+          user: { id: userId ?? null, groups: groupsOf(event) },
+          system: isSystemRequest(event),
+          commandId: scopedKey,
+          fingerprint,
+          append,
+        })
+        : await store.append(aggregateId, events, { ...append, expectedVersion, aggregateType: command.aggregateType });
       const [committed] = result.events;
       return responder.json(
         event,
         result.firstSequence === 1 ? 201 : 202,
-        { aggregateId: result.aggregateId, eventSequence: committed.eventSequence, eventId: committed.eventId, eventType: committed.eventType },
+        {
+          aggregateId: result.aggregateId,
+          eventSequence: committed.eventSequence,
+          eventId: committed.eventId,
+          eventType: committed.eventType,
+          ...(result.events.length > 1
+            ? { events: result.events.map((e) => ({ eventId: e.eventId, eventType: e.eventType, eventSequence: e.eventSequence })) }
+            : {}),
+        },
         correlationId,
         { ETag: `"${result.nextExpectedVersion}"`, ...(result.idempotentReplay ? { 'Idempotent-Replayed': 'true' } : {}) },
       );
@@ -223,6 +258,16 @@ export function createCommandHandler(deps: CommandHandlerDeps) {
   }
 }
 
+function groupsOf(event: APIGatewayProxyEvent): string[] {
+  const groups = (event.requestContext?.authorizer as Record<string, unknown> | undefined)?.groups;
+  return typeof groups === 'string' ? groups.split(',').map((g) => g.trim()).filter(Boolean) : [];
+}
+
+/** A reaction's request, built by the handler itself from an EventBridge event (never reachable over HTTP). */
+function isSystemRequest(event: APIGatewayProxyEvent): boolean {
+  return (event.requestContext?.authorizer as Record<string, unknown> | undefined)?.skafuReaction === true;
+}
+
 function userIdOf(event: APIGatewayProxyEvent): string | undefined {
   const id = (event.requestContext?.authorizer as Record<string, unknown> | undefined)?.userId;
   return typeof id === 'string' && id.length > 0 ? id : undefined;
@@ -249,7 +294,9 @@ function truncate(body: string | null): string | null {
 
 let instance: ReturnType<typeof createCommandHandler> | undefined;
 
-export const handler = async (event: APIGatewayProxyEvent, context: Context): Promise<APIGatewayProxyResult> => {
+let reactionReporter: ErrorReporter | undefined;
+
+export const handler = async (event: APIGatewayProxyEvent, context: Context): Promise<APIGatewayProxyResult | void> => {
   if (!instance) {
     const tools = powertools(`skafu-${process.env.SKAFU_DOMAIN ?? 'domain'}-commands`);
     const spec = decodeDomainSpec(process.env.SKAFU_DOMAIN_SPEC ?? '');
@@ -260,6 +307,8 @@ export const handler = async (event: APIGatewayProxyEvent, context: Context): Pr
       reporter: new ErrorReporter({ component: spec.domain, client: traced(tools, new EventBridgeClient({})) }),
       corsOrigins: (process.env.SKAFU_CORS_ORIGINS ?? '').split(',').filter(Boolean),
     });
+    reactionReporter = new ErrorReporter({ component: `${spec.domain}-reactions`, client: traced(tools, new EventBridgeClient({})) });
   }
+  if (isReactionEvent(event)) return runReaction(decodeDomainSpec(process.env.SKAFU_DOMAIN_SPEC ?? ''), event, instance, reactionReporter!, context);
   return instance(event, context);
 };

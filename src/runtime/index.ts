@@ -16,3 +16,5 @@ export * from './republish';
 export * from './http';
 export * from './routes';
 export * from './domain-spec';
+export * from './guards';
+export * from './state-fold';
