@@ -22,6 +22,7 @@ import type { IErrorBus } from '../error-bus';
 import type { IEventStoreTable } from '../event-store';
 import { thresholdAlarm } from '../internal/alarms';
 import { acknowledgeHandlerRole, handlerOptions } from '../internal/handler';
+import { acknowledgeNag } from '../internal/nag';
 import { skafuQueue } from '../internal/queues';
 import { ProjectionAction, ProjectionStateMachine, ReadModelTable, type ReadModelTableProps } from '../projections';
 import { encodeDomainSpec, readModelEnvName, type CommandSpec, type DomainSpec, type QuerySpec } from '../runtime/domain-spec';
@@ -397,6 +398,7 @@ export class EventSourcedDomain extends Construct {
     const reactions = props.rules?.reactions ?? [];
     if (reactions.length === 0) return undefined;
     const dlq = skafuQueue(this, 'ReactionDeadLetters');
+    acknowledgeNag(dlq, [{ id: 'AwsSolutions-SQS3', reason: 'This queue is itself the dead-letter queue of the reaction rules and of the command handler\'s asynchronous invocations.' }]);
     fn.configureAsyncInvoke({ retryAttempts: 2, maxEventAge: Duration.hours(6), onFailure: new destinations.SqsDestination(dlq) });
     for (const r of reactions) {
       const command = spec.commands.find((c) => c.name === r.command)!;

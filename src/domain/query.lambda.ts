@@ -9,6 +9,7 @@ import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { DynamoDBDocumentClient, GetCommand, QueryCommand, ScanCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { Responder, requestCorrelationId } from './http-response';
+import { OwnershipRefusal, checkItemOwner, ownerCondition } from './query-ownership';
 import { powertools, traced, type Powertools } from '../internal/powertools';
 import { decodeDomainSpec, readModelEnvName, type DomainSpec, type InputSpec, type QuerySpec } from '../runtime/domain-spec';
 import { ErrorReporter } from '../runtime/error-reporter';
@@ -41,6 +42,7 @@ export function createQueryHandler(deps: QueryHandlerDeps) {
         const key = Object.fromEntries(Object.entries(query.key ?? {}).map(([attr, input]) => [attr, inputValue(input, event, true)]));
         const out = await doc.send(new GetCommand({ TableName: table, Key: key }));
         if (!out.Item) return responder.error(event, 404, 'NotFound', `no ${query.readModel} item for ${JSON.stringify(key)}`, correlationId);
+        checkItemOwner(query, event, out.Item);
         return responder.json(event, 200, { item: out.Item }, correlationId);
       }
       const page = await list(query, table, event);
@@ -48,6 +50,7 @@ export function createQueryHandler(deps: QueryHandlerDeps) {
       return responder.json(event, 200, page, correlationId);
     } catch (err) {
       if (err instanceof BadRequest) return responder.error(event, 400, 'ValidationError', err.message, correlationId);
+      if (err instanceof OwnershipRefusal) return responder.error(event, 403, 'NotOwner', err.message, correlationId);
       tools.logger.error('query failed', { query: query?.name, correlationId, error: err as Error });
       await deps.reporter.report(err, {
         correlationId,
@@ -81,6 +84,12 @@ export function createQueryHandler(deps: QueryHandlerDeps) {
       values[`:f${i}`] = convert(raw, f.type, f.parameter);
       filters.push(`#f${i} = :f${i}`);
     });
+    const owner = ownerCondition(query, event);
+    if (owner) {
+      names['#owner'] = owner.attribute;
+      values[':owner'] = owner.userId;
+      filters.push('#owner = :owner');
+    }
     const common = {
       TableName: table,
       IndexName: query.index,

@@ -17,6 +17,7 @@ import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-l
 import type { DomainSpec, ReactionSpec, ReactionValueSpec } from '../runtime/domain-spec';
 import type { ErrorReporter } from '../runtime/error-reporter';
 import type { JsonObject, JsonValue } from '../runtime/json';
+import { withPrefix } from '../runtime/state-fold';
 
 /** An EventBridge event as a rule delivers it to Lambda. */
 export interface ReactionEvent {
@@ -53,7 +54,7 @@ function valueOf(v: ReactionValueSpec, detail: Record<string, unknown>): JsonVal
   }
   let cur: unknown = own(detail, 'data');
   for (const seg of v.path) cur = own(cur, seg);
-  return cur === undefined ? null : (cur as JsonValue);
+  return withPrefix(cur === undefined ? null : (cur as JsonValue), v.prefix);
 }
 
 /** The command request a reaction makes of an event; throws when the event cannot make one. */

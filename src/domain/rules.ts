@@ -30,9 +30,16 @@ function checkField(where: string, field: string): void {
 
 /** A value a state update (or a reaction's command input) reads from an event. */
 export abstract class StateValue {
-  /** A field of the event's `data`, by dotted path (`delta`, `owner.id`); a missing path reads as null. */
-  public static fromData(path: string): StateValue {
-    return StateValue.of({ kind: 'data', path: checkPath('StateValue.fromData', path) });
+  /**
+   * A field of the event's `data`, by dotted path (`delta`, `owner.id`); a missing path reads as null. With a
+   * prefix, a string or number value reads as prefix + value (`'alerts-'` + `projectId`), and any other as null:
+   * useful to give a reacting command's aggregate an id of its own.
+   */
+  public static fromData(path: string, prefix?: string): StateValue {
+    if (prefix !== undefined && !/^[A-Za-z0-9._:-]{1,32}$/.test(prefix)) {
+      throw new Error(`StateValue.fromData: prefix '${prefix}' must be 1-32 letters, digits or . _ : -`);
+    }
+    return StateValue.of({ kind: 'data', path: checkPath('StateValue.fromData', path), ...(prefix === undefined ? {} : { prefix }) });
   }
   /**
    * A field of the envelope: aggregateId, eventId, eventType, eventVersion, eventSequence, timestamp,

@@ -15,7 +15,7 @@ export const STATE_ENVELOPE_FIELDS: readonly StateEnvelopeField[] = ['aggregateI
 
 /** A value a state update uses: a path in the event's data, an envelope field, or a constant. */
 export type StateValueSpec =
-  | { readonly kind: 'data'; readonly path: readonly string[] }
+  | { readonly kind: 'data'; readonly path: readonly string[]; readonly prefix?: string }
   | { readonly kind: 'envelope'; readonly field: StateEnvelopeField }
   | { readonly kind: 'constant'; readonly value: JsonPrimitive };
 
@@ -259,8 +259,14 @@ export class DeclaredStateFold {
     }
     let cur: JsonValue | undefined = event.data;
     for (const seg of v.path) cur = own(cur, seg);
-    return cur === undefined ? null : cur;
+    return withPrefix(cur === undefined ? null : cur, v.prefix);
   }
+}
+
+/** A prefixed value: `prefix` + a string or number; any other value reads as null. */
+export function withPrefix(value: JsonValue, prefix: string | undefined): JsonValue {
+  if (prefix === undefined) return value;
+  return typeof value === 'string' || typeof value === 'number' ? `${prefix}${value}` : null;
 }
 
 /**

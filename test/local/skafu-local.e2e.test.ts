@@ -32,7 +32,7 @@ afterAll(() => local?.stop());
 test('start-up: progress, the route table with groups, and what is not emulated, by name', () => {
   expect(lines).toEqual(expect.arrayContaining([expect.stringMatching(/^ {2}table Skafu-development-PlatformEventStoreTable/), expect.stringMatching(/^Routes:$/)]));
   expect(lines.find((l) => l.includes('POST   /api/v1/observability/alerts/{alertId}/trigger'))).toMatch(/Admin, Developer$/);
-  expect(local.routes).toHaveLength(11);
+  expect(local.routes).toHaveLength(13);
   expect(local.unsupported.map((u) => u.type)).toEqual(expect.arrayContaining(['AWS::CloudWatch::Alarm', 'AWS::CloudWatch::Dashboard', 'AWS::IAM::Role']));
   expect(lines).toEqual(expect.arrayContaining([expect.stringMatching(/^ {2}AWS::CloudWatch::Alarm x\d+: alarms need CloudWatch metrics/)]));
   expect(Object.keys(local.tokens).sort()).toEqual(['Admin', 'Developer', 'NoGroup', 'Viewer']);
@@ -52,7 +52,8 @@ test('every command of both domains: command -> store -> stream -> publisher -> 
   expect(trigger.status).toBe(202);
   const metric = await api.call('POST', '/api/v1/observability/metrics', { as: 'Developer', body: { name: 'disk', value: 81, unit: 'Percent', source: 'e2e' } });
   expect(metric.status).toBe(201);
-  const project = await api.call('POST', '/api/v1/projects/projects', { as: 'Admin', body: { name: 'Gemini', description: 'two', templateId: 'tpl' } });
+  // Created by the Developer who updates and archives it: projects belong to their creator (Admins override).
+  const project = await api.call('POST', '/api/v1/projects/projects', { as: 'Developer', body: { name: 'Gemini', description: 'two', templateId: 'tpl' } });
   expect(project.status).toBe(201);
   const update = await api.call('PUT', `/api/v1/projects/projects/${project.body.aggregateId}`, { as: 'Developer', body: { name: 'Gemini II', description: 'three' } });
   expect(update.status).toBe(202);
