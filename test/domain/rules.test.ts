@@ -7,11 +7,16 @@
 import { randomUUID } from 'node:crypto';
 import * as path from 'node:path';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand } from '@aws-sdk/client-dynamodb';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { BatchWriteCommand, DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { APIGatewayProxyResult } from 'aws-lambda';
-import { DeclaredStateFold, EventStore, EventUpcaster, encodeDomainSpec, loadDeclaredState } from '../../src/runtime';
+import { createQueryHandler } from '../../src/domain/query.lambda';
+import { powertools } from '../../src/internal/powertools';
+import { ErrorReporter, DeclaredStateFold, EventStore, EventUpcaster, encodeDomainSpec, loadDeclaredState } from '../../src/runtime';
 import { apiEvent, type ApiEventOptions } from '../support/api-events';
 import { synthInventory } from '../support/inventory';
-import { createEventStoreTable, localClient } from '../support/tables';
+import { createEventStoreTable, createTableInputFromCfn, localClient } from '../support/tables';
 
 const BUNDLE = path.join(__dirname, '..', '..', 'assets', 'domain', 'command.lambda', 'index.js');
 const PRODUCTS = '/api/v1/inventory/products';
@@ -245,5 +250,61 @@ describe('reactions', () => {
   test('an event no reaction is declared for is reported, not run', async () => {
     await expect(handler({ ...delisted('x'), 'detail-type': 'SupplierCreated' })).resolves.toBeUndefined();
     expect(errorLines.join('\n')).toContain('no reaction of inventory is declared for skafu.suppliers SupplierCreated');
+  });
+});
+
+describe('query ownership (bundled query handler)', () => {
+  const LIST = '/api/v1/inventory/products';
+  const GET = '/api/v1/inventory/products/{productId}';
+  let query: ReturnType<typeof createQueryHandler>;
+  beforeAll(async () => {
+    const { templates } = synthInventory();
+    const table = Object.values(templates).flatMap((t) => Object.values(t.Resources ?? {}) as any[]).find((r) => r.Type === 'AWS::DynamoDB::Table' && r.Properties.KeySchema[0].AttributeName === 'productId');
+    const name = `products-${randomUUID()}`;
+    await client.send(new CreateTableCommand(createTableInputFromCfn(table.Properties, name)));
+    const doc = DynamoDBDocumentClient.from(client);
+    const items = Array.from({ length: 9 }, (_, i) => ({ productId: `p-${i}`, ownerId: ['alice', 'bob', 'carol'][i % 3], name: `P${i}` }));
+    await doc.send(new BatchWriteCommand({ RequestItems: { [name]: [...items, { productId: 'p-orphan', name: 'no owner' }].map((Item) => ({ PutRequest: { Item } })) } }));
+    query = createQueryHandler({
+      spec: spec(),
+      doc,
+      tables: { products: name },
+      tools: powertools('test'),
+      reporter: new ErrorReporter({ component: 'inventory', busName: 'errors', client: new EventBridgeClient({ region: 'us-east-1' }), log: () => undefined }),
+    });
+  });
+  const ask = async (resource: string, userId: string, groups: string, options: ApiEventOptions = {}) => {
+    const event = apiEvent('GET', resource, { ...options, userId }) as any;
+    event.requestContext.authorizer.groups = groups;
+    if (userId === '') delete event.requestContext.authorizer.userId;
+    const res = await query(event);
+    return { status: res.statusCode, body: JSON.parse(res.body) as Record<string, any> };
+  };
+
+  test('a list returns only the caller\'s items, across pages; an Admin sees all; no user id is refused', async () => {
+    const all = async (userId: string, groups: string) => {
+      const ids: string[] = [];
+      let token: string | undefined;
+      do {
+        const page = await ask(LIST, userId, groups, { queryStringParameters: { limit: '2', ...(token ? { nextToken: token } : {}) } });
+        expect(page.status).toBe(200);
+        ids.push(...page.body.items.map((i: { productId: string }) => i.productId));
+        token = page.body.nextToken;
+      } while (token);
+      return ids.sort();
+    };
+    expect(await all('alice', 'Developer')).toEqual(['p-0', 'p-3', 'p-6']);
+    expect(await all('bob', 'Developer')).toEqual(['p-1', 'p-4', 'p-7']);
+    expect(await all('mallory', 'Developer,Administrators')).toEqual([]);
+    expect(await all('carol', 'Admin')).toHaveLength(10);
+    expect(await ask(LIST, '', 'Developer')).toMatchObject({ status: 403, body: { error: 'NotOwner' } });
+  });
+
+  test('a get of another user\'s item is 403 NotOwner; the owner and an Admin read it', async () => {
+    expect(await ask(GET, 'alice', 'Developer', { pathParameters: { productId: 'p-0' } })).toMatchObject({ status: 200, body: { item: { productId: 'p-0' } } });
+    expect(await ask(GET, 'bob', 'Developer', { pathParameters: { productId: 'p-0' } })).toMatchObject({ status: 403, body: { error: 'NotOwner', message: expect.stringContaining('Admin') } });
+    expect(await ask(GET, 'bob', 'Developer', { pathParameters: { productId: 'p-orphan' } })).toMatchObject({ status: 403 });
+    expect(await ask(GET, 'carol', 'Admin', { pathParameters: { productId: 'p-0' } })).toMatchObject({ status: 200 });
+    expect(await ask(GET, 'bob', 'Developer', { pathParameters: { productId: 'p-missing' } })).toMatchObject({ status: 404 });
   });
 });

@@ -13,6 +13,7 @@ import {
   Precondition,
   ProjectionAction,
   ProjectionValue,
+  QueryInput,
   SkafuPlatform,
   StateUpdate,
   StateValue,
@@ -148,6 +149,14 @@ export const inventory: DomainDeclaration = {
   ],
   queries: [
     { name: 'ListProducts', path: 'products', allowedGroups: ['Admin', 'Developer'], readModel: 'products', ownership: { ownerAttribute: 'ownerId', overrideGroups: ['Admin'] } },
+    {
+      name: 'GetProduct',
+      path: 'products/{productId}',
+      allowedGroups: ['Admin', 'Developer'],
+      readModel: 'products',
+      key: { productId: QueryInput.pathParameter('productId') },
+      ownership: { ownerAttribute: 'ownerId', overrideGroups: ['Admin'] },
+    },
   ],
 };
 
