@@ -16,7 +16,7 @@ import { CommandFunction } from './command-function';
 import { AggregateIdSource, DataSource, Precondition, QueryInput, QueryInputType } from './declarations';
 import { QueryFunction } from './query-function';
 import type { AdditionalEvent, CommandGuard, CommandOwnership, DomainRules, QueryOwnership } from './rules';
-import { commandRulesSpec, domainRulesSpec, validateRules } from './rules-synth';
+import { commandRulesSpec, domainRulesSpec, projectionUpcastProblems, validateRules } from './rules-synth';
 import type { SkafuApi } from '../api';
 import type { IErrorBus } from '../error-bus';
 import type { IEventStoreTable } from '../event-store';
@@ -638,5 +638,13 @@ function validate(path: string, props: EventSourcedDomainProps): void {
     if (q.ownership && !/^[A-Za-z_][A-Za-z0-9_]{0,254}$/.test(q.ownership.ownerAttribute)) errors.push(`query ${q.name}: ownership.ownerAttribute '${q.ownership.ownerAttribute}' is not an attribute name`);
   }
   errors.push(...validateRules(commands, props.rules, props.eventTypes ?? [], props.name));
+  const projected = readModels.flatMap((rm) =>
+    rm.projections.map((p) => ({
+      readModel: rm.name,
+      eventType: p.eventType,
+      fields: p.action._values().map((v) => /^data\.([^.]+)/.exec(v._describe())?.[1]).filter((f): f is string => !!f),
+    })),
+  );
+  errors.push(...projectionUpcastProblems(projected, props.rules));
   if (errors.length > 0) throw new Error(`EventSourcedDomain ${path}: ${errors.join('; ')}`);
 }

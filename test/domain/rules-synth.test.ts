@@ -5,7 +5,7 @@
 import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { SkafuPlatform, StateUpdate, StateValue, UpcastStep, type DomainDeclaration } from '../../src';
+import { ProjectionAction, ProjectionValue, SkafuPlatform, StateUpdate, StateValue, UpcastStep, type DomainDeclaration } from '../../src';
 import { decodeDomainSpec } from '../../src/runtime';
 import { inventory } from '../support/inventory';
 
@@ -38,6 +38,17 @@ test('upcasters: a version that cannot be upgraded, one upgraded from the future
     /upcasters\[1\] \(ProductRenamed v2\): ProductRenamed's current version is v2, so there is nothing to upgrade from v2/,
   );
   expect(withRules((d) => rules(d, { upcasters: [...d.rules!.upcasters!, { eventType: 'Nope', fromVersion: 1, steps: [UpcastStep.remove('x')] }] }))).toThrow(/no bundled command emits Nope/);
+  // A projection reading a field that older stored versions do not hold would fail on every old event.
+  const readsName = (d: DomainDeclaration): DomainDeclaration => ({
+    ...d,
+    readModels: [{
+      name: 'names',
+      partitionKey: { name: 'id' },
+      projections: [{ eventType: 'ProductRenamed', action: ProjectionAction.putItem({ key: { id: ProjectionValue.fromEnvelope('aggregateId') }, attributes: { n: ProjectionValue.fromData('name') } }) }],
+    }],
+    queries: [],
+  });
+  expect(withRules(readsName)).toThrow(/read model names: the projection of ProductRenamed reads data\.name, which v1 events do not hold/);
   expect(() => UpcastStep.rename('constructor', 'x')).toThrow(/not a field name/);
   expect(() => UpcastStep.setDefault('x', { a: 1 })).toThrow(/string, a finite number or a boolean/);
 });

@@ -141,8 +141,12 @@ export const inventory: DomainDeclaration = {
           }),
         },
         {
+          // v1 and v2 differ (title / name): the projection keeps the data as stored, with its version.
           eventType: 'ProductRenamed',
-          action: ProjectionAction.updateItem({ key: { productId: ProjectionValue.fromEnvelope('aggregateId') }, set: { name: ProjectionValue.fromData('name') } }),
+          action: ProjectionAction.updateItem({
+            key: { productId: ProjectionValue.fromEnvelope('aggregateId') },
+            set: { renamed: ProjectionValue.dataAsJson(), renamedVersion: ProjectionValue.fromEnvelope('eventVersion') },
+          }),
         },
       ],
     },
