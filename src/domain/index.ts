@@ -487,6 +487,9 @@ export class EventSourcedDomain extends Construct {
       alarm('Api5xxAlarm', 'API 5XX answers', routeMetric('5XXError', 'Sum', '5XX'), 0);
       alarm('ApiLatencyAlarm', 'API p90 latency over 2 s', routeMetric('Latency', 'p90', 'latency p90 (worst route)'), 2000, 3);
     }
+    if (this.reactionDeadLetterQueue) {
+      alarm('ReactionDeadLettersAlarm', 'reactions dead-lettered (redrive them from the queue)', this.reactionDeadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5), statistic: 'Maximum' }), 0);
+    }
     if (this.projections) {
       alarm('ProjectionFailuresAlarm', 'failed projections (reported on the error bus)', this.projections.metricFailedExecutions(), 0);
     }

@@ -276,7 +276,11 @@ export function withPrefix(value: JsonValue, prefix: string | undefined): JsonVa
 export async function loadDeclaredState(store: EventStore, aggregateId: string, fold: DeclaredStateFold): Promise<FoldedState> {
   let from = fold.initial();
   if (fold.spec.snapshotEvery > 0) {
-    const snapshot = await store.loadSnapshot(aggregateId, fold.reducerVersion);
+    // A snapshot is an optimisation: if it cannot be read (throttled, not granted), fold the whole stream.
+    const snapshot = await store.loadSnapshot(aggregateId, fold.reducerVersion).catch((err: unknown) => {
+      console.warn(JSON.stringify({ level: 'WARN', message: 'snapshot not read', aggregateId, error: String(err) }));
+      return undefined;
+    });
     const s = snapshot?.state as { state?: JsonObject; owner?: string | null; aggregateType?: string | null; source?: string | null } | undefined;
     if (snapshot && s && s.state && typeof s.state === 'object') {
       from = {

@@ -156,7 +156,7 @@ describe('SkafuPlatform presets and options', () => {
     // "Throttled" means more than zero throttle events (the metric is filled with 0 when there are none).
     const byId = (id: string) => Object.entries(Template.fromStack(stack).findResources('AWS::CloudWatch::Alarm')).find(([k]) => k.includes(id))![1];
     expect(byId('EventStoreThrottlesAlarm').Properties).toMatchObject({ ComparisonOperator: 'GreaterThanThreshold', Threshold: 0 });
-    expect(domain.alarms.map((a) => a.node.id).sort()).toEqual(['Api5xxAlarm', 'ApiLatencyAlarm', 'CommandsErrorsAlarm', 'CommandsThrottlesAlarm', 'ProjectionFailuresAlarm', 'QueriesErrorsAlarm', 'QueriesThrottlesAlarm']);
+    expect(domain.alarms.map((a) => a.node.id).sort()).toEqual(['Api5xxAlarm', 'ApiLatencyAlarm', 'CommandsErrorsAlarm', 'CommandsThrottlesAlarm', 'ProjectionFailuresAlarm', 'QueriesErrorsAlarm', 'QueriesThrottlesAlarm', 'ReactionDeadLettersAlarm']);
   });
 
   test('declarations that cannot work throw at synth, naming the problem', () => {
