@@ -122,6 +122,11 @@ export class EventUpcaster {
     for (const [type, version] of Object.entries(currentVersions)) this.current.set(type, version);
   }
 
+  /** The upgrade steps of an event type, oldest first (part of a fold's snapshot key). */
+  public stepsFor(eventType: string): UpcasterSpec[] {
+    return [...this.steps.values()].filter((u) => u.eventType === eventType).sort((a, b) => a.fromVersion - b.fromVersion);
+  }
+
   /** The current version of an event type, when declared. */
   public currentVersion(eventType: string): number | undefined {
     return this.current.get(eventType);
@@ -188,7 +193,8 @@ export class DeclaredStateFold {
       this.folds.set(f.eventType, f.updates);
     }
     for (const key of Object.keys(spec.initial)) if (!isSafeField(key)) throw new Error(`state of ${spec.aggregateType}: '${key}' is not a field name`);
-    const versions = Object.fromEntries([...new Set(spec.events.map((e) => e.eventType))].map((t) => [t, upcaster.currentVersion(t) ?? null]));
+    // Snapshots are keyed by everything that shapes the state: the fold, and each folded type's version and upcasts.
+    const versions = [...new Set(spec.events.map((e) => e.eventType))].map((t) => [t, upcaster.currentVersion(t) ?? null, upcaster.stepsFor(t)]);
     this.reducerVersion = `decl-${sha256(canonicalJson([spec.initial, spec.events, versions])).slice(0, 24)}`;
   }
 

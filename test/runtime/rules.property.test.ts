@@ -245,3 +245,10 @@ describe('guard expressions', () => {
     expect(evaluateGuard(parseGuard('state.toString == null && body.hasOwnProperty == null'), scope({}, {}))).toBe(true);
   });
 });
+
+test('a changed upcaster changes the snapshot key: old snapshots are never restored into a different fold', () => {
+  const again = (steps: UpcastStep[]) => new DeclaredStateFold(declared.aggregates![0], new EventUpcaster([{ eventType: 'ProductRenamed', fromVersion: 1, steps: steps.map((s) => s._spec()) }], declared.eventVersions!)).reducerVersion;
+  const base = new DeclaredStateFold(declared.aggregates![0], new EventUpcaster(declared.upcasters!, declared.eventVersions!)).reducerVersion;
+  expect(again([UpcastStep.rename('title', 'name'), UpcastStep.setDefault('locale', 'en')])).toBe(base);
+  expect(again([UpcastStep.rename('title', 'name'), UpcastStep.setDefault('locale', 'fr')])).not.toBe(base);
+});
