@@ -1,5 +1,7 @@
 /**
- * The domains of the original Skafu platform, built only by declaration (no custom code).
+ * The domains of the original Skafu platform, built only by declaration (no custom code), business rules
+ * included: projects fold into a declared state, guard their status and belong to their creator (Admins
+ * override); observability reacts to a project's archival by disabling the project's alerts.
  */
 import { Duration } from 'aws-cdk-lib';
 import {
@@ -9,6 +11,8 @@ import {
   ProjectionAction,
   ProjectionValue,
   QueryInput,
+  StateUpdate,
+  StateValue,
   ValueType,
   type DomainDeclaration,
 } from '../../src';
@@ -80,7 +84,44 @@ export const observability: DomainDeclaration = {
       },
       extraData: { alertId: DataSource.pathParameter('alertId'), triggeredAt: DataSource.requestTime() },
     },
+    {
+      // Issued by the ProjectArchived reaction below (and open to Admins over HTTP).
+      name: 'DisableProjectAlerts',
+      path: 'project-alerts/{projectAlertsId}/disable',
+      allowedGroups: ['Admin'],
+      aggregateType: 'ProjectAlerts',
+      aggregateId: AggregateIdSource.fromPath('projectAlertsId'),
+      eventType: 'ProjectAlertsDisabled',
+      bodySchema: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['projectId'],
+        properties: { projectId: text(300), reason: { type: 'string', maxLength: 200 } },
+      },
+      extraData: { disabledAt: DataSource.requestTime() },
+      guards: [{ name: 'AlertsAlreadyDisabled', condition: "state.status != 'DISABLED'", message: "the project's alerts are already disabled" }],
+    },
   ],
+  rules: {
+    aggregates: [
+      {
+        aggregateType: 'ProjectAlerts',
+        initialState: { status: 'ENABLED' },
+        events: [{ eventType: 'ProjectAlertsDisabled', updates: [StateUpdate.set('status', StateValue.string('DISABLED'))] }],
+      },
+    ],
+    reactions: [
+      {
+        name: 'DisableAlertsOfArchivedProject',
+        sourceDomain: 'projects',
+        eventType: 'ProjectArchived',
+        command: 'DisableProjectAlerts',
+        // The alerts of a project are an aggregate of their own: their id is not the project's.
+        pathParameters: { projectAlertsId: StateValue.fromData('projectId', 'project-alerts-') },
+        body: { projectId: StateValue.fromData('projectId'), reason: StateValue.string('project archived') },
+      },
+    ],
+  },
   readModels: [
     {
       name: 'metrics',
@@ -190,6 +231,8 @@ export const projectManagement: DomainDeclaration = {
       eventType: 'ProjectUpdated',
       bodySchema: projectBody,
       extraData: { projectId: DataSource.pathParameter('projectId'), updatedBy: DataSource.userId() },
+      ownership: { overrideGroups: ['Admin'] },
+      guards: [{ name: 'ProjectArchived', condition: "state.status == 'ACTIVE'", message: 'an archived project cannot be updated' }],
     },
     {
       name: 'ArchiveProject',
@@ -201,8 +244,22 @@ export const projectManagement: DomainDeclaration = {
       eventType: 'ProjectArchived',
       bodySchema: { type: 'object', additionalProperties: false, properties: { reason: { type: 'string', maxLength: 200 } } },
       extraData: { projectId: DataSource.pathParameter('projectId'), archivedBy: DataSource.userId(), archivedAt: DataSource.requestTime() },
+      ownership: { overrideGroups: ['Admin'] },
+      guards: [{ name: 'ProjectAlreadyArchived', condition: "state.status != 'ARCHIVED'", message: 'the project is already archived' }],
     },
   ],
+  rules: {
+    aggregates: [
+      {
+        aggregateType: 'Project',
+        initialState: { status: 'NONE' },
+        events: [
+          { eventType: 'ProjectCreated', updates: [StateUpdate.set('status', StateValue.string('ACTIVE'))] },
+          { eventType: 'ProjectArchived', updates: [StateUpdate.set('status', StateValue.string('ARCHIVED'))] },
+        ],
+      },
+    ],
+  },
   readModels: [
     {
       name: 'projects',
@@ -261,6 +318,8 @@ export const projectManagement: DomainDeclaration = {
       filters: [{ attribute: 'status', parameter: 'status' }],
     },
     { name: 'GetProject', path: 'projects/{projectId}', allowedGroups: READERS, readModel: 'projects', key: { projectId: QueryInput.pathParameter('projectId') } },
+    // The caller's own projects (Admins see all).
+    { name: 'ListMyProjects', path: 'my-projects', allowedGroups: WRITERS, readModel: 'projects', ownership: { ownerAttribute: 'ownerId', overrideGroups: ['Admin'] } },
   ],
 };
 

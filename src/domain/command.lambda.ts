@@ -4,11 +4,14 @@
  * `Idempotency-Key`), and answers 201/202 with `aggregateId`, `eventSequence` and `correlationId`.
  *
  * Answers: 400 invalid JSON or body (with the failing paths, including refused `__proto__`/`constructor` keys),
- * bad id, bad header; 404 aggregate must exist but does not, or the id belongs to an aggregate of another type
- * (answered exactly as a missing id); 409 version conflict, aggregate already exists, idempotency key reused;
- * 413 body too large; 415 not JSON; 503 with Retry-After when an unconditional (no If-Match) append kept losing
- * races on a busy aggregate until the handler's time budget was nearly spent; 500 unexpected (reported on the
- * error bus). Every answer is JSON with the correlation id. Nothing is written for any answer but 201/202.
+ * bad id, bad header; 403 not the aggregate's owner; 404 aggregate must exist but does not, or the id belongs to an
+ * aggregate of another type (answered exactly as a missing id); 409 version conflict, aggregate already exists,
+ * idempotency key reused, or a declared guard failed (`error` is the guard's name); 413 body too large; 415 not
+ * JSON; 503 with Retry-After when an unconditional (no If-Match) append kept losing races on a busy aggregate
+ * until the handler's time budget was nearly spent; 500 unexpected (reported on the error bus). Every answer is
+ * JSON with the correlation id. Nothing is written for any answer but 201/202. Commands with declared rules
+ * (state, guards, ownership, several events) run through CommandRules; an EventBridge event is a declared
+ * reaction (see reactions.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
@@ -17,7 +20,9 @@ import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import Ajv, { type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import { CommandRules, RuleRejection } from './command-rules';
 import { Responder, requestCorrelationId } from './http-response';
+import { isReactionEvent, runReaction } from './reactions';
 import { powertools, traced, type Powertools } from '../internal/powertools';
 import { canonicalJson, sha256 } from '../runtime/canonical-json';
 import { decodeDomainSpec, type CommandSpec, type DomainSpec } from '../runtime/domain-spec';
@@ -66,6 +71,7 @@ export function createCommandHandler(deps: CommandHandlerDeps) {
   const responder = new Responder(deps.corsOrigins ?? []);
   const ajv = new Ajv({ allErrors: true, strict: false, coerceTypes: false, useDefaults: false });
   addFormats(ajv);
+  const rules = new CommandRules(spec, store);
   const commands = new Map<string, { spec: CommandSpec; validate: ValidateFunction }>();
   for (const command of spec.commands) {
     commands.set(`${command.method} ${command.resource}`, { spec: command, validate: ajv.compile(command.schema) });
@@ -82,11 +88,11 @@ export function createCommandHandler(deps: CommandHandlerDeps) {
       tools.metrics.addMetric('CommandAccepted', MetricUnit.Count, 1);
       return result;
     } catch (err) {
-      if (err instanceof Rejection) {
+      if (err instanceof Rejection || err instanceof RuleRejection) {
         // 'message' is a key the Powertools logger reserves (it drops it and warns): the reason goes under 'reason'.
         tools.logger.info('command rejected', { command: found?.spec.name, status: err.status, error: err.error, reason: err.message });
         tools.metrics.addMetric('CommandRejected', MetricUnit.Count, 1);
-        return responder.json(event, err.status, { error: err.error, message: err.message, ...err.extra }, correlationId, err.headers);
+        return responder.json(event, err.status, { error: err.error, message: err.message, ...err.extra }, correlationId, err instanceof Rejection ? err.headers : {});
       }
       tools.logger.error('command failed', { command: found?.spec.name, error: err as Error });
       tools.metrics.addMetric('CommandFailed', MetricUnit.Count, 1);
@@ -139,30 +145,62 @@ export function createCommandHandler(deps: CommandHandlerDeps) {
       Object.defineProperty(data, field, { value, enumerable: true, writable: true, configurable: true });
     }
     const remaining = context?.getRemainingTimeInMillis?.() ?? DEFAULT_BUDGET_MS - (Date.now() - started);
+    const events = [
+      { eventType: command.eventType, eventVersion: command.eventVersion, data },
+      ...(command.additionalEvents ?? []).map((e) => {
+        const extra: JsonObject = { ...(e.includeBody ? (body as JsonObject) : {}) };
+        for (const [field, source] of Object.entries(e.extraData)) {
+          Object.defineProperty(extra, field, { value: dataValue(source, event, aggregateId, userId), enumerable: true, writable: true, configurable: true });
+        }
+        return { eventType: e.eventType, eventVersion: e.eventVersion, data: extra };
+      }),
+    ];
+    // Scoped per command and user (the store scopes it per domain): one client's key never replays another's
+    // result. Each part is length-delimited before hashing, so no choice of user id and key can collide.
+    const scopedKey = idempotencyKey ? idempotencyScope(command.name, userId ?? null, idempotencyKey) : undefined;
+    const fingerprint = sha256(canonicalJson([command.name, event.pathParameters ?? {}, body]));
     try {
       const expectedVersion = await resolveExpectedVersion(command, event, aggregateId);
-      const result = await store.append(aggregateId, [{ eventType: command.eventType, eventVersion: command.eventVersion, data }], {
-        expectedVersion,
-        aggregateType: command.aggregateType,
+      const append = {
         correlationId,
         causationId: event.requestContext?.requestId ?? correlationId,
-        // Scoped per command and user (the store scopes it per domain): one client's key never replays another's
-        // result. Each part is length-delimited before hashing, so no choice of user id and key can collide.
-        idempotencyKey: idempotencyKey ? idempotencyScope(command.name, userId ?? null, idempotencyKey) : undefined,
+        idempotencyKey: scopedKey,
         deadline: Date.now() + Math.max(0, remaining - ANSWER_MARGIN_MS),
         // The request, not the event: a retried create generates a new id and time, and is still the same request.
-        requestFingerprint: sha256(canonicalJson([command.name, event.pathParameters ?? {}, body])),
+        requestFingerprint: fingerprint,
         metadata: {
           ...(userId ? { userId } : {}),
           ...(event.requestContext?.requestId ? { requestId: event.requestContext.requestId } : {}),
           command: command.name,
         },
-      });
+      };
+      const result = rules.applies(command) || isSystemRequest(event)
+        ? await rules.run({
+          command,
+          aggregateId,
+          ifMatch: typeof expectedVersion === 'number' ? expectedVersion : undefined,
+          body: body as JsonObject,
+          events,
+          user: { id: userId ?? null, groups: groupsOf(event) },
+          system: isSystemRequest(event),
+          commandId: scopedKey,
+          fingerprint,
+          append,
+        })
+        : await store.append(aggregateId, events, { ...append, expectedVersion, aggregateType: command.aggregateType });
       const [committed] = result.events;
       return responder.json(
         event,
         result.firstSequence === 1 ? 201 : 202,
-        { aggregateId: result.aggregateId, eventSequence: committed.eventSequence, eventId: committed.eventId, eventType: committed.eventType },
+        {
+          aggregateId: result.aggregateId,
+          eventSequence: committed.eventSequence,
+          eventId: committed.eventId,
+          eventType: committed.eventType,
+          ...(result.events.length > 1
+            ? { events: result.events.map((e) => ({ eventId: e.eventId, eventType: e.eventType, eventSequence: e.eventSequence })) }
+            : {}),
+        },
         correlationId,
         { ETag: `"${result.nextExpectedVersion}"`, ...(result.idempotentReplay ? { 'Idempotent-Replayed': 'true' } : {}) },
       );
@@ -263,6 +301,16 @@ export function createCommandHandler(deps: CommandHandlerDeps) {
   }
 }
 
+function groupsOf(event: APIGatewayProxyEvent): string[] {
+  const groups = (event.requestContext?.authorizer as Record<string, unknown> | undefined)?.groups;
+  return typeof groups === 'string' ? groups.split(',').map((g) => g.trim()).filter(Boolean) : [];
+}
+
+/** A reaction's request, built by the handler itself from an EventBridge event (never reachable over HTTP). */
+function isSystemRequest(event: APIGatewayProxyEvent): boolean {
+  return (event.requestContext?.authorizer as Record<string, unknown> | undefined)?.skafuReaction === true;
+}
+
 function userIdOf(event: APIGatewayProxyEvent): string | undefined {
   const id = (event.requestContext?.authorizer as Record<string, unknown> | undefined)?.userId;
   return typeof id === 'string' && id.length > 0 ? id : undefined;
@@ -302,7 +350,9 @@ function bodyText(event: APIGatewayProxyEvent): string | null {
 
 let instance: ReturnType<typeof createCommandHandler> | undefined;
 
-export const handler = async (event: APIGatewayProxyEvent, context: Context): Promise<APIGatewayProxyResult> => {
+let reactionReporter: ErrorReporter | undefined;
+
+export const handler = async (event: APIGatewayProxyEvent, context: Context): Promise<APIGatewayProxyResult | void> => {
   if (!instance) {
     const tools = powertools(`skafu-${process.env.SKAFU_DOMAIN ?? 'domain'}-commands`);
     const spec = decodeDomainSpec(process.env.SKAFU_DOMAIN_SPEC ?? '');
@@ -313,6 +363,8 @@ export const handler = async (event: APIGatewayProxyEvent, context: Context): Pr
       reporter: new ErrorReporter({ component: spec.domain, client: traced(tools, new EventBridgeClient({})) }),
       corsOrigins: (process.env.SKAFU_CORS_ORIGINS ?? '').split(',').filter(Boolean),
     });
+    reactionReporter = new ErrorReporter({ component: `${spec.domain}-reactions`, client: traced(tools, new EventBridgeClient({})) });
   }
+  if (isReactionEvent(event)) return runReaction(decodeDomainSpec(process.env.SKAFU_DOMAIN_SPEC ?? ''), event, instance, reactionReporter!, context);
   return instance(event, context);
 };

@@ -2,26 +2,34 @@ import { Aws, Duration } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
-import type * as events from 'aws-cdk-lib/aws-events';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sns from 'aws-cdk-lib/aws-sns';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { CommandFunction } from './command-function';
 import { AggregateIdSource, DataSource, Precondition, QueryInput, QueryInputType } from './declarations';
 import { QueryFunction } from './query-function';
+import type { AdditionalEvent, CommandGuard, CommandOwnership, DomainRules, QueryOwnership } from './rules';
+import { commandRulesSpec, domainRulesSpec, projectionUpcastProblems, validateRules } from './rules-synth';
 import type { SkafuApi } from '../api';
 import type { IErrorBus } from '../error-bus';
 import type { IEventStoreTable } from '../event-store';
 import { thresholdAlarm } from '../internal/alarms';
 import { acknowledgeHandlerRole, handlerOptions } from '../internal/handler';
+import { acknowledgeNag } from '../internal/nag';
+import { skafuQueue } from '../internal/queues';
 import { ProjectionAction, ProjectionStateMachine, ReadModelTable, type ReadModelTableProps } from '../projections';
 import { encodeDomainSpec, readModelEnvName, type CommandSpec, type DomainSpec, type QuerySpec } from '../runtime/domain-spec';
 import { FORBIDDEN_KEYS } from '../runtime/validation';
 
 export * from './declarations';
+export * from './rules';
 
 /** A command of a domain: a route that appends one event. */
 export interface CommandDefinition {
@@ -83,6 +91,23 @@ export interface CommandDefinition {
    * @default - none
    */
   readonly secrets?: secretsmanager.ISecret[];
+  /**
+   * Conditions over the aggregate's declared state, the body and the user that must hold before the command
+   * appends; a failed guard answers 409 with the guard's name and writes nothing (bundled handler only).
+   * @default - none
+   */
+  readonly guards?: CommandGuard[];
+  /**
+   * Only the aggregate's creator (the user id recorded on its first event), or a member of an override group,
+   * may run the command; others get 403 NotOwner (bundled handler only).
+   * @default - any caller the route's groups allow
+   */
+  readonly ownership?: CommandOwnership;
+  /**
+   * More events appended with the first, in one atomic commit (bundled handler only).
+   * @default - only `eventType`
+   */
+  readonly additionalEvents?: AdditionalEvent[];
 }
 
 /** A sort key range read from two query-string parameters. */
@@ -189,6 +214,12 @@ export interface QueryDefinition {
    * @default - none
    */
   readonly secrets?: secretsmanager.ISecret[];
+  /**
+   * Object-level authorization (bundled handler only): a get answers 403 NotOwner for another user's item, and a
+   * list returns only the caller's items, unless the caller is in an override group.
+   * @default - every item is visible to the route's groups
+   */
+  readonly ownership?: QueryOwnership;
 }
 
 /** A projection of a read model: an event type and what it does. */
@@ -269,6 +300,11 @@ export interface EventSourcedDomainProps {
    * @default - the commands' event types only
    */
   readonly eventTypes?: string[];
+  /**
+   * Business rules: declared aggregate states, event schema upcasters, and reactions to other domains' events.
+   * @default - none
+   */
+  readonly rules?: DomainRules;
 }
 
 const DOMAIN = /^[a-z][a-z0-9-]{0,30}$/;
@@ -296,6 +332,10 @@ export class EventSourcedDomain extends Construct {
   public readonly alarms: cloudwatch.Alarm[] = [];
   /** The domain's event types (what its commands emit, plus `eventTypes`). */
   public readonly eventTypes: string[];
+  /** The rules of the domain's reactions, by reaction name. */
+  public readonly reactionRules: Record<string, events.Rule> = {};
+  /** Reaction deliveries that failed every retry (EventBridge delivery and Lambda's asynchronous retries). */
+  public readonly reactionDeadLetterQueue?: sqs.Queue;
 
   /**
    * @param scope the construct it belongs to
@@ -311,7 +351,8 @@ export class EventSourcedDomain extends Construct {
     this.domainName = props.name;
     const platform = props.platform;
     const environment = platform.environment ?? 'development';
-    this.eventTypes = [...new Set([...commands.map((c) => c.eventType), ...(props.eventTypes ?? [])])];
+    const emitted = commands.flatMap((c) => [c.eventType, ...(c.additionalEvents ?? []).map((e) => e.eventType)]);
+    this.eventTypes = [...new Set([...emitted, ...(props.eventTypes ?? [])])];
     const settings = { logRetention: platform.logRetention, logLevel: platform.logLevel };
     const baseEnv = {
       SKAFU_DOMAIN: props.name,
@@ -344,7 +385,8 @@ export class EventSourcedDomain extends Construct {
     const commandSpecs: CommandSpec[] = commands.filter((c) => !c.handler).map((c) => commandSpec(c, resource(c.path)));
     const readModelOf = (q: QueryDefinition) => readModels.find((r) => r.name === q.readModel);
     const querySpecs: QuerySpec[] = queries.filter((q) => !q.handler).map((q) => querySpec(q, resource(q.path), readModelOf(q)));
-    const spec: DomainSpec = { domain: props.name, commands: commandSpecs, queries: querySpecs };
+    const rulesSpec = domainRulesSpec(commands.filter((c) => !c.handler), props.rules);
+    const spec: DomainSpec = { domain: props.name, commands: commandSpecs, queries: querySpecs, ...rulesSpec };
     const encodedSpec = encodeDomainSpec(spec);
     if (encodedSpec.length > 2800) {
       throw new Error(`EventSourcedDomain ${this.node.path}: the declarations encode to ${encodedSpec.length} bytes, over the 2800 a handler's environment allows; move commands with large schemas to a second domain`);
@@ -365,6 +407,7 @@ export class EventSourcedDomain extends Construct {
       platform.errorBus.grantPutErrors(fn);
       acknowledgeHandlerRole(options.role);
       this.commandFunction = fn;
+      this.reactionDeadLetterQueue = this.addReactions(props, fn, spec);
     }
     if (querySpecs.length > 0) {
       const tableEnv = Object.fromEntries(querySpecs.map((q) => [readModelEnvName(q.readModel), this.readModels[q.readModel].tableName]));
@@ -386,7 +429,8 @@ export class EventSourcedDomain extends Construct {
     // Routes.
     for (const command of commands) {
       const fn = command.handler ?? this.commandFunction!;
-      if (command.handler) this.wireCustomHandler(command.handler, baseEnv, platform, 'command');
+      // The domain spec lets a custom handler use the declared fold (DeclaredStateFold.fromEnvironment).
+      if (command.handler) this.wireCustomHandler(command.handler, { ...baseEnv, SKAFU_DOMAIN_SPEC: encodedSpec }, platform, 'command');
       this.grantSecrets(fn, command.secrets);
       platform.api.addRoute(command.method ?? 'POST', `${props.name}/${trimSlashes(command.path)}`, integration(fn), {
         allowedGroups: command.allowedGroups,
@@ -444,6 +488,33 @@ export class EventSourcedDomain extends Construct {
       actions: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:Scan'],
       resourceArns: [readModel.tableArn, ...readModel.indexNames.map((i) => `${readModel.tableArn}/index/${i}`)],
     });
+  }
+
+  /**
+   * One EventBridge rule per declared reaction, on the platform bus, invoking the command handler. Delivery:
+   * EventBridge retries for up to 24 hours and then dead-letters; the handler's asynchronous invocations are
+   * retried twice by Lambda and then sent to the same queue. Business refusals are reported on the error bus.
+   */
+  private addReactions(props: EventSourcedDomainProps, fn: lambda.Function, spec: DomainSpec): sqs.Queue | undefined {
+    const reactions = props.rules?.reactions ?? [];
+    if (reactions.length === 0) return undefined;
+    const dlq = skafuQueue(this, 'ReactionDeadLetters');
+    acknowledgeNag(dlq, [{ id: 'AwsSolutions-SQS3', reason: 'This queue is itself the dead-letter queue of the reaction rules and of the command handler\'s asynchronous invocations.' }]);
+    fn.configureAsyncInvoke({ retryAttempts: 2, maxEventAge: Duration.hours(6), onFailure: new destinations.SqsDestination(dlq) });
+    for (const r of reactions) {
+      const command = spec.commands.find((c) => c.name === r.command)!;
+      this.reactionRules[r.name] = new events.Rule(this, `Reaction${r.name}`, {
+        eventBus: props.platform.eventBus,
+        description: `Skafu ${props.name}: ${r.sourceDomain} ${r.eventType} issues ${command.name}`,
+        eventPattern: {
+          source: [`skafu.${r.sourceDomain}`],
+          detailType: [r.eventType],
+          ...(r.dataPattern ? { detail: { data: r.dataPattern } } : {}),
+        },
+        targets: [new targets.LambdaFunction(fn, { retryAttempts: 185, maxEventAge: Duration.hours(24), deadLetterQueue: dlq })],
+      });
+    }
+    return dlq;
   }
 
   private wireCustomHandler(fn: lambda.IFunction, env: Record<string, string>, platform: DomainPlatformRefs, kind: 'command' | 'query'): void {
@@ -518,6 +589,9 @@ export class EventSourcedDomain extends Construct {
       alarm('Api5xxAlarm', 'API 5XX answers', routeMetric('5XXError', 'Sum', '5XX'), 0);
       alarm('ApiLatencyAlarm', 'API p90 latency over 2 s', routeMetric('Latency', 'p90', 'latency p90 (worst route)'), 2000, 3);
     }
+    if (this.reactionDeadLetterQueue) {
+      alarm('ReactionDeadLettersAlarm', 'reactions dead-lettered (redrive them from the queue)', this.reactionDeadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5), statistic: 'Maximum' }), 0);
+    }
     if (this.projections) {
       alarm('ProjectionFailuresAlarm', 'failed projections (reported on the error bus)', this.projections.metricFailedExecutions(), 0);
     }
@@ -579,6 +653,7 @@ function commandSpec(c: CommandDefinition, resource: string): CommandSpec {
     schema: c.bodySchema ?? { type: 'object', additionalProperties: false },
     extraData: Object.fromEntries(Object.entries(c.extraData ?? {}).map(([k, v]) => [k, v._spec()])),
     maxBodyBytes: c.maxBodyBytes ?? 100 * 1024,
+    ...commandRulesSpec(c),
   };
 }
 
@@ -607,6 +682,7 @@ function querySpec(q: QueryDefinition, resource: string, readModel?: ReadModelDe
     maxPageSize: q.maxPageSize ?? 100,
     newestFirst: q.newestFirst ?? false,
     startKey: readModel ? startKey : undefined,
+    ...(q.ownership ? { ownerAttribute: q.ownership.ownerAttribute, ownerOverrideGroups: [...(q.ownership.overrideGroups ?? [])] } : {}),
   };
 }
 
@@ -658,7 +734,8 @@ function validate(path: string, props: EventSourcedDomainProps): void {
   }
   for (const rm of readModels) {
     for (const p of rm.projections) {
-      if (!commands.some((c) => c.eventType === p.eventType) && !(props.eventTypes ?? []).includes(p.eventType)) {
+      const emits = (c: CommandDefinition) => c.eventType === p.eventType || (c.additionalEvents ?? []).some((e) => e.eventType === p.eventType);
+      if (!commands.some(emits) && !(props.eventTypes ?? []).includes(p.eventType)) {
         errors.push(`read model ${rm.name}: projection of '${p.eventType}', which no command emits (declare it in eventTypes if a custom handler does)`);
       }
       // A path missing from an event fails a Step Functions execution with States.Runtime, which no Catch can
@@ -672,5 +749,18 @@ function validate(path: string, props: EventSourcedDomainProps): void {
       }
     }
   }
+  for (const q of queries) {
+    if (q.ownership && q.handler) errors.push(`query ${q.name}: ownership is enforced by the bundled handler; a custom handler enforces its own`);
+    if (q.ownership && !/^[A-Za-z_][A-Za-z0-9_]{0,254}$/.test(q.ownership.ownerAttribute)) errors.push(`query ${q.name}: ownership.ownerAttribute '${q.ownership.ownerAttribute}' is not an attribute name`);
+  }
+  errors.push(...validateRules(commands, props.rules, props.eventTypes ?? [], props.name));
+  const projected = readModels.flatMap((rm) =>
+    rm.projections.map((p) => ({
+      readModel: rm.name,
+      eventType: p.eventType,
+      fields: p.action._values().map((v) => /^data\.([^.]+)/.exec(v._describe())?.[1]).filter((f): f is string => !!f),
+    })),
+  );
+  errors.push(...projectionUpcastProblems(projected, props.rules));
   if (errors.length > 0) throw new Error(`EventSourcedDomain ${path}: ${errors.join('; ')}`);
 }

@@ -15,6 +15,7 @@ import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { DynamoDBDocumentClient, GetCommand, QueryCommand, ScanCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { Responder, requestCorrelationId } from './http-response';
+import { OwnershipRefusal, checkItemOwner, ownerCondition } from './query-ownership';
 import { powertools, traced, type Powertools } from '../internal/powertools';
 import { decodeDomainSpec, readModelEnvName, type DomainSpec, type InputSpec, type QuerySpec } from '../runtime/domain-spec';
 import { ErrorReporter } from '../runtime/error-reporter';
@@ -74,6 +75,7 @@ export function createQueryHandler(deps: QueryHandlerDeps) {
         );
         const out = await doc.send(new GetCommand({ TableName: table, Key: key }));
         if (!out.Item) return responder.error(event, 404, 'NotFound', `no ${query.readModel} item for ${JSON.stringify(key)}`, correlationId);
+        checkItemOwner(query, event, out.Item);
         return responder.json(event, 200, { item: out.Item }, correlationId);
       }
       const page = await list(query, table, event);
@@ -87,6 +89,7 @@ export function createQueryHandler(deps: QueryHandlerDeps) {
         // A token that passed the checks but still does not fit (DynamoDB's own check): still the client's token.
         return responder.error(event, 400, 'InvalidNextToken', INVALID_TOKEN, correlationId, { parameter: 'nextToken' });
       }
+      if (err instanceof OwnershipRefusal) return responder.error(event, 403, 'NotOwner', err.message, correlationId);
       tools.logger.error('query failed', { query: query?.name, correlationId, error: err as Error });
       await deps.reporter.report(err, {
         correlationId,
@@ -146,6 +149,12 @@ export function createQueryHandler(deps: QueryHandlerDeps) {
     }
     const tokenParam = own(params, 'nextToken');
     const startKey = tokenParam !== undefined ? decodeToken(tokenParam, query, values[':pk'] as string | number | undefined, bounds) : undefined;
+    const owner = ownerCondition(query, event);
+    if (owner) {
+      names['#owner'] = owner.attribute;
+      values[':owner'] = owner.userId;
+      filters.push('#owner = :owner');
+    }
     const common = {
       TableName: table,
       IndexName: query.index,

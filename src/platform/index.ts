@@ -6,7 +6,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { SkafuApi, type ThrottleSettings } from '../api';
-import { EventSourcedDomain, type CommandDefinition, type DomainPlatformRefs, type QueryDefinition, type ReadModelDefinition } from '../domain';
+import { EventSourcedDomain, type CommandDefinition, type DomainPlatformRefs, type DomainRules, type QueryDefinition, type ReadModelDefinition } from '../domain';
 import { ErrorBus } from '../error-bus';
 import { DomainEventBus } from '../event-bus';
 import { EventStoreTable } from '../event-store';
@@ -122,6 +122,8 @@ export interface DomainDeclaration {
    * @default - the commands' event types
    */
   readonly eventTypes?: string[];
+  /** Business rules (declared states, upcasters, reactions). @default - none */
+  readonly rules?: DomainRules;
 }
 
 const PRESETS = {

@@ -1,4 +1,5 @@
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import type { AggregateStateSpec, StateValueSpec, UpcasterSpec } from './state-fold';
 
 /** Where a command's aggregate id comes from. */
 export type AggregateIdSpec =
@@ -30,6 +31,32 @@ export interface CommandSpec {
   readonly schema: Record<string, unknown>;
   readonly extraData: Record<string, DataSourceSpec>;
   readonly maxBodyBytes: number;
+  /** Conditions over `{ state, body, user, stream }` checked before appending (see guards.ts). */
+  readonly guards?: ReadonlyArray<{ readonly name: string; readonly message: string; readonly expression: string }>;
+  /** Only the aggregate's creator (or a member of an override group) may run the command. */
+  readonly ownership?: { readonly overrideGroups: string[] };
+  /** Events appended after the first one, in the same atomic commit. */
+  readonly additionalEvents?: ReadonlyArray<{
+    readonly eventType: string;
+    readonly eventVersion: number;
+    readonly includeBody: boolean;
+    readonly extraData: Record<string, DataSourceSpec>;
+  }>;
+}
+
+/** A value of a reaction's command input, read from the triggering event. */
+export type ReactionValueSpec = StateValueSpec;
+
+/** An event of another domain that issues one of this domain's commands. */
+export interface ReactionSpec {
+  /** The rule's name in the domain, also part of the command id. */
+  readonly name: string;
+  readonly source: string;
+  readonly eventType: string;
+  /** The command's name (a bundled command of this domain). */
+  readonly command: string;
+  readonly pathParameters: Record<string, ReactionValueSpec>;
+  readonly body: Record<string, ReactionValueSpec>;
 }
 
 /** A query input: a path parameter, a query-string parameter, or a constant. */
@@ -61,12 +88,24 @@ export interface QuerySpec {
    * the query reads one. A list's `nextToken` must hold exactly these. Absent in specs made before it existed.
    */
   readonly startKey?: Array<{ readonly name: string; readonly type: 'S' | 'N' | 'B' }>;
+  /** Object-level authorization: the item attribute holding its owner's user id. */
+  readonly ownerAttribute?: string;
+  /** Groups that see and read every item. */
+  readonly ownerOverrideGroups?: string[];
 }
 
 export interface DomainSpec {
   readonly domain: string;
   readonly commands: CommandSpec[];
   readonly queries: QuerySpec[];
+  /** Declared aggregate states. */
+  readonly aggregates?: AggregateStateSpec[];
+  /** Event schema upgrades. */
+  readonly upcasters?: UpcasterSpec[];
+  /** The current schema version of each event type the domain's commands emit. */
+  readonly eventVersions?: Record<string, number>;
+  /** Events of other domains that issue this domain's commands. */
+  readonly reactions?: ReactionSpec[];
 }
 
 /** Compressed for an environment variable (Lambda allows 4 KB of them in all). */

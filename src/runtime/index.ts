@@ -17,3 +17,5 @@ export * from './holds';
 export * from './http';
 export * from './routes';
 export * from './domain-spec';
+export * from './guards';
+export * from './state-fold';

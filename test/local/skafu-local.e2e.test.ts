@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { buildExampleApp } from '../../examples/platform/app';
 import { DemoClient, runScenario } from '../../local/src/demo';
 import { SkafuLocal } from '../../local/src/skafu-local';
+import { EventStore } from '../../src/runtime';
 
 let local: SkafuLocal;
 let api: DemoClient;
@@ -32,7 +33,7 @@ afterAll(() => local?.stop());
 test('start-up: progress, the route table with groups, and what is not emulated, by name', () => {
   expect(lines).toEqual(expect.arrayContaining([expect.stringMatching(/^ {2}table Skafu-development-PlatformEventStoreTable/), expect.stringMatching(/^Routes:$/)]));
   expect(lines.find((l) => l.includes('POST   /api/v1/observability/alerts/{alertId}/trigger'))).toMatch(/Admin, Developer$/);
-  expect(local.routes).toHaveLength(11);
+  expect(local.routes).toHaveLength(13);
   expect(local.unsupported.map((u) => u.type)).toEqual(expect.arrayContaining(['AWS::CloudWatch::Alarm', 'AWS::CloudWatch::Dashboard', 'AWS::IAM::Role']));
   expect(lines).toEqual(expect.arrayContaining([expect.stringMatching(/^ {2}AWS::CloudWatch::Alarm x\d+: alarms need CloudWatch metrics/)]));
   expect(Object.keys(local.tokens).sort()).toEqual(['Admin', 'Developer', 'NoGroup', 'Viewer']);
@@ -52,7 +53,8 @@ test('every command of both domains: command -> store -> stream -> publisher -> 
   expect(trigger.status).toBe(202);
   const metric = await api.call('POST', '/api/v1/observability/metrics', { as: 'Developer', body: { name: 'disk', value: 81, unit: 'Percent', source: 'e2e' } });
   expect(metric.status).toBe(201);
-  const project = await api.call('POST', '/api/v1/projects/projects', { as: 'Admin', body: { name: 'Gemini', description: 'two', templateId: 'tpl' } });
+  // Created by the Developer who updates and archives it: projects belong to their creator (Admins override).
+  const project = await api.call('POST', '/api/v1/projects/projects', { as: 'Developer', body: { name: 'Gemini', description: 'two', templateId: 'tpl' } });
   expect(project.status).toBe(201);
   const update = await api.call('PUT', `/api/v1/projects/projects/${project.body.aggregateId}`, { as: 'Developer', body: { name: 'Gemini II', description: 'three' } });
   expect(update.status).toBe(202);
@@ -134,4 +136,65 @@ test('idempotent retry over HTTP: the same Idempotency-Key creates one project',
   expect(retry.headers.get('idempotent-replayed')).toBe('true');
   await local.settle();
   expect(local.events.filter((e) => e.detail?.aggregateId === first.body.aggregateId)).toHaveLength(1);
+});
+
+// Declared business rules over HTTP (issue 15): ownership, guards, and the ProjectArchived reaction.
+const create = async (as: string, name: string) => {
+  const res = await api.call('POST', '/api/v1/projects/projects', { as, body: { name, description: 'e2e', templateId: 'tpl' } });
+  expect(res.status).toBe(201);
+  return res.body.aggregateId as string;
+};
+const eventStore = () => new EventStore({ tableName: Object.entries(local.tables).find(([p]) => /EventStore/.test(p))![1], client: local.client, domain: 'observability' });
+const alertsDisabled = async (projectId: string) => (await eventStore().load(`project-alerts-${projectId}`)).filter((e) => e.eventType === 'ProjectAlertsDisabled');
+const until = async (check: () => Promise<boolean>, timeoutMs = 30_000) => {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+};
+
+test('ownership and guards over HTTP: 403 NotOwner for another user, Admin overrides, 409 with the guard name', async () => {
+  const byAdmin = await create('Admin', 'Admin project');
+  const update = { name: 'Renamed', description: 'x' };
+  const refused = await api.call('PUT', `/api/v1/projects/projects/${byAdmin}`, { as: 'Developer', body: update });
+  expect(refused).toMatchObject({ status: 403, body: { error: 'NotOwner', correlationId: expect.stringMatching(/^e2e-/) } });
+  const mine = await create('Developer', 'Developer project');
+  expect((await api.call('PUT', `/api/v1/projects/projects/${mine}`, { as: 'Admin', body: update })).status).toBe(202);
+  expect((await api.call('POST', `/api/v1/projects/projects/${mine}/archive`, { as: 'Developer', body: {} })).status).toBe(202);
+  const twice = await api.call('POST', `/api/v1/projects/projects/${mine}/archive`, { as: 'Developer', body: {} });
+  expect(twice).toMatchObject({ status: 409, body: { error: 'ProjectAlreadyArchived', message: 'the project is already archived' } });
+  const afterArchive = await api.call('PUT', `/api/v1/projects/projects/${mine}`, { as: 'Developer', body: update });
+  expect(afterArchive).toMatchObject({ status: 409, body: { error: 'ProjectArchived' } });
+  expect((await eventStore().load(byAdmin)).map((e) => e.eventType)).toEqual(['ProjectCreated']);
+  expect((await eventStore().load(mine)).map((e) => e.eventType)).toEqual(['ProjectCreated', 'ProjectUpdated', 'ProjectArchived']);
+
+  // My projects: the Developer's own only; an Admin sees every project.
+  const my = await api.until('/api/v1/projects/my-projects?limit=100', 'Developer', (r) => (r.body.items ?? []).some((p: { projectId: string }) => p.projectId === mine));
+  expect(my.body.items.map((p: { projectId: string }) => p.projectId)).not.toContain(byAdmin);
+  expect(my.body.items.every((p: { ownerId: string }) => p.ownerId === my.body.items[0].ownerId)).toBe(true);
+  const all = await api.until('/api/v1/projects/my-projects?limit=100', 'Admin', (r) => (r.body.items ?? []).some((p: { projectId: string }) => p.projectId === byAdmin));
+  expect(all.body.items.map((p: { projectId: string }) => p.projectId)).toEqual(expect.arrayContaining([byAdmin, mine]));
+});
+
+test('ProjectArchived disables the project\'s alerts in observability, once, delivered twice and out of order', async () => {
+  const a = await create('Developer', 'A');
+  const b = await create('Developer', 'B');
+  for (const id of [a, b]) expect((await api.call('POST', `/api/v1/projects/projects/${id}/archive`, { as: 'Developer', body: { reason: 'done' } })).status).toBe(202);
+  await until(async () => (await alertsDisabled(a)).length > 0 && (await alertsDisabled(b)).length > 0);
+  const archived = (id: string) => local.events.find((e) => e['detail-type'] === 'ProjectArchived' && e.detail.aggregateId === id)!;
+  for (const id of [a, b]) {
+    const [disabled] = await alertsDisabled(id);
+    expect(disabled).toMatchObject({
+      source: 'skafu.observability',
+      aggregateType: 'ProjectAlerts',
+      causationId: archived(id).detail.eventId,
+      correlationId: archived(id).detail.correlationId,
+      data: { projectId: id, reason: 'project archived' },
+    });
+  }
+  // Redelivered, B before A, twice each.
+  const redeliver = (id: string) => local.putEvents([{ EventBusName: 'skafu-events-development', Source: 'skafu.projects', DetailType: 'ProjectArchived', Detail: JSON.stringify(archived(id).detail) }]);
+  for (const id of [b, a, b, a]) await redeliver(id);
+  await local.settle(20_000);
+  expect((await alertsDisabled(a)).length).toBe(1);
+  expect((await alertsDisabled(b)).length).toBe(1);
+  expect(local.errors.filter((e) => e.errorType === 'ReactionRejected' || /reaction/i.test(String(e.message)))).toEqual([]);
 });

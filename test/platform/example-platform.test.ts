@@ -47,15 +47,32 @@ test('each domain lives in its own nested stack with its handlers, read models, 
     expect(resourcesOf(t, 'AWS::ApiGateway::Method').filter((m) => m.Properties.HttpMethod !== 'OPTIONS').every((m) => m.Properties.AuthorizationType === 'CUSTOM')).toBe(true);
   }
   const obs = nested.find(([, t]) => resourcesOf(t, 'AWS::CloudWatch::Dashboard')[0].Properties.DashboardName.includes('observability'))![1];
-  expect(resourcesOf(obs, 'AWS::ApiGateway::Method').filter((m) => m.Properties.HttpMethod !== 'OPTIONS')).toHaveLength(6);
-  expect(resourcesOf(obs, 'AWS::Events::Rule')[0].Properties.EventPattern).toEqual({
+  expect(resourcesOf(obs, 'AWS::ApiGateway::Method').filter((m) => m.Properties.HttpMethod !== 'OPTIONS')).toHaveLength(7);
+  expect(resourcesOf(obs, 'AWS::Events::Rule').find((r) => r.Properties.EventPattern.source[0] === 'skafu.observability').Properties.EventPattern).toEqual({
     'source': ['skafu.observability'],
-    'detail-type': ['MetricCollected', 'AlertCreated', 'AlertTriggered'],
+    'detail-type': ['MetricCollected', 'AlertCreated', 'AlertTriggered', 'ProjectAlertsDisabled'],
   });
   expect(resourcesOf(obs, 'AWS::DynamoDB::Table').find((t) => t.Properties.TimeToLiveSpecification)?.Properties.TimeToLiveSpecification).toEqual({ AttributeName: 'expiresAt', Enabled: true });
   // The parent stays small: the API's deployment depends on the domains' stacks.
   const [deployment] = Object.entries(parent.Resources as Record<string, any>).filter(([, r]) => r.Type === 'AWS::ApiGateway::Deployment');
   expect(deployment[1].DependsOn).toEqual(expect.arrayContaining(nested.map(([f]) => expect.stringContaining(f.split('.')[0].replace(/^Skafudevelopment/, '').slice(0, 20)))));
+});
+
+test('observability reacts to ProjectArchived: a rule in its own stack, on the platform bus, with retries and a dead-letter queue', () => {
+  const obs = nested.find(([, t]) => resourcesOf(t, 'AWS::CloudWatch::Dashboard')[0].Properties.DashboardName.includes('observability'))![1];
+  const pm = nested.find(([, t]) => resourcesOf(t, 'AWS::CloudWatch::Dashboard')[0].Properties.DashboardName.includes('projects'))![1];
+  const reaction = resourcesOf(obs, 'AWS::Events::Rule').find((r) => r.Properties.EventPattern.source[0] === 'skafu.projects');
+  expect(reaction.Properties.EventPattern).toEqual({ 'source': ['skafu.projects'], 'detail-type': ['ProjectArchived'] });
+  expect(resourcesOf(pm, 'AWS::Events::Rule').some((r) => r.Properties.EventPattern.source[0] === 'skafu.projects' && r.Properties.EventPattern['detail-type'].length === 1)).toBe(false);
+  const [target] = reaction.Properties.Targets;
+  const [commands] = Object.entries(obs.Resources as Record<string, any>).find(([, r]) => r.Type === 'AWS::Lambda::Function' && r.Properties.Environment.Variables.SKAFU_EVENT_STORE_TABLE)!;
+  expect(target.Arn).toEqual({ 'Fn::GetAtt': [commands, 'Arn'] });
+  expect(target.RetryPolicy).toEqual({ MaximumRetryAttempts: 185, MaximumEventAgeInSeconds: 86400 });
+  const [dlq] = Object.entries(obs.Resources as Record<string, any>).find(([id, r]) => r.Type === 'AWS::SQS::Queue' && id.startsWith('DomainReactionDeadLetters'))!;
+  expect(target.DeadLetterConfig).toEqual({ Arn: { 'Fn::GetAtt': [dlq, 'Arn'] } });
+  const [invokeConfig] = resourcesOf(obs, 'AWS::Lambda::EventInvokeConfig');
+  expect(invokeConfig.Properties).toMatchObject({ MaximumRetryAttempts: 2, DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [dlq, 'Arn'] } } } });
+  expect(resourcesOf(obs, 'AWS::Lambda::Permission').some((p) => p.Properties.Principal === 'events.amazonaws.com' && p.Properties.FunctionName['Fn::GetAtt'][0] === commands)).toBe(true);
 });
 
 test('the authorizer knows every route with its groups', () => {
@@ -70,11 +87,13 @@ test('the authorizer knows every route with its groups', () => {
     'GET /api/v1/observability/metrics': ['Admin', 'Developer', 'Viewer'],
     'GET /api/v1/observability/alerts': ['Admin', 'Developer', 'Viewer'],
     'GET /api/v1/observability/alerts/{alertId}': ['Admin', 'Developer', 'Viewer'],
+    'POST /api/v1/observability/project-alerts/{projectAlertsId}/disable': ['Admin'],
     'POST /api/v1/projects/projects': ['Admin', 'Developer'],
     'PUT /api/v1/projects/projects/{projectId}': ['Admin', 'Developer'],
     'POST /api/v1/projects/projects/{projectId}/archive': ['Admin', 'Developer'],
     'GET /api/v1/projects/projects': ['Admin', 'Developer', 'Viewer'],
     'GET /api/v1/projects/projects/{projectId}': ['Admin', 'Developer', 'Viewer'],
+    'GET /api/v1/projects/my-projects': ['Admin', 'Developer'],
   });
 });
 
@@ -139,7 +158,7 @@ describe('SkafuPlatform presets and options', () => {
     // "Throttled" means more than zero throttle events (the metric is filled with 0 when there are none).
     const byId = (id: string) => Object.entries(Template.fromStack(stack).findResources('AWS::CloudWatch::Alarm')).find(([k]) => k.includes(id))![1];
     expect(byId('EventStoreThrottlesAlarm').Properties).toMatchObject({ ComparisonOperator: 'GreaterThanThreshold', Threshold: 0 });
-    expect(domain.alarms.map((a) => a.node.id).sort()).toEqual(['Api5xxAlarm', 'ApiLatencyAlarm', 'CommandsErrorsAlarm', 'CommandsThrottlesAlarm', 'ProjectionFailuresAlarm', 'QueriesErrorsAlarm', 'QueriesThrottlesAlarm']);
+    expect(domain.alarms.map((a) => a.node.id).sort()).toEqual(['Api5xxAlarm', 'ApiLatencyAlarm', 'CommandsErrorsAlarm', 'CommandsThrottlesAlarm', 'ProjectionFailuresAlarm', 'QueriesErrorsAlarm', 'QueriesThrottlesAlarm', 'ReactionDeadLettersAlarm']);
   });
 
   test('declarations that cannot work throw at synth, naming the problem', () => {
@@ -151,7 +170,7 @@ describe('SkafuPlatform presets and options', () => {
     expect(() => p.addDomain({ ...observability, name: 'obs3', commands: [{ ...observability.commands![2], path: 'alerts/trigger' }], readModels: [], queries: [] })).toThrow(
       /aggregateId comes from path parameter 'alertId', which 'alerts\/trigger' does not have/,
     );
-    expect(() => p.addDomain({ ...observability, name: 'obs4', commands: [{ ...observability.commands![0], allowedGroups: ['Operators'] }], readModels: [], queries: [] })).toThrow(/unknown group\(s\) Operators/);
+    expect(() => p.addDomain({ ...observability, name: 'obs4', commands: [{ ...observability.commands![0], allowedGroups: ['Operators'] }], readModels: [], queries: [], rules: undefined })).toThrow(/unknown group\(s\) Operators/);
     const optionalRead = {
       ...observability,
       name: 'obs5',
