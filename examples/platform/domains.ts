@@ -91,6 +91,8 @@ export const observability: DomainDeclaration = {
       allowedGroups: ['Admin'],
       aggregateType: 'ProjectAlerts',
       aggregateId: AggregateIdSource.fromPath('projectAlertsId'),
+      // An upsert: the first disable creates the project's alerts aggregate (a path id defaults to MUST_EXIST).
+      precondition: Precondition.ANY,
       eventType: 'ProjectAlertsDisabled',
       bodySchema: {
         type: 'object',

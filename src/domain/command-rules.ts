@@ -9,7 +9,7 @@
  */
 import type { CommandSpec, DomainSpec } from '../runtime/domain-spec';
 import type { EventEnvelope, NewEvent } from '../runtime/envelope';
-import { ConcurrencyError } from '../runtime/errors';
+import { ConcurrencyError, StreamContentionError } from '../runtime/errors';
 import type { AppendOptions, AppendResult, EventStore } from '../runtime/event-store';
 import { GuardEvaluationError, evaluateGuard, parseGuard, type GuardNode } from '../runtime/guards';
 import type { JsonObject } from '../runtime/json';
@@ -42,7 +42,8 @@ export interface RuledRequest {
   readonly append: Omit<AppendOptions, 'expectedVersion' | 'aggregateType' | 'expectedVersionFromLoad'>;
 }
 
-const MAX_ATTEMPTS = 5;
+/** The retry budget of a rule-checked append without If-Match when the request sets no deadline. */
+const DEFAULT_CONTENTION_BUDGET_MS = 10_000;
 
 export class CommandRules {
   private readonly folds = new Map<string, DeclaredStateFold>();
@@ -104,8 +105,15 @@ export class CommandRules {
         }
         return result;
       } catch (err) {
-        if (!(err instanceof ConcurrencyError) || req.ifMatch !== undefined || command.precondition === 'must-not-exist' || attempt >= MAX_ATTEMPTS) throw err;
-        await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * 2 ** attempt));
+        if (!(err instanceof ConcurrencyError) || req.ifMatch !== undefined || command.precondition === 'must-not-exist') throw err;
+        // No If-Match: the client asked for no concurrency check, so a lost race is not its conflict. Reload, check
+        // the rules against the new state and try again, with full-jitter backoff, until the handler's time budget
+        // is spent; then 503 with Retry-After (StreamContentionError), never 409 (as the store does for 'any').
+        const pause = Math.random() * Math.min(400, 10 * 2 ** Math.min(attempt, 6));
+        if (Date.now() + pause >= (req.append.deadline ?? Date.now() + DEFAULT_CONTENTION_BUDGET_MS)) {
+          throw new StreamContentionError(aggregateId, attempt, 1);
+        }
+        await new Promise((resolve) => setTimeout(resolve, pause));
       }
     }
   }

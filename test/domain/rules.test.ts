@@ -145,7 +145,9 @@ describe('inventory rules', () => {
     expect(await adjust(foreign, 1)).toMatchObject({ status: 404, body: { error: 'AggregateNotFound' } });
     expect((await adjust(`product-${randomUUID()}`, 1)).status).toBe(404);
     expect(await types(otherType)).toEqual(['CartCreated']);
-    expect(await types(foreign)).toEqual(['ProductRegistered']);
+    // Streams are per domain (issue 10's key layout): nothing was written here, and the other domain's stream is intact.
+    expect(await types(foreign)).toEqual([]);
+    expect((await otherDomain.load(foreign)).map((e) => e.eventType)).toEqual(['ProductRegistered']);
 
     const id = await register('alice', 5);
     const stale = await adjust(id, 1, { headers: { 'If-Match': '"7"' } });

@@ -105,7 +105,8 @@ test('RBAC refusals over HTTP: no token, a forged one, a user outside the route\
 test('the same parameterized route, the same token, different ids: each decided for its own route, through the authorizer cache', async () => {
   const ids: string[] = [];
   for (const name of ['One', 'Two']) {
-    const created = await api.call('POST', '/api/v1/projects/projects', { as: 'Admin', body: { name, description: name, templateId: 'tpl' } });
+    // Created by the Developer who updates them below (projects belong to their creator, issue 15).
+    const created = await api.call('POST', '/api/v1/projects/projects', { as: 'Developer', body: { name, description: name, templateId: 'tpl' } });
     expect(created.status).toBe(201);
     ids.push(created.body.aggregateId);
   }
@@ -144,8 +145,9 @@ const create = async (as: string, name: string) => {
   expect(res.status).toBe(201);
   return res.body.aggregateId as string;
 };
-const eventStore = () => new EventStore({ tableName: Object.entries(local.tables).find(([p]) => /EventStore/.test(p))![1], client: local.client, domain: 'observability' });
-const alertsDisabled = async (projectId: string) => (await eventStore().load(`project-alerts-${projectId}`)).filter((e) => e.eventType === 'ProjectAlertsDisabled');
+// Streams are per domain (issue 10's key layout): a client reads its own domain's streams.
+const eventStore = (domain = 'projects') => new EventStore({ tableName: Object.entries(local.tables).find(([p]) => /EventStore/.test(p))![1], client: local.client, domain });
+const alertsDisabled = async (projectId: string) => (await eventStore('observability').load(`project-alerts-${projectId}`)).filter((e) => e.eventType === 'ProjectAlertsDisabled');
 const until = async (check: () => Promise<boolean>, timeoutMs = 30_000) => {
   const deadline = Date.now() + timeoutMs;
   while (!(await check()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
