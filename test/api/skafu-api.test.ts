@@ -159,6 +159,27 @@ describe('SkafuApi', () => {
     expect(() => synth()).toThrow(/POST \/api\/v1\/public has no authorization \(AuthorizationType.NONE\)/);
   });
 
+  test('an open OPTIONS method is allowed only as a MOCK preflight: one with a Lambda or HTTP integration is refused', () => {
+    // Every resource of the API already has CDK's preflight (a MOCK OPTIONS); a consumer's own Method for OPTIONS
+    // (made directly, as addMethod refuses a second one) must not open a backend to callers without a token.
+    const rawOptions = (api: SkafuApi, resource: apigw.IResource, integration: apigw.Integration, id: string) =>
+      new apigw.Method(api, id, { resource, httpMethod: 'OPTIONS', integration, options: { authorizationType: apigw.AuthorizationType.NONE } });
+    for (const where of ['apiV1', 'root'] as const) {
+      const { api: open, integration, template: synth } = build();
+      rawOptions(open, where === 'apiV1' ? open.apiV1 : open.restApi.root, integration, 'RawOptions');
+      const path = where === 'apiV1' ? '\\/api\\/v1' : '\\/';
+      expect(() => synth()).toThrow(new RegExp(`OPTIONS ${path} has no authorization and a AWS_PROXY integration`));
+    }
+    const { api: http, template: synthHttp } = build();
+    rawOptions(http, http.apiV1, new apigw.HttpIntegration('https://example.com'), 'RawHttpOptions');
+    expect(() => synthHttp()).toThrow(/OPTIONS \/api\/v1 has no authorization and a HTTP_PROXY integration/);
+    // A MOCK OPTIONS stays open, and an OPTIONS with the authorizer is fine.
+    const { api: ok, integration, template: synthOk } = build();
+    rawOptions(ok, ok.apiV1, new apigw.MockIntegration(), 'RawMockOptions');
+    new apigw.Method(ok, 'GuardedOptions', { resource: ok.restApi.root, httpMethod: 'OPTIONS', integration });
+    expect(() => synthOk()).not.toThrow();
+  });
+
   test('metrics', () => {
     expect(api.metricServerErrors().metricName).toBe('5XXError');
     expect(api.metricClientErrors().metricName).toBe('4XXError');
