@@ -162,8 +162,8 @@ describe('SkafuApi', () => {
   test('an open OPTIONS method is allowed only as a MOCK preflight: one with a Lambda or HTTP integration is refused', () => {
     // Every resource of the API already has CDK's preflight (a MOCK OPTIONS); a consumer's own Method for OPTIONS
     // (made directly, as addMethod refuses a second one) must not open a backend to callers without a token.
-    const rawOptions = (api: SkafuApi, resource: apigw.IResource, integration: apigw.Integration, id: string) =>
-      new apigw.Method(api, id, { resource, httpMethod: 'OPTIONS', integration, options: { authorizationType: apigw.AuthorizationType.NONE } });
+    const rawOptions = (owner: SkafuApi, resource: apigw.IResource, integration: apigw.Integration, id: string) =>
+      new apigw.Method(owner, id, { resource, httpMethod: 'OPTIONS', integration, options: { authorizationType: apigw.AuthorizationType.NONE } });
     for (const where of ['apiV1', 'root'] as const) {
       const { api: open, integration, template: synth } = build();
       rawOptions(open, where === 'apiV1' ? open.apiV1 : open.restApi.root, integration, 'RawOptions');
