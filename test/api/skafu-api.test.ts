@@ -213,6 +213,14 @@ test('several CORS origins: preflight and gateway responses answer the request\'
     const rendered = renderGatewayResponse(definitions, { responseType: 'UNAUTHORIZED', defaultStatus: 401, message: 'Unauthorized', requestId: 'r', request: { headers: { Origin: origin } } });
     expect(rendered.headers).toMatchObject({ 'Access-Control-Allow-Origin': origin, 'Vary': 'Origin' });
   }
+  // A gateway response cannot choose: any Origin is echoed (as the README says), the single-origin form never is.
+  for (const origin of ['https://evil.example', 'null', 'HTTPS://A.SKAFU.DEV']) {
+    const rendered = renderGatewayResponse(definitions, { responseType: 'ACCESS_DENIED', defaultStatus: 403, message: 'x', requestId: 'r', request: { headers: { origin } } });
+    expect(rendered.headers['Access-Control-Allow-Origin']).toBe(origin);
+  }
+  const single = gatewayResponses(build({ corsOrigins: ['https://a.skafu.dev'] }).template());
+  const evil = renderGatewayResponse(single, { responseType: 'UNAUTHORIZED', defaultStatus: 401, message: 'x', requestId: 'r', request: { headers: { origin: 'https://evil.example' } } });
+  expect(evil.headers['Access-Control-Allow-Origin']).toBe('https://a.skafu.dev');
   // The preflight (CDK's mock integration) picks the request's origin among the configured ones.
   const options = Object.values(t.findResources('AWS::ApiGateway::Method')).find((m) => m.Properties.HttpMethod === 'OPTIONS')!;
   const vtl = options.Properties.Integration.IntegrationResponses[0].ResponseTemplates['application/json'] as string;
