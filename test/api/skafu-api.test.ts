@@ -180,6 +180,18 @@ describe('SkafuApi', () => {
     expect(() => synthOk()).not.toThrow();
   });
 
+  test('IAM over the default authorizer is refused (by CDK); a Cognito authorizer chosen on purpose is accepted, outside the route table', () => {
+    const { api: mine, integration } = build();
+    expect(() => mine.apiV1.addResource('machine').addMethod('POST', integration, { authorizationType: apigw.AuthorizationType.IAM })).toThrow(/machine\/POST - Authorization type is set to AWS_IAM which is different from what is required by the authorizer \[CUSTOM\]/);
+    const { stack: other, api: theirs, integration: theirIntegration, template: synthOther } = build();
+    const pool = new RbacUserPool(other, 'OtherUsers');
+    const cognitoAuthorizer = new apigw.CognitoUserPoolsAuthorizer(other, 'Cognito', { cognitoUserPools: [pool.userPool] });
+    theirs.apiV1.addResource('me').addMethod('GET', theirIntegration, { authorizer: cognitoAuthorizer, authorizationType: apigw.AuthorizationType.COGNITO });
+    const methods = Object.values(synthOther().findResources('AWS::ApiGateway::Method'));
+    expect(methods.filter((m) => m.Properties.HttpMethod !== 'OPTIONS').map((m) => m.Properties.AuthorizationType).sort()).toEqual(['COGNITO_USER_POOLS', 'CUSTOM', 'CUSTOM', 'CUSTOM']);
+    expect(theirs.routes().map((r) => r.path)).not.toContain('/api/v1/me');
+  });
+
   test('metrics', () => {
     expect(api.metricServerErrors().metricName).toBe('5XXError');
     expect(api.metricClientErrors().metricName).toBe('4XXError');
