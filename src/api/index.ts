@@ -413,18 +413,31 @@ export class SkafuApi extends Construct {
     return encoded;
   }
 
-  /** Methods other than CORS preflight without authorization: synth refuses them, naming each. */
+  /**
+   * Methods without authorization other than CORS preflight: synth refuses them, naming each. A preflight is an
+   * `OPTIONS` method with a MOCK integration (it runs no code and reads nothing); an `OPTIONS` method with any
+   * other integration (a Lambda, an HTTP backend, an AWS service) would be reachable by anyone, so it is refused too.
+   */
   private unguardedMethods(): string[] {
-    const open = this.restApi.methods.filter((m) => {
-      if (m.httpMethod === 'OPTIONS') return false;
+    const problems: string[] = [];
+    for (const m of this.restApi.methods) {
       const cfn = m.node.defaultChild as apigw.CfnMethod;
-      return cfn.authorizationType === undefined || cfn.authorizationType === apigw.AuthorizationType.NONE;
-    });
-    return open.map(
-      (m) =>
+      if (cfn.authorizationType !== undefined && cfn.authorizationType !== apigw.AuthorizationType.NONE) continue;
+      if (m.httpMethod === 'OPTIONS') {
+        const integration = Stack.of(m).resolve(cfn.integration) as { type?: string } | undefined;
+        if (integration?.type === 'MOCK') continue;
+        problems.push(
+          `SkafuApi ${this.node.path}: OPTIONS ${m.resource.path} has no authorization and a ${integration?.type ?? 'missing'} integration; ` +
+          'only a CORS preflight (a MOCK integration) may stay open: give it the authorizer or a MockIntegration',
+        );
+        continue;
+      }
+      problems.push(
         `SkafuApi ${this.node.path}: ${m.httpMethod} ${m.resource.path} has no authorization (AuthorizationType.NONE); ` +
         'declare it with addRoute, or leave the authorizer that SkafuApi sets by default',
-    );
+      );
+    }
+    return problems;
   }
 
   /**

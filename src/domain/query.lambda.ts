@@ -202,11 +202,19 @@ function convert(raw: string, type: 'S' | 'N', name: string, maxBytes: number): 
   if (typeof raw !== 'string') throw new BadRequest(`'${name}' must be a single value`, name);
   if (Buffer.byteLength(raw, 'utf8') > maxBytes) throw new BadRequest(`'${name}' is too long (at most ${maxBytes} bytes in UTF-8)`, name);
   if (type === 'N') {
-    // DynamoDB numbers hold up to 38 significant digits; JavaScript numbers must stay finite.
-    if (!/^-?\d{1,38}(\.\d{1,38})?$/.test(raw) || !Number.isFinite(Number(raw))) throw new BadRequest(`'${name}' must be a number`, name);
+    // DynamoDB numbers hold up to 38 significant digits, but the document client refuses to marshal a JavaScript
+    // number beyond the safe integers (it throws, which would be a 500), and values read back beyond them could not
+    // be unmarshalled either: the range a query accepts is the safe integers' (decimals included).
+    if (!/^-?\d{1,38}(\.\d{1,38})?$/.test(raw)) throw new BadRequest(`'${name}' must be a number`, name);
+    if (!isSafeNumber(Number(raw))) throw new BadRequest(`'${name}' must be a number from ${Number.MIN_SAFE_INTEGER} to ${Number.MAX_SAFE_INTEGER}`, name);
     return Number(raw);
   }
   return raw;
+}
+
+/** A number the document client marshals (finite, within the safe integers' range). */
+function isSafeNumber(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value) && Math.abs(value) <= Number.MAX_SAFE_INTEGER;
 }
 
 /** DynamoDB's order of key values: numbers by value, strings by their UTF-8 bytes. */
@@ -249,10 +257,10 @@ function decodeToken(
       const value = key[attr.name];
       const limit = i === 0 ? MAX_PARTITION_KEY_BYTES : MAX_SORT_KEY_BYTES;
       if (attr.type === 'S' && !(typeof value === 'string' && value.length > 0 && Buffer.byteLength(value, 'utf8') <= limit)) throw invalid();
-      if (attr.type === 'N' && !(typeof value === 'number' && Number.isFinite(value))) throw invalid();
+      if (attr.type === 'N' && !isSafeNumber(value)) throw invalid();
       if (attr.type === 'B') throw invalid(); // binary keys do not survive JSON; no bundled query pages over them
     });
-  } else if (entries.length === 0 || entries.some(([, v]) => !['string', 'number'].includes(typeof v))) {
+  } else if (entries.length === 0 || entries.some(([, v]) => !(typeof v === 'string' || isSafeNumber(v)))) {
     throw invalid();
   }
   if (query.partitionKey && key[query.partitionKey.attribute] !== partition) throw invalid();

@@ -10,6 +10,7 @@ import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import type { APIGatewayAuthorizerResult, APIGatewayRequestAuthorizerEvent } from 'aws-lambda';
+import { exportSPKI, importJWK, SignJWT, UnsecuredJWT } from 'jose';
 import { RbacUserPool, SkafuApi } from '../../src';
 import { createAuthorizer, authorizerConfigFromEnvironment } from '../../src/api/authorizer.lambda';
 import { powertools } from '../../src/internal/powertools';
@@ -293,5 +294,51 @@ describe('configuration from the environment, and JWKS fetched over HTTP (the lo
 
   test('refuses to start without its configuration', () => {
     expect(() => authorizerConfigFromEnvironment({})).toThrow(/SKAFU_USER_POOL_ID, SKAFU_USER_POOL_CLIENT_ID, SKAFU_ROUTES not set/);
+  });
+});
+
+describe('review 11: forged algorithms and odd claims', () => {
+  const claims = () => ({ ...userClaims('mallory', ['Admin']), token_use: 'access', client_id: CLIENT_ID, iss: ISSUER });
+
+  test('alg none, HS256 keyed with the public key, and a token signed for another pool answer 401', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const none = new UnsecuredJWT(claims()).setIssuedAt(now).setExpirationTime(now + 600).encode();
+    // "Bearer x.y." has an empty signature: a token the header regex or the verifier must refuse.
+    const publicPem = await exportSPKI((await importJWK(issuer.jwks.keys[0], 'RS256')) as Parameters<typeof exportSPKI>[0]);
+    const hs256 = await new SignJWT(claims()).setProtectedHeader({ alg: 'HS256', kid: 'test-key-1' }).setIssuedAt(now).setExpirationTime(now + 600).sign(new TextEncoder().encode(publicPem));
+    const otherPool = await (await createIssuer('test-key-1')).mint({ ...userClaims('mallory', ['Admin']), iss: 'https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Other' });
+    for (const [name, token] of [['alg none', none], ['alg none with a fake signature', `${none}c2ln`], ['HS256 with the public key', hs256], ['another pool', otherPool]] as const) {
+      const api = gateway();
+      const outcome = await api.call('GET', '/api/v1/projects/{projectId}', { projectId: 'p1' }, { Authorization: `Bearer ${token}` });
+      expect([name, outcome.status]).toEqual([name, 401]);
+    }
+  });
+
+  test('group claims named like Object\'s properties or shaped as a string grant nothing they do not name', async () => {
+    for (const [groups, expected] of [
+      [['__proto__', 'constructor', 'toString'], 403],
+      ['Admin', 200], // a single group as a string (not what Cognito signs, but it names Admin)
+      ['Viewer,Admin', 200],
+      ['["Viewer"]', 403],
+      [{ 0: 'Admin', length: 1 }, 403],
+      [[1, null, { Admin: true }], 403],
+    ] as const) {
+      const token = await issuer.mint({ 'sub': 'u', 'username': 'u', 'cognito:groups': groups });
+      const outcome = await gateway().call('DELETE', '/api/v1/projects/{projectId}', { projectId: 'p1' }, { Authorization: `Bearer ${token}` });
+      expect([groups, outcome.status]).toEqual([groups, expected]);
+    }
+  });
+
+  test('hostile path values on one route are all decided by its cached policy; the literal sibling keeps its own decision', async () => {
+    const api = gateway();
+    const viewer = { Authorization: `Bearer ${await issuer.mint(userClaims('v3', ['Viewer']))}` };
+    expect((await api.call('GET', '/api/v1/projects/{projectId}', { projectId: 'p1' }, viewer)).status).toBe(200);
+    // Same key (token, GET, the {projectId} route): every value is decided by the cached policy.
+    for (const value of ['p1/history', 'p1/members/m1', 'x'.repeat(1200), 'ü', '%2F', '*', '?', '..']) {
+      expect([value, (await api.call('GET', '/api/v1/projects/{projectId}', { projectId: value }, viewer)).status]).toEqual([value, 200]);
+    }
+    // The literal route beside it has its own key (and the Allow's explicit Deny names it anyway).
+    expect((await api.call('GET', '/api/v1/projects/search', {}, viewer)).status).toBe(403);
+    expect(api.invocations).toBe(2);
   });
 });

@@ -159,6 +159,39 @@ describe('SkafuApi', () => {
     expect(() => synth()).toThrow(/POST \/api\/v1\/public has no authorization \(AuthorizationType.NONE\)/);
   });
 
+  test('an open OPTIONS method is allowed only as a MOCK preflight: one with a Lambda or HTTP integration is refused', () => {
+    // Every resource of the API already has CDK's preflight (a MOCK OPTIONS); a consumer's own Method for OPTIONS
+    // (made directly, as addMethod refuses a second one) must not open a backend to callers without a token.
+    const rawOptions = (owner: SkafuApi, resource: apigw.IResource, integration: apigw.Integration, id: string) =>
+      new apigw.Method(owner, id, { resource, httpMethod: 'OPTIONS', integration, options: { authorizationType: apigw.AuthorizationType.NONE } });
+    for (const where of ['apiV1', 'root'] as const) {
+      const { api: open, integration, template: synth } = build();
+      rawOptions(open, where === 'apiV1' ? open.apiV1 : open.restApi.root, integration, 'RawOptions');
+      const path = where === 'apiV1' ? '\\/api\\/v1' : '\\/';
+      expect(() => synth()).toThrow(new RegExp(`OPTIONS ${path} has no authorization and a AWS_PROXY integration`));
+    }
+    const { api: http, template: synthHttp } = build();
+    rawOptions(http, http.apiV1, new apigw.HttpIntegration('https://example.com'), 'RawHttpOptions');
+    expect(() => synthHttp()).toThrow(/OPTIONS \/api\/v1 has no authorization and a HTTP_PROXY integration/);
+    // A MOCK OPTIONS stays open, and an OPTIONS with the authorizer is fine.
+    const { api: ok, integration, template: synthOk } = build();
+    rawOptions(ok, ok.apiV1, new apigw.MockIntegration(), 'RawMockOptions');
+    new apigw.Method(ok, 'GuardedOptions', { resource: ok.restApi.root, httpMethod: 'OPTIONS', integration });
+    expect(() => synthOk()).not.toThrow();
+  });
+
+  test('IAM over the default authorizer is refused (by CDK); a Cognito authorizer chosen on purpose is accepted, outside the route table', () => {
+    const { api: mine, integration } = build();
+    expect(() => mine.apiV1.addResource('machine').addMethod('POST', integration, { authorizationType: apigw.AuthorizationType.IAM })).toThrow(/machine\/POST - Authorization type is set to AWS_IAM which is different from what is required by the authorizer \[CUSTOM\]/);
+    const { stack: other, api: theirs, integration: theirIntegration, template: synthOther } = build();
+    const pool = new RbacUserPool(other, 'OtherUsers');
+    const cognitoAuthorizer = new apigw.CognitoUserPoolsAuthorizer(other, 'Cognito', { cognitoUserPools: [pool.userPool] });
+    theirs.apiV1.addResource('me').addMethod('GET', theirIntegration, { authorizer: cognitoAuthorizer, authorizationType: apigw.AuthorizationType.COGNITO });
+    const methods = Object.values(synthOther().findResources('AWS::ApiGateway::Method'));
+    expect(methods.filter((m) => m.Properties.HttpMethod !== 'OPTIONS').map((m) => m.Properties.AuthorizationType).sort()).toEqual(['COGNITO_USER_POOLS', 'CUSTOM', 'CUSTOM', 'CUSTOM']);
+    expect(theirs.routes().map((r) => r.path)).not.toContain('/api/v1/me');
+  });
+
   test('metrics', () => {
     expect(api.metricServerErrors().metricName).toBe('5XXError');
     expect(api.metricClientErrors().metricName).toBe('4XXError');
@@ -192,6 +225,14 @@ test('several CORS origins: preflight and gateway responses answer the request\'
     const rendered = renderGatewayResponse(definitions, { responseType: 'UNAUTHORIZED', defaultStatus: 401, message: 'Unauthorized', requestId: 'r', request: { headers: { Origin: origin } } });
     expect(rendered.headers).toMatchObject({ 'Access-Control-Allow-Origin': origin, 'Vary': 'Origin' });
   }
+  // A gateway response cannot choose: any Origin is echoed (as the README says), the single-origin form never is.
+  for (const origin of ['https://evil.example', 'null', 'HTTPS://A.SKAFU.DEV']) {
+    const rendered = renderGatewayResponse(definitions, { responseType: 'ACCESS_DENIED', defaultStatus: 403, message: 'x', requestId: 'r', request: { headers: { origin } } });
+    expect(rendered.headers['Access-Control-Allow-Origin']).toBe(origin);
+  }
+  const single = gatewayResponses(build({ corsOrigins: ['https://a.skafu.dev'] }).template());
+  const evil = renderGatewayResponse(single, { responseType: 'UNAUTHORIZED', defaultStatus: 401, message: 'x', requestId: 'r', request: { headers: { origin: 'https://evil.example' } } });
+  expect(evil.headers['Access-Control-Allow-Origin']).toBe('https://a.skafu.dev');
   // The preflight (CDK's mock integration) picks the request's origin among the configured ones.
   const options = Object.values(t.findResources('AWS::ApiGateway::Method')).find((m) => m.Properties.HttpMethod === 'OPTIONS')!;
   const vtl = options.Properties.Integration.IntegrationResponses[0].ResponseTemplates['application/json'] as string;

@@ -210,3 +210,32 @@ describe('hostile and careless clients: 400 naming the parameter, never a 500', 
     }
   });
 });
+
+describe('review 11: numbers a client can shape', () => {
+  test('numbers beyond JavaScript\'s safe integers (which the document client refuses to marshal) answer 400, never 500', async () => {
+    const spec = exampleDomainSpec('observability');
+    const numeric = { ...spec, queries: spec.queries.map((q) => (q.name === 'ListAlerts' ? { ...q, filters: [...q.filters, { attribute: 'triggerCount', parameter: 'count', type: 'N' as const }] } : q)) };
+    const h = handler({}, numeric);
+    for (const count of ['99999999999999999999', '-9007199254740993', '1' + '0'.repeat(37)]) {
+      const res = await h(apiEvent('GET', ALERTS, { queryStringParameters: { count } }));
+      expect([count, res.statusCode, json(res).error, json(res).parameter]).toEqual([count, 400, 'ValidationError', 'count']);
+    }
+    // Within the safe range, and decimals: answered.
+    const ok = await h(apiEvent('GET', ALERTS, { queryStringParameters: { count: '3' } }));
+    expect([ok.statusCode, json(ok).items.map((a: { alertId: string }) => a.alertId)]).toEqual([200, ['alert-3']]);
+    expect((await h(apiEvent('GET', ALERTS, { queryStringParameters: { count: '9007199254740991' } }))).statusCode).toBe(200);
+    expect((await h(apiEvent('GET', ALERTS, { queryStringParameters: { count: '-0.5' } }))).statusCode).toBe(200);
+  });
+
+  test('a forged token with an unsafe number in a numeric key answers 400 InvalidNextToken', async () => {
+    // A spec that says the alerts' key is a number: the token check, not DynamoDB, must refuse 1e300.
+    const spec = exampleDomainSpec('observability');
+    const numericKey = { ...spec, queries: spec.queries.map((q) => (q.name === 'ListAlerts' ? { ...q, startKey: [{ name: 'alertId', type: 'N' as const }] } : q)) };
+    const h = handler({}, numericKey);
+    const real = json(await h(apiEvent('GET', ALERTS, { queryStringParameters: { limit: '2' } }))).nextToken as string;
+    const decoded = JSON.parse(Buffer.from(real, 'base64url').toString('utf8'));
+    const forged = Buffer.from(JSON.stringify({ ...decoded, k: { ...decoded.k, alertId: 1e300 } })).toString('base64url');
+    const res = await h(apiEvent('GET', ALERTS, { queryStringParameters: { nextToken: forged } }));
+    expect([res.statusCode, json(res).error]).toEqual([400, 'InvalidNextToken']);
+  });
+});
