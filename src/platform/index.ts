@@ -206,6 +206,9 @@ export class SkafuPlatform extends Construct {
       logLevel,
       logRetention,
       alarmTopic: props.alarmTopic,
+      // Projection-owned tables live in the platform's own stack, at a path that only the domain's name decides:
+      // turning nested domain stacks on or off moves the domains, never their read models and checkpoints.
+      tableScope: new Construct(this, 'ProjectionTables'),
       sharedWidgets: [
         new cloudwatch.GraphWidget({ title: 'Event store', left: [this.eventStore.metricConflicts(), this.eventStore.metricThrottles()], width: 8 }),
         new cloudwatch.GraphWidget({

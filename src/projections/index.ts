@@ -1,17 +1,20 @@
-import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Annotations, Duration, NestedStack, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import { Construct } from 'constructs';
+import { Construct, type IConstruct } from 'constructs';
 import { buildDefinition } from './definition';
+import { ParkedEventsFunction } from './parked-events-function';
 import { ReadModelTable } from './read-model-table';
 import { ProjectionAction, ValueType } from './values';
 import type { IErrorBus } from '../error-bus';
+import { acknowledgeHandlerRole, handlerOptions } from '../internal/handler';
 import { acknowledgeNag } from '../internal/nag';
 import { skafuQueue } from '../internal/queues';
 
@@ -73,6 +76,25 @@ export interface ProjectionStateMachineProps {
    * @default 10
    */
   readonly ruleRetryAttempts?: number;
+  /**
+   * How many times a write cancelled by a `TransactionConflict` (another transaction on a shared item) is tried
+   * again, after a random wait of 1 to n+1 seconds, before the event is parked.
+   * @default 10
+   */
+  readonly conflictRetries?: number;
+  /**
+   * What happens to the checkpoint and parking tables when they leave the stack. Losing the checkpoints while
+   * the read models stay makes every existing aggregate's next event a gap, so they are kept by default.
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
+  /**
+   * Where the checkpoint and parking tables are created. Their physical identity follows their construct path
+   * and stack: give a scope that stays put when the state machine moves (for example a construct in the root
+   * stack while the projections live in a nested stack) so that rearranging the tree does not replace them.
+   * @default - this construct
+   */
+  readonly tableScope?: IConstruct;
 }
 
 const EVENT_TYPE = /^[A-Za-z][A-Za-z0-9_.:-]{0,127}$/;
@@ -94,9 +116,19 @@ export class ProjectionStateMachine extends Construct {
   public readonly rule: events.Rule;
   /** Per-aggregate checkpoints: the last event sequence applied. */
   public readonly checkpointTable: dynamodb.Table;
+  /**
+   * Events that could not be applied, per aggregate and sequence (`aggregateId` S, `eventSequence` N): the event,
+   * the error, the reason; `status` PARKED or SKIPPED. Act on them with `parkedEventsFunction`.
+   */
+  public readonly parkingTable: dynamodb.Table;
   /** Events EventBridge could not hand to the state machine. */
   public readonly deadLetterQueue: sqs.Queue;
   public readonly logGroup: logs.LogGroup;
+  /**
+   * The operator's commands on parked events: `{"action":"list"}`, `{"action":"retry","requestedBy":"..."}`
+   * (optionally one `aggregateId`), `{"action":"skip","aggregateId":"...","eventSequence":7,"reason":"...","requestedBy":"..."}`.
+   */
+  public readonly parkedEventsFunction: lambda.IFunction;
   /** The event types the rule matches. */
   public readonly eventTypes: string[];
 
@@ -107,12 +139,22 @@ export class ProjectionStateMachine extends Construct {
     const gap = { maxAttempts: props.gapRetry?.maxAttempts ?? 6, initial: props.gapRetry?.initialInterval?.toSeconds() ?? 1 };
     validate(this.node.path, props, eventTypes, gap);
 
-    this.checkpointTable = new dynamodb.Table(this, 'Checkpoints', {
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    const tableScope = props.tableScope ? new Construct(props.tableScope, this.node.id) : this;
+    this.checkpointTable = new dynamodb.Table(tableScope, 'Checkpoints', {
       partitionKey: { name: 'aggregateId', type: dynamodb.AttributeType.STRING },
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      removalPolicy: RemovalPolicy.DESTROY,
+      removalPolicy,
     });
+    this.parkingTable = new dynamodb.Table(tableScope, 'ParkedEvents', {
+      partitionKey: { name: 'aggregateId', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'eventSequence', type: dynamodb.AttributeType.NUMBER },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      removalPolicy,
+    });
+    if (!props.tableScope) warnIfNested(this.checkpointTable, 'checkpoint table');
 
     const definition = buildDefinition({
       domain: props.domain,
@@ -124,6 +166,8 @@ export class ProjectionStateMachine extends Construct {
         ttlAttribute: p.readModel.timeToLiveAttribute,
       })),
       checkpointTableName: this.checkpointTable.tableName,
+      parkingTableName: this.parkingTable.tableName,
+      conflictRetries: props.conflictRetries ?? 10,
       errorBusName: props.errorBus.eventBus.eventBusName,
       gapWaits: Array.from({ length: gap.maxAttempts }, (_, i) => gap.initial * 2 ** i),
     });
@@ -145,6 +189,7 @@ export class ProjectionStateMachine extends Construct {
     // Least privilege: the checkpoint table, exactly the write actions each read model needs, the error bus.
     const role = this.stateMachine.role;
     this.checkpointTable.grant(role, 'dynamodb:UpdateItem', 'dynamodb:GetItem');
+    this.parkingTable.grant(role, 'dynamodb:PutItem');
     const actionsByTable = new Map<ReadModelTable, Set<string>>();
     for (const p of props.projections) {
       const set = actionsByTable.get(p.readModel) ?? new Set<string>();
@@ -157,6 +202,25 @@ export class ProjectionStateMachine extends Construct {
       table.table.encryptionKey?.grantEncryptDecrypt(role);
     }
     props.errorBus.grantPutErrors(role);
+
+    const operatorOptions = handlerOptions(this, 'Operator', {
+      description: `Skafu ${props.domain} projections: list, retry and skip parked events`,
+      serviceName: `skafu-${props.domain}-parked-events`,
+      logRetention: props.logRetention,
+      timeout: Duration.minutes(15),
+      environment: {
+        SKAFU_DOMAIN: props.domain,
+        SKAFU_PARKING_TABLE: this.parkingTable.tableName,
+        SKAFU_CHECKPOINT_TABLE: this.checkpointTable.tableName,
+        SKAFU_PROJECTION_STATE_MACHINE_ARN: this.stateMachine.stateMachineArn,
+      },
+    });
+    const operator = new ParkedEventsFunction(this, 'Operator', operatorOptions);
+    this.parkingTable.grant(operator, 'dynamodb:Query', 'dynamodb:Scan', 'dynamodb:DeleteItem', 'dynamodb:UpdateItem');
+    this.checkpointTable.grant(operator, 'dynamodb:UpdateItem');
+    this.stateMachine.grant(operator, 'states:StartSyncExecution');
+    acknowledgeHandlerRole(operatorOptions.role);
+    this.parkedEventsFunction = operator;
 
     this.deadLetterQueue = skafuQueue(this, 'DeadLetterQueue');
     this.rule = new events.Rule(this, 'Rule', {
@@ -201,6 +265,23 @@ export class ProjectionStateMachine extends Construct {
   }
 }
 
+/**
+ * Warns at synth when a projection-owned table sits in a nested stack: its physical identity then depends on the
+ * nesting, and turning nested stacks off (or on) replaces it with an empty table, after which the read models
+ * must be rebuilt.
+ */
+export function warnIfNested(table: IConstruct, what: string): void {
+  for (let scope: IConstruct | undefined = table.node.scope; scope; scope = scope.node.scope) {
+    if (NestedStack.isNestedStack(scope)) {
+      Annotations.of(table).addWarningV2(
+        '@skafu/constructs:projection-table-in-nested-stack',
+        `The ${what} ${table.node.path} is in nested stack ${scope.node.path}: moving it out of (or into) a nested stack replaces it with an empty table, and the read models must then be rebuilt. Create it in a scope that stays put (tableScope) to keep its identity.`,
+      );
+      return;
+    }
+  }
+}
+
 function actionOf(action: ProjectionAction): string {
   const rendered = action._render('t', undefined);
   if ('Put' in rendered) return 'dynamodb:PutItem';
@@ -236,6 +317,8 @@ function validate(path: string, props: ProjectionStateMachineProps, eventTypes: 
   const perType = new Map<string, number>();
   for (const p of props.projections) perType.set(p.eventType, (perType.get(p.eventType) ?? 0) + 1);
   for (const [t, n] of perType) if (n > 99) errors.push(`event type ${t} has ${n} projections; one transaction holds at most 99 besides the checkpoint`);
+  const conflicts = props.conflictRetries ?? 10;
+  if (!Number.isInteger(conflicts) || conflicts < 0 || conflicts > 12) errors.push("'conflictRetries' must be 0-12");
   if (!Number.isInteger(gap.maxAttempts) || gap.maxAttempts < 0 || gap.maxAttempts > 12) errors.push("'gapRetry.maxAttempts' must be 0-12");
   const total = Array.from({ length: Math.max(0, gap.maxAttempts) }, (_, i) => gap.initial * 2 ** i).reduce((a, b) => a + b, 0);
   if (gap.initial < 1 || total > 240) errors.push(`'gapRetry' waits ${total} s in all; it must stay within 240 s (an EXPRESS execution lasts at most 5 minutes)`);

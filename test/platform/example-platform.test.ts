@@ -23,7 +23,11 @@ const nested = Object.entries(templates).filter(([f]) => f.includes('.nested.'))
 const resourcesOf = (t: any, type: string) => Object.values(t.Resources as Record<string, any>).filter((r) => r.Type === type);
 
 test('the platform: one event store, two buses, a user pool with groups, one API with a stage, the outbox', () => {
-  expect(resourcesOf(parent, 'AWS::DynamoDB::Table').length).toBe(1);
+  // The event store, and every domain's projection-owned tables (kept in the parent: they do not move when the
+  // domains are nested or not).
+  const tableIds = Object.entries(parent.Resources as Record<string, any>).filter(([, r]) => r.Type === 'AWS::DynamoDB::Table').map(([id]) => id);
+  expect(tableIds.filter((id) => !id.includes('ProjectionTables'))).toHaveLength(1);
+  expect(tableIds.filter((id) => /ProjectionTables(observability|projects)Projections(Checkpoints|ParkedEvents)/.test(id))).toHaveLength(4);
   expect(resourcesOf(parent, 'AWS::Events::EventBus').map((b) => b.Properties.Name).sort()).toEqual(['skafu-errors-development', 'skafu-events-development']);
   expect(resourcesOf(parent, 'AWS::Cognito::UserPoolGroup').map((g) => g.Properties.GroupName).sort()).toEqual(['Admin', 'Developer', 'Viewer']);
   expect(resourcesOf(parent, 'AWS::ApiGateway::Stage').map((s) => s.Properties.StageName)).toEqual(['development']);
@@ -39,7 +43,8 @@ test('the platform: one event store, two buses, a user pool with groups, one API
 test('each domain lives in its own nested stack with its handlers, read models, projections, routes and dashboard', () => {
   expect(nested).toHaveLength(2);
   for (const [, t] of nested) {
-    expect(resourcesOf(t, 'AWS::Lambda::Function').length).toBe(2); // commands + queries
+    expect(resourcesOf(t, 'AWS::Lambda::Function').length).toBe(3); // commands, queries, parked-events operator
+    expect(resourcesOf(t, 'AWS::DynamoDB::Table')).toEqual([]); // in the parent (see above)
     expect(resourcesOf(t, 'AWS::StepFunctions::StateMachine').length).toBe(1);
     expect(resourcesOf(t, 'AWS::CloudWatch::Dashboard').length).toBe(1);
     expect(resourcesOf(t, 'AWS::ApiGateway::Method').filter((m) => m.Properties.HttpMethod !== 'OPTIONS').every((m) => m.Properties.AuthorizationType === 'CUSTOM')).toBe(true);
@@ -50,7 +55,7 @@ test('each domain lives in its own nested stack with its handlers, read models, 
     'source': ['skafu.observability'],
     'detail-type': ['MetricCollected', 'AlertCreated', 'AlertTriggered'],
   });
-  expect(resourcesOf(obs, 'AWS::DynamoDB::Table').find((t) => t.Properties.TimeToLiveSpecification)?.Properties.TimeToLiveSpecification).toEqual({ AttributeName: 'expiresAt', Enabled: true });
+  expect(resourcesOf(parent, 'AWS::DynamoDB::Table').find((t) => t.Properties.TimeToLiveSpecification)?.Properties.TimeToLiveSpecification).toEqual({ AttributeName: 'expiresAt', Enabled: true });
   // The parent stays small: the API's deployment depends on the domains' stacks.
   const [deployment] = Object.entries(parent.Resources as Record<string, any>).filter(([, r]) => r.Type === 'AWS::ApiGateway::Deployment');
   expect(deployment[1].DependsOn).toEqual(expect.arrayContaining(nested.map(([f]) => expect.stringContaining(f.split('.')[0].replace(/^Skafudevelopment/, '').slice(0, 20)))));

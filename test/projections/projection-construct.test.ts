@@ -57,8 +57,9 @@ describe('ProjectionStateMachine', () => {
     expect(projections.eventTypes).toEqual(['AlertCreated', 'AlertTriggered', 'MetricCollected']);
   });
 
-  test('no Lambda for plain writes: direct DynamoDB and EventBridge integrations only', () => {
-    template.resourceCountIs('AWS::Lambda::Function', 0);
+  test('no Lambda for plain writes: direct DynamoDB and EventBridge integrations only; one operator function', () => {
+    template.resourceCountIs('AWS::Lambda::Function', 1);
+    template.hasResourceProperties('AWS::Lambda::Function', { Description: Match.stringLikeRegexp('list, retry and skip parked events') });
     const definition = JSON.stringify(Object.values(template.findResources('AWS::StepFunctions::StateMachine'))[0].Properties.DefinitionString);
     expect(definition).toContain('arn:aws:states:::aws-sdk:dynamodb:transactWriteItems');
     expect(definition).toContain('arn:aws:states:::events:putEvents');
@@ -74,6 +75,7 @@ describe('ProjectionStateMachine', () => {
     expect(on(/AlertsTable/)).toEqual(['dynamodb:PutItem', 'dynamodb:UpdateItem']);
     expect(on(/MetricsTable/)).toEqual(['dynamodb:PutItem']);
     expect(on(/Checkpoints/)).toEqual(['dynamodb:GetItem', 'dynamodb:UpdateItem']);
+    expect(on(/ParkedEvents/)).toEqual(['dynamodb:PutItem']);
     expect(statements.flatMap((s) => [s.Action].flat())).toContain('events:PutEvents');
   });
 
@@ -83,7 +85,7 @@ describe('ProjectionStateMachine', () => {
   });
 });
 
-test('ReadModelTable: keys of your choosing, indexes, TTL when asked, on-demand, PITR, destroyable by default', () => {
+test('ReadModelTable: keys of your choosing, indexes, TTL when asked, on-demand, PITR, kept by default', () => {
   const { template } = build();
   const t = template();
   t.hasResourceProperties('AWS::DynamoDB::Table', {
@@ -93,10 +95,10 @@ test('ReadModelTable: keys of your choosing, indexes, TTL when asked, on-demand,
     BillingMode: 'PAY_PER_REQUEST',
     PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
   });
-  t.hasResource('AWS::DynamoDB::Table', { DeletionPolicy: 'Delete', Properties: Match.objectLike({ KeySchema: [{ AttributeName: 'alertId', KeyType: 'HASH' }] }) });
+  t.hasResource('AWS::DynamoDB::Table', { DeletionPolicy: 'Retain', Properties: Match.objectLike({ KeySchema: [{ AttributeName: 'alertId', KeyType: 'HASH' }] }) });
   const s = new Stack(new App(), 'X');
-  new ReadModelTable(s, 'Kept', { partitionKey: { name: 'id', type: dynamodb.AttributeType.NUMBER }, removalPolicy: RemovalPolicy.RETAIN });
-  Template.fromStack(s).hasResource('AWS::DynamoDB::Table', { DeletionPolicy: 'Retain', Properties: Match.objectLike({ AttributeDefinitions: [{ AttributeName: 'id', AttributeType: 'N' }] }) });
+  new ReadModelTable(s, 'Gone', { partitionKey: { name: 'id', type: dynamodb.AttributeType.NUMBER }, removalPolicy: RemovalPolicy.DESTROY });
+  Template.fromStack(s).hasResource('AWS::DynamoDB::Table', { DeletionPolicy: 'Delete', Properties: Match.objectLike({ AttributeDefinitions: [{ AttributeName: 'id', AttributeType: 'N' }] }) });
   expect(() => new ReadModelTable(s, 'Bad', { partitionKey: { name: 'id' }, sortKey: { name: 'id' } })).toThrow(/same name/);
   expect(() => new ReadModelTable(s, 'Bad2', { partitionKey: { name: 'id' }, timeToLiveAttribute: 'id' })).toThrow(/is a key attribute/);
 });
