@@ -44,6 +44,20 @@ export interface RunDefinitionOptions {
   readonly taskOverride?: (stateName: string, input: any) => Promise<unknown> | undefined;
 }
 
+/**
+ * One parsed and validated StateMachine per definition object: constructing one validates the whole definition
+ * (about a second under load), running it takes milliseconds.
+ */
+const machines = new WeakMap<object, StateMachine>();
+function machineFor(definition: Record<string, any>): StateMachine {
+  let machine = machines.get(definition);
+  if (!machine) {
+    machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
+    machines.set(definition, machine);
+  }
+  return machine;
+}
+
 /** Runs one execution; resolves with its output or rejects with the execution error (`cause.name` is the ASL error). */
 export async function runDefinition(definition: Record<string, any>, input: unknown, options: RunDefinitionOptions): Promise<unknown> {
   const handlers: Record<string, (taskInput: any) => Promise<unknown>> = {};
@@ -59,7 +73,7 @@ export async function runDefinition(definition: Record<string, any>, input: unkn
       return task(String(state.Resource), taskInput, options);
     };
   }
-  const execution = new StateMachine(definition as never, { validationOptions: { checkArn: false } }).run(input as never, {
+  const execution = machineFor(definition).run(input as never, {
     overrides: { taskResourceLocalHandlers: handlers as never, waitTimeOverrides: waits, retryIntervalOverrides: retries },
     // aws-local-stepfunctions takes the context object as given: provide what AWS would.
     context: {

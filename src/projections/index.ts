@@ -121,6 +121,10 @@ export class ProjectionStateMachine extends Construct {
    * the error, the reason; `status` PARKED or SKIPPED. Act on them with `parkedEventsFunction`.
    */
   public readonly parkingTable: dynamodb.Table;
+  /**
+   * Rebuilds' progress and per-aggregate checkpoints (`rebuildId` S, `key` S): see `rebuild.runtime.ts`.
+   */
+  public readonly rebuildStateTable: dynamodb.Table;
   /** Events EventBridge could not hand to the state machine. */
   public readonly deadLetterQueue: sqs.Queue;
   public readonly logGroup: logs.LogGroup;
@@ -150,6 +154,13 @@ export class ProjectionStateMachine extends Construct {
     this.parkingTable = new dynamodb.Table(tableScope, 'ParkedEvents', {
       partitionKey: { name: 'aggregateId', type: dynamodb.AttributeType.STRING },
       sortKey: { name: 'eventSequence', type: dynamodb.AttributeType.NUMBER },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      removalPolicy,
+    });
+    this.rebuildStateTable = new dynamodb.Table(tableScope, 'RebuildState', {
+      partitionKey: { name: 'rebuildId', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'key', type: dynamodb.AttributeType.STRING },
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       removalPolicy,
