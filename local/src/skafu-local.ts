@@ -325,6 +325,11 @@ export class SkafuLocal {
   private setUpBuses(resources: LocalResource[]): void {
     for (const r of resources.filter((x) => x.type === 'AWS::Events::Rule')) {
       const props = r.stack.resolve(r.properties) as Record<string, any>;
+      if (props.ScheduleExpression && !props.EventPattern) {
+        // A scheduled rule (the projections' lag metrics): no clock-driven invocations locally.
+        this.log(`  rule ${r.logicalId}: schedule ${props.ScheduleExpression} not emulated (invoke its target by hand)`);
+        continue;
+      }
       const pattern = props.EventPattern as Record<string, unknown>;
       validatePattern(pattern, r.path); // an unsupported operator stops the start, naming the rule
       this.rules.push({

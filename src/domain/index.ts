@@ -250,6 +250,8 @@ export class EventSourcedDomain extends Construct {
         logRetention: platform.logRetention,
         removalPolicy,
         tableScope,
+        eventStore: platform.eventStore.hasAggregateIndex ? platform.eventStore : undefined,
+        aggregateTypes: [...new Set(commands.map((c) => c.aggregateType))],
       });
     }
 
@@ -432,6 +434,11 @@ export class EventSourcedDomain extends Construct {
     }
     if (this.projections) {
       alarm('ProjectionFailuresAlarm', 'failed projections (reported on the error bus)', this.projections.metricFailedExecutions(), 0);
+      const lag = this.projections.lagAlarm;
+      if (lag) {
+        if (platform.alarmTopic) lag.addAlarmAction(new cwActions.SnsAction(platform.alarmTopic));
+        this.alarms.push(lag);
+      }
     }
     this.dashboard.addWidgets(new cloudwatch.TextWidget({ markdown: `# Skafu domain \`${props.name}\` (${platform.environment ?? 'development'})`, width: 24, height: 1 }));
     if (routes.length > 0) {
@@ -446,7 +453,7 @@ export class EventSourcedDomain extends Construct {
         new cloudwatch.GraphWidget({
           title: 'Projections',
           left: [this.projections.metricStartedExecutions(), this.projections.metricFailedExecutions()],
-          right: [this.projections.metricDuration()],
+          right: [this.projections.metricDuration(), ...(this.projections.lagAlarm ? [this.projections.metricLagSeconds()] : [])],
           width: 24,
         }),
       );

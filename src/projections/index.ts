@@ -14,6 +14,8 @@ import { ParkedEventsFunction } from './parked-events-function';
 import { ReadModelTable } from './read-model-table';
 import { ProjectionAction, ValueType } from './values';
 import type { IErrorBus } from '../error-bus';
+import type { IEventStoreTable } from '../event-store';
+import { thresholdAlarm } from '../internal/alarms';
 import { acknowledgeHandlerRole, handlerOptions } from '../internal/handler';
 import { acknowledgeNag } from '../internal/nag';
 import { skafuQueue } from '../internal/queues';
@@ -95,6 +97,27 @@ export interface ProjectionStateMachineProps {
    * @default - this construct
    */
   readonly tableScope?: IConstruct;
+  /**
+   * The event store the projected events come from: enables the drift report (`{"action":"drift"}` on the
+   * parked-events function), the scheduled lag metrics and the lag alarm. Needs `aggregateTypes`.
+   * @default - no drift report, no lag metrics
+   */
+  readonly eventStore?: IEventStoreTable;
+  /**
+   * The aggregate types whose streams hold the projected events (the sparse index is listed per type).
+   * @default - none
+   */
+  readonly aggregateTypes?: string[];
+  /**
+   * How often the lag metrics are computed (two to three reads per aggregate each time).
+   * @default Duration.minutes(15)
+   */
+  readonly lagSchedule?: Duration;
+  /**
+   * The lag alarm fires when the oldest event not yet applied is older than this.
+   * @default Duration.minutes(15)
+   */
+  readonly lagAlarmThreshold?: Duration;
 }
 
 const EVENT_TYPE = /^[A-Za-z][A-Za-z0-9_.:-]{0,127}$/;
@@ -135,11 +158,15 @@ export class ProjectionStateMachine extends Construct {
   public readonly parkedEventsFunction: lambda.IFunction;
   /** The event types the rule matches. */
   public readonly eventTypes: string[];
+  /** Fires when projections trail the store (only with `eventStore`). */
+  public readonly lagAlarm?: cloudwatch.Alarm;
+  private readonly domain: string;
 
   constructor(scope: Construct, id: string, props: ProjectionStateMachineProps) {
     super(scope, id);
     const eventTypes = [...new Set([...props.projections.map((p) => p.eventType), ...(props.eventTypes ?? [])])];
     this.eventTypes = eventTypes;
+    this.domain = props.domain;
     const gap = { maxAttempts: props.gapRetry?.maxAttempts ?? 6, initial: props.gapRetry?.initialInterval?.toSeconds() ?? 1 };
     validate(this.node.path, props, eventTypes, gap);
 
@@ -224,6 +251,7 @@ export class ProjectionStateMachine extends Construct {
         SKAFU_PARKING_TABLE: this.parkingTable.tableName,
         SKAFU_CHECKPOINT_TABLE: this.checkpointTable.tableName,
         SKAFU_PROJECTION_STATE_MACHINE_ARN: this.stateMachine.stateMachineArn,
+        ...(props.eventStore ? { SKAFU_EVENT_STORE_TABLE: props.eventStore.tableName, SKAFU_AGGREGATE_TYPES: (props.aggregateTypes ?? []).join(',') } : {}),
       },
     });
     const operator = new ParkedEventsFunction(this, 'Operator', operatorOptions);
@@ -232,6 +260,21 @@ export class ProjectionStateMachine extends Construct {
     this.stateMachine.grant(operator, 'states:StartSyncExecution');
     acknowledgeHandlerRole(operatorOptions.role);
     this.parkedEventsFunction = operator;
+    if (props.eventStore) {
+      props.eventStore.grantListAggregates(operator);
+      props.eventStore.grantReadEvents(operator);
+      this.checkpointTable.grant(operator, 'dynamodb:GetItem');
+      new events.Rule(this, 'LagSchedule', {
+        description: `Skafu ${props.domain} projections: lag metrics and drift`,
+        schedule: events.Schedule.rate(props.lagSchedule ?? Duration.minutes(15)),
+        targets: [new targets.LambdaFunction(operator, { event: events.RuleTargetInput.fromObject({ action: 'drift', limit: 20 }), retryAttempts: 2 })],
+      });
+      this.lagAlarm = thresholdAlarm(this, 'LagAlarm', {
+        description: `${props.domain}: projections trail the event store by more than ${(props.lagAlarmThreshold ?? Duration.minutes(15)).toHumanString()}`,
+        metric: this.metricLagSeconds(),
+        threshold: (props.lagAlarmThreshold ?? Duration.minutes(15)).toSeconds(),
+      });
+    }
 
     this.deadLetterQueue = skafuQueue(this, 'DeadLetterQueue');
     this.rule = new events.Rule(this, 'Rule', {
@@ -268,6 +311,16 @@ export class ProjectionStateMachine extends Construct {
   /** Execution time (p90 by default), in milliseconds. */
   public metricDuration(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.stateMachine.metricTime({ period: Duration.minutes(5), statistic: 'p90', ...props });
+  }
+
+  /** Age of the oldest event not yet applied, in seconds (maximum; computed on the lag schedule). */
+  public metricLagSeconds(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return new cloudwatch.Metric({ namespace: 'Skafu', metricName: 'ProjectionLagSeconds', dimensionsMap: { Domain: this.domain, service: `skafu-${this.domain}-parked-events` }, statistic: 'Maximum', period: Duration.minutes(15), ...props });
+  }
+
+  /** Events the most lagging aggregate's checkpoint trails the store by (maximum). */
+  public metricLagEvents(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return new cloudwatch.Metric({ namespace: 'Skafu', metricName: 'ProjectionLagEvents', dimensionsMap: { Domain: this.domain, service: `skafu-${this.domain}-parked-events` }, statistic: 'Maximum', period: Duration.minutes(15), ...props });
   }
 
   /** Executions started. */
@@ -328,6 +381,8 @@ function validate(path: string, props: ProjectionStateMachineProps, eventTypes: 
   const perType = new Map<string, number>();
   for (const p of props.projections) perType.set(p.eventType, (perType.get(p.eventType) ?? 0) + 1);
   for (const [t, n] of perType) if (n > 99) errors.push(`event type ${t} has ${n} projections; one transaction holds at most 99 besides the checkpoint`);
+  if (props.eventStore && (props.aggregateTypes ?? []).length === 0) errors.push("'eventStore' is given without 'aggregateTypes': the drift report lists aggregates per type");
+  if (props.eventStore && !props.eventStore.hasAggregateIndex) errors.push("'eventStore' has no aggregate index: the drift report and rebuilds enumerate aggregates through it");
   const conflicts = props.conflictRetries ?? 10;
   if (!Number.isInteger(conflicts) || conflicts < 0 || conflicts > 12) errors.push("'conflictRetries' must be 0-12");
   if (!Number.isInteger(gap.maxAttempts) || gap.maxAttempts < 0 || gap.maxAttempts > 12) errors.push("'gapRetry.maxAttempts' must be 0-12");

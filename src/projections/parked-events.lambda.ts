@@ -6,12 +6,15 @@
  *   ... --payload '{"action":"retry","requestedBy":"alice"}'                      (every aggregate, after a fix)
  *   ... --payload '{"action":"retry","aggregateId":"project-42","requestedBy":"alice"}'
  *   ... --payload '{"action":"skip","aggregateId":"project-42","eventSequence":7,"reason":"bad import","requestedBy":"alice"}'
+ *   ... --payload '{"action":"drift"}'    (aggregates whose checkpoint differs from the store; also on a schedule)
  *
  * Retry replays each parked event through the projection state machine (StartSyncExecution), in aggregate
  * order; skip advances the aggregate's checkpoint past one parked event (recorded on the parked item as
  * SKIPPED, with who and why) and then retries the aggregate's later parked events.
  */
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { driftReport } from './drift.runtime';
 import { handleParkedEvents, parseParkedEventsRequest, type ParkedEventsDeps, type ReplayOutcome } from './parked-events.runtime';
 import { powertools, traced } from '../internal/powertools';
 
@@ -37,8 +40,15 @@ export const handler = async (input: unknown): Promise<Record<string, unknown>> 
     const sfn = require(moduleName) as SfnModule;
     const client = traced(tools, new sfn.SFNClient({}));
     const stateMachineArn = env('SKAFU_PROJECTION_STATE_MACHINE_ARN');
+    const dynamodb = traced(tools, new DynamoDBClient({}));
+    const eventStoreTable = process.env.SKAFU_EVENT_STORE_TABLE;
+    const aggregateTypes = (process.env.SKAFU_AGGREGATE_TYPES ?? '').split(',').filter(Boolean);
     deps = {
-      client: traced(tools, new DynamoDBClient({})),
+      client: dynamodb,
+      drift:
+        eventStoreTable && aggregateTypes.length > 0
+          ? (limit) => driftReport({ client: dynamodb, eventStoreTable, aggregateTypes, checkpointTable: env('SKAFU_CHECKPOINT_TABLE'), limit })
+          : undefined,
       parkingTable: env('SKAFU_PARKING_TABLE'),
       checkpointTable: env('SKAFU_CHECKPOINT_TABLE'),
       domain: env('SKAFU_DOMAIN'),
@@ -50,6 +60,14 @@ export const handler = async (input: unknown): Promise<Record<string, unknown>> 
   }
   const request = parseParkedEventsRequest(input);
   const result = await handleParkedEvents(deps, request);
+  if (request.action === 'drift') {
+    // The lag metrics (per domain's projections): events and seconds the checkpoints trail the store.
+    tools.metrics.addDimension('Domain', env('SKAFU_DOMAIN'));
+    tools.metrics.addMetric('ProjectionLagEvents', MetricUnit.Count, Number(result.maxLagEvents));
+    tools.metrics.addMetric('ProjectionLagSeconds', MetricUnit.Seconds, Number(result.maxLagSeconds));
+    tools.metrics.addMetric('ProjectionDriftingAggregates', MetricUnit.Count, Number(result.drifting));
+    tools.metrics.publishStoredMetrics();
+  }
   tools.logger.info('parked events', { request, result });
   return result;
 };

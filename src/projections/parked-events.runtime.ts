@@ -13,6 +13,7 @@ import {
   type AttributeValue,
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
+import type { DriftReport } from './drift.runtime';
 
 /** The result of one replay execution. */
 export interface ReplayOutcome {
@@ -32,12 +33,15 @@ export interface ParkedEventsDeps {
   readonly replay: (input: Record<string, unknown>) => Promise<ReplayOutcome>;
   /** @default () => new Date().toISOString() */
   readonly now?: () => string;
+  /** The drift report (when the function knows the event store). @default - drift is not available */
+  readonly drift?: (limit: number) => Promise<DriftReport>;
 }
 
 export type ParkedEventsRequest =
   | { action: 'list'; aggregateId?: string; limit?: number }
   | { action: 'retry'; aggregateId?: string; requestedBy: string }
-  | { action: 'skip'; aggregateId: string; eventSequence: number; reason: string; requestedBy: string };
+  | { action: 'skip'; aggregateId: string; eventSequence: number; reason: string; requestedBy: string }
+  | { action: 'drift'; limit: number };
 
 export interface ParkedEvent {
   readonly aggregateId: string;
@@ -60,7 +64,7 @@ export interface RetryReport {
 }
 
 const ID = /^[\x20-\x7e]{1,1024}$/;
-const ACTIONS = new Set(['list', 'retry', 'skip']);
+const ACTIONS = new Set(['list', 'retry', 'skip', 'drift']);
 
 /** Checks an operator's request; throws an Error naming the problem. */
 export function parseParkedEventsRequest(raw: unknown): ParkedEventsRequest {
@@ -76,6 +80,11 @@ export function parseParkedEventsRequest(raw: unknown): ParkedEventsRequest {
     if (typeof v !== 'string' || v.trim() === '' || v.length > 1000) throw new Error(`"${k}" is required: a non-empty string of at most 1000 characters`);
     return v;
   };
+  if (action === 'drift') {
+    const limit = own('limit') ?? 100;
+    if (!Number.isInteger(limit) || (limit as number) < 1 || (limit as number) > 1000) throw new Error('"limit" must be an integer 1-1000');
+    return { action, limit: limit as number };
+  }
   if (action === 'list') {
     const limit = own('limit') ?? 100;
     if (!Number.isInteger(limit) || (limit as number) < 1 || (limit as number) > 1000) throw new Error('"limit" must be an integer 1-1000');
@@ -211,6 +220,10 @@ async function retryAggregate(deps: ParkedEventsDeps, aggregateId: string, reque
 export async function handleParkedEvents(deps: ParkedEventsDeps, request: ParkedEventsRequest): Promise<Record<string, unknown>> {
   const now = deps.now ?? (() => new Date().toISOString());
   switch (request.action) {
+    case 'drift': {
+      if (!deps.drift) throw new Error('drift needs the event store: give the projections their eventStore and aggregateTypes');
+      return { ...(await deps.drift(request.limit)) };
+    }
     case 'list': {
       if (request.aggregateId) {
         const items = (await parkedOf(deps, request.aggregateId)).slice(0, request.limit);

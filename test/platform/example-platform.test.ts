@@ -51,7 +51,7 @@ test('each domain lives in its own nested stack with its handlers, read models, 
   }
   const obs = nested.find(([, t]) => resourcesOf(t, 'AWS::CloudWatch::Dashboard')[0].Properties.DashboardName.includes('observability'))![1];
   expect(resourcesOf(obs, 'AWS::ApiGateway::Method').filter((m) => m.Properties.HttpMethod !== 'OPTIONS')).toHaveLength(6);
-  expect(resourcesOf(obs, 'AWS::Events::Rule')[0].Properties.EventPattern).toEqual({
+  expect(resourcesOf(obs, 'AWS::Events::Rule').find((r) => r.Properties.EventPattern)!.Properties.EventPattern).toEqual({
     'source': ['skafu.observability'],
     'detail-type': ['MetricCollected', 'AlertCreated', 'AlertTriggered'],
   });
@@ -142,7 +142,7 @@ describe('SkafuPlatform presets and options', () => {
     // "Throttled" means more than zero throttle events (the metric is filled with 0 when there are none).
     const byId = (id: string) => Object.entries(Template.fromStack(stack).findResources('AWS::CloudWatch::Alarm')).find(([k]) => k.includes(id))![1];
     expect(byId('EventStoreThrottlesAlarm').Properties).toMatchObject({ ComparisonOperator: 'GreaterThanThreshold', Threshold: 0 });
-    expect(domain.alarms.map((a) => a.node.id).sort()).toEqual(['Api5xxAlarm', 'ApiLatencyAlarm', 'CommandsErrorsAlarm', 'CommandsThrottlesAlarm', 'ProjectionFailuresAlarm', 'QueriesErrorsAlarm', 'QueriesThrottlesAlarm']);
+    expect(domain.alarms.map((a) => a.node.id).sort()).toEqual(['Api5xxAlarm', 'ApiLatencyAlarm', 'CommandsErrorsAlarm', 'CommandsThrottlesAlarm', 'LagAlarm', 'ProjectionFailuresAlarm', 'QueriesErrorsAlarm', 'QueriesThrottlesAlarm']);
   });
 
   test('declarations that cannot work throw at synth, naming the problem', () => {

@@ -1,7 +1,7 @@
 import { App, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
-import { DomainEventBus, ErrorBus, ProjectionAction, ProjectionStateMachine, ProjectionValue, ReadModelTable, ValueType } from '../../src';
+import { DomainEventBus, ErrorBus, EventStoreTable, ProjectionAction, ProjectionStateMachine, ProjectionValue, ReadModelTable, ValueType } from '../../src';
 import { cfnLint } from '../support/cfn-lint';
 import { applyAwsSolutions, nagErrors, nagWarnings } from '../support/nag';
 
@@ -133,4 +133,22 @@ test('cdk-nag AwsSolutions: zero unacknowledged errors and warnings (SF1, SF2 sa
 
 test('cfn-lint finds nothing', () => {
   expect(cfnLint({ Projections: build().template().toJSON() })).toEqual([]);
+});
+
+test('with the event store: a scheduled drift run feeds the lag metrics, an alarm watches them; without aggregate types it throws', () => {
+  const stack = new Stack(new App(), 'Lag');
+  const store = new EventStoreTable(stack, 'Store');
+  const bus = new DomainEventBus(stack, 'Bus');
+  const errorBus = new ErrorBus(stack, 'Errors');
+  const model = new ReadModelTable(stack, 'Model', { partitionKey: { name: 'id' } });
+  const projections = [{ eventType: 'Made', readModel: model, action: ProjectionAction.putItem({ key: { id: ProjectionValue.fromEnvelope('aggregateId') } }) }];
+  const machine = new ProjectionStateMachine(stack, 'P', {
+    domain: 'lag', eventBus: bus.eventBus, errorBus, projections, eventStore: store, aggregateTypes: ['Thing'], lagAlarmThreshold: Duration.minutes(5),
+  });
+  const t = Template.fromStack(stack);
+  t.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(15 minutes)', Targets: [Match.objectLike({ Input: '{"action":"drift","limit":20}' })] });
+  t.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'ProjectionLagSeconds', Namespace: 'Skafu', Threshold: 300, Statistic: 'Maximum', Dimensions: Match.arrayWith([{ Name: 'Domain', Value: 'lag' }]) });
+  t.hasResourceProperties('AWS::Lambda::Function', { Environment: { Variables: Match.objectLike({ SKAFU_AGGREGATE_TYPES: 'Thing' }) } });
+  expect(machine.lagAlarm).toBeDefined();
+  expect(() => new ProjectionStateMachine(stack, 'Q', { domain: 'lag', eventBus: bus.eventBus, errorBus, projections, eventStore: store })).toThrow(/'eventStore' is given without 'aggregateTypes'/);
 });

@@ -11,6 +11,7 @@ import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { DomainEventBus, ErrorBus, EventStoreTable, ProjectionAction, ProjectionStateMachine, ProjectionValue, ReadModelTable, ValueType } from '../../src';
 import { evaluateTemplate } from '../../src/projections/asl-template.runtime';
+import { driftReport } from '../../src/projections/drift.runtime';
 import { runRebuildStep, writesFor, type RebuildConfig } from '../../src/projections/rebuild.runtime';
 import { EventStore } from '../../src/runtime';
 import { definitionFrom, runLocal } from '../support/asl';
@@ -244,4 +245,27 @@ test('an event the projection cannot apply stops its aggregate, is recorded, and
   expect(progress.status).toBe('CAUGHT_UP_WITH_FAILURES');
   expect(progress.failures).toEqual([expect.objectContaining({ aggregateId: id, eventSequence: 1, error: expect.stringMatching(/ValidationException/) })]);
   expect((await scanAll(target)).find((i) => i.orderId === id)).toBeUndefined();
+});
+
+test('the drift report lists exactly the aggregates whose checkpoint differs from the store, with lag in events and seconds', async () => {
+  // Everything published so far was projected live: an event appended and not (yet) projected is drift.
+  const clean = await driftReport({ client, eventStoreTable: table('Store'), aggregateTypes: ['Order'], checkpointTable: table('ProjectionsCheckpoints') });
+  const before = new Set(clean.list.map((d) => d.aggregateId));
+  const id = ids[7];
+  const version = 4 + (7 % 9);
+  await append(id, [{ eventType: 'OrderNoted', data: { note: 'unprojected 1' } }, { eventType: 'OrderNoted', data: { note: 'unprojected 2' } }], version);
+  const appendedAt = Date.now();
+  const report = await driftReport({
+    client,
+    eventStoreTable: table('Store'),
+    aggregateTypes: ['Order'],
+    checkpointTable: table('ProjectionsCheckpoints'),
+    clock: () => new Date(appendedAt + 90_000),
+  });
+  const fresh = report.list.filter((d) => !before.has(d.aggregateId));
+  expect(fresh).toEqual([{ aggregateId: id, aggregateType: 'Order', storeLastSequence: version + 2, checkpointSequence: version, lagEvents: 2, lagSeconds: expect.any(Number) }]);
+  expect(fresh[0].lagSeconds).toBeGreaterThanOrEqual(89);
+  expect(fresh[0].lagSeconds).toBeLessThan(150);
+  expect(report.aggregates).toBeGreaterThanOrEqual(200);
+  expect(report.maxLagEvents).toBeGreaterThanOrEqual(2);
 });
