@@ -388,5 +388,10 @@ function validate(path: string, props: ProjectionStateMachineProps, eventTypes: 
   if (!Number.isInteger(gap.maxAttempts) || gap.maxAttempts < 0 || gap.maxAttempts > 12) errors.push("'gapRetry.maxAttempts' must be 0-12");
   const total = Array.from({ length: Math.max(0, gap.maxAttempts) }, (_, i) => gap.initial * 2 ** i).reduce((a, b) => a + b, 0);
   if (gap.initial < 1 || total > 240) errors.push(`'gapRetry' waits ${total} s in all; it must stay within 240 s (an EXPRESS execution lasts at most 5 minutes)`);
+  // Conflict waits draw 1..n+1 seconds for the n-th retry: at worst n(n+1)/2 + n in all.
+  const conflictWorst = Number.isInteger(conflicts) ? (conflicts * (conflicts + 1)) / 2 + conflicts : 0;
+  if (total + conflictWorst > 270) {
+    errors.push(`'gapRetry' (${total} s) and 'conflictRetries' (up to ${conflictWorst} s) may wait ${total + conflictWorst} s in all; keep it within 270 s (an EXPRESS execution lasts at most 5 minutes)`);
+  }
   if (errors.length > 0) throw new Error(`ProjectionStateMachine ${path}: ${errors.join('; ')}`);
 }

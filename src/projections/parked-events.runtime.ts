@@ -284,7 +284,7 @@ export async function handleParkedEvents(deps: ParkedEventsDeps, request: Parked
         );
       } catch (err) {
         if ((err as Error).name === 'TransactionCanceledException') {
-          throw new Error(`event ${seq} of aggregate ${request.aggregateId} cannot be skipped: the aggregate's checkpoint is not at ${seq - 1} (apply or skip its earlier events first), or it was skipped or retried meanwhile`);
+          throw new Error(`event ${seq} of aggregate ${request.aggregateId} cannot be skipped: the aggregate's checkpoint is not at ${seq - 1} (apply or skip its earlier events first; an earlier event that never reached the projection is not parked: republish it from the store with the outbox's republish function, then retry), or it was skipped or retried meanwhile`);
         }
         throw err;
       }

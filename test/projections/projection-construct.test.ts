@@ -111,6 +111,8 @@ describe('declarations that cannot work throw at synth, naming the problem', () 
     ['bad domain', () => ({ domain: 'Observability!' }), /'domain' 'Observability!' must be lower-case/],
     ['no projections', () => ({ projections: [] }), /'projections' is empty/],
     ['gap retry too long', () => ({ gapRetry: { maxAttempts: 9, initialInterval: Duration.seconds(1) } }), /waits 511 s in all; it must stay within 240 s/],
+    ['gap and conflict waits too long together', () => ({ gapRetry: { maxAttempts: 6, initialInterval: Duration.seconds(3) }, conflictRetries: 12 }), /may wait 279 s in all; keep it within 270 s/],
+    ['conflict retries out of range', () => ({ conflictRetries: 13 }), /'conflictRetries' must be 0-12/],
     ['bad event type', () => ({ eventTypes: ['has space'] }), /event type 'has space' is not a valid EventBridge detail-type/],
   ])('%s', (_n, extra, message) => {
     expect(() => build(extra)).toThrow(message);
