@@ -6,6 +6,7 @@
  */
 import { GetItemCommand, QueryCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
+import { envelopeFromItem } from '../runtime/envelope';
 import { EventStoreSchema as S } from '../runtime/event-store-schema';
 
 export interface DriftConfig {
@@ -84,7 +85,8 @@ export async function driftReport(config: DriftConfig): Promise<DriftReport> {
         aggregates++;
         const last = await lastEvent(config, entry[S.PARTITION_KEY]);
         if (!last || last[S.ITEM_TYPE_ATTRIBUTE] !== S.ITEM_TYPE_EVENT) continue;
-        const aggregateId = String(last.aggregateId);
+        // The public id the events carry (what the live checkpoints are keyed by), whatever the stored key.
+        const aggregateId = envelopeFromItem(last).aggregateId;
         const cp = await config.client.send(
           new GetItemCommand({ TableName: config.checkpointTable, Key: { aggregateId: { S: aggregateId } }, ConsistentRead: true }),
         );
