@@ -113,6 +113,8 @@ for (const pattern of ['bench/**/*.ts', 'examples/**/*.ts', 'local/src/**/*.ts',
 // The handler-side runtime (a subpath export) uses the AWS SDK that the Lambda runtime provides; handlers bundle it.
 project.eslint?.allowDevDeps('src/runtime/**');
 project.eslint?.allowDevDeps('src/internal/powertools.ts');
+// Handler-side modules next to their construct (bundled into its handler, never imported by the jsii entry point).
+project.eslint?.allowDevDeps('src/**/*.runtime.ts');
 
 // jsii 6 and the AWS SDK print end-of-life banners on Node 20; they are noise here.
 project.tasks.addEnvironment('JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION', '20');

@@ -5,6 +5,7 @@
 import { runEventStoreBench } from './event-store.bench';
 import { runLocalBench } from './local.bench';
 import { runPlatformBench } from './platform.bench';
+import { runRebuildBench } from './rebuild.bench';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
@@ -12,6 +13,7 @@ const benches: Record<string, () => Promise<void>> = {
   'event-store': runEventStoreBench,
   'platform': runPlatformBench,
   'local': runLocalBench,
+  'rebuild': runRebuildBench,
 };
 
 async function main(): Promise<void> {

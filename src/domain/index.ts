@@ -1,4 +1,4 @@
-import { Aws, Duration } from 'aws-cdk-lib';
+import { Aws, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
@@ -11,7 +11,7 @@ import type * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
-import { Construct } from 'constructs';
+import { Construct, type IConstruct } from 'constructs';
 import { CommandFunction } from './command-function';
 import { AggregateIdSource, DataSource, Precondition, QueryInput, QueryInputType } from './declarations';
 import { QueryFunction } from './query-function';
@@ -24,7 +24,7 @@ import { thresholdAlarm } from '../internal/alarms';
 import { acknowledgeHandlerRole, handlerOptions } from '../internal/handler';
 import { acknowledgeNag } from '../internal/nag';
 import { skafuQueue } from '../internal/queues';
-import { ProjectionAction, ProjectionStateMachine, ReadModelTable, type ReadModelTableProps } from '../projections';
+import { ProjectionAction, ProjectionStateMachine, ReadModelTable, warnIfNested, type ReadModelTableProps } from '../projections';
 import { encodeDomainSpec, readModelEnvName, type CommandSpec, type DomainSpec, type QuerySpec } from '../runtime/domain-spec';
 import { FORBIDDEN_KEYS } from '../runtime/validation';
 
@@ -272,6 +272,14 @@ export interface DomainPlatformRefs {
   readonly alarmTopic?: sns.ITopic;
   /** Platform metrics shown on every domain dashboard. @default - none */
   readonly sharedWidgets?: cloudwatch.IWidget[];
+  /**
+   * Where the domain creates its projection-owned tables (read models, checkpoints, parked events), under a
+   * construct named after the domain. Give a scope that does not move when the domain does (SkafuPlatform gives
+   * one in its own stack) so that their physical identity survives rearranging the tree, for example turning
+   * nested stacks on or off.
+   * @default - the domain itself (synth warns when that is inside a nested stack)
+   */
+  readonly tableScope?: IConstruct;
 }
 
 /** Properties of an EventSourcedDomain. */
@@ -360,10 +368,14 @@ export class EventSourcedDomain extends Construct {
       ...platform.errorBus.environmentVariables(),
     };
 
-    // Read models and their projections.
+    // Read models and their projections. Kept in staging and production; development may destroy them.
+    const removalPolicy = environment === 'development' ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN;
+    const tableScope = platform.tableScope ? new Construct(platform.tableScope, props.name) : undefined;
     for (const rm of readModels) {
       const { name, projections: _, ...tableProps } = rm;
-      this.readModels[name] = new ReadModelTable(this, `ReadModel${pascal(name)}`, tableProps);
+      const table = new ReadModelTable(tableScope ?? this, `ReadModel${pascal(name)}`, { removalPolicy, ...tableProps });
+      if (!tableScope) warnIfNested(table, `read model '${name}'`);
+      this.readModels[name] = table;
     }
     const projectionList = readModels.flatMap((rm) =>
       rm.projections.map((p) => ({ eventType: p.eventType, readModel: this.readModels[rm.name], action: p.action })),
@@ -377,6 +389,10 @@ export class EventSourcedDomain extends Construct {
         eventTypes: this.eventTypes,
         logRetention: platform.logRetention,
         logExecutionData: platform.logExecutionData,
+        removalPolicy,
+        tableScope,
+        eventStore: platform.eventStore.hasAggregateIndex ? platform.eventStore : undefined,
+        aggregateTypes: [...new Set(commands.map((c) => c.aggregateType))],
       });
     }
 
@@ -594,6 +610,11 @@ export class EventSourcedDomain extends Construct {
     }
     if (this.projections) {
       alarm('ProjectionFailuresAlarm', 'failed projections (reported on the error bus)', this.projections.metricFailedExecutions(), 0);
+      const lag = this.projections.lagAlarm;
+      if (lag) {
+        if (platform.alarmTopic) lag.addAlarmAction(new cwActions.SnsAction(platform.alarmTopic));
+        this.alarms.push(lag);
+      }
     }
     this.dashboard.addWidgets(new cloudwatch.TextWidget({ markdown: `# Skafu domain \`${props.name}\` (${platform.environment ?? 'development'})`, width: 24, height: 1 }));
     if (routes.length > 0) {
@@ -608,7 +629,7 @@ export class EventSourcedDomain extends Construct {
         new cloudwatch.GraphWidget({
           title: 'Projections',
           left: [this.projections.metricStartedExecutions(), this.projections.metricFailedExecutions()],
-          right: [this.projections.metricDuration()],
+          right: [this.projections.metricDuration(), ...(this.projections.lagAlarm ? [this.projections.metricLagSeconds()] : [])],
           width: 24,
         }),
       );

@@ -252,6 +252,9 @@ export class SkafuPlatform extends Construct {
       logRetention,
       logExecutionData: props.logExecutionData ?? environment !== SkafuEnvironment.PRODUCTION,
       alarmTopic: props.alarmTopic,
+      // Projection-owned tables live in the platform's own stack, at a path that only the domain's name decides:
+      // turning nested domain stacks on or off moves the domains, never their read models and checkpoints.
+      tableScope: new Construct(this, 'ProjectionTables'),
       sharedWidgets: [
         new cloudwatch.GraphWidget({ title: 'Event store', left: [this.eventStore.metricConflicts(), this.eventStore.metricThrottles()], width: 8 }),
         new cloudwatch.GraphWidget({

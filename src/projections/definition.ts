@@ -1,29 +1,65 @@
-import type { ProjectionAction } from './values';
+import { ValueType, type ProjectionAction } from './values';
 
 export interface DefinitionInput {
   readonly domain: string;
   readonly eventTypes: string[];
   readonly projections: Array<{ eventType: string; action: ProjectionAction; tableName: string; ttlAttribute?: string }>;
   readonly checkpointTableName: string;
+  /** Where events that cannot be applied are parked (`aggregateId` S, `eventSequence` N). */
+  readonly parkingTableName: string;
   readonly errorBusName: string;
   readonly gapWaits: number[];
+  /** How many times a transaction cancelled by a `TransactionConflict` is tried again before the event is parked. */
+  readonly conflictRetries: number;
 }
 
-/** Errors worth a plain retry (throttling, 5xx, task failures), in both spellings Step Functions uses. */
-const ORDER_ERRORS = ['TransactionCanceledException', 'ConditionalCheckFailedException'].flatMap((e) => [`DynamoDb.${e}`, `DynamoDB.${e}`]);
+/** Errors of a transaction that the cancellation reasons must explain (an order problem, a conflict, a bad value). */
+const CANCELLED = ['TransactionCanceledException', 'ConditionalCheckFailedException'].flatMap((e) => [`DynamoDb.${e}`, `DynamoDB.${e}`]);
+const TASK_RETRY = { ErrorEquals: ['States.TaskFailed'], IntervalSeconds: 2, MaxAttempts: 3, BackoffRate: 2.0 };
 
-/** The state machine definition (Amazon States Language, JSONPath). */
+/** What the checks before an apply require of a value: the Choice rule that holds when it is NOT satisfied. */
+const TYPE_TEST: Record<ValueType, string | undefined> = {
+  [ValueType.STRING]: 'IsString',
+  [ValueType.NUMBER]: 'IsNumeric',
+  [ValueType.BOOLEAN]: 'IsBoolean',
+  [ValueType.JSON]: undefined,
+};
+
+/** The paths (and the type each must have) that the projections of one event type read. */
+export function fieldsRead(
+  actions: ProjectionAction[],
+  ttlAttribute: (a: ProjectionAction) => string | undefined,
+): Array<{ path: string; type: ValueType }> {
+  const seen = new Map<string, ValueType>();
+  for (const action of actions) {
+    for (const value of action._values()) {
+      const path = value._path();
+      if (path && !seen.has(path)) seen.set(path, value.type);
+    }
+    if (action.ttl && ttlAttribute(action)) seen.set('$.detail.timestampEpochSeconds', ValueType.NUMBER);
+  }
+  return [...seen].map(([path, type]) => ({ path, type }));
+}
+
+/**
+ * The state machine definition (Amazon States Language, JSONPath).
+ *
+ * Outcomes of one event: applied (its writes and the checkpoint in one transaction); already applied (a
+ * duplicate); or parked. It is parked, and reported once on the error bus, when a field a projection reads is
+ * missing or has the wrong type (checked before the write: in AWS a missing path fails the execution with
+ * `States.Runtime`, which no Catch sees), when DynamoDB refuses the write after retries, when an earlier event
+ * of the aggregate does not arrive in time (`ProjectionGap`), or when transaction conflicts outlast their
+ * retries. An event behind a parked event of its aggregate is parked at once, without waiting and without a
+ * second report. A replay (input with `skafuReplay`, from the parked-events function) is applied even though
+ * the aggregate has parked events.
+ */
 export function buildDefinition(input: DefinitionInput): Record<string, unknown> {
   const states: Record<string, unknown> = {};
-  const retry = [
-    // Order problems are not retried blindly: the catch below tells a duplicate from a gap.
-    { ErrorEquals: ORDER_ERRORS, MaxAttempts: 0 },
-    { ErrorEquals: ['States.TaskFailed'], IntervalSeconds: 2, MaxAttempts: 3, BackoffRate: 2.0 },
-  ];
+  const aggregateKey = { aggregateId: { 'S.$': '$.detail.aggregateId' } };
   const checkpoint = {
     Update: {
       TableName: input.checkpointTableName,
-      Key: { aggregateId: { 'S.$': '$.detail.aggregateId' } },
+      Key: aggregateKey,
       UpdateExpression: 'SET #seq = :seq, #eventId = :eventId, #eventType = :eventType, #appliedAt = :appliedAt',
       // Applied exactly once, in order: the aggregate's previous event must be the last one applied.
       ConditionExpression: '(attribute_not_exists(#seq) AND :seq = :one) OR #seq = :prev',
@@ -38,52 +74,185 @@ export function buildDefinition(input: DefinitionInput): Record<string, unknown>
       },
     },
   };
+  const attempt = (count: string, conflicts: string, seconds: string) => ({
+    'count.$': count,
+    'conflicts.$': conflicts,
+    'seconds.$': seconds,
+    'replay.$': '$.attempt.replay',
+  });
 
   states.Start = {
-    Type: 'Pass',
-    Comment: 'Counts the waits for an earlier event of the same aggregate.',
-    Result: { count: 0, seconds: 0 },
-    ResultPath: '$.attempt',
-    Next: 'RouteByDetailType',
-  };
-  states.RouteByDetailType = {
     Type: 'Choice',
-    Choices: input.eventTypes.map((t) => ({ Variable: '$.detail-type', StringEquals: t, Next: `Apply ${t}` })),
-    Default: 'NotProjected',
+    Comment: 'A replay of a parked event (from the parked-events function) carries skafuReplay.',
+    Choices: [{ Variable: '$.skafuReplay', IsPresent: true, Next: 'StartReplay' }],
+    Default: 'StartLive',
   };
+  states.StartLive = { Type: 'Pass', Result: { count: 0, conflicts: 0, seconds: 0, replay: false }, ResultPath: '$.attempt', Next: 'CheckEnvelope' };
+  states.StartReplay = { Type: 'Pass', Result: { count: 0, conflicts: 0, seconds: 0, replay: true }, ResultPath: '$.attempt', Next: 'CheckEnvelope' };
+  // The envelope fields the checkpoint, the parking place and the reports read. Presence first, types second:
+  // AWS evaluates a type test on a missing path as a runtime error.
+  const envelope = [
+    { path: '$.detail.aggregateId', type: ValueType.STRING },
+    { path: '$.detail.eventSequence', type: ValueType.NUMBER },
+    { path: '$.detail.eventId', type: ValueType.STRING },
+    { path: '$.detail.eventType', type: ValueType.STRING },
+    { path: '$.detail.correlationId', type: ValueType.STRING },
+  ];
+  states.CheckEnvelope = {
+    Type: 'Choice',
+    Choices: [{ Or: envelope.map((f) => ({ Not: { Variable: f.path, IsPresent: true } })), Next: 'InvalidEnvelope' }],
+    Default: 'CheckEnvelopeTypes',
+  };
+  states.CheckEnvelopeTypes = {
+    Type: 'Choice',
+    Choices: [{ Or: envelope.map((f) => ({ Not: { Variable: f.path, [TYPE_TEST[f.type]!]: true } })), Next: 'InvalidEnvelope' }],
+    Default: 'RouteByDetailType',
+  };
+  states.InvalidEnvelope = {
+    Type: 'Task',
+    Comment: 'Not a Skafu event envelope: it has no aggregate to park it under; reported with the whole input.',
+    Resource: 'arn:aws:states:::events:putEvents',
+    Parameters: {
+      Entries: [
+        {
+          EventBusName: input.errorBusName,
+          Source: `skafu.${input.domain}`,
+          DetailType: 'Application Error',
+          Detail: {
+            'errorId.$': 'States.UUID()',
+            'correlationId.$': '$$.Execution.Name',
+            'errorType': 'ProjectionFailed',
+            'severity': 'HIGH',
+            'message': `an event for the ${input.domain} projections lacks an envelope field (${envelope.map((f) => f.path.slice(9)).join(', ')}) or has one of the wrong type`,
+            'context': { 'domain': input.domain, 'stateMachine.$': '$$.StateMachine.Name', 'executionId.$': '$$.Execution.Id' },
+            'metadata': { 'retryable': false, 'original.$': '$' },
+            'timestamp.$': '$$.State.EnteredTime',
+          },
+        },
+      ],
+    },
+    ResultPath: null,
+    Retry: [{ ErrorEquals: ['States.ALL'], IntervalSeconds: 2, MaxAttempts: 3, BackoffRate: 2.0 }],
+    Next: 'ProjectionFailed',
+  };
+  const firstState = new Map<string, string>();
   states.NotProjected = { Type: 'Succeed', Comment: 'An event type this state machine does not handle: nothing is written.' };
 
   for (const eventType of input.eventTypes) {
-    const actions = input.projections.filter((p) => p.eventType === eventType).map((p) => p.action._render(p.tableName, p.ttlAttribute));
+    const projections = input.projections.filter((p) => p.eventType === eventType);
+    const fields = [...fieldsRead(projections.map((p) => p.action), (a) => projections.find((p) => p.action === a)?.ttlAttribute)].filter(
+      (f, i, all) => all.findIndex((g) => g.path === f.path) === i,
+    );
+    const typed = fields.filter((f) => TYPE_TEST[f.type]);
+    const rule = (list: Array<Record<string, unknown>>) => (list.length === 1 ? list[0] : { Or: list });
+    const described = fields.map((f) => `${f.path.replace(/^\$\.detail\./, '')} (${f.type})`).join(', ');
+    // Presence first, types second: AWS evaluates a type test on a missing path as a runtime error.
+    firstState.set(eventType, fields.length > 0 ? `Check ${eventType}` : `Apply ${eventType}`);
+    if (fields.length > 0) {
+      states[`Check ${eventType}`] = {
+        Type: 'Choice',
+        Comment: `${eventType}: every field the projections read must be present and of its type`,
+        Choices: [{ ...rule(fields.map((f) => ({ Not: { Variable: f.path, IsPresent: true } }))), Next: `Invalid ${eventType}` }],
+        Default: typed.length > 0 ? `Check types ${eventType}` : `Apply ${eventType}`,
+      };
+    }
+    if (typed.length > 0) {
+      states[`Check types ${eventType}`] = {
+        Type: 'Choice',
+        Choices: [{ ...rule(typed.map((f) => ({ Not: { Variable: f.path, [TYPE_TEST[f.type]!]: true } }))), Next: `Invalid ${eventType}` }],
+        Default: `Apply ${eventType}`,
+      };
+    }
+    if (fields.length > 0) {
+      states[`Invalid ${eventType}`] = {
+        Type: 'Pass',
+        Parameters: {
+          failure: { Error: 'Skafu.InvalidEvent', Cause: `a field the projections of ${eventType} read is missing or has the wrong type; they read: ${described}`.slice(0, 1000) },
+          park: { errorType: 'ProjectionFailed', reason: 'InvalidEvent' },
+        },
+        ResultPath: '$.outcome',
+        Next: 'Park',
+      };
+    }
+    const actions = projections.map((p) => p.action._render(p.tableName, p.ttlAttribute));
     states[`Apply ${eventType}`] = {
       Type: 'Task',
       Comment: actions.length === 0 ? `${eventType}: advances the checkpoint only` : `${eventType}: ${actions.length} read-model write(s) and the checkpoint, atomically`,
       Resource: 'arn:aws:states:::aws-sdk:dynamodb:transactWriteItems',
       Parameters: { TransactItems: [checkpoint, ...actions] },
       ResultPath: null,
-      Retry: retry,
+      Retry: [
+        // A cancelled transaction is not retried blindly: its cancellation reasons say what to do.
+        { ErrorEquals: CANCELLED, MaxAttempts: 0 },
+        TASK_RETRY,
+      ],
       Catch: [
-        { ErrorEquals: ORDER_ERRORS, ResultPath: '$.failure', Next: 'ReadCheckpoint' },
-        { ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'ReportFailure' },
+        { ErrorEquals: CANCELLED, ResultPath: '$.failure', Next: 'WhyCancelled' },
+        { ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'NotApplied' },
       ],
       Next: 'Applied',
     };
   }
+  states.RouteByDetailType = {
+    Type: 'Choice',
+    Choices: input.eventTypes.map((t) => ({ Variable: '$.detail-type', StringEquals: t, Next: firstState.get(t) })),
+    Default: 'NotProjected',
+  };
   states.Applied = { Type: 'Succeed' };
+
+  // The error message of a cancelled transaction lists one reason per item, in order ("... specific reasons
+  // [ConditionalCheckFailed, None]"; see TransactWriteItems, "TransactionCanceledException", in the DynamoDB API
+  // reference). Only the checkpoint has a condition; a conflict with another transaction on any item is
+  // "TransactionConflict"; anything else (ValidationError, ...) cannot be fixed by waiting.
+  states.WhyCancelled = {
+    Type: 'Choice',
+    Choices: [
+      { Not: { Variable: '$.failure.Cause', IsPresent: true }, Next: 'ReadCheckpoint' },
+      { Variable: '$.failure.Cause', StringMatches: '*TransactionConflict*', Next: 'MayRetryConflict' },
+      { Variable: '$.failure.Cause', StringMatches: '*ConditionalCheckFailed*', Next: 'ReadCheckpoint' },
+      { Variable: '$.failure.Error', StringMatches: '*ConditionalCheckFailedException', Next: 'ReadCheckpoint' },
+    ],
+    Default: 'NotApplied',
+  };
+  states.MayRetryConflict = {
+    Type: 'Choice',
+    Choices: [{ Variable: '$.attempt.conflicts', NumericGreaterThanEquals: input.conflictRetries, Next: 'ConflictsExhausted' }],
+    Default: 'NextConflictWait',
+  };
+  states.NextConflictWait = {
+    Type: 'Pass',
+    Comment: 'Full jitter: a random 1 to (conflicts + 1) seconds, so that writers of a shared item spread out.',
+    Parameters: attempt('$.attempt.count', 'States.MathAdd($.attempt.conflicts, 1)', 'States.MathRandom(1, States.MathAdd($.attempt.conflicts, 2))'),
+    ResultPath: '$.attempt',
+    Next: 'WaitAfterConflict',
+  };
+  states.WaitAfterConflict = { Type: 'Wait', SecondsPath: '$.attempt.seconds', Next: 'RouteByDetailType' };
+  states.ConflictsExhausted = {
+    Type: 'Pass',
+    Parameters: { 'failure.$': '$.failure', 'park': { errorType: 'ProjectionConflict', reason: 'TransactionConflict' } },
+    ResultPath: '$.outcome',
+    Next: 'Park',
+  };
+  states.NotApplied = {
+    Type: 'Pass',
+    Parameters: { 'failure.$': '$.failure', 'park': { errorType: 'ProjectionFailed', reason: 'WriteFailed' } },
+    ResultPath: '$.outcome',
+    Next: 'Park',
+  };
 
   states.ReadCheckpoint = {
     Type: 'Task',
     Resource: 'arn:aws:states:::dynamodb:getItem',
-    Parameters: { TableName: input.checkpointTableName, Key: { aggregateId: { 'S.$': '$.detail.aggregateId' } }, ConsistentRead: true },
+    Parameters: { TableName: input.checkpointTableName, Key: aggregateKey, ConsistentRead: true },
     ResultPath: '$.checkpoint',
-    Retry: [{ ErrorEquals: ['States.TaskFailed'], IntervalSeconds: 2, MaxAttempts: 3, BackoffRate: 2.0 }],
-    Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'ReportFailure' }],
+    Retry: [TASK_RETRY],
+    Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'NotApplied' }],
     Next: 'HasCheckpoint',
   };
   states.HasCheckpoint = {
     Type: 'Choice',
     Choices: [{ Variable: '$.checkpoint.Item.lastEventSequence.N', IsPresent: true, Next: 'ReadLastApplied' }],
-    Default: 'MayWaitForEarlierEvent',
+    Default: 'HasParkedEvent',
   };
   states.ReadLastApplied = {
     Type: 'Pass',
@@ -94,26 +263,133 @@ export function buildDefinition(input: DefinitionInput): Record<string, unknown>
   states.IsDuplicate = {
     Type: 'Choice',
     Choices: [{ Variable: '$.lastApplied.value', NumericGreaterThanEqualsPath: '$.detail.eventSequence', Next: 'AlreadyApplied' }],
-    Default: 'MayWaitForEarlierEvent',
+    Default: 'HasParkedEvent',
   };
   states.AlreadyApplied = { Type: 'Succeed', Comment: 'A duplicate delivery: the event was applied before; nothing is written.' };
+  states.HasParkedEvent = {
+    Type: 'Choice',
+    Comment: 'A live event behind a parked event of its aggregate waits for the operator, not for a gap to fill.',
+    Choices: [
+      {
+        And: [
+          { Variable: '$.checkpoint.Item.parkedSequence.N', IsPresent: true },
+          { Variable: '$.attempt.replay', BooleanEquals: false },
+        ],
+        Next: 'ReadParkedSequence',
+      },
+    ],
+    Default: 'MayWaitForEarlierEvent',
+  };
+  states.ReadParkedSequence = {
+    Type: 'Pass',
+    Parameters: { 'value.$': 'States.StringToJson($.checkpoint.Item.parkedSequence.N)' },
+    ResultPath: '$.parkedSequence',
+    Next: 'IsBehindParkedEvent',
+  };
+  states.IsBehindParkedEvent = {
+    Type: 'Choice',
+    Choices: [{ Variable: '$.detail.eventSequence', NumericGreaterThanPath: '$.parkedSequence.value', Next: 'BehindParkedEvent' }],
+    Default: 'MayWaitForEarlierEvent',
+  };
+  states.BehindParkedEvent = {
+    Type: 'Pass',
+    Parameters: {
+      failure: { 'Error': 'Skafu.BehindParkedEvent', 'Cause.$': "States.Format('event {} of the aggregate is parked', $.parkedSequence.value)" },
+      park: { errorType: 'ProjectionBlocked', reason: 'BehindParkedEvent' },
+    },
+    ResultPath: '$.outcome',
+    Next: 'Park',
+  };
   states.MayWaitForEarlierEvent = {
     Type: 'Choice',
-    Choices: [{ Variable: '$.attempt.count', NumericGreaterThanEquals: input.gapWaits.length, Next: 'ReportGap' }],
+    Choices: [{ Variable: '$.attempt.count', NumericGreaterThanEquals: input.gapWaits.length, Next: 'GapNotFilled' }],
     Default: 'NextWait',
   };
   states.NextWait = {
     Type: 'Pass',
-    Parameters: {
-      'count.$': 'States.MathAdd($.attempt.count, 1)',
-      'seconds.$': `States.ArrayGetItem(States.Array(${(input.gapWaits.length > 0 ? input.gapWaits : [0]).join(', ')}), $.attempt.count)`,
-    },
+    Parameters: attempt(
+      'States.MathAdd($.attempt.count, 1)',
+      '$.attempt.conflicts',
+      `States.ArrayGetItem(States.Array(${(input.gapWaits.length > 0 ? input.gapWaits : [0]).join(', ')}), $.attempt.count)`,
+    ),
     ResultPath: '$.attempt',
     Next: 'WaitForEarlierEvent',
   };
   states.WaitForEarlierEvent = { Type: 'Wait', SecondsPath: '$.attempt.seconds', Next: 'RouteByDetailType' };
+  states.GapNotFilled = {
+    Type: 'Pass',
+    Parameters: {
+      failure: { 'Error': 'Skafu.ProjectionGap', 'Cause.$': "States.Format('an earlier event of the aggregate was not applied in time (waited {} times)', $.attempt.count)" },
+      park: { errorType: 'ProjectionGap', reason: 'Gap' },
+    },
+    ResultPath: '$.outcome',
+    Next: 'Park',
+  };
 
-  const report = (errorType: string, severity: string, message: string, retryable: boolean) => ({
+  // Parking: the event, the error and the aggregate, in the parking table; reported once.
+  states.Park = {
+    Type: 'Task',
+    Comment: 'Once per event: a second delivery of a parked event finds it parked and ends here. A replay replaces it.',
+    Resource: 'arn:aws:states:::dynamodb:putItem',
+    Parameters: {
+      TableName: input.parkingTableName,
+      Item: {
+        aggregateId: { 'S.$': '$.detail.aggregateId' },
+        eventSequence: { 'N.$': "States.Format('{}', $.detail.eventSequence)" },
+        eventId: { 'S.$': '$.detail.eventId' },
+        eventType: { 'S.$': '$.detail.eventType' },
+        detailType: { 'S.$': '$.detail-type' },
+        event: { 'S.$': 'States.JsonToString($.detail)' },
+        reason: { 'S.$': '$.outcome.park.reason' },
+        errorType: { 'S.$': '$.outcome.park.errorType' },
+        error: { 'S.$': 'States.JsonToString($.outcome.failure)' },
+        status: { S: 'PARKED' },
+        parkedAt: { 'S.$': '$$.State.EnteredTime' },
+        executionId: { 'S.$': '$$.Execution.Id' },
+      },
+      ConditionExpression: 'attribute_not_exists(#agg) OR #status <> :parked OR :replay = :true',
+      ExpressionAttributeNames: { '#agg': 'aggregateId', '#status': 'status' },
+      ExpressionAttributeValues: { ':parked': { S: 'PARKED' }, ':replay': { 'BOOL.$': '$.attempt.replay' }, ':true': { BOOL: true } },
+    },
+    ResultPath: null,
+    Retry: [{ ErrorEquals: ['DynamoDB.ConditionalCheckFailedException', 'DynamoDb.ConditionalCheckFailedException'], MaxAttempts: 0 }, TASK_RETRY],
+    Catch: [
+      { ErrorEquals: ['DynamoDB.ConditionalCheckFailedException', 'DynamoDb.ConditionalCheckFailedException'], ResultPath: null, Next: 'AlreadyParked' },
+      { ErrorEquals: ['States.ALL'], ResultPath: '$.parkFailure', Next: 'ReportUnparked' },
+    ],
+    Next: 'IsRootCause',
+  };
+  states.AlreadyParked = { Type: 'Succeed', Comment: 'A second delivery of a parked event: already parked and reported.' };
+  states.IsRootCause = {
+    Type: 'Choice',
+    Choices: [{ Variable: '$.outcome.park.reason', StringEquals: 'BehindParkedEvent', Next: 'ParkedBehindEarlierEvent' }],
+    Default: 'MarkAggregateParked',
+  };
+  states.ParkedBehindEarlierEvent = {
+    Type: 'Succeed',
+    Comment: 'Parked without a report: the parked event before it was reported; retrying the aggregate replays both.',
+  };
+  states.MarkAggregateParked = {
+    Type: 'Task',
+    Comment: "The checkpoint remembers the aggregate's earliest parked event, so that later events park at once.",
+    Resource: 'arn:aws:states:::dynamodb:updateItem',
+    Parameters: {
+      TableName: input.checkpointTableName,
+      Key: aggregateKey,
+      UpdateExpression: 'SET #parked = :seq',
+      ConditionExpression: 'attribute_not_exists(#parked) OR #parked > :seq',
+      ExpressionAttributeNames: { '#parked': 'parkedSequence' },
+      ExpressionAttributeValues: { ':seq': { 'N.$': "States.Format('{}', $.detail.eventSequence)" } },
+    },
+    ResultPath: null,
+    Retry: [{ ErrorEquals: ['DynamoDB.ConditionalCheckFailedException', 'DynamoDb.ConditionalCheckFailedException'], MaxAttempts: 0 }, TASK_RETRY],
+    // An earlier event is already the marker; a marker that cannot be written leaves later events to the gap
+    // path (they park as ProjectionGap, reported): either way the report below goes out.
+    Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: null, Next: 'ReportParked' }],
+    Next: 'ReportParked',
+  };
+
+  const report = (errorType: string | null, message: string, next: string) => ({
     Type: 'Task',
     Resource: 'arn:aws:states:::events:putEvents',
     Parameters: {
@@ -125,16 +401,19 @@ export function buildDefinition(input: DefinitionInput): Record<string, unknown>
           Detail: {
             'errorId.$': 'States.UUID()',
             'correlationId.$': '$.detail.correlationId',
-            errorType,
-            severity,
+            ...(errorType ? { errorType } : { 'errorType.$': '$.outcome.park.errorType' }),
+            'severity': 'HIGH',
             'message.$': message,
             'context': { 'domain': input.domain, 'stateMachine.$': '$$.StateMachine.Name', 'executionId.$': '$$.Execution.Id' },
             'metadata': {
               'retryCount.$': '$.attempt.count',
-              retryable,
+              'conflicts.$': '$.attempt.conflicts',
+              'retryable': true,
               // The whole event, so that it can be replayed.
               'original.$': '$.detail',
-              'failure.$': '$.failure',
+              'failure.$': '$.outcome.failure',
+              'parked': errorType === null,
+              ...(errorType === null ? { parking: { 'table': input.parkingTableName, 'aggregateId.$': '$.detail.aggregateId', 'eventSequence.$': '$.detail.eventSequence' } } : {}),
             },
             'timestamp.$': '$$.State.EnteredTime',
           },
@@ -143,25 +422,23 @@ export function buildDefinition(input: DefinitionInput): Record<string, unknown>
     },
     ResultPath: '$.report',
     Retry: [{ ErrorEquals: ['States.ALL'], IntervalSeconds: 2, MaxAttempts: 3, BackoffRate: 2.0 }],
-    Next: errorType === 'ProjectionGap' ? 'GapNotFilled' : 'ProjectionFailed',
+    Next: next,
   });
-  states.ReportGap = report(
-    'ProjectionGap',
-    'HIGH',
-    "States.Format('{} {} of aggregate {} was not projected: an earlier event of the aggregate was not applied in time (waited {} times)', $.detail.eventType, $.detail.eventSequence, $.detail.aggregateId, $.attempt.count)",
-    true,
+  states.ReportParked = report(
+    null,
+    "States.Format('{} {} of aggregate {} was parked ({}): {}. Retry it after a fix, or skip it, with the parked-events function', $.detail.eventType, $.detail.eventSequence, $.detail.aggregateId, $.outcome.park.reason, $.outcome.failure.Error)",
+    'EventParked',
   );
-  states.ReportFailure = report(
+  states.ReportUnparked = report(
     'ProjectionFailed',
-    'HIGH',
-    "States.Format('{} {} of aggregate {} was not projected: {}', $.detail.eventType, $.detail.eventSequence, $.detail.aggregateId, $.failure.Error)",
-    true,
+    "States.Format('{} {} of aggregate {} was not projected ({}: {}) and could not be parked', $.detail.eventType, $.detail.eventSequence, $.detail.aggregateId, $.outcome.park.reason, $.outcome.failure.Error)",
+    'ProjectionFailed',
   );
-  states.GapNotFilled = { Type: 'Fail', Error: 'ProjectionGap', Cause: 'An earlier event of the aggregate was not applied in time; reported on the error bus' };
-  states.ProjectionFailed = { Type: 'Fail', Error: 'ProjectionFailed', Cause: 'The event could not be projected; reported on the error bus' };
+  states.EventParked = { Type: 'Fail', Error: 'ProjectionEventParked', Cause: 'The event was parked and reported on the error bus; retry or skip it with the parked-events function' };
+  states.ProjectionFailed = { Type: 'Fail', Error: 'ProjectionFailed', Cause: 'The event could not be projected nor parked; reported on the error bus with the whole event' };
 
   return {
-    Comment: `Skafu projections of ${input.domain}: each event applied once, in aggregate order`,
+    Comment: `Skafu projections of ${input.domain}: each event applied once, in aggregate order, or parked`,
     StartAt: 'Start',
     TimeoutSeconds: 300,
     States: states,

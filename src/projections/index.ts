@@ -1,17 +1,22 @@
-import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Annotations, Duration, NestedStack, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import { Construct } from 'constructs';
+import { Construct, type IConstruct } from 'constructs';
 import { buildDefinition } from './definition';
+import { ParkedEventsFunction } from './parked-events-function';
 import { ReadModelTable } from './read-model-table';
 import { ProjectionAction, ValueType } from './values';
 import type { IErrorBus } from '../error-bus';
+import type { IEventStoreTable } from '../event-store';
+import { thresholdAlarm } from '../internal/alarms';
+import { acknowledgeHandlerRole, handlerOptions } from '../internal/handler';
 import { acknowledgeNag } from '../internal/nag';
 import { skafuQueue } from '../internal/queues';
 
@@ -79,6 +84,46 @@ export interface ProjectionStateMachineProps {
    * @default 10
    */
   readonly ruleRetryAttempts?: number;
+  /**
+   * How many times a write cancelled by a `TransactionConflict` (another transaction on a shared item) is tried
+   * again, after a random wait of 1 to n+1 seconds, before the event is parked.
+   * @default 10
+   */
+  readonly conflictRetries?: number;
+  /**
+   * What happens to the checkpoint and parking tables when they leave the stack. Losing the checkpoints while
+   * the read models stay makes every existing aggregate's next event a gap, so they are kept by default.
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
+  /**
+   * Where the checkpoint and parking tables are created. Their physical identity follows their construct path
+   * and stack: give a scope that stays put when the state machine moves (for example a construct in the root
+   * stack while the projections live in a nested stack) so that rearranging the tree does not replace them.
+   * @default - this construct
+   */
+  readonly tableScope?: IConstruct;
+  /**
+   * The event store the projected events come from: enables the drift report (`{"action":"drift"}` on the
+   * parked-events function), the scheduled lag metrics and the lag alarm. Needs `aggregateTypes`.
+   * @default - no drift report, no lag metrics
+   */
+  readonly eventStore?: IEventStoreTable;
+  /**
+   * The aggregate types whose streams hold the projected events (the sparse index is listed per type).
+   * @default - none
+   */
+  readonly aggregateTypes?: string[];
+  /**
+   * How often the lag metrics are computed (two to three reads per aggregate each time).
+   * @default Duration.minutes(15)
+   */
+  readonly lagSchedule?: Duration;
+  /**
+   * The lag alarm fires when the oldest event not yet applied is older than this.
+   * @default Duration.minutes(15)
+   */
+  readonly lagAlarmThreshold?: Duration;
 }
 
 const EVENT_TYPE = /^[A-Za-z][A-Za-z0-9_.:-]{0,127}$/;
@@ -100,25 +145,60 @@ export class ProjectionStateMachine extends Construct {
   public readonly rule: events.Rule;
   /** Per-aggregate checkpoints: the last event sequence applied. */
   public readonly checkpointTable: dynamodb.Table;
+  /**
+   * Events that could not be applied, per aggregate and sequence (`aggregateId` S, `eventSequence` N): the event,
+   * the error, the reason; `status` PARKED or SKIPPED. Act on them with `parkedEventsFunction`.
+   */
+  public readonly parkingTable: dynamodb.Table;
+  /**
+   * Rebuilds' progress and per-aggregate checkpoints (`rebuildId` S, `key` S): see `rebuild.runtime.ts`.
+   */
+  public readonly rebuildStateTable: dynamodb.Table;
   /** Events EventBridge could not hand to the state machine. */
   public readonly deadLetterQueue: sqs.Queue;
   public readonly logGroup: logs.LogGroup;
+  /**
+   * The operator's commands on parked events: `{"action":"list"}`, `{"action":"retry","requestedBy":"..."}`
+   * (optionally one `aggregateId`), `{"action":"skip","aggregateId":"...","eventSequence":7,"reason":"...","requestedBy":"..."}`.
+   */
+  public readonly parkedEventsFunction: lambda.IFunction;
   /** The event types the rule matches. */
   public readonly eventTypes: string[];
+  /** Fires when projections trail the store (only with `eventStore`). */
+  public readonly lagAlarm?: cloudwatch.Alarm;
+  private readonly domain: string;
 
   constructor(scope: Construct, id: string, props: ProjectionStateMachineProps) {
     super(scope, id);
     const eventTypes = [...new Set([...props.projections.map((p) => p.eventType), ...(props.eventTypes ?? [])])];
     this.eventTypes = eventTypes;
+    this.domain = props.domain;
     const gap = { maxAttempts: props.gapRetry?.maxAttempts ?? 6, initial: props.gapRetry?.initialInterval?.toSeconds() ?? 1 };
     validate(this.node.path, props, eventTypes, gap);
 
-    this.checkpointTable = new dynamodb.Table(this, 'Checkpoints', {
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    const tableScope = props.tableScope ? new Construct(props.tableScope, this.node.id) : this;
+    this.checkpointTable = new dynamodb.Table(tableScope, 'Checkpoints', {
       partitionKey: { name: 'aggregateId', type: dynamodb.AttributeType.STRING },
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      removalPolicy: RemovalPolicy.DESTROY,
+      removalPolicy,
     });
+    this.parkingTable = new dynamodb.Table(tableScope, 'ParkedEvents', {
+      partitionKey: { name: 'aggregateId', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'eventSequence', type: dynamodb.AttributeType.NUMBER },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      removalPolicy,
+    });
+    this.rebuildStateTable = new dynamodb.Table(tableScope, 'RebuildState', {
+      partitionKey: { name: 'rebuildId', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'key', type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      removalPolicy,
+    });
+    if (!props.tableScope) warnIfNested(this.checkpointTable, 'checkpoint table');
 
     const definition = buildDefinition({
       domain: props.domain,
@@ -130,6 +210,8 @@ export class ProjectionStateMachine extends Construct {
         ttlAttribute: p.readModel.timeToLiveAttribute,
       })),
       checkpointTableName: this.checkpointTable.tableName,
+      parkingTableName: this.parkingTable.tableName,
+      conflictRetries: props.conflictRetries ?? 10,
       errorBusName: props.errorBus.eventBus.eventBusName,
       gapWaits: Array.from({ length: gap.maxAttempts }, (_, i) => gap.initial * 2 ** i),
     });
@@ -151,6 +233,7 @@ export class ProjectionStateMachine extends Construct {
     // Least privilege: the checkpoint table, exactly the write actions each read model needs, the error bus.
     const role = this.stateMachine.role;
     this.checkpointTable.grant(role, 'dynamodb:UpdateItem', 'dynamodb:GetItem');
+    this.parkingTable.grant(role, 'dynamodb:PutItem');
     const actionsByTable = new Map<ReadModelTable, Set<string>>();
     for (const p of props.projections) {
       const set = actionsByTable.get(p.readModel) ?? new Set<string>();
@@ -163,6 +246,41 @@ export class ProjectionStateMachine extends Construct {
       table.table.encryptionKey?.grantEncryptDecrypt(role);
     }
     props.errorBus.grantPutErrors(role);
+
+    const operatorOptions = handlerOptions(this, 'Operator', {
+      description: `Skafu ${props.domain} projections: list, retry and skip parked events`,
+      serviceName: `skafu-${props.domain}-parked-events`,
+      logRetention: props.logRetention,
+      timeout: Duration.minutes(15),
+      environment: {
+        SKAFU_DOMAIN: props.domain,
+        SKAFU_PARKING_TABLE: this.parkingTable.tableName,
+        SKAFU_CHECKPOINT_TABLE: this.checkpointTable.tableName,
+        SKAFU_PROJECTION_STATE_MACHINE_ARN: this.stateMachine.stateMachineArn,
+        ...(props.eventStore ? { SKAFU_EVENT_STORE_TABLE: props.eventStore.tableName, SKAFU_AGGREGATE_TYPES: (props.aggregateTypes ?? []).join(',') } : {}),
+      },
+    });
+    const operator = new ParkedEventsFunction(this, 'Operator', operatorOptions);
+    this.parkingTable.grant(operator, 'dynamodb:Query', 'dynamodb:Scan', 'dynamodb:DeleteItem', 'dynamodb:UpdateItem');
+    this.checkpointTable.grant(operator, 'dynamodb:UpdateItem');
+    this.stateMachine.grant(operator, 'states:StartSyncExecution');
+    acknowledgeHandlerRole(operatorOptions.role);
+    this.parkedEventsFunction = operator;
+    if (props.eventStore) {
+      props.eventStore.grantListAggregates(operator);
+      props.eventStore.grantReadEvents(operator);
+      this.checkpointTable.grant(operator, 'dynamodb:GetItem');
+      new events.Rule(this, 'LagSchedule', {
+        description: `Skafu ${props.domain} projections: lag metrics and drift`,
+        schedule: events.Schedule.rate(props.lagSchedule ?? Duration.minutes(15)),
+        targets: [new targets.LambdaFunction(operator, { event: events.RuleTargetInput.fromObject({ action: 'drift', limit: 20 }), retryAttempts: 2 })],
+      });
+      this.lagAlarm = thresholdAlarm(this, 'LagAlarm', {
+        description: `${props.domain}: projections trail the event store by more than ${(props.lagAlarmThreshold ?? Duration.minutes(15)).toHumanString()}`,
+        metric: this.metricLagSeconds(),
+        threshold: (props.lagAlarmThreshold ?? Duration.minutes(15)).toSeconds(),
+      });
+    }
 
     this.deadLetterQueue = skafuQueue(this, 'DeadLetterQueue');
     this.rule = new events.Rule(this, 'Rule', {
@@ -201,9 +319,36 @@ export class ProjectionStateMachine extends Construct {
     return this.stateMachine.metricTime({ period: Duration.minutes(5), statistic: 'p90', ...props });
   }
 
+  /** Age of the oldest event not yet applied, in seconds (maximum; computed on the lag schedule). */
+  public metricLagSeconds(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return new cloudwatch.Metric({ namespace: 'Skafu', metricName: 'ProjectionLagSeconds', dimensionsMap: { Domain: this.domain, service: `skafu-${this.domain}-parked-events` }, statistic: 'Maximum', period: Duration.minutes(15), ...props });
+  }
+
+  /** Events the most lagging aggregate's checkpoint trails the store by (maximum). */
+  public metricLagEvents(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return new cloudwatch.Metric({ namespace: 'Skafu', metricName: 'ProjectionLagEvents', dimensionsMap: { Domain: this.domain, service: `skafu-${this.domain}-parked-events` }, statistic: 'Maximum', period: Duration.minutes(15), ...props });
+  }
+
   /** Executions started. */
   public metricStartedExecutions(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return this.stateMachine.metricStarted({ period: Duration.minutes(5), statistic: 'Sum', ...props });
+  }
+}
+
+/**
+ * Warns at synth when a projection-owned table sits in a nested stack: its physical identity then depends on the
+ * nesting, and turning nested stacks off (or on) replaces it with an empty table, after which the read models
+ * must be rebuilt.
+ */
+export function warnIfNested(table: IConstruct, what: string): void {
+  for (let scope: IConstruct | undefined = table.node.scope; scope; scope = scope.node.scope) {
+    if (NestedStack.isNestedStack(scope)) {
+      Annotations.of(table).addWarningV2(
+        '@skafu/constructs:projection-table-in-nested-stack',
+        `The ${what} ${table.node.path} is in nested stack ${scope.node.path}: moving it out of (or into) a nested stack replaces it with an empty table, and the read models must then be rebuilt. Create it in a scope that stays put (tableScope) to keep its identity.`,
+      );
+      return;
+    }
   }
 }
 
@@ -242,8 +387,17 @@ function validate(path: string, props: ProjectionStateMachineProps, eventTypes: 
   const perType = new Map<string, number>();
   for (const p of props.projections) perType.set(p.eventType, (perType.get(p.eventType) ?? 0) + 1);
   for (const [t, n] of perType) if (n > 99) errors.push(`event type ${t} has ${n} projections; one transaction holds at most 99 besides the checkpoint`);
+  if (props.eventStore && (props.aggregateTypes ?? []).length === 0) errors.push("'eventStore' is given without 'aggregateTypes': the drift report lists aggregates per type");
+  if (props.eventStore && !props.eventStore.hasAggregateIndex) errors.push("'eventStore' has no aggregate index: the drift report and rebuilds enumerate aggregates through it");
+  const conflicts = props.conflictRetries ?? 10;
+  if (!Number.isInteger(conflicts) || conflicts < 0 || conflicts > 12) errors.push("'conflictRetries' must be 0-12");
   if (!Number.isInteger(gap.maxAttempts) || gap.maxAttempts < 0 || gap.maxAttempts > 12) errors.push("'gapRetry.maxAttempts' must be 0-12");
   const total = Array.from({ length: Math.max(0, gap.maxAttempts) }, (_, i) => gap.initial * 2 ** i).reduce((a, b) => a + b, 0);
   if (gap.initial < 1 || total > 240) errors.push(`'gapRetry' waits ${total} s in all; it must stay within 240 s (an EXPRESS execution lasts at most 5 minutes)`);
+  // Conflict waits draw 1..n+1 seconds for the n-th retry: at worst n(n+1)/2 + n in all.
+  const conflictWorst = Number.isInteger(conflicts) ? (conflicts * (conflicts + 1)) / 2 + conflicts : 0;
+  if (total + conflictWorst > 270) {
+    errors.push(`'gapRetry' (${total} s) and 'conflictRetries' (up to ${conflictWorst} s) may wait ${total + conflictWorst} s in all; keep it within 270 s (an EXPRESS execution lasts at most 5 minutes)`);
+  }
   if (errors.length > 0) throw new Error(`ProjectionStateMachine ${path}: ${errors.join('; ')}`);
 }

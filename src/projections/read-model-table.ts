@@ -43,8 +43,9 @@ export interface ReadModelTableProps {
    */
   readonly tableName?: string;
   /**
-   * Read models can be rebuilt from the event store, so they are destroyed with the stack by default.
-   * @default RemovalPolicy.DESTROY
+   * Kept by default: a read model can be rebuilt from the event store, but the rebuild takes time during which
+   * its queries answer from an empty table. EventSourcedDomain passes DESTROY in the development environment.
+   * @default RemovalPolicy.RETAIN
    */
   readonly removalPolicy?: RemovalPolicy;
   /**
@@ -97,7 +98,7 @@ export class ReadModelTable extends Construct {
       encryption: props.encryptionKey ? dynamodb.TableEncryption.CUSTOMER_MANAGED : dynamodb.TableEncryption.DEFAULT,
       encryptionKey: props.encryptionKey,
       timeToLiveAttribute: props.timeToLiveAttribute,
-      removalPolicy: props.removalPolicy ?? RemovalPolicy.DESTROY,
+      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
     });
     for (const index of props.indexes ?? []) {
       this.table.addGlobalSecondaryIndex({

@@ -76,6 +76,8 @@ export abstract class ProjectionValue {
   public abstract _render(): Record<string, unknown>;
   /** @internal where the value comes from, for messages */
   public abstract _describe(): string;
+  /** @internal the JSONPath the value reads, if any (checked before an event is applied) */
+  public abstract _path(): string | undefined;
 }
 
 class PathValue extends ProjectionValue {
@@ -101,6 +103,9 @@ class PathValue extends ProjectionValue {
   public _describe(): string {
     return this.description;
   }
+  public _path(): string | undefined {
+    return this.path;
+  }
 }
 
 class ConstantValue extends ProjectionValue {
@@ -115,6 +120,9 @@ class ConstantValue extends ProjectionValue {
   }
   public _describe(): string {
     return JSON.stringify(this.value);
+  }
+  public _path(): string | undefined {
+    return undefined;
   }
 }
 

@@ -51,7 +51,7 @@ test('a custom command handler and secrets: environment wired, least-privilege g
     },
   });
   t.hasResourceProperties('AWS::Lambda::Function', {
-    Environment: { Variables: Match.objectLike({ SKAFU_READ_MODEL_DEPLOYMENTS: { Ref: Match.stringLikeRegexp('DeploymentsReadModelDeployments') } }) },
+    Environment: { Variables: Match.objectLike({ SKAFU_READ_MODEL_DEPLOYMENTS: { Ref: Match.stringLikeRegexp('ProjectionTables.*ReadModelDeployments') } }) },
   });
   const policies = Object.entries(t.findResources('AWS::IAM::Policy'));
   type Statement = { Action: string | string[] };

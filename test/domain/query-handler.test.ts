@@ -31,6 +31,16 @@ async function readModelTable(envName: string): Promise<string> {
       }
     }
   }
+  // The platform keeps read models in its own stack: the nested template passes the name in as a parameter.
+  const pascal = envName.replace(/^SKAFU_READ_MODEL_/, '').toLowerCase().replace(/(^|_)([a-z0-9])/g, (_m, _u, c: string) => c.toUpperCase());
+  for (const template of Object.values(templates)) {
+    const found = Object.entries(template.Resources as Record<string, any>).find(([id, r]) => r.Type === 'AWS::DynamoDB::Table' && id.includes(`ReadModel${pascal}Table`));
+    if (found) {
+      const name = `rm-${randomUUID()}`;
+      await client.send(new CreateTableCommand(createTableInputFromCfn(found[1].Properties, name)));
+      return name;
+    }
+  }
   throw new Error(`no table for ${envName}`);
 }
 

@@ -1,7 +1,7 @@
 import { App, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
-import { DomainEventBus, ErrorBus, ProjectionAction, ProjectionStateMachine, ProjectionValue, ReadModelTable, ValueType } from '../../src';
+import { DomainEventBus, ErrorBus, EventStoreTable, ProjectionAction, ProjectionStateMachine, ProjectionValue, ReadModelTable, ValueType } from '../../src';
 import { cfnLint } from '../support/cfn-lint';
 import { applyAwsSolutions, nagErrors, nagWarnings } from '../support/nag';
 
@@ -57,8 +57,9 @@ describe('ProjectionStateMachine', () => {
     expect(projections.eventTypes).toEqual(['AlertCreated', 'AlertTriggered', 'MetricCollected']);
   });
 
-  test('no Lambda for plain writes: direct DynamoDB and EventBridge integrations only', () => {
-    template.resourceCountIs('AWS::Lambda::Function', 0);
+  test('no Lambda for plain writes: direct DynamoDB and EventBridge integrations only; one operator function', () => {
+    template.resourceCountIs('AWS::Lambda::Function', 1);
+    template.hasResourceProperties('AWS::Lambda::Function', { Description: Match.stringLikeRegexp('list, retry and skip parked events') });
     const definition = JSON.stringify(Object.values(template.findResources('AWS::StepFunctions::StateMachine'))[0].Properties.DefinitionString);
     expect(definition).toContain('arn:aws:states:::aws-sdk:dynamodb:transactWriteItems');
     expect(definition).toContain('arn:aws:states:::events:putEvents');
@@ -74,6 +75,7 @@ describe('ProjectionStateMachine', () => {
     expect(on(/AlertsTable/)).toEqual(['dynamodb:PutItem', 'dynamodb:UpdateItem']);
     expect(on(/MetricsTable/)).toEqual(['dynamodb:PutItem']);
     expect(on(/Checkpoints/)).toEqual(['dynamodb:GetItem', 'dynamodb:UpdateItem']);
+    expect(on(/ParkedEvents/)).toEqual(['dynamodb:PutItem']);
     expect(statements.flatMap((s) => [s.Action].flat())).toContain('events:PutEvents');
   });
 
@@ -83,7 +85,7 @@ describe('ProjectionStateMachine', () => {
   });
 });
 
-test('ReadModelTable: keys of your choosing, indexes, TTL when asked, on-demand, PITR, destroyable by default', () => {
+test('ReadModelTable: keys of your choosing, indexes, TTL when asked, on-demand, PITR, kept by default', () => {
   const { template } = build();
   const t = template();
   t.hasResourceProperties('AWS::DynamoDB::Table', {
@@ -93,10 +95,10 @@ test('ReadModelTable: keys of your choosing, indexes, TTL when asked, on-demand,
     BillingMode: 'PAY_PER_REQUEST',
     PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
   });
-  t.hasResource('AWS::DynamoDB::Table', { DeletionPolicy: 'Delete', Properties: Match.objectLike({ KeySchema: [{ AttributeName: 'alertId', KeyType: 'HASH' }] }) });
+  t.hasResource('AWS::DynamoDB::Table', { DeletionPolicy: 'Retain', Properties: Match.objectLike({ KeySchema: [{ AttributeName: 'alertId', KeyType: 'HASH' }] }) });
   const s = new Stack(new App(), 'X');
-  new ReadModelTable(s, 'Kept', { partitionKey: { name: 'id', type: dynamodb.AttributeType.NUMBER }, removalPolicy: RemovalPolicy.RETAIN });
-  Template.fromStack(s).hasResource('AWS::DynamoDB::Table', { DeletionPolicy: 'Retain', Properties: Match.objectLike({ AttributeDefinitions: [{ AttributeName: 'id', AttributeType: 'N' }] }) });
+  new ReadModelTable(s, 'Gone', { partitionKey: { name: 'id', type: dynamodb.AttributeType.NUMBER }, removalPolicy: RemovalPolicy.DESTROY });
+  Template.fromStack(s).hasResource('AWS::DynamoDB::Table', { DeletionPolicy: 'Delete', Properties: Match.objectLike({ AttributeDefinitions: [{ AttributeName: 'id', AttributeType: 'N' }] }) });
   expect(() => new ReadModelTable(s, 'Bad', { partitionKey: { name: 'id' }, sortKey: { name: 'id' } })).toThrow(/same name/);
   expect(() => new ReadModelTable(s, 'Bad2', { partitionKey: { name: 'id' }, timeToLiveAttribute: 'id' })).toThrow(/is a key attribute/);
 });
@@ -109,6 +111,8 @@ describe('declarations that cannot work throw at synth, naming the problem', () 
     ['bad domain', () => ({ domain: 'Observability!' }), /'domain' 'Observability!' must be lower-case/],
     ['no projections', () => ({ projections: [] }), /'projections' is empty/],
     ['gap retry too long', () => ({ gapRetry: { maxAttempts: 9, initialInterval: Duration.seconds(1) } }), /waits 511 s in all; it must stay within 240 s/],
+    ['gap and conflict waits too long together', () => ({ gapRetry: { maxAttempts: 6, initialInterval: Duration.seconds(3) }, conflictRetries: 12 }), /may wait 279 s in all; keep it within 270 s/],
+    ['conflict retries out of range', () => ({ conflictRetries: 13 }), /'conflictRetries' must be 0-12/],
     ['bad event type', () => ({ eventTypes: ['has space'] }), /event type 'has space' is not a valid EventBridge detail-type/],
   ])('%s', (_n, extra, message) => {
     expect(() => build(extra)).toThrow(message);
@@ -131,4 +135,22 @@ test('cdk-nag AwsSolutions: zero unacknowledged errors and warnings (SF1, SF2 sa
 
 test('cfn-lint finds nothing', () => {
   expect(cfnLint({ Projections: build().template().toJSON() })).toEqual([]);
+});
+
+test('with the event store: a scheduled drift run feeds the lag metrics, an alarm watches them; without aggregate types it throws', () => {
+  const stack = new Stack(new App(), 'Lag');
+  const store = new EventStoreTable(stack, 'Store');
+  const bus = new DomainEventBus(stack, 'Bus');
+  const errorBus = new ErrorBus(stack, 'Errors');
+  const model = new ReadModelTable(stack, 'Model', { partitionKey: { name: 'id' } });
+  const projections = [{ eventType: 'Made', readModel: model, action: ProjectionAction.putItem({ key: { id: ProjectionValue.fromEnvelope('aggregateId') } }) }];
+  const machine = new ProjectionStateMachine(stack, 'P', {
+    domain: 'lag', eventBus: bus.eventBus, errorBus, projections, eventStore: store, aggregateTypes: ['Thing'], lagAlarmThreshold: Duration.minutes(5),
+  });
+  const t = Template.fromStack(stack);
+  t.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(15 minutes)', Targets: [Match.objectLike({ Input: '{"action":"drift","limit":20}' })] });
+  t.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'ProjectionLagSeconds', Namespace: 'Skafu', Threshold: 300, Statistic: 'Maximum', Dimensions: Match.arrayWith([{ Name: 'Domain', Value: 'lag' }]) });
+  t.hasResourceProperties('AWS::Lambda::Function', { Environment: { Variables: Match.objectLike({ SKAFU_AGGREGATE_TYPES: 'Thing' }) } });
+  expect(machine.lagAlarm).toBeDefined();
+  expect(() => new ProjectionStateMachine(stack, 'Q', { domain: 'lag', eventBus: bus.eventBus, errorBus, projections, eventStore: store })).toThrow(/'eventStore' is given without 'aggregateTypes'/);
 });

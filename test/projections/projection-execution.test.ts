@@ -223,11 +223,11 @@ test('event types routed without a projection advance the checkpoint, so later e
   expect(await item('Projects', { projectId: id })).toMatchObject({ name: 'after note', version: 3 });
 });
 
-test('a gap that never fills: reported on the error bus with the whole event inside, and the execution fails', async () => {
+test('a gap that never fills: parked, reported once on the error bus as ProjectionGap with the whole event inside', async () => {
   const id = `p-${randomUUID()}`;
   await run(bridgeEvent('ProjectCreated', id, 1, { name: 'n', configuration: {} }));
   const orphan = bridgeEvent('ProjectRenamed', id, 3, { name: 'never' });
-  expect(await failureOf(run(orphan, 1))).toBe('ProjectionGap');
+  expect(await failureOf(run(orphan, 1))).toBe('ProjectionEventParked');
   expect(errors).toHaveLength(1);
   const [entry] = errors;
   expect(entry).toMatchObject({ Source: 'skafu.projects', DetailType: 'Application Error' });
@@ -236,11 +236,15 @@ test('a gap that never fills: reported on the error bus with the whole event ins
     severity: 'HIGH',
     correlationId: `corr-${id}`,
     context: { domain: 'projects', stateMachine: 'local' },
-    metadata: { retryCount: 6, retryable: true, original: orphan.detail },
+    metadata: { retryCount: 6, retryable: true, parked: true, original: orphan.detail, failure: { Error: 'Skafu.ProjectionGap' } },
   });
-  expect(entry.Detail.message).toMatch(/ProjectRenamed 3 of aggregate .* was not projected: an earlier event/);
+  expect(entry.Detail.message).toMatch(/ProjectRenamed 3 of aggregate .* was parked \(Gap\)/);
   expect(entry.Detail.errorId).toMatch(/^[0-9a-f-]{36}$/);
   expect(await item('Projects', { projectId: id })).toMatchObject({ name: 'n', version: 1 });
+  expect(await item('ProjectionsParkedEvents', { aggregateId: id, eventSequence: 3 })).toMatchObject({ status: 'PARKED', reason: 'Gap', errorType: 'ProjectionGap', event: JSON.stringify(orphan.detail) });
+  // A second delivery of the parked event: nothing more is reported.
+  await run(orphan, 1);
+  expect(errors).toHaveLength(1);
 });
 
 test('an unknown event type succeeds without writing', async () => {
@@ -251,7 +255,7 @@ test('an unknown event type succeeds without writing', async () => {
   expect(errors).toEqual([]);
 });
 
-test('a DynamoDB failure: retried, then an error event with the original event inside, and the execution fails', async () => {
+test('a DynamoDB failure: retried, then parked and reported with the original event inside', async () => {
   const id = `p-${randomUUID()}`;
   const event = bridgeEvent('ProjectCreated', id, 1, { name: 'doomed', configuration: {} });
   let attempts = 0;
@@ -268,13 +272,14 @@ test('a DynamoDB failure: retried, then an error event with the original event i
       },
     }),
   );
-  expect(await failed).toBe('ProjectionFailed');
+  expect(await failed).toBe('ProjectionEventParked');
   expect(attempts).toBe(4); // the first try and 3 retries
   expect(errors).toHaveLength(1);
   expect(errors[0].Detail).toMatchObject({
     errorType: 'ProjectionFailed',
-    metadata: { original: event.detail, failure: { Error: 'DynamoDb.ProvisionedThroughputExceededException' } },
+    metadata: { parked: true, original: event.detail, failure: { Error: 'DynamoDb.ProvisionedThroughputExceededException' } },
   });
+  expect(await item('ProjectionsParkedEvents', { aggregateId: id, eventSequence: 1 })).toMatchObject({ status: 'PARKED', reason: 'WriteFailed' });
   expect(await item('Projects', { projectId: id })).toBeUndefined();
 });
 
@@ -283,8 +288,8 @@ test('a missing read-model table (a real DynamoDB error from DynamoDB Local) tak
   await client.send(new DeleteTableCommand({ TableName: name }));
   try {
     const event = bridgeEvent('MetricCollected', `m-${randomUUID()}`, 1, { name: 'x', value: 1, tags: {} });
-    expect(await failureOf(run(event))).toBe('ProjectionFailed');
-    expect(errors[0].Detail).toMatchObject({ errorType: 'ProjectionFailed', metadata: { original: event.detail, failure: { Error: 'DynamoDb.ResourceNotFoundException' } } });
+    expect(await failureOf(run(event))).toBe('ProjectionEventParked');
+    expect(errors[0].Detail).toMatchObject({ errorType: 'ProjectionFailed', metadata: { parked: true, original: event.detail, failure: { Error: 'DynamoDb.ResourceNotFoundException' } } });
   } finally {
     const template = synth();
     const [, resource] = Object.entries(template.findResources('AWS::DynamoDB::Table')).find(([id]) => id.startsWith('Metrics'))!;

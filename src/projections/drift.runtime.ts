@@ -1,0 +1,121 @@
+/**
+ * Projection lag and drift (handler-side): for every aggregate of the projected types, the store's last
+ * sequence against the projection's checkpoint. Aggregates are enumerated from the sparse `aggregates` index and
+ * their streams read with the partition key value the index returns, as stored; checkpoints are keyed by the
+ * public aggregate id the events carry. Costs two to three reads per aggregate: schedule it accordingly.
+ */
+import { GetItemCommand, QueryCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { unmarshall } from '@aws-sdk/util-dynamodb';
+import { envelopeFromItem } from '../runtime/envelope';
+import { EventStoreSchema as S } from '../runtime/event-store-schema';
+
+export interface DriftConfig {
+  readonly client: DynamoDBClient;
+  readonly eventStoreTable: string;
+  readonly aggregateTypes: string[];
+  readonly checkpointTable: string;
+  /** How many drifting aggregates the report lists. @default 100 */
+  readonly limit?: number;
+  /** @default () => new Date() */
+  readonly clock?: () => Date;
+}
+
+export interface DriftingAggregate {
+  readonly aggregateId: string;
+  readonly aggregateType: string;
+  readonly storeLastSequence: number;
+  readonly checkpointSequence: number;
+  /** Events the checkpoint trails the store by. */
+  readonly lagEvents: number;
+  /** Age of the oldest event not applied, in seconds. */
+  readonly lagSeconds: number;
+  /** The aggregate's earliest parked event, if any. */
+  readonly parkedSequence?: number;
+}
+
+export interface DriftReport {
+  readonly aggregates: number;
+  readonly drifting: number;
+  readonly totalLagEvents: number;
+  readonly maxLagEvents: number;
+  readonly maxLagSeconds: number;
+  /** The most lagging aggregates first, at most `limit`. */
+  readonly list: DriftingAggregate[];
+  readonly generatedAt: string;
+}
+
+async function lastEvent(config: DriftConfig, storedKey: AttributeValue, after?: number): Promise<Record<string, any> | undefined> {
+  const out = await config.client.send(
+    new QueryCommand({
+      TableName: config.eventStoreTable,
+      KeyConditionExpression: after === undefined ? '#pk = :pk' : '#pk = :pk AND #sk = :seq',
+      ExpressionAttributeNames: { '#pk': S.PARTITION_KEY, ...(after === undefined ? {} : { '#sk': S.SORT_KEY }) },
+      ExpressionAttributeValues: { ':pk': storedKey, ...(after === undefined ? {} : { ':seq': { N: String(after) } }) },
+      ScanIndexForward: false,
+      Limit: 1,
+      ConsistentRead: true,
+    }),
+  );
+  return out.Items?.[0] ? unmarshall(out.Items[0]) : undefined;
+}
+
+/** Lists the aggregates whose checkpoint differs from the store's last sequence. */
+export async function driftReport(config: DriftConfig): Promise<DriftReport> {
+  const now = (config.clock ?? (() => new Date()))();
+  const list: DriftingAggregate[] = [];
+  let aggregates = 0;
+  let drifting = 0;
+  let totalLagEvents = 0;
+  let maxLagEvents = 0;
+  let maxLagSeconds = 0;
+  for (const aggregateType of config.aggregateTypes) {
+    let start: Record<string, AttributeValue> | undefined;
+    do {
+      const page = await config.client.send(
+        new QueryCommand({
+          TableName: config.eventStoreTable,
+          IndexName: S.AGGREGATE_INDEX_NAME,
+          KeyConditionExpression: '#type = :type',
+          ExpressionAttributeNames: { '#type': S.AGGREGATE_INDEX_PARTITION_KEY },
+          ExpressionAttributeValues: { ':type': { S: aggregateType } },
+          ExclusiveStartKey: start,
+        }),
+      );
+      for (const entry of page.Items ?? []) {
+        aggregates++;
+        const last = await lastEvent(config, entry[S.PARTITION_KEY]);
+        if (!last || last[S.ITEM_TYPE_ATTRIBUTE] !== S.ITEM_TYPE_EVENT) continue;
+        // The public id the events carry (what the live checkpoints are keyed by), whatever the stored key.
+        const aggregateId = envelopeFromItem(last).aggregateId;
+        const cp = await config.client.send(
+          new GetItemCommand({ TableName: config.checkpointTable, Key: { aggregateId: { S: aggregateId } }, ConsistentRead: true }),
+        );
+        const checkpoint = cp.Item ? unmarshall(cp.Item) : {};
+        const checkpointSequence = Number(checkpoint.lastEventSequence ?? 0);
+        const storeLastSequence = Number(last[S.SORT_KEY]);
+        if (checkpointSequence === storeLastSequence) continue;
+        const behind = checkpointSequence < storeLastSequence;
+        const firstMissing = behind ? await lastEvent(config, entry[S.PARTITION_KEY], checkpointSequence + 1) : undefined;
+        const lagEvents = storeLastSequence - checkpointSequence;
+        const lagSeconds = firstMissing ? Math.max(0, Math.round((now.getTime() - Date.parse(String(firstMissing.timestamp))) / 1000)) : 0;
+        drifting++;
+        totalLagEvents += Math.max(0, lagEvents);
+        maxLagEvents = Math.max(maxLagEvents, lagEvents);
+        maxLagSeconds = Math.max(maxLagSeconds, lagSeconds);
+        list.push({
+          aggregateId,
+          aggregateType,
+          storeLastSequence,
+          checkpointSequence,
+          lagEvents,
+          lagSeconds,
+          ...(checkpoint.parkedSequence !== undefined ? { parkedSequence: Number(checkpoint.parkedSequence) } : {}),
+        });
+        list.sort((a, b) => b.lagSeconds - a.lagSeconds || b.lagEvents - a.lagEvents);
+        list.splice(config.limit ?? 100);
+      }
+      start = page.LastEvaluatedKey;
+    } while (start);
+  }
+  return { aggregates, drifting, totalLagEvents, maxLagEvents, maxLagSeconds, list, generatedAt: now.toISOString() };
+}

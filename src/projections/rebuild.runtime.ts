@@ -1,0 +1,318 @@
+/**
+ * Rebuilds one read model from the event store into a fresh table (handler-side; the rebuild Lambda runs it a
+ * bounded step at a time, a Standard state machine loops the steps).
+ *
+ * - Aggregates are enumerated from the event store's sparse `aggregates` index, per aggregate type, and each
+ *   stream is read with the partition key value the index returns, exactly as stored (never rebuilt from a
+ *   public id: the store's key layout is its own business).
+ * - Each event is applied with the read model's own projections: the write templates of the deployed
+ *   projection definition (`Apply <type>` states), evaluated as Step Functions evaluates them, aimed at the
+ *   target table. Nothing is published: other consumers of the bus see nothing.
+ * - Exactly once per event, resumable: every write commits in one transaction with the aggregate's checkpoint
+ *   for this rebuild (in the state table, under the rebuild's id), conditioned on the previous sequence. The
+ *   progress item records the index cursor after each page; a step that dies mid-page is resumed from the page,
+ *   and the checkpoints skip what was applied.
+ * - Catch-up: when a pass over every aggregate applied anything, another pass follows (events appended during
+ *   the rebuild); the rebuild is CAUGHT_UP after a pass that applied nothing, i.e. when every aggregate's
+ *   checkpoint equalled the store's last sequence at the moment it was read.
+ * - An event that cannot be applied (a missing path, a write DynamoDB refuses) stops its aggregate there, as
+ *   the live projection would park it; it is recorded in the progress item's `failures` and the rebuild ends
+ *   CAUGHT_UP_WITH_FAILURES. Nothing is skipped silently.
+ */
+import {
+  QueryCommand,
+  TransactWriteItemsCommand,
+  UpdateItemCommand,
+  GetItemCommand,
+  type AttributeValue,
+  type DynamoDBClient,
+  type TransactWriteItem,
+} from '@aws-sdk/client-dynamodb';
+import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
+import { evaluateTemplate } from './asl-template.runtime';
+import { envelopeFromItem } from '../runtime/envelope';
+import { EventStoreSchema as S } from '../runtime/event-store-schema';
+
+export interface RebuildConfig {
+  readonly client: DynamoDBClient;
+  readonly eventStoreTable: string;
+  /** The aggregate types whose streams hold the projected events. */
+  readonly aggregateTypes: string[];
+  /** The deployed projection definition (ASL). */
+  readonly definition: { States: Record<string, any> };
+  /** The live read model's table: the writes aimed at it in the definition are the ones replayed. */
+  readonly readModelTable: string;
+  /** The fresh table the rebuild writes. */
+  readonly targetTable: string;
+  /** Progress and this rebuild's per-aggregate checkpoints (`rebuildId` S, `key` S). */
+  readonly stateTable: string;
+  readonly rebuildId: string;
+  /** @default 100 */
+  readonly pageSize?: number;
+  /** Aggregates of one page rebuilt at the same time. @default 8 */
+  readonly concurrency?: number;
+  /** @default () => new Date() */
+  readonly clock?: () => Date;
+}
+
+export interface RebuildFailure {
+  readonly aggregateId: string;
+  readonly eventSequence: number;
+  readonly error: string;
+}
+
+export interface RebuildProgress {
+  readonly rebuildId: string;
+  readonly status: 'RUNNING' | 'CAUGHT_UP' | 'CAUGHT_UP_WITH_FAILURES';
+  readonly pass: number;
+  /** The aggregate type being enumerated (an index into aggregateTypes). */
+  readonly typeIndex: number;
+  /** The index cursor (JSON), where the next step starts. */
+  readonly cursor?: string;
+  readonly aggregatesVisited: number;
+  readonly eventsApplied: number;
+  readonly appliedThisPass: number;
+  readonly writeRequests: number;
+  readonly readRequests: number;
+  readonly failures: RebuildFailure[];
+  readonly startedAt: string;
+  readonly updatedAt: string;
+}
+
+const PROGRESS_KEY = '#progress';
+const MAX_FAILURES = 100;
+
+/** The write templates per event type that the definition aims at one table. */
+export function writesFor(definition: { States: Record<string, any> }, tableName: string): Map<string, unknown[]> {
+  const out = new Map<string, unknown[]>();
+  for (const [name, state] of Object.entries(definition.States)) {
+    if (!name.startsWith('Apply ') || state.Type !== 'Task') continue;
+    const items = (state.Parameters?.TransactItems ?? []) as Array<Record<string, { TableName?: string }>>;
+    out.set(
+      name.slice('Apply '.length),
+      items.slice(1).filter((i) => Object.values(i)[0]?.TableName === tableName),
+    );
+  }
+  return out;
+}
+
+function retarget(action: unknown, table: string): TransactWriteItem {
+  const [kind, body] = Object.entries(action as Record<string, Record<string, unknown>>)[0];
+  return { [kind]: { ...body, TableName: table } } as TransactWriteItem;
+}
+
+async function loadProgress(config: RebuildConfig): Promise<RebuildProgress | undefined> {
+  const out = await config.client.send(
+    new GetItemCommand({ TableName: config.stateTable, Key: { rebuildId: { S: config.rebuildId }, key: { S: PROGRESS_KEY } }, ConsistentRead: true }),
+  );
+  return out.Item ? (unmarshall(out.Item) as unknown as RebuildProgress) : undefined;
+}
+
+async function saveProgress(config: RebuildConfig, progress: RebuildProgress): Promise<void> {
+  const { rebuildId: _, key: _key, ...rest } = progress as RebuildProgress & { key?: string };
+  const names: Record<string, string> = {};
+  const values: Record<string, AttributeValue> = {};
+  const sets = Object.entries(rest)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v], i) => {
+      names[`#f${i}`] = k;
+      values[`:v${i}`] = marshall({ v }, { removeUndefinedValues: true }).v;
+      return `#f${i} = :v${i}`;
+    });
+  const removes = Object.entries(rest).filter(([, v]) => v === undefined).map(([k], i) => {
+    names[`#r${i}`] = k;
+    return `#r${i}`;
+  });
+  await config.client.send(
+    new UpdateItemCommand({
+      TableName: config.stateTable,
+      Key: { rebuildId: { S: config.rebuildId }, key: { S: PROGRESS_KEY } },
+      UpdateExpression: `SET ${sets.join(', ')}${removes.length ? ` REMOVE ${removes.join(', ')}` : ''}`,
+      ExpressionAttributeNames: names,
+      ExpressionAttributeValues: values,
+    }),
+  );
+}
+
+interface Counters {
+  applied: number;
+  writes: number;
+  reads: number;
+  failures: RebuildFailure[];
+}
+
+/** Applies an aggregate's events after its rebuild checkpoint, in order; returns how many were applied. */
+async function rebuildAggregate(
+  config: RebuildConfig,
+  storedKey: AttributeValue,
+  writes: Map<string, unknown[]>,
+  counters: Counters,
+  conflicts = 0,
+): Promise<void> {
+  const checkpointKey = { rebuildId: { S: config.rebuildId }, key: { S: `a#${JSON.stringify(storedKey)}` } };
+  const cp = await config.client.send(new GetItemCommand({ TableName: config.stateTable, Key: checkpointKey, ConsistentRead: true }));
+  counters.reads++;
+  let applied = cp.Item?.lastEventSequence?.N ? Number(cp.Item.lastEventSequence.N) : 0;
+  let pending = applied;
+  let start: Record<string, AttributeValue> | undefined;
+  const advance = (seq: number, actions: TransactWriteItem[]): TransactWriteItem[] => [
+    {
+      Update: {
+        TableName: config.stateTable,
+        Key: checkpointKey,
+        UpdateExpression: 'SET #seq = :seq',
+        ConditionExpression: applied === 0 ? 'attribute_not_exists(#seq)' : '#seq = :prev',
+        ExpressionAttributeNames: { '#seq': 'lastEventSequence' },
+        ExpressionAttributeValues: { ':seq': { N: String(seq) }, ...(applied === 0 ? {} : { ':prev': { N: String(applied) } }) },
+      },
+    },
+    ...actions,
+  ];
+  const commit = async (seq: number, actions: TransactWriteItem[]) => {
+    await config.client.send(new TransactWriteItemsCommand({ TransactItems: advance(seq, actions) }));
+    counters.writes += 1 + actions.length;
+    counters.applied += seq - applied;
+    applied = seq;
+  };
+  do {
+    const page = await config.client.send(
+      new QueryCommand({
+        TableName: config.eventStoreTable,
+        KeyConditionExpression: '#pk = :pk AND #sk > :after',
+        ExpressionAttributeNames: { '#pk': S.PARTITION_KEY, '#sk': S.SORT_KEY },
+        ExpressionAttributeValues: { ':pk': storedKey, ':after': { N: String(applied) } },
+        ConsistentRead: true,
+        ExclusiveStartKey: start,
+      }),
+    );
+    counters.reads++;
+    for (const raw of page.Items ?? []) {
+      const item = unmarshall(raw);
+      if (item[S.ITEM_TYPE_ATTRIBUTE] !== S.ITEM_TYPE_EVENT) continue;
+      const envelope = envelopeFromItem(item);
+      const seq = envelope.eventSequence;
+      if (seq !== pending + 1) {
+        counters.failures.push({ aggregateId: envelope.aggregateId, eventSequence: seq, error: `the store's stream jumps from ${pending} to ${seq}` });
+        return;
+      }
+      const templates = writes.get(envelope.eventType) ?? [];
+      if (templates.length === 0) {
+        pending = seq; // advances the checkpoint with the next write
+        continue;
+      }
+      const detail = { ...envelope, timestampEpochSeconds: Math.floor(Date.parse(envelope.timestamp) / 1000) };
+      try {
+        const actions = templates.map((t) => retarget(evaluateTemplate(t, { 'detail-type': envelope.eventType, detail }), config.targetTable));
+        await commit(seq, actions);
+        pending = seq;
+      } catch (err) {
+        const e = err as Error & { CancellationReasons?: Array<{ Code?: string }> };
+        const codes = (e.CancellationReasons ?? []).map((r) => r.Code);
+        if (e.name === 'TransactionCanceledException' && codes[0] === 'ConditionalCheckFailed') {
+          // Another step (a resumed or concurrent one) got there first: start again from the checkpoint.
+          return rebuildAggregate(config, storedKey, writes, counters, conflicts);
+        }
+        if (e.name === 'TransactionCanceledException' && codes.includes('TransactionConflict') && conflicts < 10) {
+          // A shared item (a counter fed by many aggregates) held by another transaction: again, after a jitter.
+          await new Promise((r) => setTimeout(r, 20 + Math.random() * 20 * 2 ** Math.min(conflicts, 5)));
+          return rebuildAggregate(config, storedKey, writes, counters, conflicts + 1);
+        }
+        // What the live projection would park (a missing path, a value DynamoDB refuses) is recorded and stops
+        // the aggregate; anything else (throttling past the SDK's retries, a crash) fails the step, which is
+        // resumed from its last saved page.
+        const permanent = e.name === 'States.Runtime' || e.name === 'ValidationException' || (e.name === 'TransactionCanceledException' && codes.includes('ValidationError'));
+        if (!permanent) throw err;
+        counters.failures.push({ aggregateId: envelope.aggregateId, eventSequence: seq, error: `${e.name}: ${e.message}`.slice(0, 500) });
+        return;
+      }
+    }
+    start = page.LastEvaluatedKey;
+  } while (start);
+  if (pending > applied) {
+    try {
+      await commit(pending, []);
+    } catch (err) {
+      if ((err as Error).name !== 'TransactionCanceledException') throw err;
+    }
+  }
+}
+
+/**
+ * Runs the rebuild until `deadline` (epoch ms) or until it has caught up; returns the progress, saved after
+ * every page of the index. Call it again (with the same rebuildId) to continue.
+ */
+export async function runRebuildStep(config: RebuildConfig, deadline: number): Promise<RebuildProgress> {
+  const clock = config.clock ?? (() => new Date());
+  const writes = writesFor(config.definition, config.readModelTable);
+  if ([...writes.values()].every((w) => w.length === 0)) {
+    throw new Error(`the projection definition writes nothing to ${config.readModelTable}: is it the live read model's table?`);
+  }
+  let progress: RebuildProgress = (await loadProgress(config)) ?? {
+    rebuildId: config.rebuildId,
+    status: 'RUNNING',
+    pass: 1,
+    typeIndex: 0,
+    aggregatesVisited: 0,
+    eventsApplied: 0,
+    appliedThisPass: 0,
+    writeRequests: 0,
+    readRequests: 0,
+    failures: [],
+    startedAt: clock().toISOString(),
+    updatedAt: clock().toISOString(),
+  };
+  if (progress.status !== 'RUNNING') return progress;
+  const concurrency = config.concurrency ?? 8;
+  while (Date.now() < deadline) {
+    const type = config.aggregateTypes[progress.typeIndex];
+    const page = await config.client.send(
+      new QueryCommand({
+        TableName: config.eventStoreTable,
+        IndexName: S.AGGREGATE_INDEX_NAME,
+        KeyConditionExpression: '#type = :type',
+        ExpressionAttributeNames: { '#type': S.AGGREGATE_INDEX_PARTITION_KEY },
+        ExpressionAttributeValues: { ':type': { S: type } },
+        Limit: config.pageSize ?? 100,
+        ExclusiveStartKey: progress.cursor ? JSON.parse(progress.cursor) : undefined,
+      }),
+    );
+    const counters: Counters = { applied: 0, writes: 0, reads: 1, failures: [] };
+    const keys = (page.Items ?? []).map((i) => i[S.PARTITION_KEY]);
+    for (let i = 0; i < keys.length; i += concurrency) {
+      await Promise.all(keys.slice(i, i + concurrency).map((k) => rebuildAggregate(config, k, writes, counters)));
+    }
+    const next = page.LastEvaluatedKey ? JSON.stringify(page.LastEvaluatedKey) : undefined;
+    const lastType = progress.typeIndex === config.aggregateTypes.length - 1;
+    const appliedThisPass = progress.appliedThisPass + counters.applied;
+    const seen = new Set(progress.failures.map((f) => `${f.aggregateId}#${f.eventSequence}`));
+    const failures = [...progress.failures, ...counters.failures.filter((f) => !seen.has(`${f.aggregateId}#${f.eventSequence}`))].slice(0, MAX_FAILURES);
+    let status: RebuildProgress['status'] = 'RUNNING';
+    let pass = progress.pass;
+    let typeIndex = progress.typeIndex;
+    let passApplied = appliedThisPass;
+    if (!next && lastType) {
+      if (appliedThisPass === 0) {status = failures.length > 0 ? 'CAUGHT_UP_WITH_FAILURES' : 'CAUGHT_UP';} else {
+        pass++;
+        typeIndex = 0;
+        passApplied = 0;
+      }
+    } else if (!next) {typeIndex++;}
+    progress = {
+      ...progress,
+      status,
+      pass,
+      typeIndex,
+      cursor: next,
+      aggregatesVisited: progress.aggregatesVisited + keys.length,
+      eventsApplied: progress.eventsApplied + counters.applied,
+      appliedThisPass: passApplied,
+      writeRequests: progress.writeRequests + counters.writes,
+      readRequests: progress.readRequests + counters.reads + 1,
+      failures,
+      updatedAt: clock().toISOString(),
+    };
+    await saveProgress(config, progress);
+    if (status !== 'RUNNING') break;
+  }
+  return progress;
+}
