@@ -261,7 +261,8 @@ export class ApiGateway {
     const path = stage ? `/${rest.join('/')}` : url.pathname;
     const candidatesApis = api ? [api] : [...this.apis.values()];
     const fallback = candidatesApis[0];
-    const fail = (type: string, status: number, message: string) => this.gatewayResponse(fallback, type, status, message, { requestId, headers, query: {} });
+    const fail = (type: string, status: number, message: string) =>
+      this.gatewayResponse(fallback, type, status, message, { requestId, headers, query: {} });
 
     let segments: string[];
     try {
@@ -317,10 +318,18 @@ export class ApiGateway {
     });
     // The cache key is every identity source together; a missing one is a 401 before the authorizer runs
     // (aws-behaviours.md section 1 [A1]).
-    const key = identityKey(authorizer.identitySource, { method: request.method, resourcePath: route.resource, headers: request.headers, query: request.query });
+    const identity = { method: request.method, resourcePath: route.resource, headers: request.headers, query: request.query };
+    const key = identityKey(authorizer.identitySource, identity);
     if (key === undefined) return deny('UNAUTHORIZED', 401, 'Unauthorized');
     // As API Gateway: the concrete path, not the route template, in the methodArn [A4][A7].
-    const methodArn = concreteMethodArn({ region: LOCAL_REGION, account: LOCAL_ACCOUNT, apiId: route.apiId, stage: request.stage, method: request.method, path: request.path });
+    const methodArn = concreteMethodArn({
+      region: LOCAL_REGION,
+      account: LOCAL_ACCOUNT,
+      apiId: route.apiId,
+      stage: request.stage,
+      method: request.method,
+      path: request.path,
+    });
     let decision: AuthorizerResult;
     try {
       // A cached decision (same identity sources, within the TTL) is reused for every route and method, and its
@@ -456,9 +465,13 @@ function mockReply(mock: MockIntegration, requestHeaders: Record<string, string>
  * the static first origin when it is one of them. Other directive lines render to nothing; any other template is
  * returned as it stands.
  */
-function renderCorsTemplate(template: string, staticHeaders: Record<string, string>, requestHeaders: Record<string, string>): { body: string; headers: Record<string, string> } {
-  if (!/^\s*#(set|if|end|else)/m.test(template)) return { body: template, headers: staticHeaders };
-  const headers = { ...staticHeaders };
+function renderCorsTemplate(
+  template: string,
+  mapped: Record<string, string>,
+  requestHeaders: Record<string, string>,
+): { body: string; headers: Record<string, string> } {
+  if (!/^\s*#(set|if|end|else)/m.test(template)) return { body: template, headers: mapped };
+  const headers = { ...mapped };
   const origin = requestHeaders.origin;
   const accepted = [...template.matchAll(/\$origin == "([^"]*)"/g)].map((m) => m[1]);
   if (origin && accepted.includes(origin) && /responseOverride\.header\.Access-Control-Allow-Origin = \$origin/.test(template)) {

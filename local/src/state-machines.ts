@@ -44,6 +44,21 @@ export interface RunDefinitionOptions {
   readonly taskOverride?: (stateName: string, input: any) => Promise<unknown> | undefined;
 }
 
+/**
+ * One parsed and validated StateMachine per definition object: constructing one validates the whole definition
+ * (about a second under load), running it takes milliseconds. Callers that prepare a definition per execution
+ * (the tests' runner) share it; the handlers and overrides stay per PreparedDefinition.
+ */
+const machines = new WeakMap<object, StateMachine>();
+function machineFor(definition: Record<string, any>): StateMachine {
+  let machine = machines.get(definition);
+  if (!machine) {
+    machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
+    machines.set(definition, machine);
+  }
+  return machine;
+}
+
 /** A definition validated and prepared once, to run many executions (validation is the costly part). */
 export class PreparedDefinition {
   private readonly machine: StateMachine;
@@ -65,7 +80,7 @@ export class PreparedDefinition {
         return task(String(state.Resource), taskInput, options);
       };
     }
-    this.machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
+    this.machine = machineFor(definition);
   }
 
   /** Runs one execution; resolves with its output or rejects with the execution error (`cause.name` is the ASL error). */

@@ -92,7 +92,8 @@ export function createCommandHandler(deps: CommandHandlerDeps) {
         // 'message' is a key the Powertools logger reserves (it drops it and warns): the reason goes under 'reason'.
         tools.logger.info('command rejected', { command: found?.spec.name, status: err.status, error: err.error, reason: err.message });
         tools.metrics.addMetric('CommandRejected', MetricUnit.Count, 1);
-        return responder.json(event, err.status, { error: err.error, message: err.message, ...err.extra }, correlationId, err instanceof Rejection ? err.headers : {});
+        const headers = err instanceof Rejection ? err.headers : {};
+        return responder.json(event, err.status, { error: err.error, message: err.message, ...err.extra }, correlationId, headers);
       }
       tools.logger.error('command failed', { command: found?.spec.name, error: err as Error });
       tools.metrics.addMetric('CommandFailed', MetricUnit.Count, 1);
@@ -150,7 +151,8 @@ export function createCommandHandler(deps: CommandHandlerDeps) {
       ...(command.additionalEvents ?? []).map((e) => {
         const extra: JsonObject = { ...(e.includeBody ? (body as JsonObject) : {}) };
         for (const [field, source] of Object.entries(e.extraData)) {
-          Object.defineProperty(extra, field, { value: dataValue(source, event, aggregateId, userId), enumerable: true, writable: true, configurable: true });
+          const value = dataValue(source, event, aggregateId, userId);
+          Object.defineProperty(extra, field, { value, enumerable: true, writable: true, configurable: true });
         }
         return { eventType: e.eventType, eventVersion: e.eventVersion, data: extra };
       }),

@@ -200,3 +200,24 @@ test('ProjectArchived disables the project\'s alerts in observability, once, del
   expect((await alertsDisabled(b)).length).toBe(1);
   expect(local.errors.filter((e) => e.errorType === 'ReactionRejected' || /reaction/i.test(String(e.message)))).toEqual([]);
 });
+
+test('issue 10, as reported: another domain\'s command on a project id is refused as a missing id, and the project\'s read model keeps converging', async () => {
+  const project = await api.call('POST', '/api/v1/projects/projects', { as: 'Developer', body: { name: 'Victim', description: 'v1', templateId: 'tpl' } });
+  expect(project.status).toBe(201);
+  const victim = project.body.aggregateId as string;
+  // The attack: a Developer triggers an "alert" whose id is the project's (any Viewer can list project ids).
+  const attack = await api.call('POST', `/api/v1/observability/alerts/${victim}/trigger`, { as: 'Developer', body: { metricValue: 1 } });
+  const missing = await api.call('POST', `/api/v1/observability/alerts/alert-${victim.slice(8)}/trigger`, { as: 'Developer', body: { metricValue: 1 } });
+  expect([attack.status, attack.body.error]).toEqual([404, 'AggregateNotFound']);
+  expect([missing.status, missing.body.error]).toEqual([404, 'AggregateNotFound']);
+  expect(attack.body.message).toBe(`Alert '${victim}' does not exist`);
+  // Nothing landed in either domain's stream under that id; the project's own stream is untouched.
+  expect(await eventStore('observability').load(victim)).toEqual([]);
+  expect((await eventStore().load(victim)).map((e) => e.eventType)).toEqual(['ProjectCreated']);
+  // The victim's next events are projected: no gap, no freeze.
+  for (const description of ['v2', 'v3']) {
+    expect((await api.call('PUT', `/api/v1/projects/projects/${victim}`, { as: 'Developer', body: { name: 'Victim', description } })).status).toBe(202);
+  }
+  const view = await api.until(`/api/v1/projects/projects/${victim}`, 'Viewer', (r) => r.body.item?.version === 3);
+  expect([view.body.item?.version, view.body.item?.description]).toEqual([3, 'v3']);
+});
