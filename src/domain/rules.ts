@@ -51,13 +51,25 @@ export abstract class StateValue {
     }
     return StateValue.of({ kind: 'envelope', field: field as StateEnvelopeField });
   }
+  /**
+   * A constant string.
+   * @param value the string
+   */
   public static string(value: string): StateValue {
     return StateValue.of({ kind: 'constant', value });
   }
+  /**
+   * A constant number. Throws if the number is not finite.
+   * @param value the number (finite)
+   */
   public static number(value: number): StateValue {
     if (!Number.isFinite(value)) throw new Error(`StateValue.number: ${value} is not a finite number`);
     return StateValue.of({ kind: 'constant', value });
   }
+  /**
+   * A constant boolean.
+   * @param value the boolean
+   */
   public static boolean(value: boolean): StateValue {
     return StateValue.of({ kind: 'constant', value });
   }
@@ -107,6 +119,7 @@ export abstract class StateUpdate {
 
 /** How one event type changes the state. */
 export interface EventFold {
+  /** The event type whose events apply the updates. */
   readonly eventType: string;
   /** Applied in order. */
   readonly updates: StateUpdate[];
@@ -174,8 +187,12 @@ export interface QueryOwnership {
 
 /** An event a command appends after its first one, in the same atomic commit. */
 export interface AdditionalEvent {
+  /** The event's type. */
   readonly eventType: string;
-  /** @default 1 */
+  /**
+   * The event's schema version (an integer >= 1).
+   * @default 1
+   */
   readonly eventVersion?: number;
   /**
    * Whether the body is part of the event's data.
@@ -226,9 +243,11 @@ export abstract class UpcastStep {
  * Every version below an event type's current one (its command's `eventVersion`) needs one.
  */
 export interface EventUpcasterDefinition {
+  /** The event type upgraded (one a bundled command of the domain emits). */
   readonly eventType: string;
   /** The version upgraded from (to `fromVersion + 1`). */
   readonly fromVersion: number;
+  /** The changes made to the event's `data`, applied in order (at least one). */
   readonly steps: UpcastStep[];
 }
 
@@ -265,10 +284,19 @@ export interface ReactionDefinition {
 
 /** The domain-level rules of a declared domain. */
 export interface DomainRules {
-  /** @default - no declared state (guards see an empty `state`) */
+  /**
+   * The declared state of each aggregate type, folded from its events.
+   * @default - no declared state (guards see an empty `state`)
+   */
   readonly aggregates?: AggregateStateDefinition[];
-  /** @default - none */
+  /**
+   * How stored events of older schema versions are upgraded; every older version of an emitted event type needs one.
+   * @default - none
+   */
   readonly upcasters?: EventUpcasterDefinition[];
-  /** @default - none */
+  /**
+   * Events of other domains that issue this domain's commands.
+   * @default - none
+   */
   readonly reactions?: ReactionDefinition[];
 }

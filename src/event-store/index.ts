@@ -23,9 +23,15 @@ export enum EventStoreEncryption {
 export interface IEventStoreTable extends IResource {
   /** The underlying table. */
   readonly table: dynamodb.ITable;
-  /** @attribute */
+  /**
+   * The table's name.
+   * @attribute
+   */
   readonly tableName: string;
-  /** @attribute */
+  /**
+   * The table's ARN.
+   * @attribute
+   */
   readonly tableArn: string;
   /** The stream ARN, if known (the outbox publisher needs it). */
   readonly tableStreamArn?: string;
@@ -70,11 +76,20 @@ export interface IEventStoreTable extends IResource {
 export interface EventStoreTableAttributes {
   /** One of `tableName` and `tableArn` is required. @default - derived from tableArn */
   readonly tableName?: string;
-  /** @default - derived from tableName */
+  /**
+   * The table's ARN. One of `tableName` and `tableArn` is required.
+   * @default - derived from tableName
+   */
   readonly tableArn?: string;
-  /** @default - no stream: grantStreamRead throws */
+  /**
+   * The ARN of the table's stream: needed by `grantStreamRead` and so by an EventStorePublisher.
+   * @default - no stream: grantStreamRead throws
+   */
   readonly tableStreamArn?: string;
-  /** @default - AWS owned or AWS managed encryption */
+  /**
+   * The customer managed KMS key the table is encrypted with; the grant methods then also grant use of the key.
+   * @default - none: the table uses AWS owned or AWS managed encryption and no key is granted
+   */
   readonly encryptionKey?: kms.IKey;
   /**
    * Whether the table has the aggregate index.
@@ -266,14 +281,24 @@ export class EventStoreTable extends EventStoreTableBase {
     return new Import(scope, id);
   }
 
+  /** The underlying DynamoDB table. */
   public readonly table: dynamodb.ITable;
+  /** The table's name. */
   public readonly tableName: string;
+  /** The table's ARN. */
   public readonly tableArn: string;
   /** The stream ARN (always present: the table has a NEW_AND_OLD_IMAGES stream). */
   public readonly tableStreamArn?: string;
+  /** The customer managed key, if the table uses one (undefined with AWS owned or AWS managed encryption). */
   public readonly encryptionKey?: kms.IKey;
+  /** Whether the table has the sparse aggregate index. */
   public readonly hasAggregateIndex: boolean;
 
+  /**
+   * @param scope the construct it belongs to
+   * @param id its id, unique in `scope`
+   * @param props its properties (EventStoreTableProps)
+   */
   constructor(scope: Construct, id: string, props: EventStoreTableProps = {}) {
     super(scope, id, { physicalName: props.tableName });
     validateProps(this.node.path, props);

@@ -25,8 +25,11 @@ export * from './values';
 
 /** One projection: an event type, the read model it changes, and how. */
 export interface Projection {
+  /** The event type (the EventBridge detail-type) the projection applies to. */
   readonly eventType: string;
+  /** The read model the projection writes to. */
   readonly readModel: ReadModelTable;
+  /** What the projection does to the read model for each event of the type. */
   readonly action: ProjectionAction;
 }
 
@@ -62,10 +65,12 @@ export interface ProjectionStateMachineProps {
    */
   readonly eventTypes?: string[];
   /**
+   * The state machine's name.
    * @default - generated
    */
   readonly stateMachineName?: string;
   /**
+   * Retention of the state machine's log group and of the parked-events function's logs.
    * @default logs.RetentionDays.ONE_MONTH
    */
   readonly logRetention?: logs.RetentionDays;
@@ -76,6 +81,7 @@ export interface ProjectionStateMachineProps {
    */
   readonly logExecutionData?: boolean;
   /**
+   * How long an event waits for an earlier event of the same aggregate before it is reported as a gap.
    * @default - 6 waits from 1 second, doubling (63 seconds in all)
    */
   readonly gapRetry?: GapRetry;
@@ -141,7 +147,9 @@ const DOMAIN = /^[a-z][a-z0-9-]{0,62}$/;
  * are retried (2 s, 3 times, backoff 2). Direct DynamoDB service integrations, no Lambda.
  */
 export class ProjectionStateMachine extends Construct {
+  /** The EXPRESS state machine that applies the projections. */
   public readonly stateMachine: sfn.StateMachine;
+  /** The rule on the domain bus that starts the state machine for each of `eventTypes`. */
   public readonly rule: events.Rule;
   /** Per-aggregate checkpoints: the last event sequence applied. */
   public readonly checkpointTable: dynamodb.Table;
@@ -156,6 +164,7 @@ export class ProjectionStateMachine extends Construct {
   public readonly rebuildStateTable: dynamodb.Table;
   /** Events EventBridge could not hand to the state machine. */
   public readonly deadLetterQueue: sqs.Queue;
+  /** The state machine's execution log group (removed with the stack). */
   public readonly logGroup: logs.LogGroup;
   /**
    * The operator's commands on parked events: `{"action":"list"}`, `{"action":"retry","requestedBy":"..."}`
@@ -168,6 +177,11 @@ export class ProjectionStateMachine extends Construct {
   public readonly lagAlarm?: cloudwatch.Alarm;
   private readonly domain: string;
 
+  /**
+   * @param scope the construct it belongs to
+   * @param id its id, unique in `scope`
+   * @param props its properties (ProjectionStateMachineProps)
+   */
   constructor(scope: Construct, id: string, props: ProjectionStateMachineProps) {
     super(scope, id);
     const eventTypes = [...new Set([...props.projections.map((p) => p.eventType), ...(props.eventTypes ?? [])])];

@@ -5,16 +5,25 @@ import { Construct } from 'constructs';
 
 /** A key attribute of a read model. */
 export interface ReadModelKey {
+  /** The attribute's name. */
   readonly name: string;
-  /** @default dynamodb.AttributeType.STRING */
+  /**
+   * The attribute's DynamoDB type.
+   * @default dynamodb.AttributeType.STRING
+   */
   readonly type?: dynamodb.AttributeType;
 }
 
 /** A secondary index of a read model. */
 export interface ReadModelIndex {
+  /** The index's name (unique among the table's indexes). */
   readonly indexName: string;
+  /** The index's partition key. */
   readonly partitionKey: ReadModelKey;
-  /** @default - none */
+  /**
+   * The index's sort key.
+   * @default - none
+   */
   readonly sortKey?: ReadModelKey;
 }
 
@@ -65,14 +74,26 @@ export interface ReadModelTableProps {
  * point-in-time recovery and encryption at rest.
  */
 export class ReadModelTable extends Construct {
+  /** The underlying DynamoDB table. */
   public readonly table: dynamodb.Table;
+  /** The table's name. */
   public readonly tableName: string;
+  /** The table's ARN. */
   public readonly tableArn: string;
+  /** The partition key, with its type filled in (STRING when not given). */
   public readonly partitionKey: ReadModelKey;
+  /** The sort key, with its type filled in (STRING when not given); undefined when the table has none. */
   public readonly sortKey?: ReadModelKey;
+  /** The TTL attribute; undefined when TTL is off. */
   public readonly timeToLiveAttribute?: string;
+  /** The names of the global secondary indexes, in the order given (empty when there are none). */
   public readonly indexNames: string[];
 
+  /**
+   * @param scope the construct it belongs to
+   * @param id its id, unique in `scope`
+   * @param props its properties (ReadModelTableProps)
+   */
   constructor(scope: Construct, id: string, props: ReadModelTableProps) {
     super(scope, id);
     const problems: string[] = [];

@@ -56,15 +56,27 @@ export abstract class ProjectionValue {
     return new PathValue('$.detail.data', ValueType.JSON, 'data');
   }
 
+  /**
+   * A constant string, stored as S.
+   * @param value the string
+   */
   public static string(value: string): ProjectionValue {
     return new ConstantValue({ S: value }, ValueType.STRING);
   }
 
+  /**
+   * A constant number, stored as N. Throws if the number is not finite.
+   * @param value the number (finite)
+   */
   public static number(value: number): ProjectionValue {
     if (!Number.isFinite(value)) throw new Error('ProjectionValue.number: not a finite number');
     return new ConstantValue({ N: String(value) }, ValueType.NUMBER);
   }
 
+  /**
+   * A constant boolean, stored as BOOL.
+   * @param value the boolean
+   */
   public static boolean(value: boolean): ProjectionValue {
     return new ConstantValue({ BOOL: value }, ValueType.BOOLEAN);
   }
@@ -130,7 +142,10 @@ class ConstantValue extends ProjectionValue {
 export interface PutItemOptions {
   /** The item's key attributes (exactly the read model's keys). */
   readonly key: Record<string, ProjectionValue>;
-  /** @default - only the key */
+  /**
+   * The item's other attributes, by name. An attribute named like a key attribute is overwritten by `key`.
+   * @default - only the key
+   */
   readonly attributes?: Record<string, ProjectionValue>;
   /**
    * Expire the item this long after the event's timestamp (written to the read model's TTL attribute).
@@ -141,21 +156,32 @@ export interface PutItemOptions {
 
 /** Options of an update: attributes changed in place. */
 export interface UpdateItemOptions {
+  /** The item's key attributes (exactly the read model's keys). */
   readonly key: Record<string, ProjectionValue>;
-  /** @default - none */
+  /**
+   * Attributes set to values, by name (created if missing).
+   * @default - none
+   */
   readonly set?: Record<string, ProjectionValue>;
   /** Numbers added to counters (created at 0). @default - none */
   readonly add?: Record<string, ProjectionValue>;
   /** Values appended to lists (created empty). @default - none */
   readonly append?: Record<string, ProjectionValue>;
-  /** @default - none */
+  /**
+   * Names of attributes removed from the item.
+   * @default - none
+   */
   readonly remove?: string[];
-  /** @default - the TTL is not touched */
+  /**
+   * Set the item to expire this long after the event's timestamp (written to the read model's TTL attribute).
+   * @default - the TTL is not touched
+   */
   readonly ttl?: Duration;
 }
 
 /** Options of a delete. */
 export interface DeleteItemOptions {
+  /** The key attributes of the item deleted (exactly the read model's keys). */
   readonly key: Record<string, ProjectionValue>;
 }
 

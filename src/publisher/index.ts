@@ -93,14 +93,28 @@ export class EventStorePublisher extends Construct {
    * stream's order) until the republish function has published them in order. Usually empty.
    */
   public readonly heldAggregatesTable: dynamodb.Table;
+  /**
+   * Fires when the publisher falls behind the stream: its iterator age (maximum per minute) stays above
+   * `iteratorAgeThreshold` for 3 consecutive minutes.
+   */
   public readonly iteratorAgeAlarm: cloudwatch.Alarm;
+  /** Fires when `deadLetterQueue` holds messages: committed events that did not reach the bus and need republishing. */
   public readonly deadLetterAlarm: cloudwatch.Alarm;
+  /**
+   * Fires when the oldest message on `failedBatchQueue` is older than 10 minutes (600 seconds): batch pointers
+   * the dead-letter handler has not yet turned into dead-letter messages.
+   */
   public readonly failedBatchAlarm: cloudwatch.Alarm;
   /** A committed event was modified or deleted in the event store (see the `EventTampered` error events). */
   public readonly tamperAlarm: cloudwatch.Alarm;
 
   private readonly publisher: PublisherFunction;
 
+  /**
+   * @param scope the construct it belongs to
+   * @param id its id, unique in `scope`
+   * @param props its properties (EventStorePublisherProps)
+   */
   constructor(scope: Construct, id: string, props: EventStorePublisherProps) {
     super(scope, id);
     validate(this.node.path, props);
