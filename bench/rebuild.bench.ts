@@ -82,12 +82,12 @@ export async function runRebuildBench(): Promise<void> {
     await client.send(new CreateTableCommand(createTableInputFromCfn(ordersResource.Properties, target)));
     const rebuild = await timed(async () => {
       let progress = await runRebuildStep(
-        { client, eventStoreTable: name('Store'), aggregateTypes: ['Order'], definition, readModelTable: name('Orders'), targetTable: target, stateTable: name('ProjectionsRebuildState'), rebuildId: 'bench', concurrency: 16 },
+        { client, eventStoreTable: name('Store'), domain: 'bench', aggregateTypes: ['Order'], definition, readModelTable: name('Orders'), targetTable: target, stateTable: name('ProjectionsRebuildState'), rebuildId: 'bench', concurrency: 16 },
         Date.now() + 600_000,
       );
       while (progress.status === 'RUNNING') {
         progress = await runRebuildStep(
-          { client, eventStoreTable: name('Store'), aggregateTypes: ['Order'], definition, readModelTable: name('Orders'), targetTable: target, stateTable: name('ProjectionsRebuildState'), rebuildId: 'bench', concurrency: 16 },
+          { client, eventStoreTable: name('Store'), domain: 'bench', aggregateTypes: ['Order'], definition, readModelTable: name('Orders'), targetTable: target, stateTable: name('ProjectionsRebuildState'), rebuildId: 'bench', concurrency: 16 },
           Date.now() + 600_000,
         );
       }

@@ -259,6 +259,8 @@ export const projectManagement: DomainDeclaration = {
           { eventType: 'ProjectCreated', updates: [StateUpdate.set('status', StateValue.string('ACTIVE'))] },
           { eventType: 'ProjectArchived', updates: [StateUpdate.set('status', StateValue.string('ARCHIVED'))] },
         ],
+        // Guards and ownership fold the stream on every command: a snapshot every 100 events bounds that read.
+        snapshotEvery: 100,
       },
     ],
   },

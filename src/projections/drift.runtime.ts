@@ -7,11 +7,13 @@
 import { GetItemCommand, QueryCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { envelopeFromItem } from '../runtime/envelope';
-import { EventStoreSchema as S } from '../runtime/event-store-schema';
+import { aggregateListKey, EventStoreSchema as S } from '../runtime/event-store-schema';
 
 export interface DriftConfig {
   readonly client: DynamoDBClient;
   readonly eventStoreTable: string;
+  /** The domain whose aggregates are listed (the aggregates index is keyed `<domain>#<aggregateType>`). */
+  readonly domain: string;
   readonly aggregateTypes: string[];
   readonly checkpointTable: string;
   /** How many drifting aggregates the report lists. @default 100 */
@@ -77,7 +79,7 @@ export async function driftReport(config: DriftConfig): Promise<DriftReport> {
           IndexName: S.AGGREGATE_INDEX_NAME,
           KeyConditionExpression: '#type = :type',
           ExpressionAttributeNames: { '#type': S.AGGREGATE_INDEX_PARTITION_KEY },
-          ExpressionAttributeValues: { ':type': { S: aggregateType } },
+          ExpressionAttributeValues: { ':type': { S: aggregateListKey(config.domain, aggregateType) } },
           ExclusiveStartKey: start,
         }),
       );

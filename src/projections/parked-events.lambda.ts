@@ -47,7 +47,7 @@ export const handler = async (input: unknown): Promise<Record<string, unknown>> 
       client: dynamodb,
       drift:
         eventStoreTable && aggregateTypes.length > 0
-          ? (limit) => driftReport({ client: dynamodb, eventStoreTable, aggregateTypes, checkpointTable: env('SKAFU_CHECKPOINT_TABLE'), limit })
+          ? (limit) => driftReport({ client: dynamodb, eventStoreTable, domain: env('SKAFU_DOMAIN'), aggregateTypes, checkpointTable: env('SKAFU_CHECKPOINT_TABLE'), limit })
           : undefined,
       parkingTable: env('SKAFU_PARKING_TABLE'),
       checkpointTable: env('SKAFU_CHECKPOINT_TABLE'),

@@ -31,11 +31,13 @@ import {
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import { evaluateTemplate } from './asl-template.runtime';
 import { envelopeFromItem } from '../runtime/envelope';
-import { EventStoreSchema as S } from '../runtime/event-store-schema';
+import { aggregateListKey, EventStoreSchema as S } from '../runtime/event-store-schema';
 
 export interface RebuildConfig {
   readonly client: DynamoDBClient;
   readonly eventStoreTable: string;
+  /** The domain whose streams are read (the aggregates index is keyed `<domain>#<aggregateType>`). */
+  readonly domain: string;
   /** The aggregate types whose streams hold the projected events. */
   readonly aggregateTypes: string[];
   /** The deployed projection definition (ASL). */
@@ -271,7 +273,7 @@ export async function runRebuildStep(config: RebuildConfig, deadline: number): P
         IndexName: S.AGGREGATE_INDEX_NAME,
         KeyConditionExpression: '#type = :type',
         ExpressionAttributeNames: { '#type': S.AGGREGATE_INDEX_PARTITION_KEY },
-        ExpressionAttributeValues: { ':type': { S: type } },
+        ExpressionAttributeValues: { ':type': { S: aggregateListKey(config.domain, type) } },
         Limit: config.pageSize ?? 100,
         ExclusiveStartKey: progress.cursor ? JSON.parse(progress.cursor) : undefined,
       }),

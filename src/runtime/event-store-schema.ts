@@ -42,6 +42,11 @@ export function domainKeyPrefix(domain: string): string {
   return `${domain}${EventStoreSchema.DOMAIN_SEPARATOR}`;
 }
 
+/** The aggregates index's partition key for a domain's aggregates of one type: `<domain>#<aggregateType>`. */
+export function aggregateListKey(domain: string, aggregateType: string): string {
+  return `${domainKeyPrefix(domain)}${aggregateType}`;
+}
+
 /** The partition key of an aggregate's stream: `<domain>#<aggregateId>`. */
 export function streamKey(domain: string, aggregateId: string): string {
   return `${domainKeyPrefix(domain)}${aggregateId}`;

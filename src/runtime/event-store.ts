@@ -17,7 +17,7 @@ import {
   IdempotencyKeyReuseError,
   StreamContentionError,
 } from './errors';
-import { EventStoreSchema as S, domainKeyPrefix, streamKey } from './event-store-schema';
+import { EventStoreSchema as S, aggregateListKey, domainKeyPrefix, streamKey } from './event-store-schema';
 import type { JsonObject } from './json';
 import {
   MAX_ITEM_BYTES,
@@ -489,7 +489,7 @@ export class EventStore {
     const problems = new ProblemList();
     checkName(problems, 'aggregateType', options.aggregateType, 128);
     const domain = this.readDomain(problems, options);
-    const listKey = `${domainKeyPrefix(domain ?? '')}${options.aggregateType}`;
+    const listKey = aggregateListKey(domain ?? '', options.aggregateType);
     const limit = options.limit ?? 100;
     if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) problems.add('limit', 'must be an integer from 1 to 1000');
     let startKey: Record<string, unknown> | undefined;
@@ -702,7 +702,7 @@ export class EventStore {
       [S.ITEM_TYPE_ATTRIBUTE]: S.ITEM_TYPE_EVENT,
     };
     if (envelope.eventSequence === 1) {
-      item[S.AGGREGATE_INDEX_PARTITION_KEY] = `${domainKeyPrefix(domain)}${envelope.aggregateType}`;
+      item[S.AGGREGATE_INDEX_PARTITION_KEY] = aggregateListKey(domain, envelope.aggregateType);
       item[S.AGGREGATE_INDEX_SORT_KEY] = `${envelope.timestamp}#${envelope.aggregateId}`;
     }
     return item;

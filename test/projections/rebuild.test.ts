@@ -158,6 +158,7 @@ function config(readModel: 'Orders' | 'Totals', targetTable: string, rebuildId: 
   return {
     client,
     eventStoreTable: table('Store'),
+    domain: 'shop',
     aggregateTypes: ['Order'],
     definition: definition as never,
     readModelTable: table(readModel),
@@ -249,7 +250,7 @@ test('an event the projection cannot apply stops its aggregate, is recorded, and
 
 test('the drift report lists exactly the aggregates whose checkpoint differs from the store, with lag in events and seconds', async () => {
   // Everything published so far was projected live: an event appended and not (yet) projected is drift.
-  const clean = await driftReport({ client, eventStoreTable: table('Store'), aggregateTypes: ['Order'], checkpointTable: table('ProjectionsCheckpoints') });
+  const clean = await driftReport({ client, eventStoreTable: table('Store'), domain: 'shop', aggregateTypes: ['Order'], checkpointTable: table('ProjectionsCheckpoints') });
   const before = new Set(clean.list.map((d) => d.aggregateId));
   const id = ids[7];
   const version = 4 + (7 % 9);
@@ -258,6 +259,7 @@ test('the drift report lists exactly the aggregates whose checkpoint differs fro
   const report = await driftReport({
     client,
     eventStoreTable: table('Store'),
+    domain: 'shop',
     aggregateTypes: ['Order'],
     checkpointTable: table('ProjectionsCheckpoints'),
     clock: () => new Date(appendedAt + 90_000),
