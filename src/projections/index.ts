@@ -281,8 +281,9 @@ export class ProjectionStateMachine extends Construct {
     acknowledgeHandlerRole(operatorOptions.role);
     this.parkedEventsFunction = operator;
     if (props.eventStore) {
-      props.eventStore.grantListAggregates(operator);
-      props.eventStore.grantReadEvents(operator);
+      // The drift report reads this domain's streams only (dynamodb:LeadingKeys on `<domain>#*`).
+      props.eventStore.grantListAggregates(operator, props.domain);
+      props.eventStore.grantReadEvents(operator, props.domain);
       this.checkpointTable.grant(operator, 'dynamodb:GetItem');
       new events.Rule(this, 'LagSchedule', {
         description: `Skafu ${props.domain} projections: lag metrics and drift`,
