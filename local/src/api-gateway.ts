@@ -224,10 +224,7 @@ export class ApiGateway {
   }
 
   public async close(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    server.closeAllConnections?.();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await closeServer(this.server);
   }
 
   private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -520,6 +517,13 @@ function decodeRoutes(encoded: string): Record<string, string[]> {
   } catch {
     return {};
   }
+}
+
+/** Closes a loopback server (if started), dropping its keep-alive connections rather than waiting for them. */
+export async function closeServer(server: Server | undefined): Promise<void> {
+  if (!server) return;
+  server.closeAllConnections?.();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
 }
 
 /** Reads a request body; rejects if the client aborts or the body is larger than the limit. */

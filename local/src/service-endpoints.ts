@@ -7,7 +7,7 @@
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { readBody } from './api-gateway';
+import { closeServer, readBody } from './api-gateway';
 import type { ErrorLog } from './error-log';
 
 export interface ServiceHandlers {
@@ -46,10 +46,7 @@ export class ServiceEndpoints {
   }
 
   public async close(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    server.closeAllConnections?.();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await closeServer(this.server);
   }
 
   private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
