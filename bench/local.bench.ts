@@ -25,7 +25,7 @@ export async function runLocalBench(): Promise<void> {
   const dynamo = await startDynamoDbLocal();
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'skafu-bench-local-'));
   buildExampleApp(outdir).synth();
-  const local = new SkafuLocal({ assembly: outdir, dynamoDbEndpoint: dynamo.endpoint, workDirectory: path.join(outdir, '.skafu-local'), log: () => undefined, pollIntervalMs: 25 });
+  const local = new SkafuLocal({ assembly: outdir, dynamoDbEndpoint: dynamo.endpoint, workDirectory: path.join(outdir, '.skafu-local'), log: () => undefined });
   const client = new DynamoDBClient({ endpoint: dynamo.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'l', secretAccessKey: 'l' } });
   try {
     await local.start();

@@ -22,7 +22,7 @@ options:
   --port N                  the API's loopback port (default: 3000; 0 picks a free port)
   --work-dir DIR            logs, errors.log and tokens.json (default: .skafu-local next to ASSEMBLY)
   --dynamodb-endpoint URL   use a running DynamoDB Local instead of starting one
-  --poll-interval MS        how often an idle stream or queue is polled (default: 100)
+  --poll-interval MS        how often an idle stream or queue is polled (default: 250)
   --wait-ms MS              how long every state machine Wait state lasts, instead of its seconds (default: 200)
   --retry-ms MS             the interval between a state machine task's retries; their number is kept (default: 100)
   --max-executions N        state machine executions interpreted at once, the others wait in order (default: 16)

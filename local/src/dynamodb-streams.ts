@@ -13,7 +13,13 @@
  *   to the on-failure destination (no records, like Lambda);
  * - a stream that cannot be read, or a batch that keeps failing, is reported on the console and in errors.log
  *   (again at most once a minute while it lasts), never a silent loop.
- * Each mapping polls in its own loop: right away while records come, every pollIntervalMs when the stream is idle.
+ * Each mapping polls in its own loop: again right away while a shard hands back a full batch (or a shard closed and
+ * its children are to be read), otherwise every pollIntervalMs (default 250 ms: Lambda's poller reads each shard
+ * about four times a second, Lambda developer guide, "Polling and batching streams"). Skafu Local also polls a
+ * mapping at once when something it runs may just have written to the table (nudge: a function invocation, a
+ * state machine's DynamoDB write task on that table), so that its own writes are read without waiting out the
+ * interval; writes from outside (another client of DynamoDB Local) are read at the next interval. Nudges change
+ * only when a shard is read, never what is read or in which order (one GetRecords at a time per shard).
  */
 import { DescribeTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
@@ -61,6 +67,8 @@ export class StreamMapping {
   public busy = false;
   /** Records delivered to the function (after filtering). */
   public delivered = 0;
+  /** Called after each invocation of the function (it may have written to another stream's table). */
+  public afterInvoke?: () => void;
   private streamArn?: string;
   private readonly shards = new Map<string, ShardState>();
   private lastDescribe = 0;
@@ -115,17 +123,17 @@ export class StreamMapping {
 
   private async run(): Promise<void> {
     while (!this.stopped) {
-      let read = 0;
+      let more = false;
       this.busy = true;
       this.nudged = false;
       try {
-        read = await this.pollOnce();
+        more = (await this.poll()).more;
       } catch (err) {
         this.report('stream', 'StreamReadFailed', `the stream of ${this.table} cannot be read: ${(err as Error).name}: ${(err as Error).message}`);
       } finally {
-        this.busy = read > 0;
+        this.busy = more;
       }
-      if (read === 0 && !this.stopped && !this.nudged) {
+      if (!more && !this.stopped && !this.nudged) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, this.services.pollIntervalMs);
           this.wake = () => {
@@ -140,11 +148,16 @@ export class StreamMapping {
 
   /** Reads one batch from every readable shard; returns how many records were read. */
   public async pollOnce(): Promise<number> {
+    return (await this.poll()).read;
+  }
+
+  /** One batch from every readable shard: how many records, and whether to read again at once (more may wait). */
+  private async poll(): Promise<{ read: number; more: boolean }> {
     if (!this.streamArn || this.tableMissing || Date.now() - this.lastDescribe > 1000) await this.refresh();
-    if (!this.streamArn || this.tableMissing) return 0;
+    if (!this.streamArn || this.tableMissing) return { read: 0, more: false };
     const ready = [...this.shards.values()].filter((s) => !s.done && (!s.parent || !this.shards.has(s.parent) || this.shards.get(s.parent)!.done));
-    const counts = await Promise.all(ready.map((s) => this.readShard(s)));
-    return counts.reduce((a, b) => a + b, 0);
+    const results = await Promise.all(ready.map((s) => this.readShard(s)));
+    return { read: results.reduce((a, r) => a + r.read, 0), more: results.some((r) => r.more) };
   }
 
   /** Finds the table's current stream and its shards. */
@@ -204,11 +217,11 @@ export class StreamMapping {
     }
   }
 
-  private async readShard(shard: ShardState): Promise<number> {
+  private async readShard(shard: ShardState): Promise<{ read: number; more: boolean }> {
     shard.iterator ??= await this.iterator(shard);
     if (!shard.iterator) {
       shard.done = true;
-      return 0;
+      return { read: 0, more: false };
     }
     let out;
     try {
@@ -217,12 +230,12 @@ export class StreamMapping {
       const name = (err as Error).name;
       if (name === 'TrimmedDataAccessException' || name === 'ExpiredIteratorException') {
         shard.iterator = undefined; // ask for a new one after the last record read
-        return 0;
+        return { read: 0, more: true };
       }
       if (name === 'ResourceNotFoundException') {
         this.lastDescribe = 0;
         shard.iterator = undefined;
-        return 0;
+        return { read: 0, more: false };
       }
       throw err;
     }
@@ -238,8 +251,10 @@ export class StreamMapping {
     if (!out.NextShardIterator) {
       shard.done = true;
       this.lastDescribe = 0; // look for its children
+      return { read: records.length, more: true };
     }
-    return records.length;
+    // A full batch: more records may be waiting. A shorter one has read the shard up to now.
+    return { read: records.length, more: records.length >= this.batchSize };
   }
 
   private async deliver(records: Array<Record<string, any>>, shardId: string): Promise<void> {
@@ -255,6 +270,7 @@ export class StreamMapping {
         failedAt = batch[0].dynamodb.SequenceNumber;
         failure = `${(err as Error).name}: ${(err as Error).message}`;
       }
+      this.afterInvoke?.();
       if (!failedAt) {
         this.delivered += batch.length;
         return;
@@ -311,6 +327,7 @@ export class DynamoDbStreams {
       const table = /table\/([^/]+)\/stream/.exec(source)?.[1];
       if (!table) continue;
       const mapping = new StreamMapping(r.path, table, String(props.FunctionName), props, this.services);
+      mapping.afterInvoke = () => this.mappings.forEach((other) => other !== mapping && other.nudge());
       this.mappings.push(mapping);
       this.services.log(`  ${mapping.describe()}`);
     }
@@ -321,12 +338,12 @@ export class DynamoDbStreams {
   }
 
   /**
-   * Tells every idle mapping to poll now: called after a function ran for an API request, since it may have
-   * written to a table. Only when the next poll happens changes (Lambda polls each shard several times a
-   * second); what is read, and in which order, does not.
+   * Tells every idle mapping (or those on the given tables) to poll now: called after a function ran or a state
+   * machine task wrote, since a table may have new records. Only when the next poll happens changes; what is
+   * read, and in which order, does not.
    */
-  public nudge(): void {
-    for (const m of this.mappings) m.nudge();
+  public nudge(tableNames?: readonly string[]): void {
+    for (const m of this.mappings) if (!tableNames || tableNames.includes(m.table)) m.nudge();
   }
 
   /** Whether any mapping is delivering records right now. */

@@ -41,7 +41,13 @@ export interface SkafuLocalOptions {
   readonly dynamoDbEndpoint?: string;
   /** Progress lines. @default console.log */
   readonly log?: (line: string) => void;
-  /** How often an idle stream is polled, in milliseconds. @default 100 */
+  /**
+   * How often an idle stream or queue is polled, in milliseconds. Streams are also read at once after anything
+   * Skafu Local runs may have written to their table (a function invocation other than an API GET, a state
+   * machine's write task on it), and queues as soon as a message is sent to them; the interval is for writes
+   * from outside (another client of DynamoDB Local).
+   * @default 250 (Lambda's stream poller reads each shard about four times a second)
+   */
   readonly pollIntervalMs?: number;
   /** Milliseconds every state machine Wait state lasts (instead of its seconds). @default 200 */
   readonly waitMs?: number;
@@ -209,15 +215,19 @@ export class SkafuLocal {
       maxConcurrentExecutions: this.options.maxConcurrentExecutions,
       log: this.log,
       track,
+      afterWrite: (tables) => this.streams?.nudge(tables),
     });
     this.sqs.configure(resources);
     this.stepFunctions.configure(resources);
     this.bus.configure(resources, {
       startExecution: (arn, input) => this.stepFunctions!.startExecution(arn, input),
       sendMessage: (arn, body) => void this.sqs!.sendMessage(arn, body),
-      invokeFunction: (arn, event) => this.host!.invoke(arn, event),
+      invokeFunction: (arn, event) => this.invokeAndNudge(arn, event),
     });
-    this.api = new ApiGateway(this.host, this.errorLog, () => this.streams?.nudge());
+    // A GET, HEAD or OPTIONS integration is taken not to write (a table it writes is read at the next interval).
+    this.api = new ApiGateway(this.host, this.errorLog, (method) => {
+      if (!['GET', 'HEAD', 'OPTIONS'].includes(method)) this.streams?.nudge();
+    });
     this.api.configure(resources);
     this.routes.push(...this.api.routes);
     this.unsupported.push(...this.api.unsupported, ...this.bus.unsupported, ...this.stepFunctions.unsupported);
@@ -229,11 +239,11 @@ export class SkafuLocal {
       log: this.log,
       invoke: (fn, event) => this.host!.invoke(fn, event),
       sendToDestination: (arn, body) => void this.sqs!.sendMessage(arn, body),
-      pollIntervalMs: this.options.pollIntervalMs ?? 100,
+      pollIntervalMs: this.pollIntervalMs,
     });
     this.streams.configure(resources);
     this.streams.start();
-    this.sqs.startMappings(resources, (fn, event) => this.host!.invoke(fn, event), this.options.pollIntervalMs ?? 100);
+    this.sqs.startMappings(resources, (fn, event) => this.invokeAndNudge(fn, event), this.pollIntervalMs);
 
     this.url = await this.api.listen(this.options.port ?? 0);
     fs.writeFileSync(path.join(this.workDirectory, 'tokens.json'), JSON.stringify(this.tokens, null, 2));
@@ -267,14 +277,29 @@ export class SkafuLocal {
     await this.dynamo?.stop();
   }
 
-  /** Waits until nothing is in flight (stream records, bus deliveries, executions), or the timeout. */
+  /**
+   * Waits until nothing is in flight (stream records, bus deliveries, executions, queue batches) for longer than
+   * one idle poll interval (so that an idle stream has been read once more), or the timeout.
+   */
   public async settle(timeoutMs = 10_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    let quiet = 0;
-    while (Date.now() < deadline && quiet < 3) {
-      await new Promise((r) => setTimeout(r, (this.options.pollIntervalMs ?? 100) + 20));
-      quiet = this.inFlight.size === 0 && !this.streams?.busy ? quiet + 1 : 0;
+    const tick = 40;
+    let quietSince = 0;
+    while (Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, tick));
+      if (this.inFlight.size > 0 || this.streams?.busy) quietSince = 0;
+      else if (quietSince === 0) quietSince = Date.now();
+      else if (Date.now() - quietSince > this.pollIntervalMs + 2 * tick) return;
     }
+  }
+
+  private get pollIntervalMs(): number {
+    return this.options.pollIntervalMs ?? 250;
+  }
+
+  /** Invokes a function for a bus rule or a queue, then reads the streams (the function may have written). */
+  private invokeAndNudge(fn: string, event: unknown): Promise<unknown> {
+    return this.host!.invoke(fn, event).finally(() => this.streams?.nudge());
   }
 
   /** PutEvents on the local buses, as a function Skafu Local runs would call it (e.g. to replay events). */

@@ -17,6 +17,8 @@ export interface LocalQueue {
 export class Sqs {
   private readonly queues = new Map<string, LocalQueue>();
   private readonly timers: NodeJS.Timeout[] = [];
+  /** The pollers of the event source mappings, by queue ARN: a message sent is picked up at once (like long polling). */
+  private readonly pollers = new Map<string, Array<() => void>>();
   private stopped = false;
 
   constructor(
@@ -51,6 +53,7 @@ export class Sqs {
     if (!queue) throw Object.assign(new Error(`The specified queue does not exist: ${ref}`), { name: 'QueueDoesNotExist' });
     const id = randomUUID();
     queue.messages.push({ id, body, receives: 0 });
+    for (const poll of this.pollers.get(queue.arn) ?? []) setImmediate(poll);
     return id;
   }
 
@@ -86,27 +89,33 @@ export class Sqs {
       this.log(`  queue ${queue.name} -> ${fn}`);
       const batchSize = Number(props.BatchSize ?? 10);
       let busy = false;
-      this.timers.push(
-        setInterval(() => {
-          if (busy || this.stopped || queue.messages.length === 0) return;
-          busy = true;
-          const batch = queue.messages.splice(0, batchSize);
-          const work = invoke(fn, {
-            Records: batch.map((m) => ({ messageId: m.id, body: m.body, attributes: { ApproximateReceiveCount: String(m.receives + 1) }, eventSource: 'aws:sqs', eventSourceARN: queue.arn })),
+      const poll = () => {
+        if (busy || this.stopped || queue.messages.length === 0) return;
+        busy = true;
+        let failed = 0;
+        const batch = queue.messages.splice(0, batchSize);
+        const work = invoke(fn, {
+          Records: batch.map((m) => ({ messageId: m.id, body: m.body, attributes: { ApproximateReceiveCount: String(m.receives + 1) }, eventSource: 'aws:sqs', eventSourceARN: queue.arn })),
+        })
+          .then((out) => (out as { batchItemFailures?: Array<{ itemIdentifier: string }> })?.batchItemFailures ?? [])
+          .catch(() => batch.map((m) => ({ itemIdentifier: m.id })))
+          .then((failures) => {
+            for (const m of batch.filter((b) => failures.some((f) => f.itemIdentifier === b.id))) {
+              failed++;
+              m.receives++;
+              if (queue.redrive && m.receives >= queue.redrive.maxReceiveCount) this.sendMessage(queue.redrive.deadLetterArn, m.body);
+              else queue.messages.push(m);
+            }
           })
-            .then((out) => (out as { batchItemFailures?: Array<{ itemIdentifier: string }> })?.batchItemFailures ?? [])
-            .catch(() => batch.map((m) => ({ itemIdentifier: m.id })))
-            .then((failures) => {
-              for (const m of batch.filter((b) => failures.some((f) => f.itemIdentifier === b.id))) {
-                m.receives++;
-                if (queue.redrive && m.receives >= queue.redrive.maxReceiveCount) this.sendMessage(queue.redrive.deadLetterArn, m.body);
-                else queue.messages.push(m);
-              }
-            })
-            .finally(() => (busy = false));
-          this.track(work);
-        }, pollIntervalMs),
-      );
+          .finally(() => {
+            busy = false;
+            // The next batch at once; a batch with failures is retried at the next interval, not in a tight loop.
+            if (failed === 0 && queue.messages.length > 0) setImmediate(poll);
+          });
+        this.track(work);
+      };
+      this.pollers.set(queue.arn, [...(this.pollers.get(queue.arn) ?? []), poll]);
+      this.timers.push(setInterval(poll, pollIntervalMs));
     }
   }
 

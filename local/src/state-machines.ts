@@ -5,6 +5,7 @@
  * Skafu Local and by the tests that run the constructs' synthesized definitions.
  */
 import './polyfills';
+import './jsonpath-fast';
 import { randomUUID } from 'node:crypto';
 import {
   DeleteItemCommand,
@@ -42,6 +43,8 @@ export interface RunDefinitionOptions {
   readonly retryMs: number;
   /** Replaces a task's behaviour when it returns something other than undefined (e.g. to inject a failure). */
   readonly taskOverride?: (stateName: string, input: any) => Promise<unknown> | undefined;
+  /** Told the tables a DynamoDB write task wrote (or tried to), once it has answered: their streams may have records. */
+  readonly afterWrite?: (tableNames: string[]) => void;
 }
 
 /**
@@ -115,5 +118,14 @@ async function task(resource: string, input: any, options: RunDefinitionOptions)
     const renamed = new Error((err as Error).message);
     renamed.name = `${dynamodb.prefix}.${(err as Error).name}`;
     throw renamed;
+  } finally {
+    if (options.afterWrite && resource !== 'arn:aws:states:::dynamodb:getItem') options.afterWrite(writtenTables(input));
   }
+}
+
+/** The tables a write task's parameters name (TransactWriteItems names one per item). */
+function writtenTables(input: any): string[] {
+  if (typeof input?.TableName === 'string') return [input.TableName];
+  const items = Array.isArray(input?.TransactItems) ? (input.TransactItems as Array<Record<string, any>>) : [];
+  return [...new Set(items.flatMap((item) => Object.entries(item ?? {}).filter(([kind]) => kind !== 'ConditionCheck').map(([, op]) => op?.TableName)).filter((t): t is string => typeof t === 'string'))];
 }

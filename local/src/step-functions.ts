@@ -27,6 +27,8 @@ export interface StepFunctionsOptions {
   readonly track: (work: Promise<unknown>) => void;
   /** @default 16 */
   readonly maxConcurrentExecutions?: number;
+  /** Told the tables a DynamoDB write task wrote (their streams may have records to read now). */
+  readonly afterWrite?: (tableNames: string[]) => void;
 }
 
 export interface LocalStateMachine {
@@ -58,6 +60,7 @@ export class StepFunctions {
         stateMachine: { id: arn, name, type },
         waitMs: this.options.waitMs,
         retryMs: this.options.retryMs,
+        afterWrite: this.options.afterWrite,
       });
       this.machines.set(arn, { arn, name, resource: r.path, prepared });
       for (const [stateName, state] of Object.entries(definition.States as Record<string, any>)) {

@@ -41,7 +41,7 @@ async function waitFor(check: () => boolean, timeoutMs = 15_000): Promise<void> 
   while (!check() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
 }
 
-function start(templates: Record<string, Record<string, unknown>>, invoke: (fn: string, event: any) => Promise<unknown>) {
+function start(templates: Record<string, Record<string, unknown>>, invoke: (fn: string, event: any) => Promise<unknown>, pollIntervalMs = 30) {
   const { resources, errors, lines } = loadAssembly(templates);
   const destinations: Array<{ arn: string; body: any }> = [];
   const streams = new DynamoDbStreams({
@@ -51,7 +51,7 @@ function start(templates: Record<string, Record<string, unknown>>, invoke: (fn: 
     log: (line) => lines.push(line),
     invoke,
     sendToDestination: (arn, body) => destinations.push({ arn, body: JSON.parse(body) }),
-    pollIntervalMs: 30,
+    pollIntervalMs,
   });
   streams.configure(resources);
   streams.start();
@@ -142,6 +142,37 @@ test('a failing batch is retried from the failed item, then its metadata goes to
       body: { requestContext: { condition: 'RetryAttemptsExhausted', approximateInvokeCount: 3 }, DDBStreamBatchInfo: { batchSize: 2 } },
     });
     expect(errorEntries(errors).map((e) => e.kind)).toContain('StreamBatchFailed');
+  } finally {
+    await streams.stop();
+  }
+});
+
+test('an idle mapping reads its table at once when nudged for it, not for another table; a full batch is followed by the next at once', async () => {
+  const [table, other] = [`streams-nudged-${randomUUID()}`, `streams-other-${randomUUID()}`];
+  await createTable(table);
+  await createTable(other);
+  const batches: string[][] = [];
+  // An idle interval of a minute: within the test, only a nudge (or a full batch) makes the mapping read.
+  const { streams } = start({ Stack: { Map: mapping(table, 'fn') } }, async (_fn, event) => {
+    batches.push(event.Records.map((r: any) => r.dynamodb.NewImage.id.S));
+    return null;
+  }, 60_000);
+  try {
+    await new Promise((r) => setTimeout(r, 500)); // the first poll, on the empty shard
+    await put(table, 'x0');
+    await new Promise((r) => setTimeout(r, 400));
+    expect(batches).toEqual([]); // a write from outside waits for the idle interval
+    streams.nudge([other]);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(batches).toEqual([]);
+    streams.nudge([table]);
+    await waitFor(() => batches.length === 1);
+    expect(batches).toEqual([['x0']]);
+    for (let i = 1; i <= 25; i++) await put(table, `x${i}`);
+    streams.nudge();
+    await waitFor(() => batches.flat().length === 26);
+    expect(batches.slice(1).map((b) => b.length)).toEqual([10, 10, 5]); // batch size 10, read back to back
+    expect(batches.flat()).toEqual(Array.from({ length: 26 }, (_, i) => `x${i}`));
   } finally {
     await streams.stop();
   }
