@@ -18,6 +18,14 @@ import { SkafuLocal } from '../local/src/skafu-local';
 const SAMPLES = Number(process.env.BENCH_E2E_SAMPLES ?? 40);
 const COMMANDS = Number(process.env.BENCH_E2E_COMMANDS ?? 200);
 const CONCURRENCY = Number(process.env.BENCH_E2E_CONCURRENCY ?? 8);
+/**
+ * Issue 13's baselines, measured before it on this 2-core machine, each with the bare PutItem rate of its own run,
+ * so that a figure of today is compared as a ratio to PutItem (the machine is shared: absolute rates swing with
+ * its load, ratios much less): 8.3 commands/s at 8 in flight against 530 puts/s (ratio 0.016); projections drained
+ * about 3 events/s (2,650 events waiting after a 12,000-command fuzz took more than 11 minutes), against the
+ * same 530 puts/s (ratio 0.0057).
+ */
+const ISSUE_BASELINE = { commandRatio: 8.3 / 530, drainRatio: 3 / 530 };
 /** The projection backlog: half metrics (one event per aggregate), half alerts (1 created + 19 triggered each). */
 const BACKLOG = Number(process.env.BENCH_E2E_BACKLOG ?? 2000);
 
@@ -35,14 +43,26 @@ export async function runLocalBench(): Promise<void> {
     await api.call('POST', '/api/v1/observability/metrics', { as: 'Developer', body: body(-1) });
     await api.until('/api/v1/observability/metrics?name=bench.latency.-1', 'Viewer', (r) => r.body.count === 1);
 
+    // Two measures of accepted -> visible in query, on separate samples:
+    // - polled: the query is repeated every 2 ms until it shows the metric. The figure then holds the queries'
+    //   own load (on this 2-core machine a query is always in flight, competing with the pipeline for the CPU)
+    //   and up to one query that started just before the projection's write;
+    // - one query: the pipeline runs undisturbed, and one query is sent as soon as the projection's execution
+    //   has ended (repeated every 2 ms if it does not show the metric yet; it always did in our runs): the
+    //   pipeline's latency plus one query round trip, which is what a client sees when it asks at the right time.
     const visible: number[] = [];
+    const visibleOneQuery: number[] = [];
     for (let i = 0; i < SAMPLES; i++) {
+      const before = local.executions.finished;
       const accepted = await api.call('POST', '/api/v1/observability/metrics', { as: 'Developer', body: body(i) });
       if (accepted.status !== 201) throw new Error(`command refused: ${accepted.status}`);
       const t0 = performance.now();
-      // Polled every 2 ms: the figure is the pipeline's latency, not the polling interval's.
+      if (i % 2 === 1) {
+        const deadline = Date.now() + 30_000;
+        while (local.executions.finished <= before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+      }
       await api.until(`/api/v1/observability/metrics?name=bench.latency.${i}`, 'Viewer', (r) => r.body.count === 1, 30_000, 2);
-      visible.push(performance.now() - t0);
+      (i % 2 === 1 ? visibleOneQuery : visible).push(performance.now() - t0);
     }
     const commandLatencies: number[] = [];
     const { ms } = await timed(() =>
@@ -120,8 +140,10 @@ export async function runLocalBench(): Promise<void> {
     const gapErrors = local.errors.slice(errorsBefore).length;
 
     printSection(`Skafu Local end to end (example platform, ${SAMPLES} samples, ${COMMANDS} commands at ${CONCURRENCY} in flight)`, [
-      { name: 'command accepted -> visible in query, p50', value: `${fmt(percentile(visible, 50))} ms` },
-      { name: 'command accepted -> visible in query, p99', value: `${fmt(percentile(visible, 99))} ms` },
+      { name: 'command accepted -> visible in query (polled every 2 ms), p50', value: `${fmt(percentile(visible, 50))} ms` },
+      { name: 'command accepted -> visible in query (polled every 2 ms), p99', value: `${fmt(percentile(visible, 99))} ms` },
+      { name: 'command accepted -> visible in query (one query at the end), p50', value: `${fmt(percentile(visibleOneQuery, 50))} ms` },
+      { name: 'command accepted -> visible in query (one query at the end), p99', value: `${fmt(percentile(visibleOneQuery, 99))} ms` },
       { name: 'command over HTTP (authorizer + handler), p50 / p99', value: `${fmt(percentile(commandLatencies, 50))} / ${fmt(percentile(commandLatencies, 99))} ms` },
       { name: 'command throughput over HTTP', value: `${fmt(throughput)} commands/s` },
       { name: 'baseline: bare DynamoDB PutItem, p50 / p99', value: `${fmt(percentile(putLatencies, 50), 2)} / ${fmt(percentile(putLatencies, 99), 2)} ms` },
@@ -129,10 +151,14 @@ export async function runLocalBench(): Promise<void> {
       { name: 'ratio visible-p50 / put-p50', value: fmt(percentile(visible, 50) / percentile(putLatencies, 50), 1) },
       { name: 'ratio command throughput / put throughput', value: fmt(throughput / putThroughput, 3) },
       { name: 'baseline: bare PutItem then GetItem, p50', value: `${fmt(percentile(roundTrips, 50), 2)} ms` },
-      { name: 'ratio visible-p50 / (PutItem then GetItem)-p50', value: fmt(percentile(visible, 50) / percentile(roundTrips, 50), 1) },
+      { name: 'ratio visible-p50 / (PutItem then GetItem)-p50, polled (target <= 3)', value: fmt(percentile(visible, 50) / percentile(roundTrips, 50), 1) },
+      { name: 'ratio visible-p50 / (PutItem then GetItem)-p50, one query (target <= 3)', value: fmt(percentile(visibleOneQuery, 50) / percentile(roundTrips, 50), 1) },
       { name: `projection backlog: ${entries.length} published events drained`, value: drained ? `${fmt(drainMs / 1000)} s, ${fmt(drainRate)} events/s` : `NOT drained in ${fmt(drainMs / 1000)} s` },
       { name: 'backlog: alerts with a wrong trigger count (exactly once) / error events', value: `${wrong} of ${alerts} / ${gapErrors}` },
       { name: 'ratio drained events/s / put throughput', value: fmt(drainRate / putThroughput, 3) },
+      { name: 'vs issue 13 baseline: command throughput ratio (target >= 10x)', value: `${fmt(throughput / putThroughput / ISSUE_BASELINE.commandRatio, 1)}x` },
+      { name: 'vs issue 13 baseline: drain ratio (target >= 20x)', value: `${fmt(drainRate / putThroughput / ISSUE_BASELINE.drainRatio, 1)}x` },
+      { name: 'vs issue 13 baseline: drained events/s, absolute (3 events/s)', value: `${fmt(drainRate / 3, 1)}x` },
     ]);
   } finally {
     client.destroy();

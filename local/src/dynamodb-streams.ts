@@ -153,11 +153,21 @@ export class StreamMapping {
 
   /** One batch from every readable shard: how many records, and whether to read again at once (more may wait). */
   private async poll(): Promise<{ read: number; more: boolean }> {
-    if (!this.streamArn || this.tableMissing || Date.now() - this.lastDescribe > 1000) await this.refresh();
+    // The stream and its shards are looked up first when they must be (no stream yet, the table was missing, a
+    // shard closed or vanished); the periodic look-up (a recreated table, new shards) comes after the read, so
+    // that it never delays records that are already there.
+    if (!this.streamArn || this.tableMissing || this.lastDescribe === 0) await this.refresh();
     if (!this.streamArn || this.tableMissing) return { read: 0, more: false };
+    const stale = Date.now() - this.lastDescribe > 1000;
     const ready = [...this.shards.values()].filter((s) => !s.done && (!s.parent || !this.shards.has(s.parent) || this.shards.get(s.parent)!.done));
     const results = await Promise.all(ready.map((s) => this.readShard(s)));
-    return { read: results.reduce((a, r) => a + r.read, 0), more: results.some((r) => r.more) };
+    const found = { read: results.reduce((a, r) => a + r.read, 0), more: results.some((r) => r.more) };
+    if (stale && this.lastDescribe !== 0) {
+      const [stream, shards] = [this.streamArn, this.shards.size];
+      await this.refresh();
+      if (this.streamArn !== stream || this.shards.size !== shards) found.more = true; // read what appeared at once
+    }
+    return found;
   }
 
   /** Finds the table's current stream and its shards. */

@@ -146,6 +146,11 @@ export class SkafuLocal {
     return this.bus?.events ?? [];
   }
 
+  /** State machine executions started so far, and those that have ended (succeeded or failed). */
+  public get executions(): { started: number; finished: number } {
+    return { started: this.stepFunctions?.executions ?? 0, finished: this.stepFunctions?.finishedExecutions ?? 0 };
+  }
+
   /** The stage names a request may start with. */
   public get stages(): string[] {
     return this.api?.stages ?? [];

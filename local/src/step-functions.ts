@@ -42,6 +42,8 @@ export class StepFunctions {
   public readonly unsupported: Unsupported[] = [];
   public executions = 0;
   public failedExecutions = 0;
+  /** Executions that have ended (succeeded or failed). */
+  public finishedExecutions = 0;
   private readonly machines = new Map<string, LocalStateMachine>();
   private readonly waiting: Array<() => void> = [];
   private running = 0;
@@ -112,6 +114,8 @@ export class StepFunctions {
       const reason = `${cause?.name ?? (err as Error).name}: ${(err as Error).message.replace(/^Execution has failed with the following error: /, '')}`;
       this.options.log(`[state machine ${machine.name}] execution failed: ${reason}`);
       return undefined;
+    } finally {
+      this.finishedExecutions++;
     }
   }
 }
