@@ -160,7 +160,7 @@ export async function runEventStoreBench(): Promise<void> {
     rows.push({ name: 'ratio skafu (known version) / castore', value: fmt(median(results[KNOWN]) / castore, 2) });
     rows.push({
       name: 'units',
-      value: 'as DynamoDB Local reports them, plus 2 WRU per ConditionCheck (AWS bills it; Local reports 0); 1 WRU costs 5 RRU',
+      value: 'as AWS bills them: a transaction at least 2 WRU per action, ConditionCheck included (Local reports less: bench/capacity.ts)',
     });
     printSection(
       `Append throughput: ${AGGREGATES} aggregates x ${EVENTS_PER_AGGREGATE} single-event appends, ${CONCURRENCY} in flight, one DynamoDB Local`,

@@ -65,11 +65,13 @@ export const DEFAULT_MEASUREMENTS: Measurements = {
   units: {
     command: { read: 2, write: 1 },
     commandWithIdempotencyKey: { read: 3, write: 4 },
-    query: { read: 1, write: 0 },
-    projectedEvent: { read: 1, write: 4 },
+    query: { read: 0.5, write: 0 },
+    projectedEvent: { read: 0, write: 6 },
   },
-  durationsMs: { command: 60, query: 30, authorizer: 20, publisherBatch: 60, projectionLambda: 40 },
-  projection: { statesPerExecution: 14, expressDurationMs: 200, expressMemoryMb: 64 },
+  // command and query: measured (warm, against DynamoDB Local on a loaded machine: upper bounds); the rest assumed.
+  durationsMs: { command: 330, query: 63, authorizer: 20, publisherBatch: 60, projectionLambda: 40 },
+  // statesPerExecution: measured (a ProjectUpdated event); the Express duration assumed (about 25 ms per state).
+  projection: { statesPerExecution: 9, expressDurationMs: 200, expressMemoryMb: 64 },
   assumptions: {
     eventsPerCommand: 1,
     eventBytes: 1500,
