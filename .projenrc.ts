@@ -100,6 +100,9 @@ const project = new awscdk.AwsCdkConstructLibrary({
   },
 
   gitignore: ['cdk.out', '/bench/results/', '/.dynamodb-local/'],
+
+  // `npx skafu-cost <cdk.out>`: the cost per million commands and queries of a synthesized app (src/cost).
+  bin: { 'skafu-cost': 'lib/cost/cli.js' },
 });
 
 for (const pattern of ['/bench/', '/examples/', '/.ci/', 'cdk.out']) {

@@ -1,11 +1,13 @@
 /**
  * Event store benchmarks, all against one DynamoDB Local started here:
- *  1. append throughput of our client versus castore's DynamoDB adapter on the same workload (ratio);
+ *  1. append throughput of our client versus castore's DynamoDB adapter on the same workload (ratio), with the
+ *     capacity units each append consumes (so that speed is not bought with capacity);
  *  2. load time of a 10,000-event aggregate versus a 100-event one, with snapshots on (ratio).
  */
 import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { EventStorageAdapter } from '@castore/core';
 import { DynamoDBSingleTableEventStorageAdapter } from '@castore/event-storage-adapter-dynamodb';
+import { CapacityMeter, fmtUnits, type Units } from './capacity';
 import { fmt, median, pool, printSection, timed, type Row } from './harness';
 import { AggregateRepository, AggregateRoot, type AppliedEvent, EventStore, NO_STREAM } from '../src/runtime';
 import { startDynamoDbLocal } from '../test/support/dynamodb-local';
@@ -82,29 +84,45 @@ export async function runEventStoreBench(): Promise<void> {
   try {
     process.env.SKAFU_TEST_DYNAMODB_ENDPOINT = local.endpoint;
     // ---- 1. append throughput ------------------------------------------------------------------------------
-    // Tables first, outside any timing; one per variant, fresh aggregate ids per round.
-    const ourStore = new EventStore({ tableName: await createEventStoreTable(client), domain: 'bench', client });
+    // Tables first, outside any timing; one per variant, fresh aggregate ids per round. Each variant has its own
+    // metered SDK client (same settings), so that the units it consumes are its own.
+    const meters: Record<string, CapacityMeter> = {};
+    const variantClients: DynamoDBClient[] = [];
+    const meteredClient = (name: string) => {
+      const c = new DynamoDBClient({ endpoint: local.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+      meters[name] = new CapacityMeter().attach(c);
+      variantClients.push(c);
+      return c;
+    };
+    const CHECKED = 'skafu append, version checked in the write (TransactWriteItems + ConditionCheck)';
+    const KNOWN = 'skafu append, version known to the client (one conditional PutItem)';
+    const CASTORE = 'castore pushEvent (no version check)';
+    const eventTable = await createEventStoreTable(client);
+    // knownPositions 0: the client remembers nothing, so every append checks its expected version in the write,
+    // as for a version that comes from a client's If-Match header.
+    const checkedStore = new EventStore({ tableName: eventTable, domain: 'bench', client: meteredClient(CHECKED), knownPositions: 0 });
+    // The default client: each append follows its own previous one (as a handler that loaded the stream does).
+    const knownStore = new EventStore({ tableName: eventTable, domain: 'bench', client: meteredClient(KNOWN) });
     const adapter: EventStorageAdapter = new DynamoDBSingleTableEventStorageAdapter({
       tableName: await createCastoreTable(client),
-      dynamoDBClient: client,
+      dynamoDBClient: meteredClient(CASTORE),
     });
     const variants: Record<string, (round: number) => Promise<number>> = {
-      'skafu EventStore.append (expected version checked)': (round) =>
+      [CHECKED]: (round) =>
         workload(async (a, v) => {
-          await ourStore.append(`checked-r${round}-a${a}`, [{ eventType: 'Changed', data: payload(a, v) }], {
+          await checkedStore.append(`checked-r${round}-a${a}`, [{ eventType: 'Changed', data: payload(a, v) }], {
             expectedVersion: v === 1 ? NO_STREAM : v - 1,
             aggregateType: 'Bench',
           });
         }),
-      'skafu EventStore.append (version from a load)': (round) =>
+      [KNOWN]: (round) =>
         workload(async (a, v) => {
-          await ourStore.append(`loaded-r${round}-a${a}`, [{ eventType: 'Changed', data: payload(a, v) }], {
-            expectedVersion: v - 1,
-            expectedVersionFromLoad: true,
+          await knownStore.append(`known-r${round}-a${a}`, [{ eventType: 'Changed', data: payload(a, v) }], {
+            expectedVersion: v === 1 ? NO_STREAM : v - 1,
             aggregateType: 'Bench',
           });
         }),
-      'castore DynamoDBSingleTableEventStorageAdapter.pushEvent': (round) =>
+      [CASTORE]: (round) =>
         workload(async (a, v) => {
           await adapter.pushEvent(
             { aggregateId: `r${round}-a${a}`, version: v, type: 'Changed', payload: payload(a, v), timestamp: new Date().toISOString() },
@@ -124,14 +142,32 @@ export async function runEventStoreBench(): Promise<void> {
         results[name].push(await variants[name](round));
       }
     }
-    const castore = median(results[names[2]]);
-    const rows: Row[] = names.map((name) => ({ name, value: `${fmt(median(results[name]))} events/s (median of ${ROUNDS})` }));
-    rows.push({ name: 'ratio skafu (checked) / castore', value: fmt(median(results[names[0]]) / castore, 2) });
-    rows.push({ name: 'ratio skafu (from load) / castore', value: fmt(median(results[names[1]]) / castore, 2) });
+    // Units: one more round per variant, after the timed ones, metered from the first append to the last.
+    const perAppend: Record<string, Units> = {};
+    const appends = AGGREGATES * EVENTS_PER_AGGREGATE;
+    for (const name of names) {
+      meters[name].reset();
+      await variants[name](1000);
+      const u = meters[name].snapshot();
+      perAppend[name] = { read: u.read / appends, write: u.write / appends, requests: u.requests / appends };
+    }
+    const castore = median(results[CASTORE]);
+    const rows: Row[] = names.map((name) => ({
+      name,
+      value: `${fmt(median(results[name]))} events/s (median of ${ROUNDS}); per append ${fmtUnits(perAppend[name])}`,
+    }));
+    rows.push({ name: 'ratio skafu (checked in the write) / castore', value: fmt(median(results[CHECKED]) / castore, 2) });
+    rows.push({ name: 'ratio skafu (known version) / castore', value: fmt(median(results[KNOWN]) / castore, 2) });
+    rows.push({
+      name: 'units',
+      value: 'as AWS bills them: a transaction at least 2 WRU per action, ConditionCheck included (Local reports less: bench/capacity.ts)',
+    });
     printSection(
       `Append throughput: ${AGGREGATES} aggregates x ${EVENTS_PER_AGGREGATE} single-event appends, ${CONCURRENCY} in flight, one DynamoDB Local`,
       rows,
     );
+
+    variantClients.forEach((c) => c.destroy());
 
     // ---- 2. load time with snapshots -----------------------------------------------------------------------
     const store = new EventStore({ tableName: await createEventStoreTable(client), domain: 'bench', client });

@@ -4,6 +4,7 @@
  */
 import { runEventStoreBench } from './event-store.bench';
 import { runLocalBench } from './local.bench';
+import { runCapacityBench } from './operations.bench';
 import { runPlatformBench } from './platform.bench';
 import { runRebuildBench } from './rebuild.bench';
 
@@ -14,6 +15,7 @@ const benches: Record<string, () => Promise<void>> = {
   'platform': runPlatformBench,
   'local': runLocalBench,
   'rebuild': runRebuildBench,
+  'capacity': runCapacityBench,
 };
 
 async function main(): Promise<void> {

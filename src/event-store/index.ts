@@ -152,7 +152,9 @@ abstract class EventStoreTableBase extends Resource implements IEventStoreTable 
     this.encryptionKey?.grantEncryptDecrypt(grantee);
     return iam.Grant.addToPrincipal({
       grantee,
-      actions: ['dynamodb:PutItem', 'dynamodb:GetItem', 'dynamodb:Query'],
+      // ConditionCheckItem: an append at a version the client has not seen checks the expected event inside its
+      // TransactWriteItems (a ConditionCheck is authorized as dynamodb:ConditionCheckItem, on that item's key).
+      actions: ['dynamodb:PutItem', 'dynamodb:ConditionCheckItem', 'dynamodb:GetItem', 'dynamodb:Query'],
       resourceArns: [this.tableArn],
       conditions,
     });

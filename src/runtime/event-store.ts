@@ -78,6 +78,15 @@ export interface EventStoreOptions {
   readonly anyVersionTimeBudgetMs?: number;
   /** @default () => new Date() */
   readonly clock?: () => Date;
+  /**
+   * How many streams this client remembers the last event it read or wrote of (its sequence and aggregate type).
+   * Events are immutable, never deleted and gap-free, so an event this client has seen still exists: an append
+   * at a remembered (or earlier) version needs no check that the stream reached it, and is one conditional
+   * PutItem. Any other numeric `expectedVersion` is checked inside the write (a TransactWriteItems with a
+   * ConditionCheck on the expected event). 0 turns the memory off. The oldest stream is forgotten first.
+   * @default 10000
+   */
+  readonly knownPositions?: number;
 }
 
 export interface AppendOptions {
@@ -108,10 +117,9 @@ export interface AppendOptions {
   readonly metadata?: EventMetadata;
   /**
    * Set when `expectedVersion` is a version that a load of this very stream returned (as AggregateRepository
-   * does). A loaded version can only be behind the stream, never ahead of it, so the store skips the read that
-   * otherwise guards against a version the stream never reached (which would leave a gap).
-   * The store still reads event `expectedVersion` to check the stream's aggregate type, so this flag no longer
-   * saves a read; it is kept for compatibility.
+   * does). Kept for compatibility: it changes nothing. Every numeric `expectedVersion` is checked in the write
+   * itself (the event at `expectedVersion` must exist and be of `aggregateType`), unless this client has itself
+   * read or written that event (see EventStoreOptions.knownPositions), so a loaded version costs no extra check.
    * @default false
    */
   readonly expectedVersionFromLoad?: boolean;
@@ -210,7 +218,14 @@ interface IdempotencyRecord {
  * `exists`: an event's position was already taken (so, streams having no gap, the position after the base is);
  * `contended`: a concurrent transaction touched an item, nothing is known about the positions.
  */
-type WriteOutcome = 'written' | 'exists' | 'contended' | 'idempotent';
+type WriteOutcome = 'written' | 'exists' | 'contended' | 'idempotent' | 'unreached';
+
+/** The event an append's transaction checks: it must exist and be of the stream's aggregate type. */
+interface ExpectedEventCheck {
+  readonly streamId: string;
+  readonly version: number;
+  readonly aggregateType: string;
+}
 
 const MAX_ID_BYTES = 1024;
 const MAX_EVENT_TYPE_LENGTH = 128; // EventBridge's detail-type limit
@@ -243,6 +258,9 @@ export class EventStore {
   private readonly idempotencyTtlSeconds: number;
   private readonly anyVersionTimeBudgetMs: number;
   private readonly clock: () => Date;
+  /** streamId -> the last event this client read or wrote: it exists, and so does every earlier one. */
+  private readonly known = new Map<string, { readonly version: number; readonly aggregateType: string }>();
+  private readonly knownLimit: number;
 
   constructor(options: EventStoreOptions) {
     const problems = new ProblemList();
@@ -260,6 +278,7 @@ export class EventStore {
     this.idempotencyTtlSeconds = options.idempotencyTtlSeconds ?? 24 * 60 * 60;
     this.anyVersionTimeBudgetMs = options.anyVersionTimeBudgetMs ?? 5000;
     this.clock = options.clock ?? (() => new Date());
+    this.knownLimit = Math.max(0, Math.floor(options.knownPositions ?? 10_000));
   }
 
   /**
@@ -291,7 +310,17 @@ export class EventStore {
     // mere transaction conflict nothing is known: the version is read again.
     let nextBase: number | undefined;
     for (let attempt = 0; ; attempt++) {
-      const current = nextBase ?? (await this.resolveBaseVersion(domain, aggregateId, options.aggregateType, expected));
+      let current: number;
+      let check: ExpectedEventCheck | undefined;
+      if (nextBase !== undefined) {
+        current = nextBase;
+      } else if (typeof expected === 'number' && expected > 0 && !this.isKnown(domain, aggregateId, expected, options.aggregateType)) {
+        // Without a check an append at N+1 onto a shorter stream would leave a gap: the write checks event N.
+        current = expected;
+        check = { streamId: streamKey(domain, aggregateId), version: expected, aggregateType: options.aggregateType };
+      } else {
+        current = await this.resolveBaseVersion(domain, aggregateId, options.aggregateType, expected);
+      }
       const envelopes = this.buildEnvelopes(aggregateId, events, options, current);
       const items = envelopes.map((e) => this.eventItem(domain, e));
       const idempotencyItem =
@@ -305,9 +334,16 @@ export class EventStore {
           })
           : undefined;
       this.checkSizes(items, idempotencyItem);
+      if (check && !fitsWithCheck(items, idempotencyItem)) {
+        // No room left in one transaction for the check (100 actions, 4 MB): read the expected event first.
+        await this.resolveBaseVersion(domain, aggregateId, options.aggregateType, expected);
+        check = undefined;
+      }
 
-      const outcome = await this.write(items, idempotencyItem);
+      const outcome = await this.write(items, idempotencyItem, check);
+      if (outcome === 'unreached') throw await this.conflict(domain, aggregateId, options.aggregateType, expected);
       if (outcome === 'written') {
+        this.remember(domain, aggregateId, current + events.length, options.aggregateType);
         return {
           aggregateId,
           aggregateType: options.aggregateType,
@@ -366,6 +402,8 @@ export class EventStore {
     const events = items.map(envelopeFromItem);
     const foreign = options.aggregateType === undefined ? undefined : events.find((e) => e.aggregateType !== options.aggregateType);
     if (foreign) throw new AggregateTypeMismatchError(aggregateId, options.aggregateType!, foreign.aggregateType);
+    const last = events[events.length - 1];
+    if (last) this.remember(domain!, aggregateId, last.eventSequence, last.aggregateType);
     return events;
   }
 
@@ -607,7 +645,9 @@ export class EventStore {
       if (head.type !== undefined && head.type !== aggregateType) throw new AggregateTypeMismatchError(aggregateId, aggregateType, head.type);
       return head.version;
     }
-    // Without this read an append at N+1 onto a shorter stream would leave a gap.
+    // Without this read an append at N+1 onto a shorter stream would leave a gap. (Used only when the check does
+    // not fit into the write's transaction, or the version is known to this client.)
+    if (this.isKnown(domain, aggregateId, expected, aggregateType)) return expected;
     const out = await this.doc.send(
       new GetCommand({
         TableName: this.tableName,
@@ -629,6 +669,23 @@ export class EventStore {
     return new ConcurrencyError(aggregateId, expected, head.version);
   }
 
+  /** True when this client has read or written event `version` (or a later one) of the stream, of `aggregateType`. */
+  private isKnown(domain: string, aggregateId: string, version: number, aggregateType: string): boolean {
+    const seen = this.known.get(streamKey(domain, aggregateId));
+    return seen !== undefined && seen.aggregateType === aggregateType && version <= seen.version;
+  }
+
+  /** Remembers that event `version` of the stream exists (read or written by this client), with its type. */
+  private remember(domain: string, aggregateId: string, version: number, aggregateType: string): void {
+    if (this.knownLimit === 0) return;
+    const key = streamKey(domain, aggregateId);
+    const seen = this.known.get(key);
+    if (seen && seen.version >= version) return;
+    this.known.delete(key); // re-inserted last: the Map's order is the forgetting order
+    this.known.set(key, { version, aggregateType });
+    if (this.known.size > this.knownLimit) this.known.delete(this.known.keys().next().value!);
+  }
+
   /** The last event's sequence and the stream's type (undefined when the stream has no event). */
   private async readHead(domain: string, aggregateId: string): Promise<{ version: number; type?: string }> {
     const out = await this.doc.send(
@@ -645,6 +702,7 @@ export class EventStore {
     );
     const last = out.Items?.[0];
     if (!last || typeof last[S.SORT_KEY] !== 'number') return { version: 0 };
+    this.remember(domain, aggregateId, last[S.SORT_KEY] as number, String(last.aggregateType));
     return { version: last[S.SORT_KEY] as number, type: String(last.aggregateType) };
   }
 
@@ -736,10 +794,16 @@ export class EventStore {
     if (!problems.empty) throw new EventStoreValidationError(problems.problems);
   }
 
-  private async write(items: Record<string, unknown>[], idempotencyItem?: Record<string, unknown>): Promise<WriteOutcome> {
+  private async write(
+    items: Record<string, unknown>[],
+    idempotencyItem?: Record<string, unknown>,
+    check?: ExpectedEventCheck,
+  ): Promise<WriteOutcome> {
     const names = { '#seq': S.SORT_KEY };
+    // The check is the transaction's last action, so CancellationReasons keep their indexes for the items.
+    const checkIndex = items.length + (idempotencyItem ? 1 : 0);
     try {
-      if (items.length === 1 && !idempotencyItem) {
+      if (items.length === 1 && !idempotencyItem && !check) {
         await this.doc.send(
           new PutCommand({
             TableName: this.tableName,
@@ -770,6 +834,19 @@ export class EventStore {
                 },
               ]
               : []),
+            ...(check
+              ? [
+                {
+                  ConditionCheck: {
+                    TableName: this.tableName,
+                    Key: { [S.PARTITION_KEY]: check.streamId, [S.SORT_KEY]: check.version },
+                    ConditionExpression: 'attribute_exists(#seq) AND #type = :type',
+                    ExpressionAttributeNames: { '#seq': S.SORT_KEY, '#type': 'aggregateType' },
+                    ExpressionAttributeValues: { ':type': check.aggregateType },
+                  },
+                },
+              ]
+              : []),
           ],
         }),
       );
@@ -782,6 +859,8 @@ export class EventStore {
         const reasons = ((err as { CancellationReasons?: Array<{ Code?: string }> }).CancellationReasons ?? []).map((r) => r.Code);
         const onlyRetryable = reasons.every((c) => c === 'None' || c === 'ConditionalCheckFailed' || c === 'TransactionConflict');
         if (!onlyRetryable) throw err;
+        // The stream never reached the expected event, or it is another type's: refused, whatever else failed.
+        if (check && reasons[checkIndex] === 'ConditionalCheckFailed') return 'unreached';
         if (idempotencyItem && reasons[items.length] === 'ConditionalCheckFailed') return 'idempotent';
         // A TransactionConflict may hide a concurrent twin with the same key: the caller re-checks the record.
         if (idempotencyItem && reasons.includes('TransactionConflict')) return 'idempotent';
@@ -860,6 +939,17 @@ function decodeToken(token: string): Record<string, unknown> | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Whether a ConditionCheck still fits into the append's transaction: DynamoDB allows 100 actions and 4 MB, and
+ * the checked event (up to 400 KB) may count toward the size.
+ */
+function fitsWithCheck(items: Record<string, unknown>[], idempotencyItem?: Record<string, unknown>): boolean {
+  const actions = items.length + (idempotencyItem ? 1 : 0) + 1;
+  if (actions > MAX_TRANSACTION_ACTIONS) return false;
+  const bytes = items.reduce((sum, item) => sum + itemSize(item), idempotencyItem ? itemSize(idempotencyItem) : 0);
+  return bytes + MAX_ITEM_BYTES <= MAX_TRANSACTION_BYTES;
 }
 
 function sleep(ms: number): Promise<void> {

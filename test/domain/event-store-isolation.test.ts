@@ -79,7 +79,10 @@ function expectIsolated(templates: Record<string, any>[], domains: string[]): vo
     for (const statement of storeStatements) {
       expect(statement).toMatchObject({ Effect: 'Allow', Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [`${domain}#*`] } } });
       // Never an action that names no partition key (ForAllValues holds for an empty set of keys).
-      for (const action of [statement.Action].flat()) expect(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query']).toContain(action);
+      // (ConditionCheckItem names the checked item's key: the append's check of its expected event.)
+      for (const action of [statement.Action].flat()) {
+        expect(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:ConditionCheckItem', 'dynamodb:Query']).toContain(action);
+      }
     }
     for (const role of mine) {
       const text = JSON.stringify(role.statements);

@@ -164,7 +164,7 @@ describe('intent grants name only the actions needed, and no index wildcard', ()
     const { statements } = grantsFor((store, role) => store.grantAppendEvents(role, 'billing'));
     expect(statements).toEqual([
       {
-        Action: ['dynamodb:PutItem', 'dynamodb:GetItem', 'dynamodb:Query'],
+        Action: ['dynamodb:PutItem', 'dynamodb:ConditionCheckItem', 'dynamodb:GetItem', 'dynamodb:Query'],
         Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['billing#*'] } },
         Effect: 'Allow',
         Resource: expect.objectContaining({ 'Fn::GetAtt': expect.any(Array) }),
