@@ -4,6 +4,7 @@
  * bundled publisher to the local bus, into the projection state machines (their exact definitions), into the
  * read models, and back out through the queries. DynamoDB is the jest run's DynamoDB Local.
  */
+import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -220,4 +221,24 @@ test('issue 10, as reported: another domain\'s command on a project id is refuse
   }
   const view = await api.until(`/api/v1/projects/projects/${victim}`, 'Viewer', (r) => r.body.item?.version === 3);
   expect([view.body.item?.version, view.body.item?.description]).toEqual([3, 'v3']);
+});
+
+test('a ProjectCreated stored at v1, before the schema moved to v2, is projected upgraded and folds as v2 for ownership and guards, over HTTP', async () => {
+  const developer = JSON.parse(Buffer.from(local.tokens.Developer.split('.')[1], 'base64url').toString('utf8')).sub as string;
+  const id = `project-${randomUUID()}`;
+  // Written by the previous deployment: v1 called the description `summary` and had no template.
+  const v1 = { projectId: id, name: 'Legacy', summary: 'from v1', ownerId: developer, status: 'ACTIVE' };
+  await eventStore().append(id, [{ eventType: 'ProjectCreated', eventVersion: 1, data: v1, metadata: { userId: developer } }], { expectedVersion: 'no-stream', aggregateType: 'Project' });
+  // Store -> stream -> publisher -> bus -> projection (upcast states) -> read model -> query.
+  const view = await api.until(`/api/v1/projects/projects/${id}`, 'Viewer', (r) => r.body.item?.version === 1);
+  expect(view.body.item).toMatchObject({ projectId: id, name: 'Legacy', description: 'from v1', templateId: 'none', ownerId: developer, status: 'ACTIVE' });
+  expect(view.body.item.summary).toBeUndefined();
+  // The command handler folds the same v1 event: ACTIVE (the guard passes) and owned by the Developer.
+  expect((await api.call('PUT', `/api/v1/projects/projects/${id}`, { as: 'Developer', body: { name: 'Legacy II', description: 'now v2' } })).status).toBe(202);
+  const updated = await api.until(`/api/v1/projects/projects/${id}`, 'Viewer', (r) => r.body.item?.version === 2);
+  expect(updated.body.item).toMatchObject({ name: 'Legacy II', description: 'now v2', templateId: 'none' });
+  // The stored event is never rewritten; what went on the bus is the stored v1 event.
+  expect((await eventStore().load(id))[0]).toMatchObject({ eventVersion: 1, data: v1 });
+  expect(local.events.find((e) => e.detail?.aggregateId === id)?.detail).toMatchObject({ eventVersion: 1, data: v1 });
+  expect(local.errors.filter((e) => JSON.stringify(e).includes(id))).toEqual([]);
 });
