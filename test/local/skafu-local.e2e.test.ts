@@ -9,9 +9,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildExampleApp } from '../../examples/platform/app';
-import type { SkafuPlatform } from '../../src';
 import { DemoClient, runScenario } from '../../local/src/demo';
 import { SkafuLocal } from '../../local/src/skafu-local';
+import type { SkafuPlatform } from '../../src';
 import { EventStore } from '../../src/runtime';
 import { inventory } from '../support/inventory';
 
