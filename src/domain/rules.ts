@@ -292,7 +292,7 @@ export interface DomainRules {
    */
   readonly aggregates?: AggregateStateDefinition[];
   /**
-   * How stored events of older schema versions are upgraded, in the declared state and in the projections; every
+   * How stored events of older schema versions are upgraded, in the declared state and in the projections. Every
    * older version of an emitted event type needs one. A projection storing the whole data
    * (`ProjectionValue.dataAsJson()`) of a type whose upcasting deletes a field (`remove`, or the old name of a
    * `rename`) is refused at synth: Step Functions cannot delete a field from the data it stores.

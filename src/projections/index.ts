@@ -133,9 +133,9 @@ export interface ProjectionStateMachineProps {
    */
   readonly lagAlarmThreshold?: Duration;
   /**
-   * How stored events of older schema versions are upgraded before they are projected, so that every projection
-   * reads each event at its type's current version (one above its newest upcaster; every older version needs an
-   * upcaster). EventSourcedDomain passes the domain's `rules.upcasters`, the ones its declared state folds with.
+   * How stored events of older schema versions are upgraded before they are projected. Every projection then
+   * reads each event at its type's current version (one above its newest upcaster, and every older version needs
+   * an upcaster). EventSourcedDomain passes the domain's `rules.upcasters`, the ones its declared state folds with.
    * Events of the current version, or newer, are projected as they are. A projection that stores the whole data
    * (`ProjectionValue.dataAsJson()`) of a type whose upcasting deletes a field is refused at synth: Step Functions
    * cannot delete a field from the data it stores.

@@ -24,7 +24,7 @@
  * copy still holds them ("ghosts"): later steps treat a ghost as absent (a `setDefault` on it sets the value
  * unconditionally, a `rename` of it does nothing), and a projection that reads a field which is a ghost at the end
  * parks the event, exactly as it would park an event lacking the field. Only a projection that stores the whole
- * data (`ProjectionValue.dataAsJson()`) could see a ghost: synth refuses that combination (`upcastProblems`),
+ * data (`ProjectionValue.dataAsJson()`) could see a ghost: synth refuses that combination (`upcastProjectionProblems`),
  * naming the read model, the event type, the stored version and the field.
  */
 import { createHash } from 'node:crypto';
