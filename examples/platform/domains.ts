@@ -1,7 +1,8 @@
 /**
  * The domains of the original Skafu platform, built only by declaration (no custom code), business rules
  * included: projects fold into a declared state, guard their status and belong to their creator (Admins
- * override); observability reacts to a project's archival by disabling the project's alerts.
+ * override); observability reacts to a project's archival by disabling the project's alerts. ProjectCreated is
+ * at schema v2: stored v1 events are upgraded when folded and when projected.
  */
 import { Duration } from 'aws-cdk-lib';
 import {
@@ -13,6 +14,7 @@ import {
   QueryInput,
   StateUpdate,
   StateValue,
+  UpcastStep,
   ValueType,
   type DomainDeclaration,
 } from '../../src';
@@ -215,6 +217,8 @@ export const projectManagement: DomainDeclaration = {
       aggregateType: 'Project',
       aggregateId: AggregateIdSource.generated('project-'),
       eventType: 'ProjectCreated',
+      // v1 called the description `summary` and had no template; see the upcaster in rules.
+      eventVersion: 2,
       bodySchema: {
         ...projectBody,
         required: ['name', 'description', 'templateId'],
@@ -263,6 +267,8 @@ export const projectManagement: DomainDeclaration = {
         snapshotEvery: 100,
       },
     ],
+    // Stored v1 ProjectCreated events read as v2, in the state and in the projects read model.
+    upcasters: [{ eventType: 'ProjectCreated', fromVersion: 1, steps: [UpcastStep.rename('summary', 'description'), UpcastStep.setDefault('templateId', 'none')] }],
   },
   readModels: [
     {

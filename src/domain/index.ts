@@ -16,7 +16,7 @@ import { CommandFunction } from './command-function';
 import { AggregateIdSource, DataSource, Precondition, QueryInput, QueryInputType } from './declarations';
 import { QueryFunction } from './query-function';
 import type { AdditionalEvent, CommandGuard, CommandOwnership, DomainRules, QueryOwnership } from './rules';
-import { commandRulesSpec, domainRulesSpec, projectionUpcastProblems, validateRules } from './rules-synth';
+import { commandRulesSpec, domainRulesSpec, validateRules } from './rules-synth';
 import type { SkafuApi } from '../api';
 import type { IErrorBus } from '../error-bus';
 import type { IEventStoreTable } from '../event-store';
@@ -25,6 +25,7 @@ import { acknowledgeHandlerRole, handlerOptions } from '../internal/handler';
 import { acknowledgeNag } from '../internal/nag';
 import { skafuQueue } from '../internal/queues';
 import { ProjectionAction, ProjectionStateMachine, ReadModelTable, warnIfNested, type ReadModelTableProps } from '../projections';
+import { upcastProjectionProblems } from '../projections/upcast-states';
 import { encodeDomainSpec, readModelEnvName, type CommandSpec, type DomainSpec, type QuerySpec } from '../runtime/domain-spec';
 import { FORBIDDEN_KEYS } from '../runtime/validation';
 
@@ -393,6 +394,8 @@ export class EventSourcedDomain extends Construct {
         tableScope,
         eventStore: platform.eventStore.hasAggregateIndex ? platform.eventStore : undefined,
         aggregateTypes: [...new Set(commands.map((c) => c.aggregateType))],
+        // Stored events of older versions are projected upgraded, as the declared state folds them.
+        upcasters: props.rules?.upcasters,
       });
     }
 
@@ -774,14 +777,19 @@ function validate(path: string, props: EventSourcedDomainProps): void {
     if (q.ownership && q.handler) errors.push(`query ${q.name}: ownership is enforced by the bundled handler; a custom handler enforces its own`);
     if (q.ownership && !/^[A-Za-z_][A-Za-z0-9_]{0,254}$/.test(q.ownership.ownerAttribute)) errors.push(`query ${q.name}: ownership.ownerAttribute '${q.ownership.ownerAttribute}' is not an attribute name`);
   }
-  errors.push(...validateRules(commands, props.rules, props.eventTypes ?? [], props.name));
-  const projected = readModels.flatMap((rm) =>
-    rm.projections.map((p) => ({
-      readModel: rm.name,
-      eventType: p.eventType,
-      fields: p.action._values().map((v) => /^data\.([^.]+)/.exec(v._describe())?.[1]).filter((f): f is string => !!f),
-    })),
-  );
-  errors.push(...projectionUpcastProblems(projected, props.rules));
+  const ruleErrors = validateRules(commands, props.rules, props.eventTypes ?? [], props.name);
+  errors.push(...ruleErrors);
+  if (ruleErrors.length === 0) {
+    // Projections read stored events upgraded to their current version (projections/upcast-states.ts).
+    const upcasters = (props.rules?.upcasters ?? []).map((u) => ({
+      eventType: u.eventType,
+      fromVersion: u.fromVersion,
+      steps: u.steps.map((s) => s._spec()),
+    }));
+    const projected = readModels.flatMap((rm) =>
+      rm.projections.map((p) => ({ readModel: rm.name, eventType: p.eventType, template: p.action._render('t', rm.timeToLiveAttribute) })),
+    );
+    errors.push(...upcastProjectionProblems(upcasters, projected));
+  }
   if (errors.length > 0) throw new Error(`EventSourcedDomain ${path}: ${errors.join('; ')}`);
 }

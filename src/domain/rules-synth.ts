@@ -178,34 +178,6 @@ export function validateRules(
   return errors;
 }
 
-/**
- * Projections read events as stored (Step Functions, no upcasting): a projection of a versioned event type may
- * not read a field that an upcaster renames or defaults, since an older stored event lacks it (the execution
- * would fail on every old event). Each problem names the read model, the event type and the field.
- */
-export function projectionUpcastProblems(
-  projections: ReadonlyArray<{ readModel: string; eventType: string; fields: string[] }>,
-  rules: DomainRules | undefined,
-): string[] {
-  const errors: string[] = [];
-  for (const p of projections) {
-    const changed = new Map<string, number>();
-    for (const u of (rules?.upcasters ?? []).filter((x) => x.eventType === p.eventType)) {
-      for (const s of u.steps.map((x) => x._spec())) {
-        if (s.op === 'rename') changed.set(s.to!, u.fromVersion);
-        if (s.op === 'default') changed.set(s.field, u.fromVersion);
-      }
-    }
-    for (const f of p.fields.filter((x) => changed.has(x))) {
-      errors.push(
-        `read model ${p.readModel}: the projection of ${p.eventType} reads data.${f}, which v${changed.get(f)} events do not hold (an upcaster adds it); ` +
-          'projections read events as stored: read fields every version has, or ProjectionValue.dataAsJson()',
-      );
-    }
-  }
-  return errors;
-}
-
 function isJson(value: unknown, depth: number): boolean {
   if (depth > 16) return false;
   if (value === null || typeof value === 'string' || typeof value === 'boolean') return true;

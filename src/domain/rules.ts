@@ -239,8 +239,10 @@ export abstract class UpcastStep {
 }
 
 /**
- * How stored events of an older schema version are upgraded to the next one, when they are folded into state.
- * Every version below an event type's current one (its command's `eventVersion`) needs one.
+ * How stored events of an older schema version are upgraded to the next one, when they are folded into state (by
+ * the bundled command handler and `DeclaredStateFold`) and when they are projected (the domain's projection state
+ * machine upgrades them before any projection reads them, and so does a rebuild). Every version below an event
+ * type's current one (its command's `eventVersion`) needs one. Stored events are never rewritten.
  */
 export interface EventUpcasterDefinition {
   /** The event type upgraded (one a bundled command of the domain emits). */
@@ -290,7 +292,10 @@ export interface DomainRules {
    */
   readonly aggregates?: AggregateStateDefinition[];
   /**
-   * How stored events of older schema versions are upgraded; every older version of an emitted event type needs one.
+   * How stored events of older schema versions are upgraded, in the declared state and in the projections. Every
+   * older version of an emitted event type needs one. A projection storing the whole data
+   * (`ProjectionValue.dataAsJson()`) of a type whose upcasting deletes a field (`remove`, or the old name of a
+   * `rename`) is refused at synth: Step Functions cannot delete a field from the data it stores.
    * @default - none
    */
   readonly upcasters?: EventUpcasterDefinition[];

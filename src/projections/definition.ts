@@ -1,4 +1,6 @@
+import { buildUpcastStates } from './upcast-states';
 import { ValueType, type ProjectionAction } from './values';
+import type { UpcasterSpec } from '../runtime/state-fold';
 
 export interface DefinitionInput {
   readonly domain: string;
@@ -11,6 +13,8 @@ export interface DefinitionInput {
   readonly gapWaits: number[];
   /** How many times a transaction cancelled by a `TransactionConflict` is tried again before the event is parked. */
   readonly conflictRetries: number;
+  /** Upgrades of stored events of older schema versions, applied before any projection reads them (upcast-states.ts). */
+  readonly upcasters?: readonly UpcasterSpec[];
 }
 
 /** Errors of a transaction that the cancellation reasons must explain (an order problem, a conflict, a bad value). */
@@ -103,10 +107,19 @@ export function buildDefinition(input: DefinitionInput): Record<string, unknown>
     Choices: [{ Or: envelope.map((f) => ({ Not: { Variable: f.path, IsPresent: true } })), Next: 'InvalidEnvelope' }],
     Default: 'CheckEnvelopeTypes',
   };
+  // Events of older schema versions are upgraded to the current one first (see upcast-states.ts).
+  const upcast = buildUpcastStates({
+    eventTypes: input.eventTypes,
+    upcasters: input.upcasters ?? [],
+    projections: input.projections.map((p) => ({ eventType: p.eventType, template: p.action._render(p.tableName, p.ttlAttribute) })),
+    next: 'RouteByDetailType',
+    park: 'Park',
+  });
+  Object.assign(states, upcast?.states);
   states.CheckEnvelopeTypes = {
     Type: 'Choice',
     Choices: [{ Or: envelope.map((f) => ({ Not: { Variable: f.path, [TYPE_TEST[f.type]!]: true } })), Next: 'InvalidEnvelope' }],
-    Default: 'RouteByDetailType',
+    Default: upcast?.startAt ?? 'RouteByDetailType',
   };
   states.InvalidEnvelope = {
     Type: 'Task',

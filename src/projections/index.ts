@@ -12,7 +12,9 @@ import { Construct, type IConstruct } from 'constructs';
 import { buildDefinition } from './definition';
 import { ParkedEventsFunction } from './parked-events-function';
 import { ReadModelTable } from './read-model-table';
+import { upcastProblems } from './upcast-states';
 import { ProjectionAction, ValueType } from './values';
+import type { EventUpcasterDefinition } from '../domain/rules';
 import type { IErrorBus } from '../error-bus';
 import type { IEventStoreTable } from '../event-store';
 import { thresholdAlarm } from '../internal/alarms';
@@ -130,6 +132,16 @@ export interface ProjectionStateMachineProps {
    * @default Duration.minutes(15)
    */
   readonly lagAlarmThreshold?: Duration;
+  /**
+   * How stored events of older schema versions are upgraded before they are projected. Every projection then
+   * reads each event at its type's current version (one above its newest upcaster, and every older version needs
+   * an upcaster). EventSourcedDomain passes the domain's `rules.upcasters`, the ones its declared state folds with.
+   * Events of the current version, or newer, are projected as they are. A projection that stores the whole data
+   * (`ProjectionValue.dataAsJson()`) of a type whose upcasting deletes a field is refused at synth: Step Functions
+   * cannot delete a field from the data it stores.
+   * @default - events are projected as stored
+   */
+  readonly upcasters?: EventUpcasterDefinition[];
 }
 
 const EVENT_TYPE = /^[A-Za-z][A-Za-z0-9_.:-]{0,127}$/;
@@ -228,6 +240,7 @@ export class ProjectionStateMachine extends Construct {
       conflictRetries: props.conflictRetries ?? 10,
       errorBusName: props.errorBus.eventBus.eventBusName,
       gapWaits: Array.from({ length: gap.maxAttempts }, (_, i) => gap.initial * 2 ** i),
+      upcasters: upcasterSpecs(props.upcasters),
     });
 
     this.logGroup = new logs.LogGroup(this, 'Logs', {
@@ -374,8 +387,19 @@ function actionOf(action: ProjectionAction): string {
   return 'dynamodb:DeleteItem';
 }
 
+/** The handler-side form of upcaster declarations. */
+function upcasterSpecs(upcasters: EventUpcasterDefinition[] | undefined) {
+  return (upcasters ?? []).map((u) => ({ eventType: u.eventType, fromVersion: u.fromVersion, steps: u.steps.map((s) => s._spec()) }));
+}
+
 function validate(path: string, props: ProjectionStateMachineProps, eventTypes: string[], gap: { maxAttempts: number; initial: number }): void {
   const errors: string[] = [];
+  errors.push(
+    ...upcastProblems(
+      upcasterSpecs(props.upcasters),
+      props.projections.map((p) => ({ readModel: p.readModel.node.path, eventType: p.eventType, template: p.action._render('t', p.readModel.timeToLiveAttribute) })),
+    ),
+  );
   if (!DOMAIN.test(props.domain)) errors.push(`'domain' '${props.domain}' must be lower-case letters, digits and '-'`);
   if (props.projections.length === 0) errors.push("'projections' is empty");
   for (const t of eventTypes) if (!EVENT_TYPE.test(t)) errors.push(`event type '${t}' is not a valid EventBridge detail-type`);

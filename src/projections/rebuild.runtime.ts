@@ -7,7 +7,8 @@
  *   public id: the store's key layout is its own business).
  * - Each event is applied with the read model's own projections: the write templates of the deployed
  *   projection definition (`Apply <type>` states), evaluated as Step Functions evaluates them, aimed at the
- *   target table. Nothing is published: other consumers of the bus see nothing.
+ *   target table, after the definition's upcast states upgraded an older schema version (upcast-states.ts).
+ *   Nothing is published: other consumers of the bus see nothing.
  * - Exactly once per event, resumable: every write commits in one transaction with the aggregate's checkpoint
  *   for this rebuild (in the state table, under the rebuild's id), conditioned on the previous sequence. The
  *   progress item records the index cursor after each page; a step that dies mid-page is resumed from the page,
@@ -30,6 +31,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import { evaluateTemplate } from './asl-template.runtime';
+import { runUpcastStates } from './upcast-states';
 import { envelopeFromItem } from '../runtime/envelope';
 import { aggregateListKey, EventStoreSchema as S } from '../runtime/event-store-schema';
 
@@ -203,8 +205,14 @@ async function rebuildAggregate(
         continue;
       }
       const detail = { ...envelope, timestampEpochSeconds: Math.floor(Date.parse(envelope.timestamp) / 1000) };
+      // Older schema versions are upgraded by the definition's own upcast states, as the live projection does.
+      const input = runUpcastStates(config.definition, { 'detail-type': envelope.eventType, detail });
+      if (input.parked) {
+        counters.failures.push({ aggregateId: envelope.aggregateId, eventSequence: seq, error: `${input.parked.error}: ${input.parked.cause}`.slice(0, 500) });
+        return;
+      }
       try {
-        const actions = templates.map((t) => retarget(evaluateTemplate(t, { 'detail-type': envelope.eventType, detail }), config.targetTable));
+        const actions = templates.map((t) => retarget(evaluateTemplate(t, input.input), config.targetTable));
         await commit(seq, actions);
         pending = seq;
       } catch (err) {

@@ -38,17 +38,28 @@ test('upcasters: a version that cannot be upgraded, one upgraded from the future
     /upcasters\[1\] \(ProductRenamed v2\): ProductRenamed's current version is v2, so there is nothing to upgrade from v2/,
   );
   expect(withRules((d) => rules(d, { upcasters: [...d.rules!.upcasters!, { eventType: 'Nope', fromVersion: 1, steps: [UpcastStep.remove('x')] }] }))).toThrow(/no bundled command emits Nope/);
-  // A projection reading a field that older stored versions do not hold would fail on every old event.
-  const readsName = (d: DomainDeclaration): DomainDeclaration => ({
+  // Projections read stored events upgraded (issue 15): reading a field an upcaster adds is fine; storing the whole
+  // data of a type whose upcasting deletes a field (the old name of a rename) is refused, as Step Functions cannot
+  // delete it from what it stores.
+  const projecting = (value: ProjectionValue) => (d: DomainDeclaration): DomainDeclaration => ({
     ...d,
     readModels: [{
       name: 'names',
       partitionKey: { name: 'id' },
-      projections: [{ eventType: 'ProductRenamed', action: ProjectionAction.putItem({ key: { id: ProjectionValue.fromEnvelope('aggregateId') }, attributes: { n: ProjectionValue.fromData('name') } }) }],
+      projections: [{ eventType: 'ProductRenamed', action: ProjectionAction.putItem({ key: { id: ProjectionValue.fromEnvelope('aggregateId') }, attributes: { n: value } }) }],
     }],
     queries: [],
   });
-  expect(withRules(readsName)).toThrow(/read model names: the projection of ProductRenamed reads data\.name, which v1 events do not hold/);
+  expect(withRules(projecting(ProjectionValue.fromData('name')))).not.toThrow();
+  expect(withRules(projecting(ProjectionValue.fromData('locale')))).not.toThrow();
+  expect(withRules(projecting(ProjectionValue.dataAsJson()))).toThrow(
+    /read model names: the projection of ProductRenamed stores the whole data \(ProjectionValue\.dataAsJson\(\)\), but upgrading stored v1 events to v2 deletes data\.title/,
+  );
+  // Once the old name is given a value again, nothing is deleted: accepted.
+  const refilled = (d: DomainDeclaration) => rules(projecting(ProjectionValue.dataAsJson())(d), {
+    upcasters: [{ eventType: 'ProductRenamed', fromVersion: 1, steps: [UpcastStep.rename('title', 'name'), UpcastStep.setDefault('locale', 'en'), UpcastStep.setDefault('title', '')] }],
+  });
+  expect(withRules(refilled)).not.toThrow();
   expect(() => UpcastStep.rename('constructor', 'x')).toThrow(/not a field name/);
   expect(() => UpcastStep.setDefault('x', { a: 1 })).toThrow(/string, a finite number or a boolean/);
 });

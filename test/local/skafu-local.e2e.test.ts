@@ -4,13 +4,16 @@
  * bundled publisher to the local bus, into the projection state machines (their exact definitions), into the
  * read models, and back out through the queries. DynamoDB is the jest run's DynamoDB Local.
  */
+import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildExampleApp } from '../../examples/platform/app';
 import { DemoClient, runScenario } from '../../local/src/demo';
 import { SkafuLocal } from '../../local/src/skafu-local';
+import type { SkafuPlatform } from '../../src';
 import { EventStore } from '../../src/runtime';
+import { inventory } from '../support/inventory';
 
 let local: SkafuLocal;
 let api: DemoClient;
@@ -18,7 +21,11 @@ const lines: string[] = [];
 
 beforeAll(async () => {
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'skafu-e2e-'));
-  buildExampleApp(outdir).synth();
+  const app = buildExampleApp(outdir);
+  // Issue 15's inventory domain (declared rules: numeric guards, ownership, two events per command, an upcaster)
+  // joins the example platform here, so that its rules run over HTTP in the same Skafu Local.
+  (app.node.findChild('Skafu-development').node.findChild('Platform') as SkafuPlatform).addDomain(inventory);
+  app.synth();
   local = new SkafuLocal({
     assembly: outdir,
     dynamoDbEndpoint: process.env.SKAFU_TEST_DYNAMODB_ENDPOINT,
@@ -33,7 +40,7 @@ afterAll(() => local?.stop());
 test('start-up: progress, the route table with groups, and what is not emulated, by name', () => {
   expect(lines).toEqual(expect.arrayContaining([expect.stringMatching(/^ {2}table Skafu-development-PlatformEventStoreTable/), expect.stringMatching(/^Routes:$/)]));
   expect(lines.find((l) => l.includes('POST   /api/v1/observability/alerts/{alertId}/trigger'))).toMatch(/Admin, Developer$/);
-  expect(local.routes).toHaveLength(13);
+  expect(local.routes).toHaveLength(13 + 6); // the example's 13, and the inventory domain's 6
   expect(local.unsupported.map((u) => u.type)).toEqual(expect.arrayContaining(['AWS::CloudWatch::Alarm', 'AWS::CloudWatch::Dashboard', 'AWS::IAM::Role']));
   expect(lines).toEqual(expect.arrayContaining([expect.stringMatching(/^ {2}AWS::CloudWatch::Alarm x\d+: alarms need CloudWatch metrics/)]));
   expect(Object.keys(local.tokens).sort()).toEqual(['Admin', 'Developer', 'NoGroup', 'Viewer']);
@@ -220,4 +227,49 @@ test('issue 10, as reported: another domain\'s command on a project id is refuse
   }
   const view = await api.until(`/api/v1/projects/projects/${victim}`, 'Viewer', (r) => r.body.item?.version === 3);
   expect([view.body.item?.version, view.body.item?.description]).toEqual([3, 'v3']);
+});
+
+test('a ProjectCreated stored at v1, before the schema moved to v2, is projected upgraded and folds as v2 for ownership and guards, over HTTP', async () => {
+  const developer = JSON.parse(Buffer.from(local.tokens.Developer.split('.')[1], 'base64url').toString('utf8')).sub as string;
+  const id = `project-${randomUUID()}`;
+  // Written by the previous deployment: v1 called the description `summary` and had no template.
+  const v1 = { projectId: id, name: 'Legacy', summary: 'from v1', ownerId: developer, status: 'ACTIVE' };
+  await eventStore().append(id, [{ eventType: 'ProjectCreated', eventVersion: 1, data: v1, metadata: { userId: developer } }], { expectedVersion: 'no-stream', aggregateType: 'Project' });
+  // Store -> stream -> publisher -> bus -> projection (upcast states) -> read model -> query.
+  const view = await api.until(`/api/v1/projects/projects/${id}`, 'Viewer', (r) => r.body.item?.version === 1);
+  expect(view.body.item).toMatchObject({ projectId: id, name: 'Legacy', description: 'from v1', templateId: 'none', ownerId: developer, status: 'ACTIVE' });
+  expect(view.body.item.summary).toBeUndefined();
+  // The command handler folds the same v1 event: ACTIVE (the guard passes) and owned by the Developer.
+  expect((await api.call('PUT', `/api/v1/projects/projects/${id}`, { as: 'Developer', body: { name: 'Legacy II', description: 'now v2' } })).status).toBe(202);
+  const updated = await api.until(`/api/v1/projects/projects/${id}`, 'Viewer', (r) => r.body.item?.version === 2);
+  expect(updated.body.item).toMatchObject({ name: 'Legacy II', description: 'now v2', templateId: 'none' });
+  // The stored event is never rewritten; what went on the bus is the stored v1 event.
+  expect((await eventStore().load(id))[0]).toMatchObject({ eventVersion: 1, data: v1 });
+  expect(local.events.find((e) => e.detail?.aggregateId === id)?.detail).toMatchObject({ eventVersion: 1, data: v1 });
+  expect(local.errors.filter((e) => JSON.stringify(e).includes(id))).toEqual([]);
+});
+
+test('the inventory rules over HTTP: no negative stock, two events per discontinue, no double discontinue, no adjust after it', async () => {
+  const created = await api.call('POST', '/api/v1/inventory/products', { as: 'Developer', body: { name: 'Widget', initialStock: 5 } });
+  expect(created.status).toBe(201);
+  const id = created.body.aggregateId as string;
+  const stock = (delta: number, as = 'Developer') => api.call('POST', `/api/v1/inventory/products/${id}/stock`, { as, body: { delta } });
+  const discontinue = (as = 'Developer') => api.call('POST', `/api/v1/inventory/products/${id}/discontinue`, { as, body: { reason: 'e2e' } });
+  expect(await stock(-6)).toMatchObject({ status: 409, body: { error: 'InsufficientStock', message: 'stock cannot go below zero', correlationId: expect.stringMatching(/^e2e-/) } });
+  expect((await stock(-5)).status).toBe(202); // exactly to zero
+  expect((await stock(2, 'Admin')).status).toBe(202); // not the owner, but an Admin
+  const first = await discontinue();
+  expect(first.status).toBe(202);
+  expect(first.body.events.map((e: { eventType: string }) => e.eventType)).toEqual(['ProductDiscontinued', 'ListingRemoved']);
+  expect(await discontinue()).toMatchObject({ status: 409, body: { error: 'AlreadyDiscontinued' } });
+  expect(await stock(1)).toMatchObject({ status: 409, body: { error: 'ProductDiscontinued', message: 'a discontinued product cannot change stock' } });
+  const stream = await eventStore('inventory').load(id);
+  expect(stream.map((e) => e.eventType)).toEqual(['ProductRegistered', 'StockAdjusted', 'StockAdjusted', 'ProductDiscontinued', 'ListingRemoved']);
+  expect(stream[3].correlationId).toBe(stream[4].correlationId);
+  // Both events of the discontinue were published, once each; the owner reads the product, the Viewer may not.
+  await local.settle();
+  expect(local.events.filter((e) => e.detail?.aggregateId === id).map((e) => e['detail-type'])).toEqual(stream.map((e) => e.eventType));
+  const view = await api.until(`/api/v1/inventory/products/${id}`, 'Developer', (r) => r.status === 200);
+  expect(view.body.item).toMatchObject({ productId: id, name: 'Widget', stock: 5, status: 'ACTIVE' });
+  expect((await api.call('GET', `/api/v1/inventory/products/${id}`, { as: 'Viewer' })).status).toBe(403);
 });

@@ -141,11 +141,11 @@ export const inventory: DomainDeclaration = {
           }),
         },
         {
-          // v1 and v2 differ (title / name): the projection keeps the data as stored, with its version.
+          // Stored v1 events (title, no locale) are projected upgraded to v2, as the state folds them.
           eventType: 'ProductRenamed',
           action: ProjectionAction.updateItem({
             key: { productId: ProjectionValue.fromEnvelope('aggregateId') },
-            set: { renamed: ProjectionValue.dataAsJson(), renamedVersion: ProjectionValue.fromEnvelope('eventVersion') },
+            set: { name: ProjectionValue.fromData('name'), locale: ProjectionValue.fromData('locale'), renamedVersion: ProjectionValue.fromEnvelope('eventVersion', ValueType.NUMBER) },
           }),
         },
       ],
