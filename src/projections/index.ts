@@ -151,11 +151,17 @@ export class ProjectionStateMachine extends Construct {
   public readonly stateMachine: sfn.StateMachine;
   /** The rule on the domain bus that starts the state machine for each of `eventTypes`. */
   public readonly rule: events.Rule;
-  /** Per-aggregate checkpoints: the last event sequence applied. */
-  public readonly checkpointTable: dynamodb.Table;
   /**
-   * Events that could not be applied, per aggregate and sequence (`aggregateId` S, `eventSequence` N): the event,
-   * the error, the reason; `status` PARKED or SKIPPED. Act on them with `parkedEventsFunction`.
+   * Checkpoints per read model and aggregate (`aggregateId` = `<readModelName>#<aggregateId>`): the last event
+   * sequence that read model applied.
+   */
+  public readonly checkpointTable: dynamodb.Table;
+  /** The read models' names, in the order of their branches. */
+  public readonly readModelNames: string[];
+  /**
+   * Events that could not be applied, per read model, aggregate and sequence (`aggregateId` S =
+   * `<readModelName>#<aggregateId>`, `eventSequence` N): the event, the error, the reason; `status` PARKED or
+   * SKIPPED. Act on them with `parkedEventsFunction`.
    */
   public readonly parkingTable: dynamodb.Table;
   /**
@@ -214,11 +220,15 @@ export class ProjectionStateMachine extends Construct {
     });
     if (!props.tableScope) warnIfNested(this.checkpointTable, 'checkpoint table');
 
+    const readModels = [...new Set(props.projections.map((p) => p.readModel))];
+    this.readModelNames = readModels.map((r) => r.readModelName);
     const definition = buildDefinition({
       domain: props.domain,
       eventTypes,
+      readModels: this.readModelNames,
       projections: props.projections.map((p) => ({
         eventType: p.eventType,
+        readModel: p.readModel.readModelName,
         action: p.action,
         tableName: p.readModel.tableName,
         ttlAttribute: p.readModel.timeToLiveAttribute,
@@ -271,6 +281,7 @@ export class ProjectionStateMachine extends Construct {
         SKAFU_PARKING_TABLE: this.parkingTable.tableName,
         SKAFU_CHECKPOINT_TABLE: this.checkpointTable.tableName,
         SKAFU_PROJECTION_STATE_MACHINE_ARN: this.stateMachine.stateMachineArn,
+        SKAFU_READ_MODELS: this.readModelNames.join(','),
         ...(props.eventStore ? { SKAFU_EVENT_STORE_TABLE: props.eventStore.tableName, SKAFU_AGGREGATE_TYPES: (props.aggregateTypes ?? []).join(',') } : {}),
       },
     });
@@ -378,6 +389,12 @@ function validate(path: string, props: ProjectionStateMachineProps, eventTypes: 
   const errors: string[] = [];
   if (!DOMAIN.test(props.domain)) errors.push(`'domain' '${props.domain}' must be lower-case letters, digits and '-'`);
   if (props.projections.length === 0) errors.push("'projections' is empty");
+  const byName = new Map<string, ReadModelTable>();
+  for (const p of props.projections) {
+    const other = byName.get(p.readModel.readModelName);
+    if (other && other !== p.readModel) errors.push(`read models ${other.node.path} and ${p.readModel.node.path} have the same readModelName '${p.readModel.readModelName}' (checkpoints are kept per name)`);
+    byName.set(p.readModel.readModelName, p.readModel);
+  }
   for (const t of eventTypes) if (!EVENT_TYPE.test(t)) errors.push(`event type '${t}' is not a valid EventBridge detail-type`);
   props.projections.forEach((p, i) => {
     const where = `projection ${i} (${p.eventType})`;

@@ -87,13 +87,15 @@ const MAX_FAILURES = 100;
 /** The write templates per event type that the definition aims at one table. */
 export function writesFor(definition: { States: Record<string, any> }, tableName: string): Map<string, unknown[]> {
   const out = new Map<string, unknown[]>();
-  for (const [name, state] of Object.entries(definition.States)) {
-    if (!name.startsWith('Apply ') || state.Type !== 'Task') continue;
+  // The states of each read model's branch (`Apply <type> (<readModel>)`), or of a flat definition (`Apply <type>`).
+  const states = Object.entries(definition.States).flatMap(([name, state]) =>
+    state.Type === 'Parallel' ? (state.Branches as Array<{ States: Record<string, any> }>).flatMap((b) => Object.entries(b.States)) : [[name, state] as [string, any]],
+  );
+  for (const [name, state] of states) {
+    const match = /^Apply (.+?)(?: \([A-Za-z][A-Za-z0-9_-]*\))?$/.exec(name);
+    if (!match || state.Type !== 'Task') continue;
     const items = (state.Parameters?.TransactItems ?? []) as Array<Record<string, { TableName?: string }>>;
-    out.set(
-      name.slice('Apply '.length),
-      items.slice(1).filter((i) => Object.values(i)[0]?.TableName === tableName),
-    );
+    out.set(match[1], [...(out.get(match[1]) ?? []), ...items.slice(1).filter((i) => Object.values(i)[0]?.TableName === tableName)]);
   }
   return out;
 }
