@@ -1,3 +1,4 @@
+import { BACKFILLING, backfillStatusKey } from './keys';
 import { ValueType, type ProjectionAction } from './values';
 
 export interface DefinitionInput {
@@ -151,10 +152,6 @@ export function buildDefinition(input: DefinitionInput): Record<string, unknown>
 const BRANCH_PARKED = 'PARKED';
 const BRANCH_FAILED = 'FAILED';
 
-/** The checkpoint (and parking) key of one read model and aggregate: `<readModel>#<aggregateId>`. */
-export function readModelStreamKey(readModel: string, aggregateId: string): string {
-  return `${readModel}#${aggregateId}`;
-}
 
 /** The branch of one read model: route, check, apply with its checkpoint, or park under its own key. */
 function branchOf(input: DefinitionInput, readModel: string): Record<string, unknown> {
@@ -328,7 +325,7 @@ function branchOf(input: DefinitionInput, readModel: string): Record<string, unk
         Next: 'ReadParkedSequence',
       },
     ],
-    Default: 'MayWaitForEarlierEvent',
+    Default: 'ReadBackfill',
   };
   states.ReadParkedSequence = {
     Type: 'Pass',
@@ -339,7 +336,7 @@ function branchOf(input: DefinitionInput, readModel: string): Record<string, unk
   states.IsBehindParkedEvent = {
     Type: 'Choice',
     Choices: [{ Variable: '$.detail.eventSequence', NumericGreaterThanPath: '$.parkedSequence.value', Next: 'BehindParkedEvent' }],
-    Default: 'MayWaitForEarlierEvent',
+    Default: 'ReadBackfill',
   };
   states.BehindParkedEvent = {
     Type: 'Pass',
@@ -349,6 +346,34 @@ function branchOf(input: DefinitionInput, readModel: string): Record<string, unk
     },
     ResultPath: '$.outcome',
     Next: 'Park',
+  };
+  // A read model being backfilled (added to a domain that already has events, see rebuild.runtime.ts) leaves
+  // the events it cannot apply yet to the backfill, which reads them from the store: no gap waits, no parked
+  // gaps. Read on every attempt, so that a backfill that starts (or ends) while an event waits is seen.
+  states.ReadBackfill = {
+    Type: 'Task',
+    Resource: 'arn:aws:states:::dynamodb:getItem',
+    Parameters: { TableName: input.checkpointTableName, Key: { aggregateId: { S: backfillStatusKey(readModel) } }, ConsistentRead: true },
+    ResultPath: '$.backfill',
+    Retry: [TASK_RETRY],
+    // Unreadable: the gap path decides, as without a backfill.
+    Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: null, Next: 'MayWaitForEarlierEvent' }],
+    Next: 'IsBackfilling',
+  };
+  states.IsBackfilling = {
+    Type: 'Choice',
+    // Presence first: AWS evaluates a comparison on a missing path as a runtime error.
+    Choices: [
+      { Not: { Variable: '$.backfill.Item.status.S', IsPresent: true }, Next: 'MayWaitForEarlierEvent' },
+      { Variable: '$.backfill.Item.status.S', StringEquals: BACKFILLING, Next: 'LeftToBackfill' },
+    ],
+    Default: 'MayWaitForEarlierEvent',
+  };
+  states.LeftToBackfill = {
+    Type: 'Pass',
+    Comment: 'The backfill applies this event from the store, in order, with this read model\'s checkpoint.',
+    Result: 'LEFT_TO_BACKFILL',
+    End: true,
   };
   states.MayWaitForEarlierEvent = {
     Type: 'Choice',

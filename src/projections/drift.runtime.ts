@@ -7,6 +7,7 @@
  */
 import { GetItemCommand, QueryCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
+import { streamKey } from './keys';
 import { envelopeFromItem } from '../runtime/envelope';
 import { aggregateListKey, EventStoreSchema as S } from '../runtime/event-store-schema';
 
@@ -98,39 +99,43 @@ export async function driftReport(config: DriftConfig): Promise<DriftReport> {
         // The public id the events carry (what the live checkpoints are keyed by), whatever the stored key.
         const aggregateId = envelopeFromItem(last).aggregateId;
         for (const readModel of config.readModels) {
-        const cp = await config.client.send(
-          new GetItemCommand({ TableName: config.checkpointTable, Key: { aggregateId: { S: `${readModel}#${aggregateId}` } }, ConsistentRead: true }),
-        );
-        const checkpoint = cp.Item ? unmarshall(cp.Item) : {};
-        const checkpointSequence = Number(checkpoint.lastEventSequence ?? 0);
-        const storeLastSequence = Number(last[S.SORT_KEY]);
-        if (checkpointSequence === storeLastSequence) continue;
-        // One drifting aggregate counts once, however many of its read models trail.
-        if (!counted.has(aggregateId)) drifting++;
-        counted.add(aggregateId);
-        const behind = checkpointSequence < storeLastSequence;
-        const firstMissing = behind ? await lastEvent(config, entry[S.PARTITION_KEY], checkpointSequence + 1) : undefined;
-        const lagEvents = storeLastSequence - checkpointSequence;
-        const lagSeconds = firstMissing ? Math.max(0, Math.round((now.getTime() - Date.parse(String(firstMissing.timestamp))) / 1000)) : 0;
-        totalLagEvents += Math.max(0, lagEvents);
-        maxLagEvents = Math.max(maxLagEvents, lagEvents);
-        maxLagSeconds = Math.max(maxLagSeconds, lagSeconds);
-        const mine = perReadModel[readModel];
-        mine.drifting++;
-        mine.maxLagEvents = Math.max(mine.maxLagEvents, lagEvents);
-        mine.maxLagSeconds = Math.max(mine.maxLagSeconds, lagSeconds);
-        list.push({
-          readModel,
-          aggregateId,
-          aggregateType,
-          storeLastSequence,
-          checkpointSequence,
-          lagEvents,
-          lagSeconds,
-          ...(checkpoint.parkedSequence !== undefined ? { parkedSequence: Number(checkpoint.parkedSequence) } : {}),
-        });
-        list.sort((a, b) => b.lagSeconds - a.lagSeconds || b.lagEvents - a.lagEvents);
-        list.splice(config.limit ?? 100);
+          const cp = await config.client.send(
+            new GetItemCommand({
+              TableName: config.checkpointTable,
+              Key: { aggregateId: { S: streamKey(readModel, aggregateId) } },
+              ConsistentRead: true,
+            }),
+          );
+          const checkpoint = cp.Item ? unmarshall(cp.Item) : {};
+          const checkpointSequence = Number(checkpoint.lastEventSequence ?? 0);
+          const storeLastSequence = Number(last[S.SORT_KEY]);
+          if (checkpointSequence === storeLastSequence) continue;
+          // One drifting aggregate counts once, however many of its read models trail.
+          if (!counted.has(aggregateId)) drifting++;
+          counted.add(aggregateId);
+          const behind = checkpointSequence < storeLastSequence;
+          const firstMissing = behind ? await lastEvent(config, entry[S.PARTITION_KEY], checkpointSequence + 1) : undefined;
+          const lagEvents = storeLastSequence - checkpointSequence;
+          const lagSeconds = firstMissing ? Math.max(0, Math.round((now.getTime() - Date.parse(String(firstMissing.timestamp))) / 1000)) : 0;
+          totalLagEvents += Math.max(0, lagEvents);
+          maxLagEvents = Math.max(maxLagEvents, lagEvents);
+          maxLagSeconds = Math.max(maxLagSeconds, lagSeconds);
+          const mine = perReadModel[readModel];
+          mine.drifting++;
+          mine.maxLagEvents = Math.max(mine.maxLagEvents, lagEvents);
+          mine.maxLagSeconds = Math.max(mine.maxLagSeconds, lagSeconds);
+          list.push({
+            readModel,
+            aggregateId,
+            aggregateType,
+            storeLastSequence,
+            checkpointSequence,
+            lagEvents,
+            lagSeconds,
+            ...(checkpoint.parkedSequence !== undefined ? { parkedSequence: Number(checkpoint.parkedSequence) } : {}),
+          });
+          list.sort((a, b) => b.lagSeconds - a.lagSeconds || b.lagEvents - a.lagEvents);
+          list.splice(config.limit ?? 100);
         }
       }
       start = page.LastEvaluatedKey;

@@ -71,7 +71,8 @@ export const handler = async (input: unknown): Promise<Record<string, unknown>> 
     tools.metrics.addMetric('ProjectionDriftingAggregates', MetricUnit.Count, Number(result.drifting));
     tools.metrics.publishStoredMetrics();
     // And per read model (dimensions Domain and ReadModel): a new read model's backfill shows as its own lag.
-    for (const [readModel, lag] of Object.entries((result as { readModels?: Record<string, { maxLagEvents: number; maxLagSeconds: number }> }).readModels ?? {})) {
+    const perReadModel = (result as { readModels?: Record<string, { maxLagEvents: number; maxLagSeconds: number }> }).readModels ?? {};
+    for (const [readModel, lag] of Object.entries(perReadModel)) {
       const single = tools.metrics.singleMetric();
       single.addDimension('Domain', env('SKAFU_DOMAIN'));
       single.addDimension('ReadModel', readModel);

@@ -15,6 +15,7 @@ import {
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
 import type { DriftReport } from './drift.runtime';
+import { streamKey } from './keys';
 
 /** The result of one replay execution. */
 export interface ReplayOutcome {
@@ -73,10 +74,6 @@ const ID = /^[\x20-\x7e]{1,1024}$/;
 const ACTIONS = new Set(['list', 'retry', 'skip', 'drift', 'migrate-checkpoints']);
 const READ_MODEL = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
 
-/** The checkpoint and parking key of one read model's view of one aggregate (as the state machine writes it). */
-export function streamKey(readModel: string, aggregateId: string): string {
-  return `${readModel}#${aggregateId}`;
-}
 
 function splitKey(key: string): { readModel: string; aggregateId: string } {
   const at = key.indexOf('#');
@@ -254,7 +251,7 @@ function keysOf(deps: ParkedEventsDeps, aggregateId: string, readModel?: string)
  * Read models added after the upgrade must not inherit a legacy checkpoint: run it once, right after deploying
  * the upgrade, before adding read models.
  */
-async function migrateCheckpoints(deps: ParkedEventsDeps): Promise<{ legacyCheckpoints: number; created: number }> {
+export async function migrateCheckpoints(deps: Pick<ParkedEventsDeps, 'client' | 'checkpointTable' | 'readModels'>): Promise<{ legacyCheckpoints: number; created: number }> {
   let legacyCheckpoints = 0;
   let created = 0;
   let start: Record<string, AttributeValue> | undefined;
@@ -369,7 +366,13 @@ export async function handleParkedEvents(deps: ParkedEventsDeps, request: Parked
       }
       // The aggregate's later parked events follow.
       const retry = await retryAggregate(deps, key, request.requestedBy);
-      const skipped = { readModel: parked.readModel, aggregateId: request.aggregateId, eventSequence: seq, reason: request.reason, requestedBy: request.requestedBy };
+      const skipped = {
+        readModel: parked.readModel,
+        aggregateId: request.aggregateId,
+        eventSequence: seq,
+        reason: request.reason,
+        requestedBy: request.requestedBy,
+      };
       return { skipped, retried: retry };
     }
   }

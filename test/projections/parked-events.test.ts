@@ -173,7 +173,8 @@ test('a poison event in the middle is parked and reported once; later events par
   expect(await item('Orders', { orderId: id })).toMatchObject({ notes: ['first'], version: 2 });
 
   const listed = await handleParkedEvents(operator(), parseParkedEventsRequest({ action: 'list', aggregateId: id }));
-  expect((listed.parked as Array<{ eventSequence: number; readModel: string; aggregateId: string }>).map((p) => [p.readModel, p.aggregateId, p.eventSequence])).toEqual([
+  const parkedList = listed.parked as Array<{ eventSequence: number; readModel: string; aggregateId: string }>;
+  expect(parkedList.map((p) => [p.readModel, p.aggregateId, p.eventSequence])).toEqual([
     ['Orders', id, 3],
     ['Orders', id, 4],
     ['Orders', id, 5],
