@@ -4,8 +4,8 @@
  * state machine that has a backfill function is backfilled by invoking that function (its exact asset, in its
  * worker, with its template environment) until the progress it returns is no longer RUNNING, before the API
  * answers. A read model added to a domain that already has events is filled; one already filled costs one
- * progress read (its progress for this table says CAUGHT_UP). The function reads the projection definition
- * through DescribeStateMachine, which service-endpoints.ts answers from the assembly.
+ * progress read (its progress for this table says CAUGHT_UP). The function is given its projection definition
+ * (SKAFU_PROJECTION_DEFINITION_OVERRIDE, set by skafu-local.ts) instead of reading it with DescribeStateMachine.
  */
 import type { LocalResource } from './assembly';
 

@@ -1,6 +1,5 @@
 /**
- * The AWS service endpoints the handlers call (EventBridge PutEvents, SQS, Step Functions DescribeStateMachine)
- * and the local issuer's JWKS, on their
+ * The AWS service endpoints the handlers call (EventBridge PutEvents, SQS) and the local issuer's JWKS, on their
  * own loopback port, apart from the API. Every path starts with a secret made at start that only the functions
  * Skafu Local runs get (through AWS_ENDPOINT_URL_EVENTBRIDGE, AWS_ENDPOINT_URL_SQS and the JWKS URL), so that an
  * API client cannot put forged events on a bus. Bad requests are answered like AWS: 400 with `__type` and a
@@ -15,8 +14,6 @@ export interface ServiceHandlers {
   readonly putEvents: (input: any) => unknown;
   readonly sqs: (target: string, input: unknown) => unknown;
   readonly jwks: () => unknown;
-  /** Step Functions (JSON 1.0, `X-Amz-Target: AWSStepFunctions.<Action>`): DescribeStateMachine only. */
-  readonly states?: (target: string, input: any) => unknown;
 }
 
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -36,9 +33,6 @@ export class ServiceEndpoints {
   }
   public get sqsUrl(): string {
     return `${this.base}/${this.secret}/sqs`;
-  }
-  public get statesUrl(): string {
-    return `${this.base}/${this.secret}/states`;
   }
   public get jwksUrl(): string {
     return `${this.base}/${this.secret}/.well-known/jwks.json`;
@@ -80,14 +74,10 @@ export class ServiceEndpoints {
         if (req.headers['x-amz-target'] !== 'AWSEvents.PutEvents') return reply(res, 400, { __type: 'UnknownOperationException', message: `${req.headers['x-amz-target'] ?? '(no target)'} is not emulated` });
         return reply(res, 200, this.handlers.putEvents(input), 'application/x-amz-json-1.1');
       }
-      if ((service === 'states' || service === 'states/') && this.handlers.states) {
-        return reply(res, 200, this.handlers.states(String(req.headers['x-amz-target'] ?? ''), input), 'application/x-amz-json-1.0');
-      }
       if (service === 'sqs' || service.startsWith('sqs/')) return reply(res, 200, this.handlers.sqs(String(req.headers['x-amz-target'] ?? ''), input), 'application/x-amz-json-1.0');
       return reply(res, 404, { __type: 'UnknownOperationException', message: `no local service at /${service}` });
     } catch (err) {
       const name = (err as Error).name;
-      if (name === 'StateMachineDoesNotExist' || name === 'UnknownOperationException') return reply(res, 400, { __type: name, message: (err as Error).message }, 'application/x-amz-json-1.0');
       if (name === 'ValidationException' || name === 'QueueDoesNotExist') return reply(res, 400, { __type: name === 'QueueDoesNotExist' ? 'AWS.SimpleQueueService.NonExistentQueue' : name, message: (err as Error).message });
       this.errors.report({ kind: 'SkafuLocalDefect', resource: `service /${service}`, message: (err as Error).stack ?? String(err) });
       return reply(res, 500, { __type: 'InternalFailure', message: (err as Error).message });

@@ -170,10 +170,6 @@ export class SkafuLocal {
         putEvents: (input) => this.bus!.putEvents(input),
         sqs: (target, input) => this.sqs!.action(target, input),
         jwks: () => this.issuer?.jwks ?? { keys: [] },
-        states: (target, input) => {
-          if (target !== 'AWSStepFunctions.DescribeStateMachine') throw Object.assign(new Error(`${target || '(no target)'} is not emulated`), { name: 'UnknownOperationException' });
-          return this.stepFunctions!.describe(String(input?.stateMachineArn));
-        },
       },
       this.errorLog,
     );
@@ -197,7 +193,6 @@ export class SkafuLocal {
         AWS_ENDPOINT_URL_DYNAMODB_STREAMS: endpoint,
         AWS_ENDPOINT_URL_EVENTBRIDGE: this.endpoints.eventsUrl,
         AWS_ENDPOINT_URL_SQS: this.endpoints.sqsUrl,
-        AWS_ENDPOINT_URL_SFN: this.endpoints.statesUrl,
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
         AWS_XRAY_CONTEXT_MISSING: 'IGNORE_ERROR',
         POWERTOOLS_TRACE_ENABLED: 'false',
@@ -391,6 +386,11 @@ export class SkafuLocal {
         Object.entries(r.stack.resolve(props.Environment?.Variables ?? {}) as Record<string, unknown>).map(([k, v]) => [k, String(v)]),
       );
       if (env.SKAFU_USER_POOL_ID && this.endpoints) env.SKAFU_JWKS_URI_OVERRIDE = this.endpoints.jwksUrl;
+      // The backfill function reads its projection definition with DescribeStateMachine on AWS; here it is given.
+      if (env.SKAFU_READ_MODEL_TABLES && env.SKAFU_PROJECTION_STATE_MACHINE_ARN) {
+        const machine = resources.find((m) => m.type === 'AWS::StepFunctions::StateMachine' && m.stack.arn(m.logicalId) === env.SKAFU_PROJECTION_STATE_MACHINE_ARN);
+        if (machine) env.SKAFU_PROJECTION_DEFINITION_OVERRIDE = String(machine.stack.resolve(machine.properties.DefinitionString));
+      }
       let directory: string;
       try {
         directory = this.assembly.assetDirectory(props.Code, r.stack.directory);

@@ -34,8 +34,6 @@ export interface LocalStateMachine {
   readonly name: string;
   readonly resource: string;
   readonly prepared: PreparedDefinition;
-  /** The definition as deployed (DescribeStateMachine's `definition`). */
-  readonly definition: string;
 }
 
 export class StepFunctions {
@@ -61,20 +59,13 @@ export class StepFunctions {
         waitMs: this.options.waitMs,
         retryMs: this.options.retryMs,
       });
-      this.machines.set(arn, { arn, name, resource: r.path, prepared, definition: JSON.stringify(definition) });
+      this.machines.set(arn, { arn, name, resource: r.path, prepared });
       for (const [stateName, state] of allStates(definition)) {
         if (state.Type === 'Task' && !EMULATED_TASKS.has(state.Resource)) {
           this.unsupported.push({ type: `Task ${state.Resource}`, count: 1, why: `${r.path} state '${stateName}' fails locally: only DynamoDB and events:putEvents tasks are emulated` });
         }
       }
     }
-  }
-
-  /** DescribeStateMachine (the fields the handlers read); throws StateMachineDoesNotExist like AWS. */
-  public describe(arn: string): Record<string, unknown> {
-    const machine = this.machines.get(arn);
-    if (!machine) throw Object.assign(new Error(`State Machine Does Not Exist: '${arn}'`), { name: 'StateMachineDoesNotExist' });
-    return { stateMachineArn: machine.arn, name: machine.name, definition: machine.definition, status: 'ACTIVE' };
   }
 
   public has(arn: string): boolean {

@@ -104,6 +104,8 @@ export const handler = async (input: unknown, context?: { getRemainingTimeInMill
   const rebuildId = own('rebuildId');
   if (typeof rebuildId !== 'string' || !ID.test(rebuildId)) throw new Error('"rebuildId" must be 1-255 letters, digits, _ . : -');
   dynamodb ??= traced(tools, new DynamoDBClient({}));
+  // Skafu Local gives the definition (it emulates no DescribeStateMachine); on AWS it is read from the machine.
+  if (!definition && process.env.SKAFU_PROJECTION_DEFINITION_OVERRIDE) definition = JSON.parse(process.env.SKAFU_PROJECTION_DEFINITION_OVERRIDE);
   if (!definition) {
     const sfn = sfnModule();
     const out = await traced(tools, new sfn.SFNClient({})).send(new sfn.DescribeStateMachineCommand({ stateMachineArn: env('SKAFU_PROJECTION_STATE_MACHINE_ARN') }));
