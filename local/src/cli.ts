@@ -26,6 +26,8 @@ options:
   --wait-ms MS              how long every state machine Wait state lasts, instead of its seconds (default: 200)
   --retry-ms MS             the interval between a state machine task's retries; their number is kept (default: 100)
   --max-executions N        state machine executions interpreted at once, the others wait in order (default: 16)
+  --no-backfill             do not backfill read models from the event store at start (by default a read model
+                            added to a domain that already has events is filled before the API answers)
   --scenario FILE           play a recorded scenario (JSON, see the README) and exit 0 if every step behaved
                             as expected, 1 otherwise; with ASSEMBLY (or without --base-url) against Skafu Local
                             started for the run, with --base-url against that URL instead
@@ -46,7 +48,7 @@ interface Parsed {
 }
 
 const VALUED = new Set(['--port', '--work-dir', '--dynamodb-endpoint', '--poll-interval', '--wait-ms', '--retry-ms', '--max-executions', '--scenario', '--base-url', '--tokens']);
-const FLAGS = new Set(['--help', '-h', '--version', '-v']);
+const FLAGS = new Set(['--help', '-h', '--version', '-v', '--no-backfill']);
 
 export function parseArgs(argv: string[]): Parsed {
   const positional: string[] = [];
@@ -102,6 +104,7 @@ export async function main(argv: string[]): Promise<number> {
     dynamoDbEndpoint: options.get('--dynamodb-endpoint') as string | undefined,
     pollIntervalMs: number(options, '--poll-interval'),
     waitMs: number(options, '--wait-ms'),
+    backfill: !options.has('--no-backfill'),
     retryMs: number(options, '--retry-ms'),
     maxConcurrentExecutions: number(options, '--max-executions'),
   };

@@ -7,7 +7,8 @@
  * - the table streams read into their event source mappings (dynamodb-streams.ts);
  * - buses and rules (eventbridge.ts), queues (sqs.ts), state machines from their exact definitions
  *   (step-functions.ts), a token issuer standing in for the Cognito user pool (issuer.ts);
- * - the AWS endpoints the handlers call, on their own port behind a secret (service-endpoints.ts).
+ * - the AWS endpoints the handlers call, on their own port behind a secret (service-endpoints.ts);
+ * - the backfill of read models added to domains that already have events, at start (backfill.ts).
  * Everything else in the assembly is named at start with the reason it is not emulated, and every failure ends
  * on the console and in errors.log (error-log.ts).
  */
@@ -17,6 +18,7 @@ import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { ApiGateway, type LocalRoute, type Unsupported } from './api-gateway';
 import { LocalAssembly, LOCAL_REGION, type LocalResource } from './assembly';
+import { Backfills, type BackfillOutcome } from './backfill';
 import { startDynamoDbLocal, type DynamoDbLocal } from './dynamodb-local';
 import { DynamoDbStreams } from './dynamodb-streams';
 import { ErrorLog } from './error-log';
@@ -55,6 +57,8 @@ export interface SkafuLocalOptions {
   readonly retryMs?: number;
   /** State machine executions interpreted at once (the others wait their turn, in order). @default 16 */
   readonly maxConcurrentExecutions?: number;
+  /** Backfill read models from the event store at start (see backfill.ts). @default true */
+  readonly backfill?: boolean;
 }
 
 /** Resource types that are emulated (the others are named at start). */
@@ -76,6 +80,8 @@ const EMULATED = new Set([
   'AWS::ApiGateway::Authorizer',
   'AWS::ApiGateway::GatewayResponse',
   'AWS::CloudFormation::Stack',
+  // Started at start by backfill.ts (the backfill state machine's loop, run by invoking its function).
+  'Custom::SkafuReadModelBackfill',
 ]);
 
 const NOT_EMULATED: Record<string, string> = {
@@ -126,6 +132,7 @@ export class SkafuLocal {
   private bus?: EventBridge;
   private sqs?: Sqs;
   private stepFunctions?: StepFunctions;
+  private backfills?: Backfills;
   private streams?: DynamoDbStreams;
   private readonly inFlight = new Set<Promise<unknown>>();
 
@@ -250,6 +257,11 @@ export class SkafuLocal {
     this.streams.start();
     this.sqs.startMappings(resources, (fn, event) => this.invokeAndNudge(fn, event), this.pollIntervalMs);
 
+    // Read models added to domains that already have events are backfilled before the API answers.
+    this.backfills = new Backfills((arn, event) => this.host!.invoke(arn, event), this.log);
+    this.backfills.configure(resources);
+    if (this.options.backfill !== false && this.backfills.readModels.length > 0) await this.backfill();
+
     this.url = await this.api.listen(this.options.port ?? 0);
     fs.writeFileSync(path.join(this.workDirectory, 'tokens.json'), JSON.stringify(this.tokens, null, 2));
     this.printUnsupported();
@@ -268,6 +280,15 @@ export class SkafuLocal {
     }
     this.errorLog.report({ kind: 'SkafuLocalDefect', message: `unhandled rejection: ${(reason as Error)?.stack ?? String(reason)}` });
   };
+
+  /**
+   * Backfills read models from the event store (all, or the one named) as the backfill state machine does on
+   * AWS; see backfill.ts. Runs at start unless `backfill: false`.
+   */
+  public async backfill(only: { domain?: string; readModel?: string; rebuildId?: string } = {}): Promise<BackfillOutcome[]> {
+    if (!this.backfills) throw new Error('Skafu Local is not started');
+    return this.backfills.run(only);
+  }
 
   public async stop(): Promise<void> {
     process.off('unhandledRejection', this.onUnhandledRejection);
@@ -395,6 +416,11 @@ export class SkafuLocal {
         Object.entries(r.stack.resolve(props.Environment?.Variables ?? {}) as Record<string, unknown>).map(([k, v]) => [k, String(v)]),
       );
       if (env.SKAFU_USER_POOL_ID && this.endpoints) env.SKAFU_JWKS_URI_OVERRIDE = this.endpoints.jwksUrl;
+      // The backfill function reads its projection definition with DescribeStateMachine on AWS; here it is given.
+      if (env.SKAFU_READ_MODEL_TABLES && env.SKAFU_PROJECTION_STATE_MACHINE_ARN) {
+        const machine = resources.find((m) => m.type === 'AWS::StepFunctions::StateMachine' && m.stack.arn(m.logicalId) === env.SKAFU_PROJECTION_STATE_MACHINE_ARN);
+        if (machine) env.SKAFU_PROJECTION_DEFINITION_OVERRIDE = String(machine.stack.resolve(machine.properties.DefinitionString));
+      }
       let directory: string;
       try {
         directory = this.assembly.assetDirectory(props.Code, r.stack.directory);

@@ -62,6 +62,21 @@ function machineFor(definition: Record<string, any>): StateMachine {
   return machine;
 }
 
+/**
+ * Every state of a definition with its name, the states of Parallel branches and Map processors included
+ * (aws-local-stepfunctions applies its per-state-name overrides inside them too).
+ */
+export function allStates(definition: Record<string, any>): Array<[string, Record<string, any>]> {
+  const out: Array<[string, Record<string, any>]> = [];
+  for (const [name, state] of Object.entries((definition.States ?? {}) as Record<string, any>)) {
+    out.push([name, state]);
+    for (const branch of state.Branches ?? []) out.push(...allStates(branch));
+    const processor = state.ItemProcessor ?? state.Iterator;
+    if (processor) out.push(...allStates(processor));
+  }
+  return out;
+}
+
 /** A definition validated and prepared once, to run many executions (validation is the costly part). */
 export class PreparedDefinition {
   private readonly machine: StateMachine;
@@ -73,7 +88,7 @@ export class PreparedDefinition {
     definition: Record<string, any>,
     private readonly options: RunDefinitionOptions,
   ) {
-    for (const [name, state] of Object.entries(definition.States as Record<string, any>)) {
+    for (const [name, state] of allStates(definition)) {
       if (state.Type === 'Wait') this.waits[name] = options.waitMs;
       if (state.Type !== 'Task') continue;
       this.retries[name] = options.retryMs;

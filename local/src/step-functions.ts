@@ -13,7 +13,7 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Unsupported } from './api-gateway';
 import type { LocalResource } from './assembly';
-import { EMULATED_TASKS, PreparedDefinition } from './state-machines';
+import { allStates, EMULATED_TASKS, PreparedDefinition } from './state-machines';
 
 export interface StepFunctionsOptions {
   readonly client: DynamoDBClient;
@@ -65,7 +65,7 @@ export class StepFunctions {
         afterWrite: this.options.afterWrite,
       });
       this.machines.set(arn, { arn, name, resource: r.path, prepared });
-      for (const [stateName, state] of Object.entries(definition.States as Record<string, any>)) {
+      for (const [stateName, state] of allStates(definition)) {
         if (state.Type === 'Task' && !EMULATED_TASKS.has(state.Resource)) {
           this.unsupported.push({ type: `Task ${state.Resource}`, count: 1, why: `${r.path} state '${stateName}' fails locally: only DynamoDB and events:putEvents tasks are emulated` });
         }

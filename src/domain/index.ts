@@ -374,7 +374,7 @@ export class EventSourcedDomain extends Construct {
     const tableScope = platform.tableScope ? new Construct(platform.tableScope, props.name) : undefined;
     for (const rm of readModels) {
       const { name, projections: _, ...tableProps } = rm;
-      const table = new ReadModelTable(tableScope ?? this, `ReadModel${pascal(name)}`, { removalPolicy, ...tableProps });
+      const table = new ReadModelTable(tableScope ?? this, `ReadModel${pascal(name)}`, { removalPolicy, ...tableProps, readModelName: tableProps.readModelName ?? name });
       if (!tableScope) warnIfNested(table, `read model '${name}'`);
       this.readModels[name] = table;
     }

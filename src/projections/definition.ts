@@ -1,3 +1,4 @@
+import { BACKFILLING, backfillStatusKey } from './keys';
 import { buildUpcastStates } from './upcast-states';
 import { ValueType, type ProjectionAction } from './values';
 import type { UpcasterSpec } from '../runtime/state-fold';
@@ -5,7 +6,9 @@ import type { UpcasterSpec } from '../runtime/state-fold';
 export interface DefinitionInput {
   readonly domain: string;
   readonly eventTypes: string[];
-  readonly projections: Array<{ eventType: string; action: ProjectionAction; tableName: string; ttlAttribute?: string }>;
+  /** The read models' names, in order: one branch each, with its own checkpoints and parking keys. */
+  readonly readModels: string[];
+  readonly projections: Array<{ eventType: string; readModel: string; action: ProjectionAction; tableName: string; ttlAttribute?: string }>;
   readonly checkpointTableName: string;
   /** Where events that cannot be applied are parked (`aggregateId` S, `eventSequence` N). */
   readonly parkingTableName: string;
@@ -48,7 +51,9 @@ export function fieldsRead(
 /**
  * The state machine definition (Amazon States Language, JSONPath).
  *
- * Outcomes of one event: applied (its writes and the checkpoint in one transaction); already applied (a
+ * Each read model has its own branch (a Parallel state), its own checkpoint per aggregate
+ * (`<readModel>#<aggregateId>` in the checkpoint table) and its own parking keys. Outcomes of one event, per read
+ * model: applied (its writes and that read model's checkpoint in one transaction); already applied (a
  * duplicate); or parked. It is parked, and reported once on the error bus, when a field a projection reads is
  * missing or has the wrong type (checked before the write: in AWS a missing path fails the execution with
  * `States.Runtime`, which no Catch sees), when DynamoDB refuses the write after retries, when an earlier event
@@ -59,32 +64,6 @@ export function fieldsRead(
  */
 export function buildDefinition(input: DefinitionInput): Record<string, unknown> {
   const states: Record<string, unknown> = {};
-  const aggregateKey = { aggregateId: { 'S.$': '$.detail.aggregateId' } };
-  const checkpoint = {
-    Update: {
-      TableName: input.checkpointTableName,
-      Key: aggregateKey,
-      UpdateExpression: 'SET #seq = :seq, #eventId = :eventId, #eventType = :eventType, #appliedAt = :appliedAt',
-      // Applied exactly once, in order: the aggregate's previous event must be the last one applied.
-      ConditionExpression: '(attribute_not_exists(#seq) AND :seq = :one) OR #seq = :prev',
-      ExpressionAttributeNames: { '#seq': 'lastEventSequence', '#eventId': 'lastEventId', '#eventType': 'lastEventType', '#appliedAt': 'appliedAt' },
-      ExpressionAttributeValues: {
-        ':seq': { 'N.$': "States.Format('{}', $.detail.eventSequence)" },
-        ':prev': { 'N.$': "States.Format('{}', States.MathAdd($.detail.eventSequence, -1))" },
-        ':one': { N: '1' },
-        ':eventId': { 'S.$': '$.detail.eventId' },
-        ':eventType': { 'S.$': '$.detail.eventType' },
-        ':appliedAt': { 'S.$': '$$.State.EnteredTime' },
-      },
-    },
-  };
-  const attempt = (count: string, conflicts: string, seconds: string) => ({
-    'count.$': count,
-    'conflicts.$': conflicts,
-    'seconds.$': seconds,
-    'replay.$': '$.attempt.replay',
-  });
-
   states.Start = {
     Type: 'Choice',
     Comment: 'A replay of a parked event (from the parked-events function) carries skafuReplay.',
@@ -112,14 +91,18 @@ export function buildDefinition(input: DefinitionInput): Record<string, unknown>
     eventTypes: input.eventTypes,
     upcasters: input.upcasters ?? [],
     projections: input.projections.map((p) => ({ eventType: p.eventType, template: p.action._render(p.tableName, p.ttlAttribute) })),
-    next: 'RouteByDetailType',
-    park: 'Park',
+    next: 'ApplyPerReadModel',
+    // The upcast runs once for all read models, before the branches; an event it cannot upgrade enters the
+    // branches with `$.outcome` set, and each read model's branch parks it under its own key (StartAt below).
+    // Coarser than a missing field found by a branch's own checks: a field the upgrade lost parks the event in
+    // every read model, also in one whose projections do not read that field.
+    park: 'ApplyPerReadModel',
   });
   Object.assign(states, upcast?.states);
   states.CheckEnvelopeTypes = {
     Type: 'Choice',
     Choices: [{ Or: envelope.map((f) => ({ Not: { Variable: f.path, [TYPE_TEST[f.type]!]: true } })), Next: 'InvalidEnvelope' }],
-    Default: upcast?.startAt ?? 'RouteByDetailType',
+    Default: upcast?.startAt ?? 'ApplyPerReadModel',
   };
   states.InvalidEnvelope = {
     Type: 'Task',
@@ -148,11 +131,79 @@ export function buildDefinition(input: DefinitionInput): Record<string, unknown>
     Retry: [{ ErrorEquals: ['States.ALL'], IntervalSeconds: 2, MaxAttempts: 3, BackoffRate: 2.0 }],
     Next: 'ProjectionFailed',
   };
+  // One branch per read model: each has its own checkpoints (`<readModel>#<aggregateId>`) and parking keys, so
+  // that a read model added later starts at 0 and is backfilled on its own, and one read model's parked event
+  // or gap never holds back another's.
+  states.ApplyPerReadModel = {
+    Type: 'Parallel',
+    Comment: 'Each read model applies the event in its own transaction with its own checkpoint',
+    Branches: input.readModels.map((rm) => branchOf(input, rm, upcast !== undefined)),
+    ResultPath: '$.readModels',
+    Next: 'Outcome',
+  };
+  const anyIs = (value: string) => {
+    const rules = input.readModels.map((_, i) => ({ Variable: `$.readModels[${i}]`, StringEquals: value }));
+    return rules.length === 1 ? rules[0] : { Or: rules };
+  };
+  states.Outcome = {
+    Type: 'Choice',
+    Choices: [
+      { ...anyIs(BRANCH_FAILED), Next: 'ProjectionFailed' },
+      { ...anyIs(BRANCH_PARKED), Next: 'EventParked' },
+    ],
+    Default: 'Applied',
+  };
+  states.Applied = { Type: 'Succeed', Comment: 'Every read model applied the event, already had it, or had parked it before.' };
+  states.EventParked = { Type: 'Fail', Error: 'ProjectionEventParked', Cause: 'The event was parked and reported on the error bus; retry or skip it with the parked-events function' };
+  states.ProjectionFailed = { Type: 'Fail', Error: 'ProjectionFailed', Cause: 'The event could not be projected nor parked; reported on the error bus with the whole event' };
+
+  return {
+    Comment: `Skafu projections of ${input.domain}: each event applied once per read model, in aggregate order, or parked`,
+    StartAt: 'Start',
+    TimeoutSeconds: 300,
+    States: states,
+  };
+}
+
+/** What a read model's branch ends with (the Parallel state's output, one per read model). */
+const BRANCH_PARKED = 'PARKED';
+const BRANCH_FAILED = 'FAILED';
+
+
+/** The branch of one read model: route, check, apply with its checkpoint, or park under its own key. */
+function branchOf(input: DefinitionInput, readModel: string, upcasts: boolean): Record<string, unknown> {
+  const states: Record<string, unknown> = {};
+  const aggregateKey = { aggregateId: { 'S.$': `States.Format('${readModel}#{}', $.detail.aggregateId)` } };
+  const checkpoint = {
+    Update: {
+      TableName: input.checkpointTableName,
+      Key: aggregateKey,
+      UpdateExpression: 'SET #seq = :seq, #eventId = :eventId, #eventType = :eventType, #appliedAt = :appliedAt, #readModel = :readModel',
+      // Applied exactly once, in order: the aggregate's previous event must be the last one applied.
+      ConditionExpression: '(attribute_not_exists(#seq) AND :seq = :one) OR #seq = :prev',
+      ExpressionAttributeNames: { '#seq': 'lastEventSequence', '#eventId': 'lastEventId', '#eventType': 'lastEventType', '#appliedAt': 'appliedAt', '#readModel': 'readModel' },
+      ExpressionAttributeValues: {
+        ':seq': { 'N.$': "States.Format('{}', $.detail.eventSequence)" },
+        ':prev': { 'N.$': "States.Format('{}', States.MathAdd($.detail.eventSequence, -1))" },
+        ':one': { N: '1' },
+        ':eventId': { 'S.$': '$.detail.eventId' },
+        ':eventType': { 'S.$': '$.detail.eventType' },
+        ':appliedAt': { 'S.$': '$$.State.EnteredTime' },
+        ':readModel': { S: readModel },
+      },
+    },
+  };
+  const attempt = (count: string, conflicts: string, seconds: string) => ({
+    'count.$': count,
+    'conflicts.$': conflicts,
+    'seconds.$': seconds,
+    'replay.$': '$.attempt.replay',
+  });
   const firstState = new Map<string, string>();
-  states.NotProjected = { Type: 'Succeed', Comment: 'An event type this state machine does not handle: nothing is written.' };
+  states.NotProjected = { Type: 'Pass', Comment: 'An event type this state machine does not handle: nothing is written.', Result: 'NOT_PROJECTED', End: true };
 
   for (const eventType of input.eventTypes) {
-    const projections = input.projections.filter((p) => p.eventType === eventType);
+    const projections = input.projections.filter((p) => p.eventType === eventType && p.readModel === readModel);
     const fields = [...fieldsRead(projections.map((p) => p.action), (a) => projections.find((p) => p.action === a)?.ttlAttribute)].filter(
       (f, i, all) => all.findIndex((g) => g.path === f.path) === i,
     );
@@ -211,7 +262,7 @@ export function buildDefinition(input: DefinitionInput): Record<string, unknown>
     Choices: input.eventTypes.map((t) => ({ Variable: '$.detail-type', StringEquals: t, Next: firstState.get(t) })),
     Default: 'NotProjected',
   };
-  states.Applied = { Type: 'Succeed' };
+  states.Applied = { Type: 'Pass', Result: 'APPLIED', End: true };
 
   // The error message of a cancelled transaction lists one reason per item, in order ("... specific reasons
   // [ConditionalCheckFailed, None]"; see TransactWriteItems, "TransactionCanceledException", in the DynamoDB API
@@ -278,7 +329,7 @@ export function buildDefinition(input: DefinitionInput): Record<string, unknown>
     Choices: [{ Variable: '$.lastApplied.value', NumericGreaterThanEqualsPath: '$.detail.eventSequence', Next: 'AlreadyApplied' }],
     Default: 'HasParkedEvent',
   };
-  states.AlreadyApplied = { Type: 'Succeed', Comment: 'A duplicate delivery: the event was applied before; nothing is written.' };
+  states.AlreadyApplied = { Type: 'Pass', Result: 'DUPLICATE', End: true, Comment: 'A duplicate delivery: the event was applied before; nothing is written.' };
   states.HasParkedEvent = {
     Type: 'Choice',
     Comment: 'A live event behind a parked event of its aggregate waits for the operator, not for a gap to fill.',
@@ -291,7 +342,7 @@ export function buildDefinition(input: DefinitionInput): Record<string, unknown>
         Next: 'ReadParkedSequence',
       },
     ],
-    Default: 'MayWaitForEarlierEvent',
+    Default: 'ReadBackfill',
   };
   states.ReadParkedSequence = {
     Type: 'Pass',
@@ -302,7 +353,7 @@ export function buildDefinition(input: DefinitionInput): Record<string, unknown>
   states.IsBehindParkedEvent = {
     Type: 'Choice',
     Choices: [{ Variable: '$.detail.eventSequence', NumericGreaterThanPath: '$.parkedSequence.value', Next: 'BehindParkedEvent' }],
-    Default: 'MayWaitForEarlierEvent',
+    Default: 'ReadBackfill',
   };
   states.BehindParkedEvent = {
     Type: 'Pass',
@@ -312,6 +363,34 @@ export function buildDefinition(input: DefinitionInput): Record<string, unknown>
     },
     ResultPath: '$.outcome',
     Next: 'Park',
+  };
+  // A read model being backfilled (added to a domain that already has events, see rebuild.runtime.ts) leaves
+  // the events it cannot apply yet to the backfill, which reads them from the store: no gap waits, no parked
+  // gaps. Read on every attempt, so that a backfill that starts (or ends) while an event waits is seen.
+  states.ReadBackfill = {
+    Type: 'Task',
+    Resource: 'arn:aws:states:::dynamodb:getItem',
+    Parameters: { TableName: input.checkpointTableName, Key: { aggregateId: { S: backfillStatusKey(readModel) } }, ConsistentRead: true },
+    ResultPath: '$.backfill',
+    Retry: [TASK_RETRY],
+    // Unreadable: the gap path decides, as without a backfill.
+    Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: null, Next: 'MayWaitForEarlierEvent' }],
+    Next: 'IsBackfilling',
+  };
+  states.IsBackfilling = {
+    Type: 'Choice',
+    // Presence first: AWS evaluates a comparison on a missing path as a runtime error.
+    Choices: [
+      { Not: { Variable: '$.backfill.Item.status.S', IsPresent: true }, Next: 'MayWaitForEarlierEvent' },
+      { Variable: '$.backfill.Item.status.S', StringEquals: BACKFILLING, Next: 'LeftToBackfill' },
+    ],
+    Default: 'MayWaitForEarlierEvent',
+  };
+  states.LeftToBackfill = {
+    Type: 'Pass',
+    Comment: 'The backfill applies this event from the store, in order, with this read model\'s checkpoint.',
+    Result: 'LEFT_TO_BACKFILL',
+    End: true,
   };
   states.MayWaitForEarlierEvent = {
     Type: 'Choice',
@@ -347,7 +426,9 @@ export function buildDefinition(input: DefinitionInput): Record<string, unknown>
     Parameters: {
       TableName: input.parkingTableName,
       Item: {
-        aggregateId: { 'S.$': '$.detail.aggregateId' },
+        aggregateId: aggregateKey.aggregateId,
+        readModel: { S: readModel },
+        eventAggregateId: { 'S.$': '$.detail.aggregateId' },
         eventSequence: { 'N.$': "States.Format('{}', $.detail.eventSequence)" },
         eventId: { 'S.$': '$.detail.eventId' },
         eventType: { 'S.$': '$.detail.eventType' },
@@ -372,14 +453,16 @@ export function buildDefinition(input: DefinitionInput): Record<string, unknown>
     ],
     Next: 'IsRootCause',
   };
-  states.AlreadyParked = { Type: 'Succeed', Comment: 'A second delivery of a parked event: already parked and reported.' };
+  states.AlreadyParked = { Type: 'Pass', Result: 'PARKED_BEFORE', End: true, Comment: 'A second delivery of a parked event: already parked and reported.' };
   states.IsRootCause = {
     Type: 'Choice',
     Choices: [{ Variable: '$.outcome.park.reason', StringEquals: 'BehindParkedEvent', Next: 'ParkedBehindEarlierEvent' }],
     Default: 'MarkAggregateParked',
   };
   states.ParkedBehindEarlierEvent = {
-    Type: 'Succeed',
+    Type: 'Pass',
+    Result: 'PARKED_BEHIND',
+    End: true,
     Comment: 'Parked without a report: the parked event before it was reported; retrying the aggregate replays both.',
   };
   states.MarkAggregateParked = {
@@ -417,7 +500,7 @@ export function buildDefinition(input: DefinitionInput): Record<string, unknown>
             ...(errorType ? { errorType } : { 'errorType.$': '$.outcome.park.errorType' }),
             'severity': 'HIGH',
             'message.$': message,
-            'context': { 'domain': input.domain, 'stateMachine.$': '$$.StateMachine.Name', 'executionId.$': '$$.Execution.Id' },
+            'context': { 'domain': input.domain, readModel, 'stateMachine.$': '$$.StateMachine.Name', 'executionId.$': '$$.Execution.Id' },
             'metadata': {
               'retryCount.$': '$.attempt.count',
               'conflicts.$': '$.attempt.conflicts',
@@ -426,7 +509,7 @@ export function buildDefinition(input: DefinitionInput): Record<string, unknown>
               'original.$': '$.detail',
               'failure.$': '$.outcome.failure',
               'parked': errorType === null,
-              ...(errorType === null ? { parking: { 'table': input.parkingTableName, 'aggregateId.$': '$.detail.aggregateId', 'eventSequence.$': '$.detail.eventSequence' } } : {}),
+              ...(errorType === null ? { parking: { 'table': input.parkingTableName, readModel, 'aggregateId.$': '$.detail.aggregateId', 'eventSequence.$': '$.detail.eventSequence' } } : {}),
             },
             'timestamp.$': '$$.State.EnteredTime',
           },
@@ -439,21 +522,38 @@ export function buildDefinition(input: DefinitionInput): Record<string, unknown>
   });
   states.ReportParked = report(
     null,
-    "States.Format('{} {} of aggregate {} was parked ({}): {}. Retry it after a fix, or skip it, with the parked-events function', $.detail.eventType, $.detail.eventSequence, $.detail.aggregateId, $.outcome.park.reason, $.outcome.failure.Error)",
+    `States.Format('{} {} of aggregate {} was parked for read model ${readModel} ({}): {}. Retry it after a fix, or skip it, with the parked-events function', $.detail.eventType, $.detail.eventSequence, $.detail.aggregateId, $.outcome.park.reason, $.outcome.failure.Error)`,
     'EventParked',
   );
   states.ReportUnparked = report(
     'ProjectionFailed',
-    "States.Format('{} {} of aggregate {} was not projected ({}: {}) and could not be parked', $.detail.eventType, $.detail.eventSequence, $.detail.aggregateId, $.outcome.park.reason, $.outcome.failure.Error)",
+    `States.Format('{} {} of aggregate {} was not projected into read model ${readModel} ({}: {}) and could not be parked', $.detail.eventType, $.detail.eventSequence, $.detail.aggregateId, $.outcome.park.reason, $.outcome.failure.Error)`,
     'ProjectionFailed',
   );
-  states.EventParked = { Type: 'Fail', Error: 'ProjectionEventParked', Cause: 'The event was parked and reported on the error bus; retry or skip it with the parked-events function' };
-  states.ProjectionFailed = { Type: 'Fail', Error: 'ProjectionFailed', Cause: 'The event could not be projected nor parked; reported on the error bus with the whole event' };
-
-  return {
-    Comment: `Skafu projections of ${input.domain}: each event applied once, in aggregate order, or parked`,
-    StartAt: 'Start',
-    TimeoutSeconds: 300,
-    States: states,
+  // A branch never fails (a failed branch would stop the other read models' branches): it says how it ended.
+  states.EventParked = { Type: 'Pass', Result: BRANCH_PARKED, End: true };
+  states.ProjectionFailed = { Type: 'Pass', Result: BRANCH_FAILED, End: true };
+  // An event the upcast states could not upgrade arrives with `$.outcome` set (upcast-states.ts): parked here.
+  states.UpcastOutcome = {
+    Type: 'Choice',
+    Choices: [{ Variable: '$.outcome.park', IsPresent: true, Next: 'Park' }],
+    Default: 'RouteByDetailType',
   };
+  const name = (state: string) => `${state} (${readModel})`;
+  const start = upcasts ? 'UpcastOutcome' : 'RouteByDetailType';
+  if (!upcasts) delete states.UpcastOutcome;
+  return { StartAt: name(start), States: renameStates(states, name) };
+}
+
+/** Renames every state of a flat `States` object and every transition to one. */
+function renameStates(states: Record<string, unknown>, name: (state: string) => string): Record<string, unknown> {
+  const rename = (value: unknown, key?: string): unknown => {
+    if (Array.isArray(value)) return value.map((v) => rename(v));
+    if (value === null || typeof value !== 'object') return (key === 'Next' || key === 'Default') && typeof value === 'string' ? name(value) : value;
+    // Parameters, Result and the like are data, not transitions.
+    return Object.fromEntries(
+      Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, ['Parameters', 'Result', 'ResultSelector'].includes(k) ? v : rename(v, k)]),
+    );
+  };
+  return Object.fromEntries(Object.entries(states).map(([k, v]) => [name(k), rename(v)]));
 }

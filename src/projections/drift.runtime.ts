@@ -1,11 +1,13 @@
 /**
  * Projection lag and drift (handler-side): for every aggregate of the projected types, the store's last
  * sequence against the projection's checkpoint. Aggregates are enumerated from the sparse `aggregates` index and
- * their streams read with the partition key value the index returns, as stored; checkpoints are keyed by the
- * public aggregate id the events carry. Costs two to three reads per aggregate: schedule it accordingly.
+ * their streams read with the partition key value the index returns, as stored; checkpoints are kept per read
+ * model and keyed `<readModel>#<public aggregate id>` (the id the events carry). Costs one to two reads per
+ * aggregate plus one per read model: schedule it accordingly.
  */
 import { GetItemCommand, QueryCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
+import { streamKey } from './keys';
 import { envelopeFromItem } from '../runtime/envelope';
 import { aggregateListKey, EventStoreSchema as S } from '../runtime/event-store-schema';
 
@@ -16,6 +18,8 @@ export interface DriftConfig {
   readonly domain: string;
   readonly aggregateTypes: string[];
   readonly checkpointTable: string;
+  /** The read models whose checkpoints are compared with the store. */
+  readonly readModels: string[];
   /** How many drifting aggregates the report lists. @default 100 */
   readonly limit?: number;
   /** @default () => new Date() */
@@ -23,6 +27,7 @@ export interface DriftConfig {
 }
 
 export interface DriftingAggregate {
+  readonly readModel: string;
   readonly aggregateId: string;
   readonly aggregateType: string;
   readonly storeLastSequence: number;
@@ -41,6 +46,8 @@ export interface DriftReport {
   readonly totalLagEvents: number;
   readonly maxLagEvents: number;
   readonly maxLagSeconds: number;
+  /** Per read model: its drifting aggregates and its largest lag (the per-read-model metrics). */
+  readonly readModels: Record<string, { drifting: number; maxLagEvents: number; maxLagSeconds: number }>;
   /** The most lagging aggregates first, at most `limit`. */
   readonly list: DriftingAggregate[];
   readonly generatedAt: string;
@@ -70,6 +77,8 @@ export async function driftReport(config: DriftConfig): Promise<DriftReport> {
   let totalLagEvents = 0;
   let maxLagEvents = 0;
   let maxLagSeconds = 0;
+  const counted = new Set<string>();
+  const perReadModel: DriftReport['readModels'] = Object.fromEntries(config.readModels.map((rm) => [rm, { drifting: 0, maxLagEvents: 0, maxLagSeconds: 0 }]));
   for (const aggregateType of config.aggregateTypes) {
     let start: Record<string, AttributeValue> | undefined;
     do {
@@ -89,35 +98,48 @@ export async function driftReport(config: DriftConfig): Promise<DriftReport> {
         if (!last || last[S.ITEM_TYPE_ATTRIBUTE] !== S.ITEM_TYPE_EVENT) continue;
         // The public id the events carry (what the live checkpoints are keyed by), whatever the stored key.
         const aggregateId = envelopeFromItem(last).aggregateId;
-        const cp = await config.client.send(
-          new GetItemCommand({ TableName: config.checkpointTable, Key: { aggregateId: { S: aggregateId } }, ConsistentRead: true }),
-        );
-        const checkpoint = cp.Item ? unmarshall(cp.Item) : {};
-        const checkpointSequence = Number(checkpoint.lastEventSequence ?? 0);
-        const storeLastSequence = Number(last[S.SORT_KEY]);
-        if (checkpointSequence === storeLastSequence) continue;
-        const behind = checkpointSequence < storeLastSequence;
-        const firstMissing = behind ? await lastEvent(config, entry[S.PARTITION_KEY], checkpointSequence + 1) : undefined;
-        const lagEvents = storeLastSequence - checkpointSequence;
-        const lagSeconds = firstMissing ? Math.max(0, Math.round((now.getTime() - Date.parse(String(firstMissing.timestamp))) / 1000)) : 0;
-        drifting++;
-        totalLagEvents += Math.max(0, lagEvents);
-        maxLagEvents = Math.max(maxLagEvents, lagEvents);
-        maxLagSeconds = Math.max(maxLagSeconds, lagSeconds);
-        list.push({
-          aggregateId,
-          aggregateType,
-          storeLastSequence,
-          checkpointSequence,
-          lagEvents,
-          lagSeconds,
-          ...(checkpoint.parkedSequence !== undefined ? { parkedSequence: Number(checkpoint.parkedSequence) } : {}),
-        });
-        list.sort((a, b) => b.lagSeconds - a.lagSeconds || b.lagEvents - a.lagEvents);
-        list.splice(config.limit ?? 100);
+        for (const readModel of config.readModels) {
+          const cp = await config.client.send(
+            new GetItemCommand({
+              TableName: config.checkpointTable,
+              Key: { aggregateId: { S: streamKey(readModel, aggregateId) } },
+              ConsistentRead: true,
+            }),
+          );
+          const checkpoint = cp.Item ? unmarshall(cp.Item) : {};
+          const checkpointSequence = Number(checkpoint.lastEventSequence ?? 0);
+          const storeLastSequence = Number(last[S.SORT_KEY]);
+          if (checkpointSequence === storeLastSequence) continue;
+          // One drifting aggregate counts once, however many of its read models trail.
+          if (!counted.has(aggregateId)) drifting++;
+          counted.add(aggregateId);
+          const behind = checkpointSequence < storeLastSequence;
+          const firstMissing = behind ? await lastEvent(config, entry[S.PARTITION_KEY], checkpointSequence + 1) : undefined;
+          const lagEvents = storeLastSequence - checkpointSequence;
+          const lagSeconds = firstMissing ? Math.max(0, Math.round((now.getTime() - Date.parse(String(firstMissing.timestamp))) / 1000)) : 0;
+          totalLagEvents += Math.max(0, lagEvents);
+          maxLagEvents = Math.max(maxLagEvents, lagEvents);
+          maxLagSeconds = Math.max(maxLagSeconds, lagSeconds);
+          const mine = perReadModel[readModel];
+          mine.drifting++;
+          mine.maxLagEvents = Math.max(mine.maxLagEvents, lagEvents);
+          mine.maxLagSeconds = Math.max(mine.maxLagSeconds, lagSeconds);
+          list.push({
+            readModel,
+            aggregateId,
+            aggregateType,
+            storeLastSequence,
+            checkpointSequence,
+            lagEvents,
+            lagSeconds,
+            ...(checkpoint.parkedSequence !== undefined ? { parkedSequence: Number(checkpoint.parkedSequence) } : {}),
+          });
+          list.sort((a, b) => b.lagSeconds - a.lagSeconds || b.lagEvents - a.lagEvents);
+          list.splice(config.limit ?? 100);
+        }
       }
       start = page.LastEvaluatedKey;
     } while (start);
   }
-  return { aggregates, drifting, totalLagEvents, maxLagEvents, maxLagSeconds, list, generatedAt: now.toISOString() };
+  return { aggregates, drifting, totalLagEvents, maxLagEvents, maxLagSeconds, readModels: perReadModel, list, generatedAt: now.toISOString() };
 }

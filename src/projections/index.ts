@@ -1,4 +1,4 @@
-import { Annotations, Duration, NestedStack, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Annotations, CustomResource, Duration, NestedStack, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -9,6 +9,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct, type IConstruct } from 'constructs';
+import { BackfillFunction } from './backfill-function';
 import { buildDefinition } from './definition';
 import { ParkedEventsFunction } from './parked-events-function';
 import { ReadModelTable } from './read-model-table';
@@ -163,11 +164,17 @@ export class ProjectionStateMachine extends Construct {
   public readonly stateMachine: sfn.StateMachine;
   /** The rule on the domain bus that starts the state machine for each of `eventTypes`. */
   public readonly rule: events.Rule;
-  /** Per-aggregate checkpoints: the last event sequence applied. */
-  public readonly checkpointTable: dynamodb.Table;
   /**
-   * Events that could not be applied, per aggregate and sequence (`aggregateId` S, `eventSequence` N): the event,
-   * the error, the reason; `status` PARKED or SKIPPED. Act on them with `parkedEventsFunction`.
+   * Checkpoints per read model and aggregate (`aggregateId` = `<readModelName>#<aggregateId>`): the last event
+   * sequence that read model applied.
+   */
+  public readonly checkpointTable: dynamodb.Table;
+  /** The read models' names, in the order of their branches. */
+  public readonly readModelNames: string[];
+  /**
+   * Events that could not be applied, per read model, aggregate and sequence (`aggregateId` S =
+   * `<readModelName>#<aggregateId>`, `eventSequence` N): the event, the error, the reason; `status` PARKED or
+   * SKIPPED. Act on them with `parkedEventsFunction`.
    */
   public readonly parkingTable: dynamodb.Table;
   /**
@@ -187,6 +194,15 @@ export class ProjectionStateMachine extends Construct {
   public readonly eventTypes: string[];
   /** Fires when projections trail the store (only with `eventStore`). */
   public readonly lagAlarm?: cloudwatch.Alarm;
+  /**
+   * The backfill of one read model (only with `eventStore`): a STANDARD state machine that runs
+   * `backfillFunction` a bounded step at a time until the read model has caught up with the store, then hands
+   * it to the live projection. Start it with `{"readModel":"<name>","rebuildId":"<id>"}`; the same rebuildId
+   * resumes a failed or stopped backfill. It starts by itself when a read model is created.
+   */
+  public readonly backfillStateMachine?: sfn.StateMachine;
+  /** One backfill step (only with `eventStore`). */
+  public readonly backfillFunction?: lambda.IFunction;
   private readonly domain: string;
 
   /**
@@ -226,11 +242,15 @@ export class ProjectionStateMachine extends Construct {
     });
     if (!props.tableScope) warnIfNested(this.checkpointTable, 'checkpoint table');
 
+    const readModels = [...new Set(props.projections.map((p) => p.readModel))];
+    this.readModelNames = readModels.map((r) => r.readModelName);
     const definition = buildDefinition({
       domain: props.domain,
       eventTypes,
+      readModels: this.readModelNames,
       projections: props.projections.map((p) => ({
         eventType: p.eventType,
+        readModel: p.readModel.readModelName,
         action: p.action,
         tableName: p.readModel.tableName,
         ttlAttribute: p.readModel.timeToLiveAttribute,
@@ -284,6 +304,7 @@ export class ProjectionStateMachine extends Construct {
         SKAFU_PARKING_TABLE: this.parkingTable.tableName,
         SKAFU_CHECKPOINT_TABLE: this.checkpointTable.tableName,
         SKAFU_PROJECTION_STATE_MACHINE_ARN: this.stateMachine.stateMachineArn,
+        SKAFU_READ_MODELS: this.readModelNames.join(','),
         ...(props.eventStore ? { SKAFU_EVENT_STORE_TABLE: props.eventStore.tableName, SKAFU_AGGREGATE_TYPES: (props.aggregateTypes ?? []).join(',') } : {}),
       },
     });
@@ -308,6 +329,9 @@ export class ProjectionStateMachine extends Construct {
         metric: this.metricLagSeconds(),
         threshold: (props.lagAlarmThreshold ?? Duration.minutes(15)).toSeconds(),
       });
+      const backfill = this.addBackfill(props, props.eventStore, readModels, actionsByTable);
+      this.backfillFunction = backfill.fn;
+      this.backfillStateMachine = backfill.machine;
     }
 
     this.deadLetterQueue = skafuQueue(this, 'DeadLetterQueue');
@@ -335,6 +359,128 @@ export class ProjectionStateMachine extends Construct {
     acknowledgeNag(this.deadLetterQueue, [
       { id: 'AwsSolutions-SQS3', reason: 'This queue is itself the dead-letter queue of the projection rule target.' },
     ]);
+  }
+
+  /**
+   * The backfill: a bounded Lambda step (rebuild.runtime.ts in place) looped by a STANDARD state machine, and one
+   * custom resource per read model that starts its backfill when the read model is created.
+   */
+  private addBackfill(
+    props: ProjectionStateMachineProps,
+    eventStore: IEventStoreTable,
+    readModels: ReadModelTable[],
+    actionsByTable: Map<ReadModelTable, Set<string>>,
+  ): { fn: lambda.IFunction; machine: sfn.StateMachine } {
+    const options = handlerOptions(this, 'Backfill', {
+      description: `Skafu ${props.domain} projections: backfill read models from the event store`,
+      serviceName: `skafu-${props.domain}-backfill`,
+      logRetention: props.logRetention,
+      memorySize: 1024,
+      timeout: Duration.minutes(15),
+      environment: {
+        SKAFU_DOMAIN: props.domain,
+        SKAFU_EVENT_STORE_TABLE: eventStore.tableName,
+        SKAFU_AGGREGATE_TYPES: (props.aggregateTypes ?? []).join(','),
+        SKAFU_CHECKPOINT_TABLE: this.checkpointTable.tableName,
+        SKAFU_REBUILD_STATE_TABLE: this.rebuildStateTable.tableName,
+        SKAFU_PROJECTION_STATE_MACHINE_ARN: this.stateMachine.stateMachineArn,
+        SKAFU_READ_MODEL_TABLES: Stack.of(this).toJsonString(Object.fromEntries(readModels.map((r) => [r.readModelName, r.tableName]))),
+      },
+    });
+    const fn = new BackfillFunction(this, 'Backfill', options);
+    acknowledgeHandlerRole(options.role);
+    eventStore.grantListAggregates(fn, props.domain);
+    eventStore.grantReadEvents(fn, props.domain);
+    // Checkpoints (read, advance with the writes, copy legacy ones, the status item) and the progress item.
+    this.checkpointTable.grant(fn, 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem', 'dynamodb:Scan');
+    this.rebuildStateTable.grant(fn, 'dynamodb:GetItem', 'dynamodb:UpdateItem');
+    for (const [table, actions] of actionsByTable) {
+      // The same writes as the live projection's, and one Scan item to see whether the table is empty.
+      iam.Grant.addToPrincipal({ grantee: fn, actions: [...actions, 'dynamodb:Scan'].sort(), resourceArns: [table.tableArn] });
+      table.table.encryptionKey?.grantEncryptDecrypt(fn);
+    }
+    // The deployed definition, to apply exactly the live projection's writes.
+    iam.Grant.addToPrincipal({ grantee: fn, actions: ['states:DescribeStateMachine'], resourceArns: [this.stateMachine.stateMachineArn] });
+
+    const invokeErrors = ['Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException', 'Lambda.TooManyRequestsException', 'States.TaskFailed'];
+    const definition = {
+      Comment: `Skafu ${props.domain}: backfill one read model from the event store, a bounded step at a time; start it again with the same rebuildId to resume`,
+      StartAt: 'CheckInput',
+      States: {
+        CheckInput: {
+          Type: 'Choice',
+          Choices: [
+            { Not: { Variable: '$.readModel', IsPresent: true }, Next: 'InvalidInput' },
+            { Not: { Variable: '$.rebuildId', IsPresent: true }, Next: 'NameRebuild' },
+          ],
+          Default: 'Step',
+        },
+        InvalidInput: { Type: 'Fail', Error: 'Skafu.InvalidInput', Cause: `the input must be {"readModel": one of ${readModels.map((r) => r.readModelName).join(', ')}, "rebuildId": optional, to resume}` },
+        NameRebuild: { Type: 'Pass', Parameters: { 'readModel.$': '$.readModel', 'rebuildId.$': '$$.Execution.Name' }, Next: 'Step' },
+        Step: {
+          Type: 'Task',
+          Resource: 'arn:aws:states:::lambda:invoke',
+          Parameters: { FunctionName: fn.functionArn, Payload: { 'readModel.$': '$.readModel', 'rebuildId.$': '$.rebuildId' } },
+          ResultSelector: { 'progress.$': '$.Payload' },
+          ResultPath: '$.step',
+          // A step that dies resumes from the last page it saved.
+          Retry: [{ ErrorEquals: invokeErrors, IntervalSeconds: 10, MaxAttempts: 6, BackoffRate: 2 }],
+          Next: 'Progress',
+        },
+        Progress: {
+          Type: 'Choice',
+          Choices: [
+            { Variable: '$.step.progress.status', StringEquals: 'RUNNING', Next: 'Step' },
+            { Variable: '$.step.progress.status', StringEquals: 'CAUGHT_UP', Next: 'CaughtUp' },
+          ],
+          Default: 'CaughtUpWithFailures',
+        },
+        CaughtUp: { Type: 'Succeed' },
+        CaughtUpWithFailures: {
+          Type: 'Fail',
+          Error: 'Skafu.BackfillFailures',
+          Cause: 'Some events could not be applied: their aggregates stopped there (see the last step output, firstFailures); fix the projection, then start the backfill again with the same rebuildId',
+        },
+      },
+    };
+    const logGroup = new logs.LogGroup(this, 'BackfillStateMachineLogs', {
+      logGroupName: `/aws/vendedlogs/states/skafu-backfill-${props.domain}-${this.node.addr.slice(0, 8)}`,
+      retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const machine = new sfn.StateMachine(this, 'BackfillStateMachine', {
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      definitionBody: sfn.DefinitionBody.fromString(Stack.of(this).toJsonString(definition)),
+      tracingEnabled: true,
+      logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: props.logExecutionData ?? true },
+      timeout: Duration.days(7),
+    });
+    fn.grantInvoke(machine);
+    acknowledgeNag(machine, [
+      {
+        id: 'AwsSolutions-IAM5',
+        reason: 'Step Functions log delivery and X-Ray actions support no resource-level permissions ("*"); lambda:InvokeFunction is granted on the backfill function and its versions (":*").',
+        appliesTo: ['Resource::*', `Resource::<${Stack.of(this).getLogicalId(fn.node.defaultChild as lambda.CfnFunction)}.Arn>:*`],
+      },
+    ]);
+
+    // Starting executions is granted in a policy of its own: in the role's default policy it would make the
+    // function depend on the state machine that invokes it.
+    const start = new iam.Policy(this, 'BackfillStartPolicy', {
+      statements: [new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [machine.stateMachineArn] })],
+      roles: [options.role],
+    });
+    for (const rm of readModels) {
+      const trigger = new CustomResource(this, `Backfill${rm.readModelName.replace(/[^A-Za-z0-9]/g, '')}`, {
+        serviceToken: fn.functionArn,
+        resourceType: 'Custom::SkafuReadModelBackfill',
+        // A new table's name: a read model removed and added again is backfilled again.
+        properties: { StateMachineArn: machine.stateMachineArn, ReadModel: rm.readModelName, RebuildId: `deploy-${rm.tableName}` },
+      });
+      // After the projection state machine carries the new read model's branch, and once the function may start it.
+      trigger.node.addDependency(this.stateMachine, start);
+    }
+    return { fn, machine };
   }
 
   /** Executions that failed (each also reported on the error bus, unless reporting itself failed). */
@@ -402,6 +548,12 @@ function validate(path: string, props: ProjectionStateMachineProps, eventTypes: 
   );
   if (!DOMAIN.test(props.domain)) errors.push(`'domain' '${props.domain}' must be lower-case letters, digits and '-'`);
   if (props.projections.length === 0) errors.push("'projections' is empty");
+  const byName = new Map<string, ReadModelTable>();
+  for (const p of props.projections) {
+    const other = byName.get(p.readModel.readModelName);
+    if (other && other !== p.readModel) errors.push(`read models ${other.node.path} and ${p.readModel.node.path} have the same readModelName '${p.readModel.readModelName}' (checkpoints are kept per name)`);
+    byName.set(p.readModel.readModelName, p.readModel);
+  }
   for (const t of eventTypes) if (!EVENT_TYPE.test(t)) errors.push(`event type '${t}' is not a valid EventBridge detail-type`);
   props.projections.forEach((p, i) => {
     const where = `projection ${i} (${p.eventType})`;

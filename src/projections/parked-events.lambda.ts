@@ -5,7 +5,8 @@
  *     --payload '{"action":"list"}' out.json
  *   ... --payload '{"action":"retry","requestedBy":"alice"}'                      (every aggregate, after a fix)
  *   ... --payload '{"action":"retry","aggregateId":"project-42","requestedBy":"alice"}'
- *   ... --payload '{"action":"skip","aggregateId":"project-42","eventSequence":7,"reason":"bad import","requestedBy":"alice"}'
+ *   ... --payload '{"action":"skip","aggregateId":"project-42","readModel":"projects","eventSequence":7,"reason":"bad import","requestedBy":"alice"}'
+ *   ... --payload '{"action":"migrate-checkpoints","requestedBy":"alice"}'   (once, after upgrading to per-read-model checkpoints)
  *   ... --payload '{"action":"drift"}'    (aggregates whose checkpoint differs from the store; also on a schedule)
  *
  * Retry replays each parked event through the projection state machine (StartSyncExecution), in aggregate
@@ -43,14 +44,16 @@ export const handler = async (input: unknown): Promise<Record<string, unknown>> 
     const dynamodb = traced(tools, new DynamoDBClient({}));
     const eventStoreTable = process.env.SKAFU_EVENT_STORE_TABLE;
     const aggregateTypes = (process.env.SKAFU_AGGREGATE_TYPES ?? '').split(',').filter(Boolean);
+    const readModels = env('SKAFU_READ_MODELS').split(',').filter(Boolean);
     deps = {
       client: dynamodb,
       drift:
         eventStoreTable && aggregateTypes.length > 0
-          ? (limit) => driftReport({ client: dynamodb, eventStoreTable, domain: env('SKAFU_DOMAIN'), aggregateTypes, checkpointTable: env('SKAFU_CHECKPOINT_TABLE'), limit })
+          ? (limit) => driftReport({ client: dynamodb, eventStoreTable, domain: env('SKAFU_DOMAIN'), aggregateTypes, checkpointTable: env('SKAFU_CHECKPOINT_TABLE'), readModels, limit })
           : undefined,
       parkingTable: env('SKAFU_PARKING_TABLE'),
       checkpointTable: env('SKAFU_CHECKPOINT_TABLE'),
+      readModels,
       domain: env('SKAFU_DOMAIN'),
       replay: async (replayInput): Promise<ReplayOutcome> => {
         const out = await client.send(new sfn.StartSyncExecutionCommand({ stateMachineArn, input: JSON.stringify(replayInput) }));
@@ -67,6 +70,18 @@ export const handler = async (input: unknown): Promise<Record<string, unknown>> 
     tools.metrics.addMetric('ProjectionLagSeconds', MetricUnit.Seconds, Number(result.maxLagSeconds));
     tools.metrics.addMetric('ProjectionDriftingAggregates', MetricUnit.Count, Number(result.drifting));
     tools.metrics.publishStoredMetrics();
+    // And per read model (dimensions Domain and ReadModel): a new read model's backfill shows as its own lag.
+    const perReadModel = (result as { readModels?: Record<string, { maxLagEvents: number; maxLagSeconds: number }> }).readModels ?? {};
+    for (const [readModel, lag] of Object.entries(perReadModel)) {
+      const single = tools.metrics.singleMetric();
+      single.addDimension('Domain', env('SKAFU_DOMAIN'));
+      single.addDimension('ReadModel', readModel);
+      single.addMetric('ProjectionLagEvents', MetricUnit.Count, lag.maxLagEvents);
+      const seconds = tools.metrics.singleMetric();
+      seconds.addDimension('Domain', env('SKAFU_DOMAIN'));
+      seconds.addDimension('ReadModel', readModel);
+      seconds.addMetric('ProjectionLagSeconds', MetricUnit.Seconds, lag.maxLagSeconds);
+    }
   }
   tools.logger.info('parked events', { request, result });
   return result;

@@ -6,6 +6,7 @@
  */
 import {
   DeleteItemCommand,
+  PutItemCommand,
   QueryCommand,
   ScanCommand,
   TransactWriteItemsCommand,
@@ -14,6 +15,7 @@ import {
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
 import type { DriftReport } from './drift.runtime';
+import { streamKey } from './keys';
 
 /** The result of one replay execution. */
 export interface ReplayOutcome {
@@ -27,6 +29,8 @@ export interface ParkedEventsDeps {
   readonly client: DynamoDBClient;
   readonly parkingTable: string;
   readonly checkpointTable: string;
+  /** The read models of the state machine: checkpoints and parked events are kept per read model and aggregate. */
+  readonly readModels: string[];
   /** The domain (events are replayed with source `skafu.<domain>`). */
   readonly domain: string;
   /** Runs the projection state machine on one input and waits for its outcome. */
@@ -38,12 +42,14 @@ export interface ParkedEventsDeps {
 }
 
 export type ParkedEventsRequest =
-  | { action: 'list'; aggregateId?: string; limit?: number }
-  | { action: 'retry'; aggregateId?: string; requestedBy: string }
-  | { action: 'skip'; aggregateId: string; eventSequence: number; reason: string; requestedBy: string }
-  | { action: 'drift'; limit: number };
+  | { action: 'list'; aggregateId?: string; readModel?: string; limit?: number }
+  | { action: 'retry'; aggregateId?: string; readModel?: string; requestedBy: string }
+  | { action: 'skip'; aggregateId: string; readModel?: string; eventSequence: number; reason: string; requestedBy: string }
+  | { action: 'drift'; limit: number }
+  | { action: 'migrate-checkpoints'; requestedBy: string };
 
 export interface ParkedEvent {
+  readonly readModel: string;
   readonly aggregateId: string;
   readonly eventSequence: number;
   readonly eventType: string;
@@ -55,6 +61,7 @@ export interface ParkedEvent {
 }
 
 export interface RetryReport {
+  readonly readModel: string;
   readonly aggregateId: string;
   readonly applied: number[];
   /** The first event that failed again (parked again, with the new error), if any. */
@@ -64,7 +71,14 @@ export interface RetryReport {
 }
 
 const ID = /^[\x20-\x7e]{1,1024}$/;
-const ACTIONS = new Set(['list', 'retry', 'skip', 'drift']);
+const ACTIONS = new Set(['list', 'retry', 'skip', 'drift', 'migrate-checkpoints']);
+const READ_MODEL = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
+
+
+function splitKey(key: string): { readModel: string; aggregateId: string } {
+  const at = key.indexOf('#');
+  return { readModel: key.slice(0, at), aggregateId: key.slice(at + 1) };
+}
 
 /** Checks an operator's request; throws an Error naming the problem. */
 export function parseParkedEventsRequest(raw: unknown): ParkedEventsRequest {
@@ -75,6 +89,8 @@ export function parseParkedEventsRequest(raw: unknown): ParkedEventsRequest {
   if (typeof action !== 'string' || !ACTIONS.has(action)) throw new Error(`"action" must be one of ${[...ACTIONS].join(', ')}`);
   const aggregateId = own('aggregateId');
   if (aggregateId !== undefined && (typeof aggregateId !== 'string' || !ID.test(aggregateId))) throw new Error('"aggregateId" must be a printable string of 1-1024 characters');
+  const readModel = own('readModel');
+  if (readModel !== undefined && (typeof readModel !== 'string' || !READ_MODEL.test(readModel))) throw new Error('"readModel" must be a read model name');
   const text = (k: string) => {
     const v = own(k);
     if (typeof v !== 'string' || v.trim() === '' || v.length > 1000) throw new Error(`"${k}" is required: a non-empty string of at most 1000 characters`);
@@ -88,13 +104,14 @@ export function parseParkedEventsRequest(raw: unknown): ParkedEventsRequest {
   if (action === 'list') {
     const limit = own('limit') ?? 100;
     if (!Number.isInteger(limit) || (limit as number) < 1 || (limit as number) > 1000) throw new Error('"limit" must be an integer 1-1000');
-    return { action, aggregateId: aggregateId as string | undefined, limit: limit as number };
+    return { action, aggregateId: aggregateId as string | undefined, readModel: readModel as string | undefined, limit: limit as number };
   }
-  if (action === 'retry') return { action, aggregateId: aggregateId as string | undefined, requestedBy: text('requestedBy') };
+  if (action === 'retry') return { action, aggregateId: aggregateId as string | undefined, readModel: readModel as string | undefined, requestedBy: text('requestedBy') };
+  if (action === 'migrate-checkpoints') return { action, requestedBy: text('requestedBy') };
   const eventSequence = own('eventSequence');
   if (aggregateId === undefined) throw new Error('"aggregateId" is required to skip');
   if (!Number.isSafeInteger(eventSequence) || (eventSequence as number) < 1) throw new Error('"eventSequence" must be a positive integer');
-  return { action: 'skip', aggregateId: aggregateId as string, eventSequence: eventSequence as number, reason: text('reason'), requestedBy: text('requestedBy') };
+  return { action: 'skip', aggregateId: aggregateId as string, readModel: readModel as string | undefined, eventSequence: eventSequence as number, reason: text('reason'), requestedBy: text('requestedBy') };
 }
 
 function toParked(item: Record<string, AttributeValue>): ParkedEvent & { event: string; detailType: string; eventId: string } {
@@ -104,8 +121,10 @@ function toParked(item: Record<string, AttributeValue>): ParkedEvent & { event: 
   } catch {
     // kept as text
   }
+  const key = splitKey(item.aggregateId.S!);
   return {
-    aggregateId: item.aggregateId.S!,
+    readModel: item.readModel?.S ?? key.readModel,
+    aggregateId: item.eventAggregateId?.S ?? key.aggregateId,
     eventSequence: Number(item.eventSequence.N),
     eventType: item.eventType?.S ?? '',
     eventId: item.eventId?.S ?? '',
@@ -119,7 +138,7 @@ function toParked(item: Record<string, AttributeValue>): ParkedEvent & { event: 
   };
 }
 
-/** The parked (not skipped) events of one aggregate, in sequence order. */
+/** The parked (not skipped) events of one read model's aggregate (its stream key), in sequence order. */
 async function parkedOf(deps: ParkedEventsDeps, aggregateId: string) {
   const out: Array<ReturnType<typeof toParked>> = [];
   let start: Record<string, AttributeValue> | undefined;
@@ -141,7 +160,7 @@ async function parkedOf(deps: ParkedEventsDeps, aggregateId: string) {
   return out;
 }
 
-/** Every aggregate with parked events (a scan of the parking table, which holds only parked and skipped events). */
+/** The stream keys with parked events (a scan of the parking table, which holds only parked and skipped events). */
 async function parkedAggregates(deps: ParkedEventsDeps): Promise<string[]> {
   const ids = new Set<string>();
   let start: Record<string, AttributeValue> | undefined;
@@ -169,6 +188,7 @@ async function parkedAggregates(deps: ParkedEventsDeps): Promise<string[]> {
  */
 async function retryAggregate(deps: ParkedEventsDeps, aggregateId: string, requestedBy: string): Promise<RetryReport> {
   const applied: number[] = [];
+  const ids = splitKey(aggregateId);
   for (let round = 0; round < 5; round++) {
     const parked = await parkedOf(deps, aggregateId);
     if (parked.length === 0) {
@@ -186,7 +206,7 @@ async function retryAggregate(deps: ParkedEventsDeps, aggregateId: string, reque
           if (err.name !== 'ConditionalCheckFailedException') throw err;
         });
       // An event parked between the query and the removal would otherwise wait for the next retry.
-      if ((await parkedOf(deps, aggregateId)).length === 0) return { aggregateId, applied, released: true };
+      if ((await parkedOf(deps, aggregateId)).length === 0) return { ...ids, applied, released: true };
       continue;
     }
     for (const p of parked) {
@@ -196,7 +216,7 @@ async function retryAggregate(deps: ParkedEventsDeps, aggregateId: string, reque
         'detail': JSON.parse(p.event),
         'skafuReplay': { requestedBy, parkedAt: p.parkedAt, requestedAt: (deps.now ?? (() => new Date().toISOString()))() },
       });
-      if (!outcome.succeeded) return { aggregateId, applied, failed: { eventSequence: p.eventSequence, error: outcome.error }, released: false };
+      if (!outcome.succeeded) return { ...ids, applied, failed: { eventSequence: p.eventSequence, error: outcome.error }, released: false };
       await deps.client
         .send(
           new DeleteItemCommand({
@@ -213,7 +233,49 @@ async function retryAggregate(deps: ParkedEventsDeps, aggregateId: string, reque
       applied.push(p.eventSequence);
     }
   }
-  return { aggregateId, applied, released: false };
+  return { ...ids, applied, released: false };
+}
+
+type ParkedEventItem = ReturnType<typeof toParked>;
+
+/** The stream keys an operator's aggregate (and optional read model) names; a read model not of this machine is refused. */
+function keysOf(deps: ParkedEventsDeps, aggregateId: string, readModel?: string): string[] {
+  if (readModel && !deps.readModels.includes(readModel)) throw new Error(`"readModel" ${readModel} is not one of this state machine's read models (${deps.readModels.join(', ')})`);
+  return (readModel ? [readModel] : deps.readModels).map((rm) => streamKey(rm, aggregateId));
+}
+
+/**
+ * Upgrades checkpoints written before they were kept per read model (items keyed by the bare aggregate id, with
+ * no `readModel` attribute): each becomes one checkpoint per read model of this machine (`<readModel>#<id>`),
+ * unless that read model already has one. Idempotent; the legacy items are kept (they are no longer read).
+ * Read models added after the upgrade must not inherit a legacy checkpoint: run it once, right after deploying
+ * the upgrade, before adding read models.
+ */
+export async function migrateCheckpoints(deps: Pick<ParkedEventsDeps, 'client' | 'checkpointTable' | 'readModels'>): Promise<{ legacyCheckpoints: number; created: number }> {
+  let legacyCheckpoints = 0;
+  let created = 0;
+  let start: Record<string, AttributeValue> | undefined;
+  do {
+    const page = await deps.client.send(
+      new ScanCommand({ TableName: deps.checkpointTable, FilterExpression: 'attribute_not_exists(#rm)', ExpressionAttributeNames: { '#rm': 'readModel' }, ExclusiveStartKey: start, ConsistentRead: true }),
+    );
+    for (const item of page.Items ?? []) {
+      legacyCheckpoints++;
+      for (const rm of deps.readModels) {
+        const copy = { ...item, aggregateId: { S: streamKey(rm, item.aggregateId.S!) }, readModel: { S: rm } };
+        const ok = await deps.client
+          .send(new PutItemCommand({ TableName: deps.checkpointTable, Item: copy, ConditionExpression: 'attribute_not_exists(#agg)', ExpressionAttributeNames: { '#agg': 'aggregateId' } }))
+          .then(() => true)
+          .catch((err: Error) => {
+            if (err.name !== 'ConditionalCheckFailedException') throw err;
+            return false;
+          });
+        if (ok) created++;
+      }
+    }
+    start = page.LastEvaluatedKey;
+  } while (start);
+  return { legacyCheckpoints, created };
 }
 
 /** Runs one operator request. */
@@ -226,10 +288,13 @@ export async function handleParkedEvents(deps: ParkedEventsDeps, request: Parked
     }
     case 'list': {
       if (request.aggregateId) {
-        const items = (await parkedOf(deps, request.aggregateId)).slice(0, request.limit);
-        return { parked: items.map(({ event: _e, detailType: _d, ...rest }) => rest) };
+        const items: ParkedEvent[] = [];
+        for (const key of keysOf(deps, request.aggregateId, request.readModel)) {
+          items.push(...(await parkedOf(deps, key)).map(({ event: _e, detailType: _d, ...rest }) => rest));
+        }
+        return { parked: items.slice(0, request.limit) };
       }
-      const aggregates = await parkedAggregates(deps);
+      const aggregates = (await parkedAggregates(deps)).filter((k) => !request.readModel || splitKey(k).readModel === request.readModel);
       const parked: ParkedEvent[] = [];
       for (const id of aggregates) {
         if (parked.length >= request.limit!) break;
@@ -238,14 +303,25 @@ export async function handleParkedEvents(deps: ParkedEventsDeps, request: Parked
       return { aggregates: aggregates.length, parked: parked.slice(0, request.limit) };
     }
     case 'retry': {
-      const ids = request.aggregateId ? [request.aggregateId] : await parkedAggregates(deps);
+      const ids = request.aggregateId
+        ? keysOf(deps, request.aggregateId, request.readModel)
+        : (await parkedAggregates(deps)).filter((k) => !request.readModel || splitKey(k).readModel === request.readModel);
       const reports: RetryReport[] = [];
       for (const id of ids) reports.push(await retryAggregate(deps, id, request.requestedBy));
       return { retried: reports, stillParked: reports.filter((r) => r.failed).length };
     }
+    case 'migrate-checkpoints':
+      return { ...(await migrateCheckpoints(deps)), requestedBy: request.requestedBy };
     case 'skip': {
-      const parked = (await parkedOf(deps, request.aggregateId)).find((p) => p.eventSequence === request.eventSequence);
-      if (!parked) throw new Error(`event ${request.eventSequence} of aggregate ${request.aggregateId} is not parked`);
+      const candidates = keysOf(deps, request.aggregateId, request.readModel);
+      const found: Array<{ key: string; parked: ParkedEventItem }> = [];
+      for (const key of candidates) {
+        const hit = (await parkedOf(deps, key)).find((p) => p.eventSequence === request.eventSequence);
+        if (hit) found.push({ key, parked: hit });
+      }
+      if (found.length === 0) throw new Error(`event ${request.eventSequence} of aggregate ${request.aggregateId} is not parked${request.readModel ? ` for read model ${request.readModel}` : ''}`);
+      if (found.length > 1) throw new Error(`event ${request.eventSequence} of aggregate ${request.aggregateId} is parked for several read models (${found.map((f) => f.parked.readModel).join(', ')}): say which with "readModel"`);
+      const [{ key, parked }] = found;
       const seq = request.eventSequence;
       try {
         await deps.client.send(
@@ -254,7 +330,7 @@ export async function handleParkedEvents(deps: ParkedEventsDeps, request: Parked
               {
                 Update: {
                   TableName: deps.checkpointTable,
-                  Key: { aggregateId: { S: request.aggregateId } },
+                  Key: { aggregateId: { S: key } },
                   UpdateExpression: 'SET #seq = :seq, #eventId = :eventId, #eventType = :eventType, #appliedAt = :now ADD #skipped :one',
                   // Only the aggregate's next event can be skipped: earlier ones must be applied or skipped first.
                   ConditionExpression: '(attribute_not_exists(#seq) AND :seq = :one) OR #seq = :prev',
@@ -272,7 +348,7 @@ export async function handleParkedEvents(deps: ParkedEventsDeps, request: Parked
               {
                 Update: {
                   TableName: deps.parkingTable,
-                  Key: { aggregateId: { S: request.aggregateId }, eventSequence: { N: String(seq) } },
+                  Key: { aggregateId: { S: key }, eventSequence: { N: String(seq) } },
                   UpdateExpression: 'SET #status = :skipped, #skippedAt = :now, #skippedBy = :by, #skipReason = :reason',
                   ConditionExpression: '#status = :parked',
                   ExpressionAttributeNames: { '#status': 'status', '#skippedAt': 'skippedAt', '#skippedBy': 'skippedBy', '#skipReason': 'skipReason' },
@@ -284,13 +360,19 @@ export async function handleParkedEvents(deps: ParkedEventsDeps, request: Parked
         );
       } catch (err) {
         if ((err as Error).name === 'TransactionCanceledException') {
-          throw new Error(`event ${seq} of aggregate ${request.aggregateId} cannot be skipped: the aggregate's checkpoint is not at ${seq - 1} (apply or skip its earlier events first; an earlier event that never reached the projection is not parked: republish it from the store with the outbox's republish function, then retry), or it was skipped or retried meanwhile`);
+          throw new Error(`event ${seq} of aggregate ${request.aggregateId} cannot be skipped for read model ${parked.readModel}: the aggregate's checkpoint is not at ${seq - 1} (apply or skip its earlier events first; an earlier event that never reached the projection is not parked: republish it from the store with the outbox's republish function, then retry), or it was skipped or retried meanwhile`);
         }
         throw err;
       }
       // The aggregate's later parked events follow.
-      const retry = await retryAggregate(deps, request.aggregateId, request.requestedBy);
-      const skipped = { aggregateId: request.aggregateId, eventSequence: seq, reason: request.reason, requestedBy: request.requestedBy };
+      const retry = await retryAggregate(deps, key, request.requestedBy);
+      const skipped = {
+        readModel: parked.readModel,
+        aggregateId: request.aggregateId,
+        eventSequence: seq,
+        reason: request.reason,
+        requestedBy: request.requestedBy,
+      };
       return { skipped, retried: retry };
     }
   }

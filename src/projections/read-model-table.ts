@@ -52,6 +52,13 @@ export interface ReadModelTableProps {
    */
   readonly tableName?: string;
   /**
+   * The read model's name in its projection state machine: its checkpoints are kept per read model and
+   * aggregate under `<readModelName>#<aggregateId>`, and its parked events under the same key. Changing it
+   * starts the read model's checkpoints over (rebuild it). Letters, digits, `_` and `-`, at most 64.
+   * @default - the construct id
+   */
+  readonly readModelName?: string;
+  /**
    * Kept by default: a read model can be rebuilt from the event store, but the rebuild takes time during which
    * its queries answer from an empty table. EventSourcedDomain passes DESTROY in the development environment.
    * @default RemovalPolicy.RETAIN
@@ -88,6 +95,8 @@ export class ReadModelTable extends Construct {
   public readonly timeToLiveAttribute?: string;
   /** The names of the global secondary indexes, in the order given (empty when there are none). */
   public readonly indexNames: string[];
+  /** The read model's name: the prefix of its checkpoint and parking keys (`<readModelName>#<aggregateId>`). */
+  public readonly readModelName: string;
 
   /**
    * @param scope the construct it belongs to
@@ -104,6 +113,10 @@ export class ReadModelTable extends Construct {
     if (props.sortKey && props.sortKey.name === props.partitionKey.name) problems.push("'sortKey' and 'partitionKey' have the same name");
     if (props.timeToLiveAttribute && [props.partitionKey.name, props.sortKey?.name].includes(props.timeToLiveAttribute)) {
       problems.push(`'timeToLiveAttribute' ${props.timeToLiveAttribute} is a key attribute`);
+    }
+    const readModelName = props.readModelName ?? id;
+    if (!/^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(readModelName)) {
+      problems.push(`'readModelName' '${readModelName}' must be a letter then letters, digits, '_' or '-' (at most 64)${props.readModelName ? '' : ' (it defaults to the construct id: give one)'}`);
     }
     const indexNames = (props.indexes ?? []).map((i) => i.indexName);
     if (new Set(indexNames).size !== indexNames.length) problems.push('index names must be unique');
@@ -135,5 +148,6 @@ export class ReadModelTable extends Construct {
     this.sortKey = props.sortKey ? { name: props.sortKey.name, type: props.sortKey.type ?? dynamodb.AttributeType.STRING } : undefined;
     this.timeToLiveAttribute = props.timeToLiveAttribute;
     this.indexNames = indexNames;
+    this.readModelName = readModelName;
   }
 }

@@ -25,12 +25,16 @@ import {
   TransactWriteItemsCommand,
   UpdateItemCommand,
   GetItemCommand,
+  PutItemCommand,
+  ScanCommand,
   type AttributeValue,
   type DynamoDBClient,
   type TransactWriteItem,
 } from '@aws-sdk/client-dynamodb';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import { evaluateTemplate } from './asl-template.runtime';
+import { BACKFILLING, backfillStatusKey, streamKey } from './keys';
+import { migrateCheckpoints } from './parked-events.runtime';
 import { runUpcastStates } from './upcast-states';
 import { envelopeFromItem } from '../runtime/envelope';
 import { aggregateListKey, EventStoreSchema as S } from '../runtime/event-store-schema';
@@ -57,6 +61,20 @@ export interface RebuildConfig {
   readonly concurrency?: number;
   /** @default () => new Date() */
   readonly clock?: () => Date;
+  /**
+   * Backfill the read model in place instead of rebuilding it into a fresh table: for a read model added to a
+   * domain that already has events (its table is new, its checkpoints absent). The writes go to the live table
+   * (`targetTable` must be `readModelTable`) with the live checkpoints (`<readModel>#<aggregateId>` in the
+   * projections' checkpoint table), under the same condition as the live projection's, so that the two never
+   * apply an event twice. See `runRebuildStep` for the hand-over to the live projection.
+   * @default - a rebuild into `targetTable`, with this rebuild's own checkpoints in `stateTable`
+   */
+  readonly backfill?: BackfillTarget;
+}
+
+export interface BackfillTarget {
+  readonly checkpointTable: string;
+  readonly readModel: string;
 }
 
 export interface RebuildFailure {
@@ -68,6 +86,8 @@ export interface RebuildFailure {
 export interface RebuildProgress {
   readonly rebuildId: string;
   readonly status: 'RUNNING' | 'CAUGHT_UP' | 'CAUGHT_UP_WITH_FAILURES';
+  /** A backfill: whether the live projection has taken the read model over (the last pass runs after it). */
+  readonly handedOver?: boolean;
   readonly pass: number;
   /** The aggregate type being enumerated (an index into aggregateTypes). */
   readonly typeIndex: number;
@@ -89,13 +109,15 @@ const MAX_FAILURES = 100;
 /** The write templates per event type that the definition aims at one table. */
 export function writesFor(definition: { States: Record<string, any> }, tableName: string): Map<string, unknown[]> {
   const out = new Map<string, unknown[]>();
-  for (const [name, state] of Object.entries(definition.States)) {
-    if (!name.startsWith('Apply ') || state.Type !== 'Task') continue;
+  // The states of each read model's branch (`Apply <type> (<readModel>)`), or of a flat definition (`Apply <type>`).
+  const states = Object.entries(definition.States).flatMap(([name, state]) =>
+    state.Type === 'Parallel' ? (state.Branches as Array<{ States: Record<string, any> }>).flatMap((b) => Object.entries(b.States)) : [[name, state] as [string, any]],
+  );
+  for (const [name, state] of states) {
+    const match = /^Apply (.+?)(?: \([A-Za-z][A-Za-z0-9_-]*\))?$/.exec(name);
+    if (!match || state.Type !== 'Task') continue;
     const items = (state.Parameters?.TransactItems ?? []) as Array<Record<string, { TableName?: string }>>;
-    out.set(
-      name.slice('Apply '.length),
-      items.slice(1).filter((i) => Object.values(i)[0]?.TableName === tableName),
-    );
+    out.set(match[1], [...(out.get(match[1]) ?? []), ...items.slice(1).filter((i) => Object.values(i)[0]?.TableName === tableName)]);
   }
   return out;
 }
@@ -153,8 +175,27 @@ async function rebuildAggregate(
   counters: Counters,
   conflicts = 0,
 ): Promise<void> {
-  const checkpointKey = { rebuildId: { S: config.rebuildId }, key: { S: `a#${JSON.stringify(storedKey)}` } };
-  const cp = await config.client.send(new GetItemCommand({ TableName: config.stateTable, Key: checkpointKey, ConsistentRead: true }));
+  let checkpointTable = config.stateTable;
+  let checkpointKey: Record<string, AttributeValue> = { rebuildId: { S: config.rebuildId }, key: { S: `a#${JSON.stringify(storedKey)}` } };
+  if (config.backfill) {
+    // The live checkpoints are keyed by the public aggregate id the events carry: read it from the first event.
+    const first = await config.client.send(
+      new QueryCommand({
+        TableName: config.eventStoreTable,
+        KeyConditionExpression: '#pk = :pk AND #sk >= :one',
+        ExpressionAttributeNames: { '#pk': S.PARTITION_KEY, '#sk': S.SORT_KEY },
+        ExpressionAttributeValues: { ':pk': storedKey, ':one': { N: '1' } },
+        Limit: 1,
+        ConsistentRead: true,
+      }),
+    );
+    counters.reads++;
+    const item = first.Items?.[0] ? unmarshall(first.Items[0]) : undefined;
+    if (!item || item[S.ITEM_TYPE_ATTRIBUTE] !== S.ITEM_TYPE_EVENT) return;
+    checkpointTable = config.backfill.checkpointTable;
+    checkpointKey = { aggregateId: { S: streamKey(config.backfill.readModel, envelopeFromItem(item).aggregateId) } };
+  }
+  const cp = await config.client.send(new GetItemCommand({ TableName: checkpointTable, Key: checkpointKey, ConsistentRead: true }));
   counters.reads++;
   let applied = cp.Item?.lastEventSequence?.N ? Number(cp.Item.lastEventSequence.N) : 0;
   let pending = applied;
@@ -162,12 +203,17 @@ async function rebuildAggregate(
   const advance = (seq: number, actions: TransactWriteItem[]): TransactWriteItem[] => [
     {
       Update: {
-        TableName: config.stateTable,
+        TableName: checkpointTable,
         Key: checkpointKey,
-        UpdateExpression: 'SET #seq = :seq',
+        // The live projection's condition too: the previous event must be the last one applied.
+        UpdateExpression: config.backfill ? 'SET #seq = :seq, #readModel = :readModel' : 'SET #seq = :seq',
         ConditionExpression: applied === 0 ? 'attribute_not_exists(#seq)' : '#seq = :prev',
-        ExpressionAttributeNames: { '#seq': 'lastEventSequence' },
-        ExpressionAttributeValues: { ':seq': { N: String(seq) }, ...(applied === 0 ? {} : { ':prev': { N: String(applied) } }) },
+        ExpressionAttributeNames: { '#seq': 'lastEventSequence', ...(config.backfill ? { '#readModel': 'readModel' } : {}) },
+        ExpressionAttributeValues: {
+          ':seq': { N: String(seq) },
+          ...(applied === 0 ? {} : { ':prev': { N: String(applied) } }),
+          ...(config.backfill ? { ':readModel': { S: config.backfill.readModel } } : {}),
+        },
       },
     },
     ...actions,
@@ -247,6 +293,78 @@ async function rebuildAggregate(
   }
 }
 
+/** Writes a backfilling read model's status item (read by the live projection on its gap path). */
+async function setBackfillStatus(config: RebuildConfig, target: BackfillTarget, status: typeof BACKFILLING | 'LIVE'): Promise<void> {
+  await config.client.send(
+    new PutItemCommand({
+      TableName: target.checkpointTable,
+      Item: {
+        aggregateId: { S: backfillStatusKey(target.readModel) },
+        readModel: { S: target.readModel },
+        status: { S: status },
+        rebuildId: { S: config.rebuildId },
+        updatedAt: { S: (config.clock ?? (() => new Date()))().toISOString() },
+      },
+    }),
+  );
+}
+
+/**
+ * Before the first pass of a backfill: the live projection leaves the read model's unapplied events to it. A
+ * table that already holds items while its first aggregate has no checkpoint is a read model upgraded from
+ * per-domain checkpoints: its legacy checkpoints are copied first (never applied twice); if that does not give
+ * it checkpoints, the backfill refuses to write over the items.
+ */
+async function startBackfill(config: RebuildConfig, target: BackfillTarget): Promise<void> {
+  if (config.targetTable !== config.readModelTable) throw new Error('a backfill writes the live read model: targetTable must be readModelTable');
+  const occupied = await config.client.send(new ScanCommand({ TableName: config.targetTable, Limit: 1, ProjectionExpression: '#k', ExpressionAttributeNames: { '#k': 'x' } }));
+  if ((occupied.Count ?? 0) > 0 || (occupied.ScannedCount ?? 0) > 0) {
+    const sample = await firstAggregateKey(config);
+    if (sample && !(await hasCheckpoint(config, target, sample))) {
+      await migrateCheckpoints({ client: config.client, checkpointTable: target.checkpointTable, readModels: [target.readModel] });
+      if (!(await hasCheckpoint(config, target, sample))) {
+        throw new Error(`read model ${target.readModel}: its table holds items but it has no checkpoints; a backfill would apply events twice. Empty the table (or rebuild into a fresh one) first`);
+      }
+    }
+  }
+  await setBackfillStatus(config, target, BACKFILLING);
+}
+
+async function firstAggregateKey(config: RebuildConfig): Promise<AttributeValue | undefined> {
+  for (const type of config.aggregateTypes) {
+    const page = await config.client.send(
+      new QueryCommand({
+        TableName: config.eventStoreTable,
+        IndexName: S.AGGREGATE_INDEX_NAME,
+        KeyConditionExpression: '#type = :type',
+        ExpressionAttributeNames: { '#type': S.AGGREGATE_INDEX_PARTITION_KEY },
+        ExpressionAttributeValues: { ':type': { S: aggregateListKey(config.domain, type) } },
+        Limit: 1,
+      }),
+    );
+    if (page.Items?.[0]) return page.Items[0][S.PARTITION_KEY];
+  }
+  return undefined;
+}
+
+async function hasCheckpoint(config: RebuildConfig, target: BackfillTarget, storedKey: AttributeValue): Promise<boolean> {
+  const first = await config.client.send(
+    new QueryCommand({
+      TableName: config.eventStoreTable,
+      KeyConditionExpression: '#pk = :pk AND #sk >= :one',
+      ExpressionAttributeNames: { '#pk': S.PARTITION_KEY, '#sk': S.SORT_KEY },
+      ExpressionAttributeValues: { ':pk': storedKey, ':one': { N: '1' } },
+      Limit: 1,
+      ConsistentRead: true,
+    }),
+  );
+  if (!first.Items?.[0]) return true;
+  const id = envelopeFromItem(unmarshall(first.Items[0])).aggregateId;
+  const key = { aggregateId: { S: streamKey(target.readModel, id) } };
+  const cp = await config.client.send(new GetItemCommand({ TableName: target.checkpointTable, Key: key, ConsistentRead: true }));
+  return cp.Item !== undefined;
+}
+
 /**
  * Runs the rebuild until `deadline` (epoch ms) or until it has caught up; returns the progress, saved after
  * every page of the index. Call it again (with the same rebuildId) to continue.
@@ -272,6 +390,9 @@ export async function runRebuildStep(config: RebuildConfig, deadline: number): P
     updatedAt: clock().toISOString(),
   };
   if (progress.status !== 'RUNNING') return progress;
+  if (config.backfill && progress.pass === 1 && progress.typeIndex === 0 && !progress.cursor && progress.aggregatesVisited === 0) {
+    await startBackfill(config, config.backfill);
+  }
   const concurrency = config.concurrency ?? 8;
   while (Date.now() < deadline) {
     const type = config.aggregateTypes[progress.typeIndex];
@@ -300,8 +421,18 @@ export async function runRebuildStep(config: RebuildConfig, deadline: number): P
     let pass = progress.pass;
     let typeIndex = progress.typeIndex;
     let passApplied = appliedThisPass;
+    let handedOver = progress.handedOver;
     if (!next && lastType) {
-      if (appliedThisPass === 0) {status = failures.length > 0 ? 'CAUGHT_UP_WITH_FAILURES' : 'CAUGHT_UP';} else {
+      if (appliedThisPass === 0 && config.backfill && !progress.handedOver) {
+        // Caught up: the live projection takes over (its events behind a checkpoint wait for a gap to fill
+        // again), then one more pass applies what it left to the backfill meanwhile. Every event the live
+        // projection left was appended before it read the status, hence before this pass reads the store.
+        await setBackfillStatus(config, config.backfill, 'LIVE');
+        handedOver = true;
+        pass++;
+        typeIndex = 0;
+        passApplied = 0;
+      } else if (appliedThisPass === 0) {status = failures.length > 0 ? 'CAUGHT_UP_WITH_FAILURES' : 'CAUGHT_UP';} else {
         pass++;
         typeIndex = 0;
         passApplied = 0;
@@ -319,6 +450,7 @@ export async function runRebuildStep(config: RebuildConfig, deadline: number): P
       writeRequests: progress.writeRequests + counters.writes,
       readRequests: progress.readRequests + counters.reads + 1,
       failures,
+      ...(config.backfill ? { handedOver: handedOver ?? false } : {}),
       updatedAt: clock().toISOString(),
     };
     await saveProgress(config, progress);

@@ -44,9 +44,10 @@ test('the platform: one event store, two buses, a user pool with groups, one API
 test('each domain lives in its own nested stack with its handlers, read models, projections, routes and dashboard', () => {
   expect(nested).toHaveLength(2);
   for (const [, t] of nested) {
-    expect(resourcesOf(t, 'AWS::Lambda::Function').length).toBe(3); // commands, queries, parked-events operator
+    expect(resourcesOf(t, 'AWS::Lambda::Function').length).toBe(4); // commands, queries, parked-events operator, backfill
     expect(resourcesOf(t, 'AWS::DynamoDB::Table')).toEqual([]); // in the parent (see above)
-    expect(resourcesOf(t, 'AWS::StepFunctions::StateMachine').length).toBe(1);
+    expect(resourcesOf(t, 'AWS::StepFunctions::StateMachine').length).toBe(2); // projections, backfill
+    expect(resourcesOf(t, 'Custom::SkafuReadModelBackfill').length).toBeGreaterThanOrEqual(1); // one per read model
     expect(resourcesOf(t, 'AWS::CloudWatch::Dashboard').length).toBe(1);
     expect(resourcesOf(t, 'AWS::ApiGateway::Method').filter((m) => m.Properties.HttpMethod !== 'OPTIONS').every((m) => m.Properties.AuthorizationType === 'CUSTOM')).toBe(true);
   }

@@ -111,9 +111,17 @@ async function item(prefix: string, key: Record<string, string | number>) {
   return out.Item ? unmarshall(out.Item) : undefined;
 }
 
+/** The states of one read model's branch, by their names without the read model suffix. */
+function branch(readModel: string): Record<string, any> {
+  const b = definition.States.ApplyPerReadModel.Branches.find((x: { StartAt: string }) => x.StartAt.endsWith(`(${readModel})`));
+  return Object.fromEntries(Object.entries(b.States as Record<string, any>).map(([k, v]) => [k.replace(` (${readModel})`, ''), v]));
+}
+const key = (readModel: string, id: string) => `${readModel}#${id}`;
+
 function operator(): ParkedEventsDeps {
   return {
     client,
+    readModels: ['Orders', 'Totals'],
     parkingTable: table('ProjectionsParkedEvents'),
     checkpointTable: table('ProjectionsCheckpoints'),
     domain: 'shop',
@@ -126,10 +134,12 @@ function operator(): ParkedEventsDeps {
 
 test('the definition is valid ASL and checks every field a projection reads before writing', () => {
   validateAsl(definition);
-  expect(definition.States['Check OrderPlaced'].Choices[0].Or).toEqual(
+  expect(branch('Orders')['Check OrderPlaced'].Choices[0].Or).toEqual(
     expect.arrayContaining([{ Not: { Variable: '$.detail.data.amount', IsPresent: true } }, { Not: { Variable: '$.detail.metadata.userId', IsPresent: true } }]),
   );
-  expect(definition.States['Check types OrderPlaced'].Choices[0].Or).toEqual(expect.arrayContaining([{ Not: { Variable: '$.detail.data.amount', IsNumeric: true } }]));
+  expect(branch('Orders')['Check types OrderPlaced'].Choices[0].Or).toEqual(expect.arrayContaining([{ Not: { Variable: '$.detail.data.amount', IsNumeric: true } }]));
+  // Each read model checks only what its own projections read.
+  expect(branch('Totals')['Check OrderPlaced'].Choices[0]).toEqual({ Not: { Variable: '$.detail.data.amount', IsPresent: true }, Next: 'Invalid OrderPlaced (Totals)' });
 });
 
 test('a poison event in the middle is parked and reported once; later events park behind it at once; skip advances past it, recorded, and the rest flow', async () => {
@@ -150,26 +160,40 @@ test('a poison event in the middle is parked and reported once; later events par
   expect(errors).toHaveLength(1);
   expect(errors[0].Detail).toMatchObject({
     errorType: 'ProjectionFailed',
-    metadata: { parked: true, original: poison.detail, failure: { Error: 'Skafu.InvalidEvent' }, parking: { aggregateId: id, eventSequence: 3 } },
+    context: { readModel: 'Orders' },
+    metadata: { parked: true, original: poison.detail, failure: { Error: 'Skafu.InvalidEvent' }, parking: { readModel: 'Orders', aggregateId: id, eventSequence: 3 } },
   });
   expect(errors[0].Detail.failure ?? errors[0].Detail.metadata.failure.Cause).toMatch(/data\.note \(STRING\)/);
-  expect(await item('ProjectionsParkedEvents', { aggregateId: id, eventSequence: 3 })).toMatchObject({ status: 'PARKED', reason: 'InvalidEvent' });
-  expect(await item('ProjectionsParkedEvents', { aggregateId: id, eventSequence: 4 })).toMatchObject({ status: 'PARKED', reason: 'BehindParkedEvent' });
-  expect(await item('ProjectionsCheckpoints', { aggregateId: id })).toMatchObject({ lastEventSequence: 2, parkedSequence: 3 });
+  expect(await item('ProjectionsParkedEvents', { aggregateId: key('Orders', id), eventSequence: 3 })).toMatchObject({ status: 'PARKED', reason: 'InvalidEvent', readModel: 'Orders', eventAggregateId: id });
+  expect(await item('ProjectionsParkedEvents', { aggregateId: key('Orders', id), eventSequence: 4 })).toMatchObject({ status: 'PARKED', reason: 'BehindParkedEvent' });
+  expect(await item('ProjectionsCheckpoints', { aggregateId: key('Orders', id) })).toMatchObject({ lastEventSequence: 2, parkedSequence: 3, readModel: 'Orders' });
+  // The other read model of the same aggregate is not held back by Orders' parked event.
+  expect(await item('ProjectionsCheckpoints', { aggregateId: key('Totals', id) })).toMatchObject({ lastEventSequence: 5, readModel: 'Totals' });
+  expect((await item('ProjectionsCheckpoints', { aggregateId: key('Totals', id) }))!.parkedSequence).toBeUndefined();
   expect(await item('Orders', { orderId: id })).toMatchObject({ notes: ['first'], version: 2 });
 
   const listed = await handleParkedEvents(operator(), parseParkedEventsRequest({ action: 'list', aggregateId: id }));
-  expect((listed.parked as Array<{ eventSequence: number }>).map((p) => p.eventSequence)).toEqual([3, 4, 5]);
+  const parkedList = listed.parked as Array<{ eventSequence: number; readModel: string; aggregateId: string }>;
+  expect(parkedList.map((p) => [p.readModel, p.aggregateId, p.eventSequence])).toEqual([
+    ['Orders', id, 3],
+    ['Orders', id, 4],
+    ['Orders', id, 5],
+  ]);
+  // A read model this machine does not have is refused, not guessed.
+  await expect(handleParkedEvents(operator(), parseParkedEventsRequest({ action: 'list', aggregateId: id, readModel: 'Invoices' }))).rejects.toThrow(/not one of this state machine's read models/);
+  await expect(handleParkedEvents(operator(), parseParkedEventsRequest({ action: 'skip', aggregateId: id, readModel: 'Totals', eventSequence: 3, reason: 'x', requestedBy: 'alice' }))).rejects.toThrow(
+    /is not parked for read model Totals/,
+  );
 
   // Skipping 4 first is refused: 3 comes before it.
   await expect(handleParkedEvents(operator(), parseParkedEventsRequest({ action: 'skip', aggregateId: id, eventSequence: 4, reason: 'x', requestedBy: 'alice' }))).rejects.toThrow(
     /checkpoint is not at 3/,
   );
   const skipped = await handleParkedEvents(operator(), parseParkedEventsRequest({ action: 'skip', aggregateId: id, eventSequence: 3, reason: 'a numeric note from the 2025 import', requestedBy: 'alice' }));
-  expect(skipped.retried).toMatchObject({ applied: [4, 5], released: true });
-  expect(await item('ProjectionsParkedEvents', { aggregateId: id, eventSequence: 3 })).toMatchObject({ status: 'SKIPPED', skippedBy: 'alice', skipReason: 'a numeric note from the 2025 import' });
-  expect(await item('ProjectionsParkedEvents', { aggregateId: id, eventSequence: 4 })).toBeUndefined();
-  const checkpoint = await item('ProjectionsCheckpoints', { aggregateId: id });
+  expect(skipped).toMatchObject({ skipped: { readModel: 'Orders', aggregateId: id, eventSequence: 3 }, retried: { readModel: 'Orders', aggregateId: id, applied: [4, 5], released: true } });
+  expect(await item('ProjectionsParkedEvents', { aggregateId: key('Orders', id), eventSequence: 3 })).toMatchObject({ status: 'SKIPPED', skippedBy: 'alice', skipReason: 'a numeric note from the 2025 import' });
+  expect(await item('ProjectionsParkedEvents', { aggregateId: key('Orders', id), eventSequence: 4 })).toBeUndefined();
+  const checkpoint = await item('ProjectionsCheckpoints', { aggregateId: key('Orders', id) });
   expect(checkpoint).toMatchObject({ lastEventSequence: 5, skippedEvents: 1 });
   expect(checkpoint!.parkedSequence).toBeUndefined();
   expect(await item('Orders', { orderId: id })).toMatchObject({ notes: ['first', 'fourth', 'fifth'], version: 5 });
@@ -190,15 +214,22 @@ test('an event DynamoDB refuses is parked; after the fix, retry replays it and t
     expect(await outcome(event('OrderNoted', id, 3, { note: 'b' }))).toBe('ProjectionEventParked');
     // Retrying before the fix: parked again with the new error, the later event stays parked.
     const early = await handleParkedEvents(operator(), parseParkedEventsRequest({ action: 'retry', aggregateId: id, requestedBy: 'bob' }));
-    expect(early).toMatchObject({ stillParked: 1, retried: [{ aggregateId: id, applied: [], failed: { eventSequence: 2 }, released: false }] });
+    expect(early).toMatchObject({
+      stillParked: 1,
+      retried: [
+        { readModel: 'Orders', aggregateId: id, applied: [], failed: { eventSequence: 2 }, released: false },
+        { readModel: 'Totals', aggregateId: id, applied: [], released: true },
+      ],
+    });
   } finally {
     const [, resource] = Object.entries(template.findResources('AWS::DynamoDB::Table')).find(([logicalId]) => logicalId.startsWith('Orders'))!;
     await client.send(new CreateTableCommand(createTableInputFromCfn(resource.Properties, name)));
   }
   // The fix is in (the table is back; the item lost with it is not the point here): retry every aggregate.
   const result = await handleParkedEvents(operator(), parseParkedEventsRequest({ action: 'retry', requestedBy: 'bob' }));
-  expect(result.retried).toEqual(expect.arrayContaining([expect.objectContaining({ aggregateId: id, applied: [2, 3], released: true })]));
-  expect(await item('ProjectionsCheckpoints', { aggregateId: id })).toMatchObject({ lastEventSequence: 3 });
+  expect(result.retried).toEqual(expect.arrayContaining([expect.objectContaining({ readModel: 'Orders', aggregateId: id, applied: [2, 3], released: true })]));
+  expect(await item('ProjectionsCheckpoints', { aggregateId: key('Orders', id) })).toMatchObject({ lastEventSequence: 3 });
+  expect(await item('ProjectionsCheckpoints', { aggregateId: key('Totals', id) })).toMatchObject({ lastEventSequence: 3 });
   expect(await item('Orders', { orderId: id })).toMatchObject({ notes: ['a', 'b'], version: 3 });
   // 2 and 3 parked, then the early retry of 2 failed again: each reported once.
   expect(errors.map((e) => [e.Detail.metadata.original.eventSequence, e.Detail.metadata.failure.Error])).toEqual([
@@ -219,7 +250,18 @@ test('a missing metadata path, a claim-checked event without its data, and a pro
   // `data.constructor` is absent: it must not resolve to Object.prototype.constructor.
   expect(await outcome(event('OrderTagged', c, 2, JSON.parse('{"__proto__": {"constructor": "x"}}')))).toBe('ProjectionEventParked');
   expect(await outcome(event('OrderTagged', c, 3, { constructor: 'gold' }))).toBe('succeeded'); // parked behind 2
-  expect(errors.map((e) => e.Detail.metadata.failure.Error)).toEqual(['Skafu.InvalidEvent', 'Skafu.InvalidEvent', 'Skafu.InvalidEvent']);
+  // a: only Orders reads metadata.userId (Totals applied it); b: both read models read data.amount (one report
+  // each, per read model); c: only Orders reads data.constructor.
+  expect(errors.map((e) => [e.Detail.metadata.original.aggregateId, e.Detail.context.readModel, e.Detail.metadata.failure.Error])).toEqual(
+    expect.arrayContaining([
+      [a, 'Orders', 'Skafu.InvalidEvent'],
+      [b, 'Orders', 'Skafu.InvalidEvent'],
+      [b, 'Totals', 'Skafu.InvalidEvent'],
+      [c, 'Orders', 'Skafu.InvalidEvent'],
+    ]),
+  );
+  expect(errors).toHaveLength(4);
+  expect(await item('ProjectionsCheckpoints', { aggregateId: key('Totals', a) })).toMatchObject({ lastEventSequence: 1 });
   expect(await item('Orders', { orderId: a })).toBeUndefined();
   expect(await item('Orders', { orderId: c })).toEqual({ orderId: c, amount: 1, customer: 'user-1' });
 });
@@ -276,7 +318,7 @@ test('a shared counter hammered by 50 aggregates converges: conflicts are retrie
   const ids = Array.from({ length: 50 }, () => `o-${randomUUID()}`);
   // The local runner makes every Wait last waitMs, whatever its seconds; AWS waits the random 1..n seconds the
   // definition draws (checked below). A random waitMs per execution stands in for that jitter here.
-  expect(definition.States.NextConflictWait.Parameters['seconds.$']).toMatch(/^States\.MathRandom\(1, /);
+  expect(branch('Totals').NextConflictWait.Parameters['seconds.$']).toMatch(/^States\.MathRandom\(1, /);
   const results = await Promise.all(
     ids.map((id, i) => outcome(event('OrderPlaced', id, 1, { amount: i + 1 }), { waitMs: 50 + Math.floor(Math.random() * 350), taskOverride: model.override })),
   );
@@ -288,12 +330,14 @@ test('a shared counter hammered by 50 aggregates converges: conflicts are retrie
 
 test('conflicts that outlast their retries park the event as a conflict, not as a gap', async () => {
   const id = `o-${randomUUID()}`;
+  // Conflicts on Orders' writes only: Totals applies the event, Orders parks it as a conflict.
   const always: Override = async (state) => {
-    if (!state.startsWith('Apply ')) return undefined;
+    if (!state.startsWith('Apply ') || !state.endsWith('(Orders)')) return undefined;
     throw Object.assign(new Error('Transaction cancelled, please refer cancellation reasons for specific reasons [None, TransactionConflict, None]'), { name: 'DynamoDb.TransactionCanceledException' });
   };
   expect(await outcome(event('OrderPlaced', id, 1, { amount: 2 }), { taskOverride: always })).toBe('ProjectionEventParked');
   expect(errors).toHaveLength(1);
-  expect(errors[0].Detail).toMatchObject({ errorType: 'ProjectionConflict', metadata: { conflicts: 10, retryCount: 0 } });
-  expect(await item('ProjectionsParkedEvents', { aggregateId: id, eventSequence: 1 })).toMatchObject({ reason: 'TransactionConflict' });
+  expect(errors[0].Detail).toMatchObject({ errorType: 'ProjectionConflict', context: { readModel: 'Orders' }, metadata: { conflicts: 10, retryCount: 0 } });
+  expect(await item('ProjectionsParkedEvents', { aggregateId: key('Orders', id), eventSequence: 1 })).toMatchObject({ reason: 'TransactionConflict' });
+  expect(await item('ProjectionsCheckpoints', { aggregateId: key('Totals', id) })).toMatchObject({ lastEventSequence: 1 });
 });

@@ -154,3 +154,85 @@ test('with the event store: a scheduled drift run feeds the lag metrics, an alar
   expect(machine.lagAlarm).toBeDefined();
   expect(() => new ProjectionStateMachine(stack, 'Q', { domain: 'lag', eventBus: bus.eventBus, errorBus, projections, eventStore: store })).toThrow(/'eventStore' is given without 'aggregateTypes'/);
 });
+
+describe('the backfill (with the event store)', () => {
+  function withStore(nag = false) {
+    const stack = new Stack(new App(), 'Backfill', { env: { account: '111111111111', region: 'eu-west-1' } });
+    if (nag) applyAwsSolutions(stack);
+    const store = new EventStoreTable(stack, 'Store');
+    const bus = new DomainEventBus(stack, 'Bus');
+    const errorBus = new ErrorBus(stack, 'Errors');
+    const orders = new ReadModelTable(stack, 'Orders', { partitionKey: { name: 'id' } });
+    const totals = new ReadModelTable(stack, 'Totals', { partitionKey: { name: 'customer' }, readModelName: 'customer-totals' });
+    const machine = new ProjectionStateMachine(stack, 'P', {
+      domain: 'shop',
+      eventBus: bus.eventBus,
+      errorBus,
+      eventStore: store,
+      aggregateTypes: ['Order'],
+      projections: [
+        { eventType: 'Placed', readModel: orders, action: ProjectionAction.putItem({ key: { id: ProjectionValue.fromEnvelope('aggregateId') } }) },
+        { eventType: 'Placed', readModel: totals, action: ProjectionAction.updateItem({ key: { customer: ProjectionValue.fromData('customer') }, add: { n: ProjectionValue.number(1) } }) },
+      ],
+    });
+    return { stack, machine };
+  }
+
+  test('a STANDARD state machine loops the bounded Lambda step until caught up, and one custom resource per read model starts it after the projections are updated', () => {
+    const { stack, machine } = withStore();
+    const t = Template.fromStack(stack);
+    expect(machine.readModelNames).toEqual(['Orders', 'customer-totals']);
+    t.hasResourceProperties('AWS::StepFunctions::StateMachine', { StateMachineType: 'STANDARD', TracingConfiguration: { Enabled: true } });
+    const backfillId = stack.getLogicalId(machine.backfillStateMachine!.node.defaultChild as never);
+    const definition = JSON.stringify(t.toJSON().Resources[backfillId].Properties.DefinitionString);
+    expect(definition).toContain('arn:aws:states:::lambda:invoke');
+    expect(definition).toContain('\\"Variable\\":\\"$.step.progress.status\\",\\"StringEquals\\":\\"RUNNING\\",\\"Next\\":\\"Step\\"');
+    const triggers = t.findResources('Custom::SkafuReadModelBackfill');
+    expect(Object.values(triggers).map((r) => r.Properties.ReadModel).sort()).toEqual(['Orders', 'customer-totals']);
+    const projectionId = stack.getLogicalId(machine.stateMachine.node.defaultChild as never);
+    for (const r of Object.values(triggers)) {
+      expect(r.DependsOn).toEqual(expect.arrayContaining([projectionId]));
+      expect(r.Properties.RebuildId).toEqual({ 'Fn::Join': ['', ['deploy-', { Ref: expect.stringMatching(/Table/) }]] });
+    }
+    // The function knows its read models' tables by name; starting executions is in a policy of its own.
+    t.hasResourceProperties('AWS::Lambda::Function', {
+      Description: Match.stringLikeRegexp('backfill read models'),
+      Timeout: 900,
+      Environment: { Variables: Match.objectLike({ SKAFU_READ_MODEL_TABLES: Match.anyValue(), SKAFU_REBUILD_STATE_TABLE: Match.anyValue() }) },
+    });
+    t.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyName: Match.stringLikeRegexp('BackfillStartPolicy'),
+      PolicyDocument: { Statement: [{ Action: 'states:StartExecution', Effect: 'Allow', Resource: { Ref: backfillId } }] },
+    });
+  });
+
+  test('the backfill function writes only what the live projection writes, and reads only its domain\'s streams', () => {
+    const { stack } = withStore();
+    const t = Template.fromStack(stack);
+    const [policy] = Object.values(t.findResources('AWS::IAM::Policy', { Properties: { Roles: [{ Ref: Match.stringLikeRegexp('PBackfillRole') }], PolicyName: Match.stringLikeRegexp('DefaultPolicy') } }));
+    const statements = policy.Properties.PolicyDocument.Statement as Array<{ Action: string | string[]; Resource: unknown; Condition?: unknown }>;
+    const on = (id: RegExp) => statements.filter((s) => JSON.stringify(s.Resource).match(id)).flatMap((s) => [s.Action].flat()).sort();
+    expect(on(/OrdersTable/)).toEqual(['dynamodb:PutItem', 'dynamodb:Scan']);
+    expect(on(/TotalsTable/)).toEqual(['dynamodb:Scan', 'dynamodb:UpdateItem']);
+    expect(JSON.stringify(statements.filter((s) => JSON.stringify(s.Resource).match(/Store/)))).toContain('dynamodb:LeadingKeys');
+  });
+
+  test('cdk-nag and cfn-lint find nothing unacknowledged', () => {
+    const { stack } = withStore(true);
+    expect(nagErrors(stack)).toEqual([]);
+    expect(nagWarnings(stack)).toEqual([]);
+    expect(cfnLint({ Backfill: Template.fromStack(withStore().stack).toJSON() })).toEqual([]);
+  });
+
+  test('two read models with one name are refused', () => {
+    const stack = new Stack(new App(), 'Dup');
+    const bus = new DomainEventBus(stack, 'Bus');
+    const a = new ReadModelTable(stack, 'A', { partitionKey: { name: 'id' }, readModelName: 'same' });
+    const b = new ReadModelTable(stack, 'B', { partitionKey: { name: 'id' }, readModelName: 'same' });
+    const action = ProjectionAction.putItem({ key: { id: ProjectionValue.fromEnvelope('aggregateId') } });
+    expect(() => new ProjectionStateMachine(stack, 'P', { domain: 'd', eventBus: bus.eventBus, errorBus: new ErrorBus(stack, 'E'), projections: [{ eventType: 'X', readModel: a, action }, { eventType: 'X', readModel: b, action }] })).toThrow(
+      /have the same readModelName 'same'/,
+    );
+    expect(() => new ReadModelTable(stack, 'C', { partitionKey: { name: 'id' }, readModelName: 'has#hash' })).toThrow(/'readModelName' 'has#hash' must be/);
+  });
+});

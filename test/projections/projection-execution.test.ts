@@ -180,8 +180,11 @@ test('put, update (set, add, append, remove) and delete, each against DynamoDB L
   expect(archived!.ownerId).toBeUndefined();
   await run(bridgeEvent('ProjectDeleted', id, 5, {}));
   expect(await item('Projects', { projectId: id })).toBeUndefined();
-  const checkpoint = await client.send(new GetItemCommand({ TableName: table('ProjectionsCheckpoints'), Key: { aggregateId: { S: id } }, ConsistentRead: true }));
-  expect(unmarshall(checkpoint.Item!)).toMatchObject({ aggregateId: id, lastEventSequence: 5, lastEventType: 'ProjectDeleted' });
+  const checkpoint = await client.send(new GetItemCommand({ TableName: table('ProjectionsCheckpoints'), Key: { aggregateId: { S: `Projects#${id}` } }, ConsistentRead: true }));
+  // Kept per read model and aggregate: every read model of the machine has its own checkpoint.
+  expect(unmarshall(checkpoint.Item!)).toMatchObject({ aggregateId: `Projects#${id}`, readModel: 'Projects', lastEventSequence: 5, lastEventType: 'ProjectDeleted' });
+  const metricsCheckpoint = await client.send(new GetItemCommand({ TableName: table('ProjectionsCheckpoints'), Key: { aggregateId: { S: `Metrics#${id}` } }, ConsistentRead: true }));
+  expect(unmarshall(metricsCheckpoint.Item!)).toMatchObject({ readModel: 'Metrics', lastEventSequence: 5 });
   expect(errors).toEqual([]);
 });
 
@@ -228,8 +231,9 @@ test('a gap that never fills: parked, reported once on the error bus as Projecti
   await run(bridgeEvent('ProjectCreated', id, 1, { name: 'n', configuration: {} }));
   const orphan = bridgeEvent('ProjectRenamed', id, 3, { name: 'never' });
   expect(await failureOf(run(orphan, 1))).toBe('ProjectionEventParked');
-  expect(errors).toHaveLength(1);
-  const [entry] = errors;
+  // Each read model has its own checkpoint and parking place: the gap is parked and reported once per read model.
+  expect(errors.map((e) => e.Detail.context.readModel).sort()).toEqual(['Metrics', 'Projects', 'Totals']);
+  const entry = errors.find((e) => e.Detail.context.readModel === 'Projects')!;
   expect(entry).toMatchObject({ Source: 'skafu.projects', DetailType: 'Application Error' });
   expect(entry.Detail).toMatchObject({
     errorType: 'ProjectionGap',
@@ -238,13 +242,13 @@ test('a gap that never fills: parked, reported once on the error bus as Projecti
     context: { domain: 'projects', stateMachine: 'local' },
     metadata: { retryCount: 6, retryable: true, parked: true, original: orphan.detail, failure: { Error: 'Skafu.ProjectionGap' } },
   });
-  expect(entry.Detail.message).toMatch(/ProjectRenamed 3 of aggregate .* was parked \(Gap\)/);
+  expect(entry.Detail.message).toMatch(/ProjectRenamed 3 of aggregate .* was parked for read model Projects \(Gap\)/);
   expect(entry.Detail.errorId).toMatch(/^[0-9a-f-]{36}$/);
   expect(await item('Projects', { projectId: id })).toMatchObject({ name: 'n', version: 1 });
-  expect(await item('ProjectionsParkedEvents', { aggregateId: id, eventSequence: 3 })).toMatchObject({ status: 'PARKED', reason: 'Gap', errorType: 'ProjectionGap', event: JSON.stringify(orphan.detail) });
+  expect(await item('ProjectionsParkedEvents', { aggregateId: `Projects#${id}`, eventSequence: 3 })).toMatchObject({ status: 'PARKED', reason: 'Gap', errorType: 'ProjectionGap', event: JSON.stringify(orphan.detail) });
   // A second delivery of the parked event: nothing more is reported.
   await run(orphan, 1);
-  expect(errors).toHaveLength(1);
+  expect(errors).toHaveLength(3);
 });
 
 test('an unknown event type succeeds without writing', async () => {
@@ -264,7 +268,7 @@ test('a DynamoDB failure: retried, then parked and reported with the original ev
       client,
       onPutEvents: (entries) => errors.push(...entries),
       taskOverride: (state) => {
-        if (state !== 'Apply ProjectCreated') return undefined;
+        if (state !== 'Apply ProjectCreated (Projects)') return undefined;
         attempts++;
         const err = new Error('Throughput exceeds the current capacity');
         err.name = 'DynamoDb.ProvisionedThroughputExceededException';
@@ -279,7 +283,7 @@ test('a DynamoDB failure: retried, then parked and reported with the original ev
     errorType: 'ProjectionFailed',
     metadata: { parked: true, original: event.detail, failure: { Error: 'DynamoDb.ProvisionedThroughputExceededException' } },
   });
-  expect(await item('ProjectionsParkedEvents', { aggregateId: id, eventSequence: 1 })).toMatchObject({ status: 'PARKED', reason: 'WriteFailed' });
+  expect(await item('ProjectionsParkedEvents', { aggregateId: `Projects#${id}`, eventSequence: 1 })).toMatchObject({ status: 'PARKED', reason: 'WriteFailed' });
   expect(await item('Projects', { projectId: id })).toBeUndefined();
 });
 

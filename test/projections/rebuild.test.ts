@@ -250,7 +250,7 @@ test('an event the projection cannot apply stops its aggregate, is recorded, and
 
 test('the drift report lists exactly the aggregates whose checkpoint differs from the store, with lag in events and seconds', async () => {
   // Everything published so far was projected live: an event appended and not (yet) projected is drift.
-  const clean = await driftReport({ client, eventStoreTable: table('Store'), domain: 'shop', aggregateTypes: ['Order'], checkpointTable: table('ProjectionsCheckpoints') });
+  const clean = await driftReport({ client, eventStoreTable: table('Store'), domain: 'shop', aggregateTypes: ['Order'], checkpointTable: table('ProjectionsCheckpoints'), readModels: ['Orders', 'Totals'] });
   const before = new Set(clean.list.map((d) => d.aggregateId));
   const id = ids[7];
   const version = 4 + (7 % 9);
@@ -262,10 +262,15 @@ test('the drift report lists exactly the aggregates whose checkpoint differs fro
     domain: 'shop',
     aggregateTypes: ['Order'],
     checkpointTable: table('ProjectionsCheckpoints'),
+    readModels: ['Orders', 'Totals'],
     clock: () => new Date(appendedAt + 90_000),
   });
   const fresh = report.list.filter((d) => !before.has(d.aggregateId));
-  expect(fresh).toEqual([{ aggregateId: id, aggregateType: 'Order', storeLastSequence: version + 2, checkpointSequence: version, lagEvents: 2, lagSeconds: expect.any(Number) }]);
+  // Per read model: both of the machine's read models trail the store by the same two events.
+  const lag = { aggregateId: id, aggregateType: 'Order', storeLastSequence: version + 2, checkpointSequence: version, lagEvents: 2, lagSeconds: expect.any(Number) };
+  expect(fresh.sort((x, y) => x.readModel.localeCompare(y.readModel))).toEqual([{ readModel: 'Orders', ...lag }, { readModel: 'Totals', ...lag }]);
+  expect(report.readModels.Orders.maxLagEvents).toBeGreaterThanOrEqual(2);
+  expect(report.readModels.Totals.drifting).toBeGreaterThanOrEqual(1);
   expect(fresh[0].lagSeconds).toBeGreaterThanOrEqual(89);
   expect(fresh[0].lagSeconds).toBeLessThan(150);
   expect(report.aggregates).toBeGreaterThanOrEqual(200);

@@ -1,0 +1,142 @@
+/**
+ * One bounded step of a read model's backfill (rebuild.runtime.ts, in place): the backfill state machine
+ * invokes it until the progress it returns is no longer RUNNING. Input: `{"readModel":"totals","rebuildId":"..."}`;
+ * the same rebuildId resumes where the last step saved its progress. The projection definition is read from
+ * the deployed projection state machine (DescribeStateMachine), so that the backfill applies exactly what the
+ * live projection applies.
+ *
+ * Metrics (namespace Skafu, dimensions Domain and ReadModel), the backfill's running totals after each step
+ * (read them with the Maximum statistic): BackfillEventsApplied, BackfillAggregatesVisited, BackfillFailures.
+ *
+ * The same function is the custom resource that starts a read model's backfill after deployment (one per read
+ * model, created with it): a CloudFormation Create starts the backfill state machine for that read model and
+ * answers at once; Update and Delete do nothing.
+ */
+import * as https from 'node:https';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { runRebuildStep, type RebuildProgress } from './rebuild.runtime';
+import { powertools, traced } from '../internal/powertools';
+
+interface SfnModule {
+  SFNClient: new (config: object) => { send(command: unknown): Promise<{ definition?: string; executionArn?: string }> };
+  DescribeStateMachineCommand: new (input: { stateMachineArn: string }) => unknown;
+  StartExecutionCommand: new (input: { stateMachineArn: string; input: string }) => unknown;
+}
+
+function sfnModule(): SfnModule {
+  const moduleName = '@aws-sdk/client-sfn';
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require(moduleName) as SfnModule;
+}
+
+interface CfnRequest {
+  RequestType: 'Create' | 'Update' | 'Delete';
+  ResponseURL: string;
+  StackId: string;
+  RequestId: string;
+  LogicalResourceId: string;
+  PhysicalResourceId?: string;
+  ResourceProperties: { StateMachineArn?: string; ReadModel?: string; RebuildId?: string };
+}
+
+/** Answers CloudFormation on the pre-signed URL (the custom resource response object, CloudFormation User Guide). */
+function respond(request: CfnRequest, status: 'SUCCESS' | 'FAILED', reason: string, data: Record<string, string> = {}): Promise<void> {
+  const body = JSON.stringify({
+    Status: status,
+    Reason: reason.slice(0, 1000),
+    PhysicalResourceId: request.PhysicalResourceId ?? `backfill-${request.ResourceProperties.ReadModel ?? 'unknown'}-${request.RequestId}`,
+    StackId: request.StackId,
+    RequestId: request.RequestId,
+    LogicalResourceId: request.LogicalResourceId,
+    Data: data,
+  });
+  return new Promise((resolve, reject) => {
+    const req = https.request(request.ResponseURL, { method: 'PUT', headers: { 'content-type': '', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve());
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** After deployment, a new read model's backfill starts; CloudFormation does not wait for it. */
+async function onDeploy(request: CfnRequest): Promise<void> {
+  try {
+    if (request.RequestType !== 'Create') return await respond(request, 'SUCCESS', `${request.RequestType}: nothing to do`);
+    const { StateMachineArn: arn, ReadModel: readModel, RebuildId: rebuildId } = request.ResourceProperties;
+    if (!arn || !readModel || !rebuildId) throw new Error('StateMachineArn, ReadModel and RebuildId are required');
+    const sfn = sfnModule();
+    const start = new sfn.StartExecutionCommand({ stateMachineArn: arn, input: JSON.stringify({ readModel, rebuildId }) });
+    const out = await new sfn.SFNClient({}).send(start);
+    await respond(request, 'SUCCESS', `backfill of ${readModel} started`, { ExecutionArn: out.executionArn ?? '' });
+  } catch (err) {
+    // Never leave CloudFormation waiting: a backfill that did not start is reported (and can be started by hand).
+    await respond(request, 'FAILED', `the backfill could not be started: ${(err as Error).message}`);
+  }
+}
+
+let dynamodb: DynamoDBClient | undefined;
+let definition: { States: Record<string, any> } | undefined;
+
+function env(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+}
+
+const ID = /^[A-Za-z0-9_.:-]{1,255}$/;
+
+export const handler = async (input: unknown, context?: { getRemainingTimeInMillis?: () => number }): Promise<Omit<RebuildProgress, 'failures'> & { failures: number; firstFailures: RebuildProgress['failures'] }> => {
+  const tools = powertools('skafu-backfill');
+  const request = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
+  if (typeof request.RequestType === 'string' && typeof request.ResponseURL === 'string') {
+    await onDeploy(request as unknown as CfnRequest);
+    return undefined as never;
+  }
+  const own = (k: string) => (Object.prototype.hasOwnProperty.call(request, k) ? request[k] : undefined);
+  const tables = JSON.parse(env('SKAFU_READ_MODEL_TABLES')) as Record<string, string>;
+  const readModel = own('readModel');
+  if (typeof readModel !== 'string' || !Object.prototype.hasOwnProperty.call(tables, readModel)) {
+    throw new Error(`"readModel" must be one of ${Object.keys(tables).join(', ')}`);
+  }
+  const rebuildId = own('rebuildId');
+  if (typeof rebuildId !== 'string' || !ID.test(rebuildId)) throw new Error('"rebuildId" must be 1-255 letters, digits, _ . : -');
+  dynamodb ??= traced(tools, new DynamoDBClient({}));
+  // Skafu Local gives the definition (it emulates no DescribeStateMachine); on AWS it is read from the machine.
+  if (!definition && process.env.SKAFU_PROJECTION_DEFINITION_OVERRIDE) definition = JSON.parse(process.env.SKAFU_PROJECTION_DEFINITION_OVERRIDE);
+  if (!definition) {
+    const sfn = sfnModule();
+    const out = await traced(tools, new sfn.SFNClient({})).send(new sfn.DescribeStateMachineCommand({ stateMachineArn: env('SKAFU_PROJECTION_STATE_MACHINE_ARN') }));
+    definition = JSON.parse(out.definition ?? '{}');
+  }
+  const checkpointTable = env('SKAFU_CHECKPOINT_TABLE');
+  // Leave a minute for the last page of aggregates and the progress write.
+  const budget = (context?.getRemainingTimeInMillis?.() ?? 900_000) - 60_000;
+  const progress = await runRebuildStep(
+    {
+      client: dynamodb,
+      eventStoreTable: env('SKAFU_EVENT_STORE_TABLE'),
+      domain: env('SKAFU_DOMAIN'),
+      aggregateTypes: env('SKAFU_AGGREGATE_TYPES').split(',').filter(Boolean),
+      definition: definition!,
+      readModelTable: tables[readModel],
+      targetTable: tables[readModel],
+      stateTable: env('SKAFU_REBUILD_STATE_TABLE'),
+      rebuildId: `${readModel}:${rebuildId}`,
+      backfill: { checkpointTable, readModel },
+    },
+    Date.now() + Math.max(10_000, budget),
+  );
+  tools.metrics.addDimension('Domain', env('SKAFU_DOMAIN'));
+  tools.metrics.addDimension('ReadModel', readModel);
+  tools.metrics.addMetric('BackfillEventsApplied', MetricUnit.Count, progress.eventsApplied);
+  tools.metrics.addMetric('BackfillAggregatesVisited', MetricUnit.Count, progress.aggregatesVisited);
+  tools.metrics.addMetric('BackfillFailures', MetricUnit.Count, progress.failures.length);
+  tools.metrics.publishStoredMetrics();
+  tools.logger.info('backfill step', { readModel, rebuildId, status: progress.status, pass: progress.pass, eventsApplied: progress.eventsApplied });
+  const { failures, ...rest } = progress;
+  // The step's output stays small (Step Functions passes at most 256 KB): the first failures only.
+  return { ...rest, failures: failures.length, firstFailures: failures.slice(0, 10) };
+};
