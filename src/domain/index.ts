@@ -66,7 +66,8 @@ export interface CommandDefinition {
   readonly eventVersion?: number;
   /**
    * JSON Schema (draft 2019-09/2020-12 as Ajv reads it) of the body; the body becomes the event's data.
-   * It must describe an object.
+   * It must describe an object. It is compiled to validation code at synth and shipped in the command handler's
+   * code asset (a schema that does not compile, or that needs `$async`, fails the synth naming the command).
    * @default { type: 'object', additionalProperties: false } (an empty body)
    */
   readonly bodySchema?: { [key: string]: any };
