@@ -72,7 +72,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
   lambdaAutoDiscover: true,
   lambdaOptions: {
     runtime: awscdk.LambdaRuntime.NODEJS_22_X,
-    // The Node 22 Lambda runtime provides AWS SDK v3; everything else is bundled.
+    // The Node 22 Lambda runtime provides AWS SDK v3; everything else is bundled (see HANDLER_BUNDLE_ARGS below).
     bundlingOptions: { externals: ['@aws-sdk/*'] },
   },
 
@@ -131,12 +131,32 @@ project.package.addField('exports', {
   './.jsii': './.jsii',
 });
 
-// Minify the handler bundles: smaller assets and faster cold starts (projen's auto-discovery has no option for it).
-for (const task of project.tasks.all.filter((t) => t.name.startsWith('bundle:') && !t.name.endsWith(':watch'))) {
+// The handler bundles' esbuild settings beyond projen's (its auto-discovery has no option for them). Budgets, and
+// what each bundle may contain: test/bundle-budget.test.ts.
+const HANDLER_BUNDLE_ARGS = [
+  // Smaller assets and faster cold starts.
+  '--minify',
+  // aws-xray-sdk-core (under the Powertools tracer) requires `semver` for its AWS SDK v2 patcher only: a 29 KB
+  // package for one version comparison that SDK v3 handlers never make. See src/internal/semver-lite.ts.
+  '--alias:semver=./src/internal/semver-lite.ts',
+];
+for (const task of project.tasks.all.filter((t) => /^bundle:.*\.lambda$/.test(t.name))) {
   const step = task.steps[0] as { exec?: string; execArgs?: string[] } | undefined;
   const command = step?.exec ?? step?.execArgs?.join(' ');
-  if (command && !command.includes('--minify')) task.reset(`${command} --minify`);
+  if (command && !command.includes('--minify')) task.reset([command, ...HANDLER_BUNDLE_ARGS].join(' '));
 }
+
+// The schema compiler runs at synth (EventSourcedDomain compiles the commands' JSON Schemas to validation code
+// shipped with each domain's handler): bundled into assets/internal/schema-compiler like a handler, so that Ajv
+// stays a devDependency. Node 20 is the oldest Node that synthesizes.
+project.bundler.addBundle('src/internal/schema-compiler.ts', {
+  platform: 'node',
+  target: 'node20',
+  tsconfigPath: 'tsconfig.dev.json',
+  minify: true,
+});
+project.eslint?.allowDevDeps('src/internal/schema-compiler.ts');
+project.eslint?.allowDevDeps('src/internal/validator-runtime.ts');
 
 project.addTask('bench', {
   description: 'Run the benchmarks in bench/ (not tests): prints ratios against baselines measured in the same run',

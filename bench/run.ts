@@ -3,6 +3,7 @@
  * ratios against a baseline measured in the same run. Not a test: nothing here passes or fails on speed.
  */
 import { runEventStoreBench } from './event-store.bench';
+import { runHandlersBench } from './handlers.bench';
 import { runLocalBench } from './local.bench';
 import { runCapacityBench } from './operations.bench';
 import { runPlatformBench } from './platform.bench';
@@ -12,6 +13,7 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
 const benches: Record<string, () => Promise<void>> = {
   'event-store': runEventStoreBench,
+  'handlers': runHandlersBench,
   'platform': runPlatformBench,
   'local': runLocalBench,
   'rebuild': runRebuildBench,

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 
 const assets = path.join(__dirname, '..', 'assets');
 const bundles = fs.existsSync(assets)
-  ? fs.readdirSync(assets).flatMap((dir) => fs.readdirSync(path.join(assets, dir)).map((b) => path.join(assets, dir, b, 'index.js')))
+  ? fs.readdirSync(assets).flatMap((dir) => fs.readdirSync(path.join(assets, dir)).filter((b) => b.endsWith('.lambda')).map((b) => path.join(assets, dir, b, 'index.js')))
   : [];
 
 test('every *.lambda.ts has its bundle', () => {

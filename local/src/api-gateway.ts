@@ -15,8 +15,9 @@
  * - gateway responses are rendered from AWS::ApiGateway::GatewayResponse (plain substitution, not VTL).
  */
 import { randomUUID } from 'node:crypto';
+import * as fs from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { inflateRawSync } from 'node:zlib';
+import { join as joinPath } from 'node:path';
 import { LOCAL_ACCOUNT, LOCAL_REGION, type LocalResource } from './assembly';
 import { AuthorizerCache, identityKey, methodArn as concreteMethodArn, policyAllows, type AuthorizerResult } from './authorizer-cache';
 import type { ErrorLog } from './error-log';
@@ -194,8 +195,8 @@ export class ApiGateway {
       const stage = api.stages[0] ?? 'local';
       api.routes.push({ apiId: api.id, stage, method, resource, parts: resource.split('/').filter(Boolean), integrationFunction, mock, notEmulated, authorizer });
       if (authorizer && Object.keys(routeGroups).length === 0) {
-        const encoded = this.host.get(authorizer.functionName)?.environment.SKAFU_ROUTES;
-        if (encoded) routeGroups = decodeRoutes(encoded);
+        const directory = this.host.get(authorizer.functionName)?.directory;
+        if (directory) routeGroups = readRoutes(directory);
       }
     }
     for (const api of this.apis.values()) {
@@ -510,11 +511,13 @@ function functionFromUri(uri: string): string {
   return m[1];
 }
 
-/** The route table the Skafu authorizer carries (indexed group names, JSON, raw deflate, base64). */
-function decodeRoutes(encoded: string): Record<string, string[]> {
+/**
+ * The route table a Skafu authorizer ships in its code asset (`skafu-routes.json`, ROUTES_FILE in
+ * @skafu/constructs' internal/shipped-files.ts): route -> groups. Another authorizer has none: no groups listed.
+ */
+function readRoutes(directory: string): Record<string, string[]> {
   try {
-    const { g, r } = JSON.parse(inflateRawSync(Buffer.from(encoded, 'base64')).toString('utf8')) as { g: string[]; r: Record<string, number[]> };
-    return Object.fromEntries(Object.entries(r).map(([route, idx]) => [route, idx.map((i) => g[i])]));
+    return JSON.parse(fs.readFileSync(joinPath(directory, 'skafu-routes.json'), 'utf8')) as Record<string, string[]>;
   } catch {
     return {};
   }

@@ -24,8 +24,9 @@ import { SimpleJwksCache, type Jwks } from 'aws-jwt-verify/jwk';
 import type { APIGatewayAuthorizerResult, APIGatewayRequestAuthorizerEvent } from 'aws-lambda';
 import { routePolicy } from './route-policy';
 import { powertools, type Powertools } from '../internal/powertools';
+import { loadRouteTable } from '../internal/spec-loader';
 import { correlationIdFrom, headerValue, parseGroupsClaim } from '../runtime/http';
-import { decodeRouteGroups, routeKey, type RouteGroups } from '../runtime/routes';
+import { routeKey, type RouteGroups } from '../runtime/routes';
 
 /** What the authorizer needs to know. */
 export interface AuthorizerConfig {
@@ -51,14 +52,21 @@ export interface AuthorizerDeps {
   readonly jwks?: Jwks;
 }
 
-export function authorizerConfigFromEnvironment(env: NodeJS.ProcessEnv = process.env): AuthorizerConfig {
-  const missing = ['SKAFU_USER_POOL_ID', 'SKAFU_USER_POOL_CLIENT_ID', 'SKAFU_ROUTES'].filter((k) => !env[k]);
+/**
+ * The configuration: names from the environment, the route table (any size) from the file shipped in the
+ * function's code asset (see internal/spec-loader.ts).
+ */
+export function authorizerConfigFromEnvironment(
+  env: NodeJS.ProcessEnv = process.env,
+  routes: () => RouteGroups = () => loadRouteTable(),
+): AuthorizerConfig {
+  const missing = ['SKAFU_USER_POOL_ID', 'SKAFU_USER_POOL_CLIENT_ID'].filter((k) => !env[k]);
   if (missing.length > 0) throw new Error(`authorizer misconfigured: ${missing.join(', ')} not set`);
   return {
     userPoolId: env.SKAFU_USER_POOL_ID!,
     clientId: env.SKAFU_USER_POOL_CLIENT_ID!,
     tokenUse: env.SKAFU_TOKEN_USE === 'id' ? 'id' : 'access',
-    routes: decodeRouteGroups(env.SKAFU_ROUTES!),
+    routes: routes(),
     jwksUriOverride: env.SKAFU_JWKS_URI_OVERRIDE || undefined,
     maxTokenLifetimeSeconds: lifetimeFromEnvironment(env.SKAFU_MAX_TOKEN_LIFETIME),
   };

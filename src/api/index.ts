@@ -1,4 +1,4 @@
-import { Duration, Lazy, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cognito from 'aws-cdk-lib/aws-cognito';
@@ -6,10 +6,11 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
-import { AuthorizerFunction } from './authorizer-function';
 import { acknowledgeHandlerRole, handlerOptions } from '../internal/handler';
 import { acknowledgeNag } from '../internal/nag';
-import { encodeRouteGroups, routeKey, type RouteGroups } from '../runtime/routes';
+import { ROUTES_FILE } from '../internal/shipped-files';
+import { bundledHandlerWithLateFiles } from '../internal/spec-asset';
+import { routeKey, type RouteGroups } from '../runtime/routes';
 
 /** Which token the authorizer accepts. */
 export enum TokenUse {
@@ -149,8 +150,6 @@ const CACHE_TTL_BY_ENVIRONMENT: Record<string, Duration> = {
   production: Duration.minutes(1),
 };
 const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'];
-/** Lambda allows 4 KB of environment variables in all; keep the route table well inside. */
-const MAX_ENCODED_ROUTES = 3000;
 
 /**
  * The platform's REST API: stage named after the environment, `/api/v1` under which domains hang their routes,
@@ -233,11 +232,12 @@ export class SkafuApi extends Construct {
         SKAFU_USER_POOL_ID: props.userPool.userPoolId,
         SKAFU_USER_POOL_CLIENT_ID: props.userPoolClient.userPoolClientId,
         SKAFU_TOKEN_USE: props.tokenUse ?? TokenUse.ACCESS,
-        SKAFU_ROUTES: Lazy.string({ produce: () => this.encodedRoutes() }),
         ...(props.maxTokenLifetime ? { SKAFU_MAX_TOKEN_LIFETIME: String(props.maxTokenLifetime.toSeconds()) } : {}),
       },
     });
-    const authorizerFunction = new AuthorizerFunction(this, 'Authorizer', authorizerOptions);
+    // The route table ships as a file in the authorizer's own code asset (any number of routes), written when the
+    // app synthesizes: domains add routes after the API exists, in any stack.
+    const authorizerFunction = bundledHandlerWithLateFiles(this, 'Authorizer', 'api/authorizer.lambda', () => ({ [ROUTES_FILE]: routesFile(this.routeTable) }), authorizerOptions);
     this.authorizerFunction = authorizerFunction;
     acknowledgeHandlerRole(authorizerOptions.role);
     this.authorizer = new apigw.RequestAuthorizer(this, 'RbacAuthorizer', {
@@ -403,16 +403,6 @@ export class SkafuApi extends Construct {
     return this.restApi.metricLatency({ statistic: 'p90', period: Duration.minutes(5), ...props });
   }
 
-  private encodedRoutes(): string {
-    const encoded = encodeRouteGroups(this.routeTable);
-    if (encoded.length > MAX_ENCODED_ROUTES) {
-      throw new Error(
-        `SkafuApi ${this.node.path}: the route table (${Object.keys(this.routeTable).length} routes) encodes to ${encoded.length} bytes, over the ${MAX_ENCODED_ROUTES} bytes the authorizer's environment allows; split the domains over several APIs`,
-      );
-    }
-    return encoded;
-  }
-
   /**
    * Methods without authorization other than CORS preflight: synth refuses them, naming each. A preflight is an
    * `OPTIONS` method with a MOCK integration (it runs no code and reads nothing); an `OPTIONS` method with any
@@ -504,4 +494,9 @@ function validate(path: string, props: SkafuApiProps): void {
     errors.push('\'webAclArn\' must be a WAFv2 web ACL ARN');
   }
   if (errors.length > 0) throw new Error(`SkafuApi ${path}: ${errors.join('; ')}`);
+}
+
+/** The route table as the authorizer reads it: routes sorted, each route's groups sorted (a stable asset hash). */
+function routesFile(routes: RouteGroups): string {
+  return JSON.stringify(Object.fromEntries(Object.keys(routes).sort().map((route) => [route, [...routes[route]].sort()])));
 }

@@ -1,5 +1,6 @@
 /**
- * The bundled command handler of a declared domain: validates the body (Ajv, JSON Schema), resolves the aggregate
+ * The bundled command handler of a declared domain: validates the body (its JSON Schema, compiled to code at synth
+ * and shipped in the function's asset with the domain spec; see internal/spec-loader.ts), resolves the aggregate
  * id and the expected version (`If-Match`), checks the precondition, appends the event (idempotent with
  * `Idempotency-Key`), and answers 201/202 with `aggregateId`, `eventSequence` and `correlationId`.
  *
@@ -17,15 +18,15 @@ import { randomUUID } from 'node:crypto';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
-import Ajv, { type ValidateFunction } from 'ajv';
-import addFormats from 'ajv-formats';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { CommandRules, RuleRejection } from './command-rules';
 import { Responder, requestCorrelationId } from './http-response';
 import { isReactionEvent, runReaction } from './reactions';
 import { powertools, traced, type Powertools } from '../internal/powertools';
+import { loadDomainSpec, loadValidators, type CompiledValidator } from '../internal/spec-loader';
+import { VALIDATOR_RUNTIME } from '../internal/validator-runtime';
 import { canonicalJson, sha256 } from '../runtime/canonical-json';
-import { decodeDomainSpec, type CommandSpec, type DomainSpec } from '../runtime/domain-spec';
+import type { CommandSpec, DomainSpec } from '../runtime/domain-spec';
 import { allowedHeaders } from '../runtime/error-event';
 import { ErrorReporter } from '../runtime/error-reporter';
 import {
@@ -41,6 +42,8 @@ import type { JsonObject, JsonValue } from '../runtime/json';
 
 export interface CommandHandlerDeps {
   readonly spec: DomainSpec;
+  /** Each command's body validator (compiled from its schema at synth), by command name. */
+  readonly validators: Record<string, CompiledValidator>;
   readonly store: EventStore;
   readonly reporter: ErrorReporter;
   readonly tools: Powertools;
@@ -69,12 +72,12 @@ class Rejection extends Error {
 export function createCommandHandler(deps: CommandHandlerDeps) {
   const { spec, store, reporter, tools } = deps;
   const responder = new Responder(deps.corsOrigins ?? []);
-  const ajv = new Ajv({ allErrors: true, strict: false, coerceTypes: false, useDefaults: false });
-  addFormats(ajv);
   const rules = new CommandRules(spec, store);
-  const commands = new Map<string, { spec: CommandSpec; validate: ValidateFunction }>();
+  const commands = new Map<string, { spec: CommandSpec; validate: CompiledValidator }>();
   for (const command of spec.commands) {
-    commands.set(`${command.method} ${command.resource}`, { spec: command, validate: ajv.compile(command.schema) });
+    const validate = Object.prototype.hasOwnProperty.call(deps.validators, command.name) ? deps.validators[command.name] : undefined;
+    if (typeof validate !== 'function') throw new Error(`no compiled validator for command ${command.name}: the handler's asset is incomplete`);
+    commands.set(`${command.method} ${command.resource}`, { spec: command, validate });
   }
 
   return async (event: APIGatewayProxyEvent, context?: Context): Promise<APIGatewayProxyResult> => {
@@ -118,7 +121,7 @@ export function createCommandHandler(deps: CommandHandlerDeps) {
 
   async function execute(
     command: CommandSpec,
-    validate: ValidateFunction,
+    validate: CompiledValidator,
     event: APIGatewayProxyEvent,
     correlationId: string,
     context: Context | undefined,
@@ -351,15 +354,16 @@ function bodyText(event: APIGatewayProxyEvent): string | null {
 }
 
 let instance: ReturnType<typeof createCommandHandler> | undefined;
-
+let shippedSpec: DomainSpec | undefined;
 let reactionReporter: ErrorReporter | undefined;
 
 export const handler = async (event: APIGatewayProxyEvent, context: Context): Promise<APIGatewayProxyResult | void> => {
   if (!instance) {
     const tools = powertools(`skafu-${process.env.SKAFU_DOMAIN ?? 'domain'}-commands`);
-    const spec = decodeDomainSpec(process.env.SKAFU_DOMAIN_SPEC ?? '');
+    const spec = (shippedSpec = loadDomainSpec());
     instance = createCommandHandler({
       spec,
+      validators: loadValidators(VALIDATOR_RUNTIME),
       tools,
       store: EventStore.fromEnvironment({ client: traced(tools, new DynamoDBClient({})) }),
       reporter: new ErrorReporter({ component: spec.domain, client: traced(tools, new EventBridgeClient({})) }),
@@ -367,6 +371,6 @@ export const handler = async (event: APIGatewayProxyEvent, context: Context): Pr
     });
     reactionReporter = new ErrorReporter({ component: `${spec.domain}-reactions`, client: traced(tools, new EventBridgeClient({})) });
   }
-  if (isReactionEvent(event)) return runReaction(decodeDomainSpec(process.env.SKAFU_DOMAIN_SPEC ?? ''), event, instance, reactionReporter!, context);
+  if (isReactionEvent(event)) return runReaction(shippedSpec!, event, instance, reactionReporter!, context);
   return instance(event, context);
 };

@@ -12,9 +12,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct, type IConstruct } from 'constructs';
-import { CommandFunction } from './command-function';
 import { AggregateIdSource, DataSource, Precondition, QueryInput, QueryInputType } from './declarations';
-import { QueryFunction } from './query-function';
 import type { AdditionalEvent, CommandGuard, CommandOwnership, DomainRules, QueryOwnership } from './rules';
 import { commandRulesSpec, domainRulesSpec, validateRules } from './rules-synth';
 import type { SkafuApi } from '../api';
@@ -24,6 +22,8 @@ import { thresholdAlarm } from '../internal/alarms';
 import { acknowledgeHandlerRole, handlerOptions } from '../internal/handler';
 import { acknowledgeNag } from '../internal/nag';
 import { skafuQueue } from '../internal/queues';
+import { DOMAIN_SPEC_FILE, VALIDATORS_FILE } from '../internal/shipped-files';
+import { bundledHandlerWithFiles, compileValidators } from '../internal/spec-asset';
 import { ProjectionAction, ProjectionStateMachine, ReadModelTable, warnIfNested, type ReadModelTableProps } from '../projections';
 import { upcastProjectionProblems } from '../projections/upcast-states';
 import { encodeDomainSpec, readModelEnvName, type CommandSpec, type DomainSpec, type QuerySpec } from '../runtime/domain-spec';
@@ -67,7 +67,8 @@ export interface CommandDefinition {
   readonly eventVersion?: number;
   /**
    * JSON Schema (draft 2019-09/2020-12 as Ajv reads it) of the body; the body becomes the event's data.
-   * It must describe an object.
+   * It must describe an object. It is compiled to validation code at synth and shipped in the command handler's
+   * code asset (a schema that does not compile, or that needs `$async`, fails the synth naming the command).
    * @default { type: 'object', additionalProperties: false } (an empty body)
    */
   readonly bodySchema?: { [key: string]: any };
@@ -317,6 +318,10 @@ export interface EventSourcedDomainProps {
 }
 
 const DOMAIN = /^[a-z][a-z0-9-]{0,30}$/;
+/** Lambda allows 4 KB of environment variables in all; the declared fold's share for a custom handler. */
+const MAX_ENCODED_FOLD_SPEC = 2800;
+/** The most metrics a CloudWatch alarm on metric math may read. */
+const ALARM_METRICS = 10;
 const COMMAND = /^[A-Z][A-Za-z0-9]{0,63}$/;
 
 /**
@@ -406,10 +411,9 @@ export class EventSourcedDomain extends Construct {
     const querySpecs: QuerySpec[] = queries.filter((q) => !q.handler).map((q) => querySpec(q, resource(q.path), readModelOf(q)));
     const rulesSpec = domainRulesSpec(commands.filter((c) => !c.handler), props.rules);
     const spec: DomainSpec = { domain: props.name, commands: commandSpecs, queries: querySpecs, ...rulesSpec };
-    const encodedSpec = encodeDomainSpec(spec);
-    if (encodedSpec.length > 2800) {
-      throw new Error(`EventSourcedDomain ${this.node.path}: the declarations encode to ${encodedSpec.length} bytes, over the 2800 a handler's environment allows; move commands with large schemas to a second domain`);
-    }
+    // The bundled handlers get the spec as files in their own code asset (no size ceiling), the commands' schemas
+    // compiled to validation code here, at synth; the environment keeps names and ARNs.
+    const specFile = JSON.stringify(spec);
     const cors = platform.api.corsOrigins.join(',');
 
     if (commandSpecs.length > 0) {
@@ -419,9 +423,15 @@ export class EventSourcedDomain extends Construct {
         serviceName: `skafu-${props.name}-commands`,
         memorySize: 512,
         timeout: Duration.seconds(15),
-        environment: { ...baseEnv, SKAFU_EVENT_STORE_TABLE: platform.eventStore.tableName, SKAFU_DOMAIN_SPEC: encodedSpec, SKAFU_CORS_ORIGINS: cors },
+        environment: { ...baseEnv, SKAFU_EVENT_STORE_TABLE: platform.eventStore.tableName, SKAFU_CORS_ORIGINS: cors },
       });
-      const fn = new CommandFunction(this, 'Commands', options);
+      let validators: string;
+      try {
+        validators = compileValidators(commandSpecs.map((c) => ({ name: c.name, schema: c.schema })));
+      } catch (err) {
+        throw new Error(`EventSourcedDomain ${this.node.path}: ${(err as Error).message}`);
+      }
+      const fn = bundledHandlerWithFiles(this, 'Commands', 'domain/command.lambda', { [DOMAIN_SPEC_FILE]: specFile, [VALIDATORS_FILE]: validators }, options);
       platform.eventStore.grantAppendEvents(fn, props.name);
       platform.errorBus.grantPutErrors(fn);
       acknowledgeHandlerRole(options.role);
@@ -436,9 +446,9 @@ export class EventSourcedDomain extends Construct {
         serviceName: `skafu-${props.name}-queries`,
         memorySize: 512,
         timeout: Duration.seconds(10),
-        environment: { ...baseEnv, ...tableEnv, SKAFU_DOMAIN_SPEC: encodedSpec, SKAFU_CORS_ORIGINS: cors },
+        environment: { ...baseEnv, ...tableEnv, SKAFU_CORS_ORIGINS: cors },
       });
-      const fn = new QueryFunction(this, 'Queries', options);
+      const fn = bundledHandlerWithFiles(this, 'Queries', 'domain/query.lambda', { [DOMAIN_SPEC_FILE]: specFile }, options);
       for (const name of new Set(querySpecs.map((q) => q.readModel))) this.grantReadModelRead(fn, this.readModels[name]);
       platform.errorBus.grantPutErrors(fn);
       acknowledgeHandlerRole(options.role);
@@ -448,8 +458,8 @@ export class EventSourcedDomain extends Construct {
     // Routes.
     for (const command of commands) {
       const fn = command.handler ?? this.commandFunction!;
-      // The domain spec lets a custom handler use the declared fold (DeclaredStateFold.fromEnvironment).
-      if (command.handler) this.wireCustomHandler(command.handler, { ...baseEnv, SKAFU_DOMAIN_SPEC: encodedSpec }, platform, 'command');
+      // The declared states let a custom handler use the declared fold (DeclaredStateFold.fromEnvironment).
+      if (command.handler) this.wireCustomHandler(command.handler, { ...baseEnv, SKAFU_DOMAIN_SPEC: this.foldSpecForEnvironment(spec) }, platform, 'command');
       this.grantSecrets(fn, command.secrets);
       platform.api.addRoute(command.method ?? 'POST', `${props.name}/${trimSlashes(command.path)}`, integration(fn), {
         allowedGroups: command.allowedGroups,
@@ -498,6 +508,28 @@ export class EventSourcedDomain extends Construct {
       defaultInterval: Duration.hours(3),
     });
     this.addMonitoring(props, commands, queries);
+  }
+
+  /**
+   * What a custom command handler's environment carries of the spec: the declared states, upcasters and event
+   * versions that DeclaredStateFold.fromEnvironment reads (a custom handler's code asset is the user's, so this
+   * part travels in the environment; the commands and queries, schemas included, never do).
+   */
+  private foldSpecForEnvironment(spec: DomainSpec): string {
+    const encoded = encodeDomainSpec({
+      domain: spec.domain,
+      commands: [],
+      queries: [],
+      ...(spec.aggregates ? { aggregates: spec.aggregates } : {}),
+      ...(spec.upcasters ? { upcasters: spec.upcasters } : {}),
+      ...(spec.eventVersions ? { eventVersions: spec.eventVersions } : {}),
+    });
+    if (encoded.length > MAX_ENCODED_FOLD_SPEC) {
+      throw new Error(
+        `EventSourcedDomain ${this.node.path}: the declared states and upcasters encode to ${encoded.length} bytes, over the ${MAX_ENCODED_FOLD_SPEC} a custom command handler's environment allows (Lambda: 4 KB in all)`,
+      );
+    }
+    return encoded;
   }
 
   /** Lets a function read a read model (GetItem, Query, Scan on the table and its declared indexes). */
@@ -585,9 +617,9 @@ export class EventSourcedDomain extends Construct {
       ...commands.map((c) => ({ method: (c.method ?? 'POST').toUpperCase(), path: `/api/v1/${props.name}/${trimSlashes(c.path)}` })),
       ...queries.map((q) => ({ method: 'GET', path: `/api/v1/${props.name}/${trimSlashes(q.path)}` })),
     ];
-    const routeMetric = (metricName: string, statistic: string, label: string) => {
+    const routeMetric = (metricName: string, statistic: string, label: string, some = routes.slice(0, 50)) => {
       const using: Record<string, cloudwatch.IMetric> = {};
-      routes.slice(0, 50).forEach((r, i) => {
+      some.forEach((r, i) => {
         using[`m${metricName.replace(/[^A-Za-z0-9]/g, '').toLowerCase()}${i}`] = new cloudwatch.Metric({
           namespace: 'AWS/ApiGateway',
           metricName,
@@ -604,9 +636,13 @@ export class EventSourcedDomain extends Construct {
         period: Duration.minutes(5),
       });
     };
-    if (routes.length > 0) {
-      alarm('Api5xxAlarm', 'API 5XX answers', routeMetric('5XXError', 'Sum', '5XX'), 0);
-      alarm('ApiLatencyAlarm', 'API p90 latency over 2 s', routeMetric('Latency', 'p90', 'latency p90 (worst route)'), 2000, 3);
+    // A CloudWatch alarm on metric math reads at most 10 metrics: every route is alarmed, 10 routes per alarm.
+    for (let i = 0; i < routes.length; i += ALARM_METRICS) {
+      const part = routes.slice(i, i + ALARM_METRICS);
+      const n = i === 0 ? '' : String(i / ALARM_METRICS + 1);
+      const which = routes.length > ALARM_METRICS ? ` (routes ${i + 1}-${i + part.length})` : '';
+      alarm(`Api5xxAlarm${n}`, `API 5XX answers${which}`, routeMetric('5XXError', 'Sum', '5XX', part), 0);
+      alarm(`ApiLatencyAlarm${n}`, `API p90 latency over 2 s${which}`, routeMetric('Latency', 'p90', 'latency p90 (worst route)', part), 2000, 3);
     }
     if (this.reactionDeadLetterQueue) {
       alarm('ReactionDeadLettersAlarm', 'reactions dead-lettered (redrive them from the queue)', this.reactionDeadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5), statistic: 'Maximum' }), 0);

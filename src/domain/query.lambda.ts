@@ -17,7 +17,8 @@ import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-l
 import { Responder, requestCorrelationId } from './http-response';
 import { OwnershipRefusal, checkItemOwner, ownerCondition } from './query-ownership';
 import { powertools, traced, type Powertools } from '../internal/powertools';
-import { decodeDomainSpec, readModelEnvName, type DomainSpec, type InputSpec, type QuerySpec } from '../runtime/domain-spec';
+import { loadDomainSpec } from '../internal/spec-loader';
+import { readModelEnvName, type DomainSpec, type InputSpec, type QuerySpec } from '../runtime/domain-spec';
 import { ErrorReporter } from '../runtime/error-reporter';
 
 export interface QueryHandlerDeps {
@@ -283,7 +284,7 @@ let instance: ReturnType<typeof createQueryHandler> | undefined;
 export const handler = async (event: APIGatewayProxyEvent, context: Context): Promise<APIGatewayProxyResult> => {
   if (!instance) {
     const tools = powertools(`skafu-${process.env.SKAFU_DOMAIN ?? 'domain'}-queries`);
-    const spec = decodeDomainSpec(process.env.SKAFU_DOMAIN_SPEC ?? '');
+    const spec = loadDomainSpec();
     const tables = Object.fromEntries(spec.queries.map((q) => [q.readModel, process.env[readModelEnvName(q.readModel)] ?? '']));
     instance = createQueryHandler({
       spec,

@@ -168,8 +168,9 @@ function applySteps(data: JsonObject, steps: readonly UpcastStepSpec[]): JsonObj
 /** The declared fold of one aggregate type. */
 export class DeclaredStateFold {
   /**
-   * The fold of an aggregate type as declared in the domain spec a Skafu domain sets on its handlers
-   * (`SKAFU_DOMAIN_SPEC`, set on custom handlers too).
+   * The fold of an aggregate type as declared in the domain: EventSourcedDomain sets the declared states,
+   * upcasters and event versions in a custom command handler's `SKAFU_DOMAIN_SPEC` (the bundled handlers read the
+   * whole spec from their code asset instead).
    */
   public static fromEnvironment(aggregateType: string): DeclaredStateFold {
     const encoded = process.env.SKAFU_DOMAIN_SPEC;

@@ -1,11 +1,12 @@
 /**
  * The RBAC authorizer with real signatures: an RS256 key pair made here, its JWKS loaded into aws-jwt-verify,
  * Cognito-shaped access tokens minted for users in each group. The route table is the one the SkafuApi
- * construct synthesizes (decoded from the authorizer's environment in the template), and every request goes
+ * construct synthesizes (read from the authorizer's code asset in the assembly), and every request goes
  * through a model of API Gateway's authorizer cache (test/support/api-gateway.ts) with the synthesized identity
  * sources and TTL: concrete method ARNs, a different path value on each request.
  */
 import { createServer, type Server } from 'node:http';
+import * as os from 'node:os';
 import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
@@ -14,9 +15,10 @@ import { exportSPKI, importJWK, SignJWT, UnsecuredJWT } from 'jose';
 import { RbacUserPool, SkafuApi } from '../../src';
 import { createAuthorizer, authorizerConfigFromEnvironment } from '../../src/api/authorizer.lambda';
 import { powertools } from '../../src/internal/powertools';
-import { decodeRouteGroups } from '../../src/runtime';
+import { loadRouteTable } from '../../src/internal/spec-loader';
 import { ApiGatewayModel, concretePath, MODEL_ARN } from '../support/api-gateway';
 import { CLIENT_ID, createIssuer, ISSUER, USER_POOL_ID, userClaims, type TestIssuer } from '../support/jwt';
+import { assetDirectory, outdirOf, shippedRoutes } from '../support/shipped';
 
 const GROUPS = ['Admin', 'Developer', 'Viewer'];
 const ROUTES: Array<[string, string, string[]]> = [
@@ -39,17 +41,19 @@ function synthesizedAuthorizer() {
   const api = new SkafuApi(stack, 'Api', { userPool: users.userPool, userPoolClient: users.userPoolClient, groupNames: users.groupNames });
   for (const [method, path, groups] of ROUTES) api.addRoute(method, path, new apigw.MockIntegration(), { allowedGroups: groups });
   const template = Template.fromStack(stack);
-  const [fn] = Object.values(template.findResources('AWS::Lambda::Function')).filter((f) => f.Properties.Environment?.Variables?.SKAFU_ROUTES);
+  const [fn] = Object.values(template.findResources('AWS::Lambda::Function')).filter((f) => f.Properties.Environment?.Variables?.SKAFU_USER_POOL_ID);
   const [authorizer] = Object.values(template.findResources('AWS::ApiGateway::Authorizer'));
   return {
     env: fn.Properties.Environment.Variables as Record<string, unknown>,
+    // The route table ships in the authorizer's code asset, not in its environment.
+    routes: shippedRoutes(outdirOf(stack), fn),
+    directory: assetDirectory(outdirOf(stack), fn),
     identitySource: authorizer.Properties.IdentitySource as string,
     ttlSeconds: authorizer.Properties.AuthorizerResultTtlInSeconds as number,
   };
 }
 
-const { env, identitySource, ttlSeconds } = synthesizedAuthorizer();
-const routes = decodeRouteGroups(env.SKAFU_ROUTES as string);
+const { env, routes, directory, identitySource, ttlSeconds } = synthesizedAuthorizer();
 let issuer: TestIssuer;
 let authorize: (event: APIGatewayRequestAuthorizerEvent) => Promise<APIGatewayAuthorizerResult>;
 
@@ -108,6 +112,7 @@ test('the construct synthesizes the route table and a cache key of (token, metho
   expect(identitySource).toBe('method.request.header.Authorization,context.httpMethod,context.resourcePath');
   expect(ttlSeconds).toBe(300);
   expect(env).toMatchObject({ SKAFU_TOKEN_USE: 'access' });
+  expect(env.SKAFU_ROUTES).toBeUndefined();
 });
 
 describe('RBAC matrix: every route x every group x every token case', () => {
@@ -283,9 +288,8 @@ describe('configuration from the environment, and JWKS fetched over HTTP (the lo
     const config = authorizerConfigFromEnvironment({
       SKAFU_USER_POOL_ID: USER_POOL_ID,
       SKAFU_USER_POOL_CLIENT_ID: CLIENT_ID,
-      SKAFU_ROUTES: env.SKAFU_ROUTES as string,
       SKAFU_JWKS_URI_OVERRIDE: url,
-    });
+    }, () => loadRouteTable(directory));
     const fromEnv = createAuthorizer({ config, tools: powertools('test') });
     const token = await issuer.mint(userClaims('d', ['Developer']));
     const result = await fromEnv(event('POST', '/api/v1/observability/metrics', { Authorization: `Bearer ${token}` }));
@@ -293,7 +297,12 @@ describe('configuration from the environment, and JWKS fetched over HTTP (the lo
   });
 
   test('refuses to start without its configuration', () => {
-    expect(() => authorizerConfigFromEnvironment({})).toThrow(/SKAFU_USER_POOL_ID, SKAFU_USER_POOL_CLIENT_ID, SKAFU_ROUTES not set/);
+    expect(() => authorizerConfigFromEnvironment({})).toThrow(/SKAFU_USER_POOL_ID, SKAFU_USER_POOL_CLIENT_ID not set/);
+    // Without its route table file (an asset that is not the synthesized one), it does not start either.
+    const names = { SKAFU_USER_POOL_ID: USER_POOL_ID, SKAFU_USER_POOL_CLIENT_ID: CLIENT_ID };
+    expect(() => authorizerConfigFromEnvironment(names, () => loadRouteTable(os.tmpdir()))).toThrow(
+      /declarations are missing: .*skafu-routes\.json/,
+    );
   });
 });
 

@@ -84,7 +84,8 @@ describe('SkafuApi', () => {
           SKAFU_USER_POOL_ID: { Ref: Match.stringLikeRegexp('UsersUserPool') },
           SKAFU_USER_POOL_CLIENT_ID: { Ref: Match.stringLikeRegexp('WebClient') },
           SKAFU_TOKEN_USE: 'access',
-          SKAFU_ROUTES: Match.anyValue(),
+          // The route table ships in the authorizer's code asset (test/api/authorizer.test.ts), not here.
+          SKAFU_ROUTES: Match.absent(),
         }),
       },
     });

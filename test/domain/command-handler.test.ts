@@ -11,7 +11,7 @@ import { createCommandHandler } from '../../src/domain/command.lambda';
 import { powertools } from '../../src/internal/powertools';
 import { ErrorReporter, EventStore } from '../../src/runtime';
 import { apiEvent } from '../support/api-events';
-import { exampleDomainSpec } from '../support/example';
+import { exampleDomain } from '../support/example';
 import { createEventStoreTable, localClient } from '../support/tables';
 
 const eventBridge = mockClient(EventBridgeClient);
@@ -30,7 +30,7 @@ async function handlerFor(domain: string, tableName?: string) {
   const table = tableName ?? (await createEventStoreTable(client));
   const store = new EventStore({ tableName: table, domain, client });
   const handler = createCommandHandler({
-    spec: exampleDomainSpec(domain),
+    ...exampleDomain(domain),
     store,
     tools: powertools('test'),
     reporter: new ErrorReporter({ component: domain, busName: 'errors', client: new EventBridgeClient({ region: 'us-east-1' }), log: () => undefined }),

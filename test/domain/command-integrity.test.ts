@@ -14,6 +14,7 @@ import { powertools } from '../../src/internal/powertools';
 import { ErrorReporter, EventStore, type DomainSpec } from '../../src/runtime';
 import { apiEvent } from '../support/api-events';
 import { exampleDomainSpec } from '../support/example';
+import { validatorsFor } from '../support/shipped';
 import { createEventStoreTable, localClient } from '../support/tables';
 
 const eventBridge = mockClient(EventBridgeClient);
@@ -34,6 +35,7 @@ function handlerFor(spec: DomainSpec, doc?: DynamoDBDocumentClient) {
   const store = new EventStore({ tableName, domain: spec.domain, client: doc ?? client });
   const handler = createCommandHandler({
     spec,
+    validators: validatorsFor(spec),
     store,
     tools: powertools('test'),
     reporter: new ErrorReporter({ component: spec.domain, client: new EventBridgeClient({ region: 'us-east-1' }), log: (l) => process.env.DEBUG_REPORT && console.log(l) }),

@@ -12,9 +12,9 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { AggregateIdSource, DataSource, EventStoreTable, Precondition, ProjectionAction, ProjectionValue, QueryInput, SkafuPlatform, type DomainDeclaration } from '../../src';
-import { decodeDomainSpec } from '../../src/runtime';
 import { synthExample } from '../support/example';
 import { applyAwsSolutions, nagErrors } from '../support/nag';
+import { outdirOf, shippedDomainSpec, shipsDomainSpec } from '../support/shipped';
 
 const code = lambda.Code.fromInline('exports.handler = async () => ({ statusCode: 200, body: "{}" })');
 
@@ -155,8 +155,8 @@ test('creates say they create: the default precondition follows where the id com
       { name: 'Upsert', method: 'PUT', path: 'c/{id}', allowedGroups: ['Admin'], aggregateType: 'A', aggregateId: AggregateIdSource.fromPath('id'), eventType: 'E4', precondition: Precondition.ANY },
     ],
   });
-  const fn = Object.values(Template.fromStack(stack).findResources('AWS::Lambda::Function')).find((f: any) => f.Properties.Environment?.Variables?.SKAFU_DOMAIN_SPEC) as any;
-  const spec = decodeDomainSpec(fn.Properties.Environment.Variables.SKAFU_DOMAIN_SPEC);
+  const fn = Object.values(Template.fromStack(stack).findResources('AWS::Lambda::Function')).find((f: any) => shipsDomainSpec(outdirOf(stack), f)) as any;
+  const spec = shippedDomainSpec(outdirOf(stack), fn);
   expect(Object.fromEntries(spec.commands.map((c) => [c.name, c.precondition]))).toEqual({ Gen: 'must-not-exist', Body: 'must-not-exist', Path: 'must-exist', Upsert: 'any' });
   expect(() =>
     platform.addDomain({

@@ -18,7 +18,8 @@ import { apiEvent, type ApiEventOptions } from '../support/api-events';
 import { synthInventory } from '../support/inventory';
 import { createEventStoreTable, createTableInputFromCfn, localClient } from '../support/tables';
 
-const BUNDLE = path.join(__dirname, '..', '..', 'assets', 'domain', 'command.lambda', 'index.js');
+/** The command handler exactly as synthesized: the bundle with the inventory spec and validators in its asset. */
+const bundle = () => path.join(synthInventory().commandDirectory, 'index.js');
 const PRODUCTS = '/api/v1/inventory/products';
 const STOCK = '/api/v1/inventory/products/{productId}/stock';
 const DISCONTINUE = '/api/v1/inventory/products/{productId}/discontinue';
@@ -35,11 +36,11 @@ beforeAll(async () => {
   client = localClient();
   const table = await createEventStoreTable(client);
   store = new EventStore({ tableName: table, domain: 'inventory', client });
-  Object.assign(process.env, { SKAFU_DOMAIN: 'inventory', SKAFU_DOMAIN_SPEC: encodeDomainSpec(spec()), SKAFU_EVENT_STORE_TABLE: table });
+  Object.assign(process.env, { SKAFU_DOMAIN: 'inventory', SKAFU_EVENT_STORE_TABLE: table });
   delete process.env.SKAFU_ERROR_BUS_NAME;
   jest.isolateModules(() => {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    handler = (require(BUNDLE) as { handler: Handler }).handler;
+    handler = (require(bundle()) as { handler: Handler }).handler;
   });
 });
 afterAll(() => client.destroy());
@@ -187,7 +188,10 @@ describe('event schema versions', () => {
     // An event written by the previous deployment, at v1.
     await store.append(id, [{ eventType: 'ProductRenamed', eventVersion: 1, data: { title: 'Old name' }, metadata: { userId: 'alice' } }], { expectedVersion: 1, aggregateType: 'Product' });
     expect((await stateOf(id)).state).toMatchObject({ name: 'Old name', locale: 'en' });
-    // The same fold, from the environment, as a custom handler gets it.
+    // The same fold, from the environment, as a custom handler gets it (the declared states, upcasters and event
+    // versions: what EventSourcedDomain puts in a custom command handler's SKAFU_DOMAIN_SPEC).
+    const { aggregates, upcasters, eventVersions } = spec();
+    process.env.SKAFU_DOMAIN_SPEC = encodeDomainSpec({ domain: 'inventory', commands: [], queries: [], aggregates, upcasters, eventVersions });
     expect((await loadDeclaredState(store, id, DeclaredStateFold.fromEnvironment('Product'))).state).toMatchObject({ name: 'Old name', locale: 'en' });
     const res = await call('POST', RENAME, { userId: 'alice', pathParameters: { productId: id }, body: { name: 'New name', locale: 'de' } });
     expect(res.status).toBe(202);

@@ -15,6 +15,7 @@ import { observability, projectManagement } from '../../examples/platform/domain
 import { ProjectionAction, ProjectionValue, SkafuEnvironment, SkafuPlatform } from '../../src';
 import { cfnLint } from '../support/cfn-lint';
 import { synthExample } from '../support/example';
+import { shippedRoutes } from '../support/shipped';
 
 const { templates } = synthExample();
 const parentName = Object.keys(templates).find((f) => !f.includes('.nested.'))!;
@@ -81,10 +82,10 @@ test('observability reacts to ProjectArchived: a rule in its own stack, on the p
 });
 
 test('the authorizer knows every route with its groups', () => {
-  const [authorizer] = resourcesOf(parent, 'AWS::Lambda::Function').filter((f) => f.Properties.Environment?.Variables?.SKAFU_ROUTES);
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { decodeRouteGroups } = require('../../src/runtime') as typeof import('../../src/runtime');
-  const routes = decodeRouteGroups(authorizer.Properties.Environment.Variables.SKAFU_ROUTES);
+  const [authorizer] = resourcesOf(parent, 'AWS::Lambda::Function').filter((f) => f.Properties.Environment?.Variables?.SKAFU_USER_POOL_ID);
+  // The route table ships in the authorizer's code asset (no environment ceiling).
+  expect(authorizer.Properties.Environment.Variables.SKAFU_ROUTES).toBeUndefined();
+  const routes = shippedRoutes(synthExample().outdir, authorizer);
   expect(routes).toEqual({
     'POST /api/v1/observability/metrics': ['Admin', 'Developer'],
     'POST /api/v1/observability/alerts': ['Admin', 'Developer'],

@@ -10,7 +10,7 @@ import { createCommandHandler } from '../../src/domain/command.lambda';
 import { powertools } from '../../src/internal/powertools';
 import { ErrorReporter, EventStore, allowedHeaders, sanitizeForError, type ErrorEventDetail } from '../../src/runtime';
 import { apiEvent } from '../support/api-events';
-import { exampleDomainSpec } from '../support/example';
+import { exampleDomain } from '../support/example';
 import { localClient } from '../support/tables';
 
 const eventBridge = mockClient(EventBridgeClient);
@@ -57,7 +57,7 @@ test('the command handler\'s 500: the error event carries a redacted body and al
   eventBridge.on(PutEventsCommand).resolves({ FailedEntryCount: 0, Entries: [{ EventId: 'e' }] });
   const client = localClient();
   const handler = createCommandHandler({
-    spec: exampleDomainSpec('observability'),
+    ...exampleDomain('observability'),
     store: new EventStore({ tableName: 'no-such-table', domain: 'observability', client }),
     tools: powertools('test'),
     reporter: new ErrorReporter({ component: 'projects', busName: 'errors', client: new EventBridgeClient({ region: 'us-east-1' }), log: () => undefined }),

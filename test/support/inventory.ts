@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { App, Stack } from 'aws-cdk-lib';
+import { provideRuntimeSdk, shippedDomains } from './shipped';
 import {
   AggregateIdSource,
   DataSource,
@@ -21,7 +22,7 @@ import {
   ValueType,
   type DomainDeclaration,
 } from '../../src';
-import { decodeDomainSpec, type DomainSpec } from '../../src/runtime';
+import type { DomainSpec } from '../../src/runtime';
 
 export const inventory: DomainDeclaration = {
   name: 'inventory',
@@ -164,10 +165,19 @@ export const inventory: DomainDeclaration = {
   ],
 };
 
-let cached: { spec: DomainSpec; templates: Record<string, any> } | undefined;
+export interface InventoryAssembly {
+  /** The spec its bundled command handler ships. */
+  readonly spec: DomainSpec;
+  readonly templates: Record<string, any>;
+  readonly outdir: string;
+  /** The command handler's code asset directory (bundle, spec, validators). */
+  readonly commandDirectory: string;
+}
+
+let cached: InventoryAssembly | undefined;
 
 /** Synthesizes the inventory domain on a platform (nested stacks, as addDomain makes them) and returns its spec. */
-export function synthInventory(): { spec: DomainSpec; templates: Record<string, any> } {
+export function synthInventory(): InventoryAssembly {
   if (cached) return cached;
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'skafu-inventory-'));
   const app = new App({ outdir });
@@ -176,14 +186,9 @@ export function synthInventory(): { spec: DomainSpec; templates: Record<string, 
   app.synth();
   const templates: Record<string, any> = {};
   for (const file of fs.readdirSync(outdir).filter((f) => f.endsWith('.template.json'))) templates[file] = JSON.parse(fs.readFileSync(path.join(outdir, file), 'utf8'));
-  for (const template of Object.values(templates)) {
-    for (const resource of Object.values(template.Resources ?? {}) as any[]) {
-      const encoded = resource.Type === 'AWS::Lambda::Function' ? resource.Properties?.Environment?.Variables?.SKAFU_DOMAIN_SPEC : undefined;
-      if (typeof encoded === 'string' && decodeDomainSpec(encoded).domain === 'inventory') {
-        cached = { spec: decodeDomainSpec(encoded), templates };
-        return cached;
-      }
-    }
-  }
-  throw new Error('no inventory handler in the templates');
+  const found = shippedDomains(outdir, templates).find((d) => d.spec.domain === 'inventory' && d.fn.Properties.Description?.includes('command handler'));
+  if (!found) throw new Error('no inventory command handler in the templates');
+  provideRuntimeSdk(outdir);
+  cached = { spec: found.spec, templates, outdir, commandDirectory: found.dir };
+  return cached;
 }
