@@ -36,7 +36,7 @@ import { ErrorReporter, EventStore } from '../src/runtime';
 import { apiEvent } from '../test/support/api-events';
 import { definitionFrom, resolveCfn } from '../test/support/asl';
 import { startDynamoDbLocal } from '../test/support/dynamodb-local';
-import { exampleDomainSpec, synthExample } from '../test/support/example';
+import { exampleDomain, synthExample } from '../test/support/example';
 import { createEventStoreTable, createTableInputFromCfn } from '../test/support/tables';
 
 const BASELINE = path.join(__dirname, 'baseline.json');
@@ -65,11 +65,11 @@ export async function runCapacityBench(): Promise<void> {
   const doc = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
   try {
     const { templates } = synthExample();
-    const spec = exampleDomainSpec('projects');
+    const { spec, validators } = exampleDomain('projects');
     const eventTable = await createEventStoreTable(client);
     /** A handler as a fresh Lambda container has it: its event store client knows no stream yet. */
     const commands = () =>
-      createCommandHandler({ spec, store: new EventStore({ tableName: eventTable, domain: 'projects', client }), tools: powertools('bench'), reporter: silentReporter() });
+      createCommandHandler({ spec, validators, store: new EventStore({ tableName: eventTable, domain: 'projects', client }), tools: powertools('bench'), reporter: silentReporter() });
     const warm = commands();
     const create = async (handler = warm, headers: Record<string, string> = {}) => {
       const res = await handler(apiEvent('POST', PROJECTS, { body, userId: 'owner-1', headers }));

@@ -15,13 +15,13 @@ import type { APIGatewayProxyResult } from 'aws-lambda';
 import { SkafuPlatform } from '../../src';
 import { streamKey } from '../../src/projections/keys';
 import { runRebuildStep } from '../../src/projections/rebuild.runtime';
-import { DeclaredStateFold, EventStore, loadDeclaredState, type EventEnvelope } from '../../src/runtime';
+import { DeclaredStateFold, encodeDomainSpec, EventStore, loadDeclaredState, type EventEnvelope } from '../../src/runtime';
 import { apiEvent } from '../support/api-events';
 import { definitionFrom, runLocal, validateAsl } from '../support/asl';
+import { assetDirectory, outdirOf, provideRuntimeSdk, shippedDomainSpec } from '../support/shipped';
 import { inventory } from '../support/inventory';
 import { createTableInputFromCfn, localClient } from '../support/tables';
 
-const BUNDLE = path.join(__dirname, '..', '..', 'assets', 'domain', 'command.lambda', 'index.js');
 type Handler = (event: unknown, context?: unknown) => Promise<APIGatewayProxyResult | void>;
 
 let client: DynamoDBClient;
@@ -54,11 +54,16 @@ beforeAll(async () => {
   const [fn] = Object.values(template.findResources('AWS::Lambda::Function', { Properties: { Description: 'Skafu inventory command handler' } })) as any[];
   const storeTable = Object.entries(tables).find(([id]) => /EventStore/.test(id) && !/Idempotency/.test(id))![1];
   store = new EventStore({ tableName: storeTable, domain: 'inventory', client });
-  Object.assign(process.env, { SKAFU_DOMAIN: 'inventory', SKAFU_DOMAIN_SPEC: fn.Properties.Environment.Variables.SKAFU_DOMAIN_SPEC, SKAFU_EVENT_STORE_TABLE: storeTable });
+  // The command handler exactly as synthesized (the bundle with the inventory spec and validators in its asset);
+  // the test's own fold reads the same spec from the environment, as a custom handler's would.
+  const outdir = outdirOf(stack);
+  provideRuntimeSdk(outdir);
+  const bundle = path.join(assetDirectory(outdir, fn), 'index.js');
+  Object.assign(process.env, { SKAFU_DOMAIN: 'inventory', SKAFU_DOMAIN_SPEC: encodeDomainSpec(shippedDomainSpec(outdir, fn)), SKAFU_EVENT_STORE_TABLE: storeTable });
   delete process.env.SKAFU_ERROR_BUS_NAME;
   jest.isolateModules(() => {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    handler = (require(BUNDLE) as { handler: Handler }).handler;
+    handler = (require(bundle) as { handler: Handler }).handler;
   });
 });
 afterAll(() => client.destroy());

@@ -146,7 +146,7 @@ export const inventory: DomainDeclaration = {
           eventType: 'ProductRenamed',
           action: ProjectionAction.updateItem({
             key: { productId: ProjectionValue.fromEnvelope('aggregateId') },
-            set: { name: ProjectionValue.fromData('name'), locale: ProjectionValue.fromData('locale'), renamedVersion: ProjectionValue.fromEnvelope('eventVersion', ValueType.NUMBER) },
+            set: { name: ProjectionValue.fromData('name'), locale: ProjectionValue.fromData('locale'), renamedVersion: ProjectionValue.fromEnvelope('eventVersion') },
           }),
         },
       ],
