@@ -11,6 +11,8 @@ import { Compile, parse } from 'velocityjs';
 
 /** An error a template raised with `$util.error` / `$util.unauthorized` (the field's GraphQL error). */
 export class TemplateError extends Error {
+  /** The message as the template gave it (velocityjs appends the template position to `message`). */
+  public readonly templateMessage: string;
   constructor(
     message: string,
     public readonly errorType: string | undefined,
@@ -18,6 +20,7 @@ export class TemplateError extends Error {
     public readonly errorInfo?: unknown,
   ) {
     super(message);
+    this.templateMessage = message;
   }
 }
 

@@ -343,7 +343,7 @@ function authorize(field: GraphQLField<any, any> | undefined, type: GraphQLObjec
 }
 
 function toError(err: Error, path?: ReadonlyArray<string | number>): AppSyncError {
-  if (err instanceof TemplateError) return { message: err.message, errorType: err.errorType, path, ...(err.data !== undefined ? { data: err.data } : {}), ...(err.errorInfo !== undefined ? { errorInfo: err.errorInfo } : {}) };
+  if (err instanceof TemplateError) return { message: err.templateMessage, errorType: err.errorType, path, ...(err.data !== undefined ? { data: err.data } : {}), ...(err.errorInfo !== undefined ? { errorInfo: err.errorInfo } : {}) };
   return { message: err.message, errorType: 'InternalFailure', path };
 }
 
@@ -355,4 +355,26 @@ function format(result: { data?: any; errors?: readonly GraphQLError[] }): Graph
     return { message: e.message, errorType: 'ValidationError', path: e.path };
   });
   return { data: result.data ?? null, ...(errors.length > 0 ? { errors } : {}) };
+}
+
+/** The AppSync API of a template: its schema and resolvers, with each DynamoDB data source's table name. */
+export function appSyncFromTemplate(resources: Record<string, any>, tableName: (value: unknown) => string): { sdl: string; resolvers: AppSyncResolverConfig[]; apis: number } {
+  const apis = Object.entries(resources).filter(([, r]) => r.Type === 'AWS::AppSync::GraphQLApi');
+  if (apis.length === 0) return { sdl: '', resolvers: [], apis: 0 };
+  const schema = Object.values(resources).find((r) => r.Type === 'AWS::AppSync::GraphQLSchema');
+  const sources = new Map<string, { name: string; table?: string }>();
+  for (const [id, r] of Object.entries(resources).filter(([, x]) => x.Type === 'AWS::AppSync::DataSource')) {
+    sources.set(id, { name: r.Properties.Name, table: r.Properties.Type === 'AMAZON_DYNAMODB' ? tableName(r.Properties.DynamoDBConfig.TableName) : undefined });
+  }
+  const byName = new Map([...sources.values()].map((s) => [s.name, s]));
+  const resolvers = Object.values(resources)
+    .filter((r) => r.Type === 'AWS::AppSync::Resolver')
+    .map((r) => {
+      const ref = r.Properties.DataSourceName;
+      const source = typeof ref === 'string' ? byName.get(ref) : sources.get(ref?.['Fn::GetAtt']?.[0]);
+      if (!source) throw new Error(`resolver ${r.Properties.TypeName}.${r.Properties.FieldName}: data source ${JSON.stringify(ref)} is not in the template`);
+      if (r.Properties.Kind === 'PIPELINE' || r.Properties.Code || r.Properties.Runtime) throw new Error(`resolver ${r.Properties.TypeName}.${r.Properties.FieldName}: only VTL unit resolvers are emulated`);
+      return { typeName: r.Properties.TypeName, fieldName: r.Properties.FieldName, tableName: source.table, requestTemplate: r.Properties.RequestMappingTemplate, responseTemplate: r.Properties.ResponseMappingTemplate };
+    });
+  return { sdl: schema?.Properties?.Definition ?? '', resolvers, apis: apis.length };
 }

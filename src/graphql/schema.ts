@@ -357,7 +357,7 @@ function listQuery(q: QueryModel, model: GeneratedModel, problems: string[]): { 
   const filters = query.filters ?? [];
   for (const f of filters) addArg(f.parameter, `${f.parameter}: ${f.type === 'N' ? 'Float' : 'String'}`);
   args.push(`"""Items in the page (1 to ${maxPageSize}; default ${pageSize})."""\n    limit: Int`, '"""The `nextToken` of the previous page of this field."""\n    nextToken: String');
-  const field = `  """${query.name}: a page of \`${q.readModel.name}\` items (REST: ${restRoute(q)})."""\n  ${q.fieldName}(\n    ${args.join('\n    ')}\n  ): ${model.typeName}Page! ${groupsDirective(query.allowedGroups)}`;
+  const field = `  """${query.name}: a page of \`${q.readModel.name}\` items (REST: ${restRoute(q)})."""\n  ${q.fieldName}(\n    ${args.join('\n    ')}\n  ): ${model.typeName}Page ${groupsDirective(query.allowedGroups)}`;
 
   const prefix = `${q.fieldName}:`;
   let request =
