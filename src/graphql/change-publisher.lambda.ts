@@ -59,21 +59,24 @@ export function createChangePublisher(deps: ChangePublisherDeps) {
     const records = event.Records ?? [];
     for (let i = 0; i < records.length; i++) {
       const record = records[i];
-      const model = byTable.get(tableOfRecord(record) ?? '');
-      if (!model) {
-        deps.log?.('record of a table without a GraphQL model: skipped', { eventSourceARN: record.eventSourceARN });
-        continue;
-      }
+      const table = tableOfRecord(record);
+      const model = byTable.get(table ?? '');
       let problem: string | undefined;
-      try {
-        const out = await deps.post(JSON.stringify({ query: model.document, variables: changeVariables(model, record) }));
-        if (out.status !== 200) problem = `HTTP ${out.status}: ${JSON.stringify(out.body).slice(0, 500)}`;
-        else if (Array.isArray(out.body?.errors) && out.body.errors.length > 0) problem = `GraphQL errors: ${JSON.stringify(out.body.errors).slice(0, 500)}`;
-      } catch (err) {
-        problem = (err as Error).message;
+      // Never skipped silently: a record the publisher cannot place is a misconfiguration, retried and then
+      // dead-lettered like a failed publish (the alarm on the failed-changes queue fires).
+      if (!model) {
+        problem = `the record's table '${table ?? record.eventSourceARN}' has no GraphQL model`;
+      } else {
+        try {
+          const out = await deps.post(JSON.stringify({ query: model.document, variables: changeVariables(model, record) }));
+          if (out.status !== 200) problem = `HTTP ${out.status}: ${JSON.stringify(out.body).slice(0, 500)}`;
+          else if (Array.isArray(out.body?.errors) && out.body.errors.length > 0) problem = `GraphQL errors: ${JSON.stringify(out.body.errors).slice(0, 500)}`;
+        } catch (err) {
+          problem = (err as Error).message;
+        }
       }
       if (problem) {
-        deps.log?.('change not published; retried from this record', { table: model.table, sequenceNumber: record.dynamodb?.SequenceNumber, problem });
+        deps.log?.('change not published; retried from this record', { table, sequenceNumber: record.dynamodb?.SequenceNumber, problem });
         return { batchItemFailures: records.slice(i).map((r) => ({ itemIdentifier: r.dynamodb?.SequenceNumber ?? '' })) };
       }
     }
