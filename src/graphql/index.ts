@@ -150,10 +150,16 @@ export class SkafuGraphqlApi extends Construct {
         },
         additionalAuthorizationModes: [{ authorizationType: appsync.AuthorizationType.IAM }],
       },
-      logConfig: { fieldLogLevel: props.fieldLogLevel ?? appsync.FieldLogLevel.ERROR, excludeVerboseContent: !(props.verboseLogging ?? false), role: logsRole },
       xrayEnabled: props.xrayEnabled ?? true,
       introspectionConfig: appsync.IntrospectionConfig.ENABLED,
     });
+    // Set on the L1: the L2's logConfig always adds a LogRetention custom resource (a Lambda with a managed policy)
+    // that would own the same log group as the one made below.
+    (this.api.node.defaultChild as appsync.CfnGraphQLApi).logConfig = {
+      cloudWatchLogsRoleArn: logsRole.roleArn,
+      fieldLogLevel: props.fieldLogLevel ?? appsync.FieldLogLevel.ERROR,
+      excludeVerboseContent: !(props.verboseLogging ?? false),
+    };
     this.graphqlUrl = this.api.graphqlUrl;
     this.logGroup = new logs.LogGroup(this, 'Logs', {
       logGroupName: `/aws/appsync/apis/${this.api.apiId}`,

@@ -37,12 +37,16 @@ test('start-up: progress, the route table with groups, and what is not emulated,
   expect(local.unsupported.map((u) => u.type)).toEqual(expect.arrayContaining(['AWS::CloudWatch::Alarm', 'AWS::CloudWatch::Dashboard', 'AWS::IAM::Role']));
   expect(lines).toEqual(expect.arrayContaining([expect.stringMatching(/^ {2}AWS::CloudWatch::Alarm x\d+: alarms need CloudWatch metrics/)]));
   expect(Object.keys(local.tokens).sort()).toEqual(['Admin', 'Developer', 'NoGroup', 'Viewer']);
+  expect(local.graphqlUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/graphql$/);
+  expect(local.unsupported.map((u) => u.type)).not.toContain('AWS::AppSync::Resolver');
 });
 
 test('the scripted scenario: commands to read models, refusals, validation, conflict, a failing projection', async () => {
   const steps = await runScenario(local, (line) => lines.push(line));
   expect(steps.filter((s) => !s.ok)).toEqual([]);
-  expect(steps).toHaveLength(17);
+  // 16 recorded steps, 3 over GraphQL (query, a refused subscription, a subscription seeing a trigger arrive), the failing projection.
+  expect(steps).toHaveLength(20);
+  expect(steps.find((s) => s.name === 'GraphQL subscription: the Viewer sees the trigger arrive')?.ok).toBe(true);
   expect(fs.readFileSync(path.join(local.workDirectory, 'errors.log'), 'utf8')).toContain('ProjectionFailed');
 });
 
