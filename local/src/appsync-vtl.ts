@@ -146,7 +146,11 @@ export function renderTemplate(template: string, ctx: Record<string, unknown>): 
     base64Encode: (s: string) => Buffer.from(String(s), 'utf8').toString('base64'),
     base64Decode: (s: string) => Buffer.from(String(s), 'base64').toString('utf8'),
     autoId: () => randomUUID(),
-    time: { nowISO8601: () => new Date().toISOString(), nowEpochSeconds: () => Math.floor(Date.now() / 1000), nowEpochMilliSeconds: () => Date.now() },
+    time: {
+      nowISO8601: () => new Date().toISOString(),
+      nowEpochSeconds: () => Math.floor(Date.now() / 1000),
+      nowEpochMilliSeconds: () => Date.now(),
+    },
     dynamodb: {
       toDynamoDB: (v: unknown) => marshall({ v }, { removeUndefinedValues: true }).v,
       toDynamoDBJson: (v: unknown) => JSON.stringify(marshall({ v }, { removeUndefinedValues: true }).v),

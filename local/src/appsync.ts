@@ -135,7 +135,11 @@ export class AppSync {
    * Opens a subscription: checks the field's authorization, runs its resolver (which may set an enhanced filter
    * or refuse), and registers it. Answers the subscription's id, or the errors that refused it.
    */
-  public async subscribe(request: GraphqlRequest, identity: AppSyncIdentity, deliver: (message: GraphqlResponse) => void): Promise<{ id: string } | { errors: AppSyncError[] }> {
+  public async subscribe(
+    request: GraphqlRequest,
+    identity: AppSyncIdentity,
+    deliver: (message: GraphqlResponse) => void,
+  ): Promise<{ id: string } | { errors: AppSyncError[] }> {
     const prepared = this.prepare(request);
     if ('errors' in prepared) return { errors: prepared.errors };
     const { document, operation } = prepared;
@@ -178,7 +182,8 @@ export class AppSync {
     }
     const names = ((mutations.arguments?.[0]?.value as any)?.values ?? []).map((v: any) => v.value as string);
     const id = `sub-${++this.nextId}`;
-    this.subscribers.set(id, { id, field: fieldName, mutations: names, args, filter, document, variables: request.variables ?? {}, identity, deliver });
+    const variables = request.variables ?? {};
+    this.subscribers.set(id, { id, field: fieldName, mutations: names, args, filter, document, variables, identity, deliver });
     return { id };
   }
 
@@ -196,7 +201,8 @@ export class AppSync {
     const problems = validate(this.schema, document);
     if (problems.length > 0) return { errors: problems.map((p) => ({ message: p.message, errorType: 'ValidationError' })) };
     const operations = document.definitions.filter((d): d is OperationDefinitionNode => d.kind === 'OperationDefinition');
-    const operation = request.operationName ? operations.find((o) => o.name?.value === request.operationName) : operations.length === 1 ? operations[0] : undefined;
+    const single = operations.length === 1 ? operations[0] : undefined;
+    const operation = request.operationName ? operations.find((o) => o.name?.value === request.operationName) : single;
     if (!operation) return { errors: [{ message: 'the operation to run is not named (operationName) or not found', errorType: 'ValidationError' }] };
     return { document, operation };
   }
@@ -213,7 +219,12 @@ export class AppSync {
     return this.runResolver(resolver, args, context.identity, source);
   };
 
-  private async runResolver(resolver: AppSyncResolverConfig, args: Record<string, unknown>, identity: AppSyncIdentity, source: unknown): Promise<unknown> {
+  private async runResolver(
+    resolver: AppSyncResolverConfig,
+    args: Record<string, unknown>,
+    identity: AppSyncIdentity,
+    source: unknown,
+  ): Promise<unknown> {
     const ctx = contextOf(args, identity, source);
     const request = JSON.parse(renderTemplate(resolver.requestTemplate, ctx).text);
     let result: unknown = null;
@@ -255,7 +266,9 @@ export class AppSync {
         };
         const out =
           request.operation === 'Query'
-            ? await client.send(new QueryCommand({ ...common, KeyConditionExpression: request.query.expression, ScanIndexForward: request.scanIndexForward !== false }))
+            ? await client.send(
+              new QueryCommand({ ...common, KeyConditionExpression: request.query.expression, ScanIndexForward: request.scanIndexForward !== false }),
+            )
             : await client.send(new ScanCommand(common));
         return {
           items: (out.Items ?? []).map((i) => unmarshall(i)),
@@ -343,7 +356,15 @@ function authorize(field: GraphQLField<any, any> | undefined, type: GraphQLObjec
 }
 
 function toError(err: Error, path?: ReadonlyArray<string | number>): AppSyncError {
-  if (err instanceof TemplateError) return { message: err.templateMessage, errorType: err.errorType, path, ...(err.data !== undefined ? { data: err.data } : {}), ...(err.errorInfo !== undefined ? { errorInfo: err.errorInfo } : {}) };
+  if (err instanceof TemplateError) {
+    return {
+      message: err.templateMessage,
+      errorType: err.errorType,
+      path,
+      ...(err.data !== undefined ? { data: err.data } : {}),
+      ...(err.errorInfo !== undefined ? { errorInfo: err.errorInfo } : {}),
+    };
+  }
   return { message: err.message, errorType: 'InternalFailure', path };
 }
 
@@ -358,7 +379,10 @@ function format(result: { data?: any; errors?: readonly GraphQLError[] }): Graph
 }
 
 /** The AppSync API of a template: its schema and resolvers, with each DynamoDB data source's table name. */
-export function appSyncFromTemplate(resources: Record<string, any>, tableName: (value: unknown) => string): { sdl: string; resolvers: AppSyncResolverConfig[]; apis: number } {
+export function appSyncFromTemplate(
+  resources: Record<string, any>,
+  tableName: (value: unknown) => string,
+): { sdl: string; resolvers: AppSyncResolverConfig[]; apis: number } {
   const apis = Object.entries(resources).filter(([, r]) => r.Type === 'AWS::AppSync::GraphQLApi');
   if (apis.length === 0) return { sdl: '', resolvers: [], apis: 0 };
   const schema = Object.values(resources).find((r) => r.Type === 'AWS::AppSync::GraphQLSchema');
@@ -374,7 +398,13 @@ export function appSyncFromTemplate(resources: Record<string, any>, tableName: (
       const source = typeof ref === 'string' ? byName.get(ref) : sources.get(ref?.['Fn::GetAtt']?.[0]);
       if (!source) throw new Error(`resolver ${r.Properties.TypeName}.${r.Properties.FieldName}: data source ${JSON.stringify(ref)} is not in the template`);
       if (r.Properties.Kind === 'PIPELINE' || r.Properties.Code || r.Properties.Runtime) throw new Error(`resolver ${r.Properties.TypeName}.${r.Properties.FieldName}: only VTL unit resolvers are emulated`);
-      return { typeName: r.Properties.TypeName, fieldName: r.Properties.FieldName, tableName: source.table, requestTemplate: r.Properties.RequestMappingTemplate, responseTemplate: r.Properties.ResponseMappingTemplate };
+      return {
+        typeName: r.Properties.TypeName,
+        fieldName: r.Properties.FieldName,
+        tableName: source.table,
+        requestTemplate: r.Properties.RequestMappingTemplate,
+        responseTemplate: r.Properties.ResponseMappingTemplate,
+      };
     });
   return { sdl: schema?.Properties?.Definition ?? '', resolvers, apis: apis.length };
 }

@@ -98,7 +98,12 @@ export async function runScenario(local: SkafuLocal, log: (line: string) => void
     const reported = local.errors.slice(errorsBefore).find((e) => e.errorType === 'ProjectionFailed');
     step('a failing projection becomes an error event', failing.status === 202 && reported !== undefined && reported.metadata?.original?.aggregateId === second.body.aggregateId, reported ? `${reported.errorType}: ${reported.message}` : 'no error event');
     const t = described.Table!;
-    const definition = { KeySchema: t.KeySchema, AttributeDefinitions: t.AttributeDefinitions, GlobalSecondaryIndexes: t.GlobalSecondaryIndexes, StreamSpecification: t.StreamSpecification };
+    const definition = {
+      KeySchema: t.KeySchema,
+      AttributeDefinitions: t.AttributeDefinitions,
+      GlobalSecondaryIndexes: t.GlobalSecondaryIndexes,
+      StreamSpecification: t.StreamSpecification,
+    };
     await local.client.send(new CreateTableCommand(createTableInputFromCfn(definition, name)));
   }
   return steps;
@@ -109,7 +114,8 @@ export async function runScenario(local: SkafuLocal, log: (line: string) => void
  * real-time protocol, a Developer triggers it over REST, and the change arrives (projection → read-model stream →
  * change publisher → IAM mutation → subscription). A user in no group is refused the subscription.
  */
-async function graphqlSteps(local: SkafuLocal, api: DemoClient, alertId: string, step: (name: string, ok: boolean, detail: string) => void): Promise<void> {
+type Step = (name: string, ok: boolean, detail: string) => void;
+async function graphqlSteps(local: SkafuLocal, api: DemoClient, alertId: string, step: Step): Promise<void> {
   const viewer = local.tokens.Viewer;
   const query = await fetch(local.graphqlUrl, {
     method: 'POST',

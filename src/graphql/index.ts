@@ -2,8 +2,8 @@ import { deflateRawSync } from 'node:zlib';
 import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as appsync from 'aws-cdk-lib/aws-appsync';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as cognito from 'aws-cdk-lib/aws-cognito';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sources from 'aws-cdk-lib/aws-lambda-event-sources';
@@ -125,7 +125,8 @@ export class SkafuGraphqlApi extends Construct {
     const environment = props.environment ?? 'development';
     const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
     const domains = props.domains;
-    this._generated = generateGraphqlSchema(domains.map((d) => ({ name: d.domainName, queries: d.declaredQueries, readModels: d.declaredReadModels })));
+    const declarations = domains.map((d) => ({ name: d.domainName, queries: d.declaredQueries, readModels: d.declaredReadModels }));
+    this._generated = generateGraphqlSchema(declarations);
     if (this._generated.models.length === 0) {
       throw new Error(`SkafuGraphqlApi ${this.node.path}: no bundled query reads a read model of ${domains.map((d) => d.domainName).join(', ')}: the API would be empty`);
     }
@@ -187,7 +188,8 @@ export class SkafuGraphqlApi extends Construct {
     // declared indexes), and NONE for the change mutation and the subscriptions' filters.
     const none = this.api.addNoneDataSource('None', { description: 'Change mutations and subscription filters' });
     const dataSources = new Map<string, appsync.CfnDataSource>();
-    const served = this._generated.models.map((m) => ({ generated: m, model: graphqlReadModel(domains.find((d) => d.domainName === m.domain)!, m.readModel) }));
+    const domainOf = (name: string) => domains.find((d) => d.domainName === name)!;
+    const served = this._generated.models.map((m) => ({ generated: m, model: graphqlReadModel(domainOf(m.domain), m.readModel) }));
     served.forEach(({ generated, model }, i) => {
       const role = new iam.Role(this, `ReadModel${i}Role`, {
         assumedBy: new iam.ServicePrincipal('appsync.amazonaws.com'),
@@ -325,7 +327,8 @@ function validate(path: string, props: SkafuGraphqlApiProps): void {
   const names = props.domains.map((d) => d.domainName);
   const twice = names.find((n, i) => names.indexOf(n) !== i);
   if (twice) errors.push(`domain '${twice}' is given twice`);
-  if (props.publishRetryAttempts !== undefined && !(Number.isInteger(props.publishRetryAttempts) && props.publishRetryAttempts >= 0 && props.publishRetryAttempts <= 10000)) {
+  const retries = props.publishRetryAttempts;
+  if (retries !== undefined && !(Number.isInteger(retries) && retries >= 0 && retries <= 10000)) {
     errors.push("'publishRetryAttempts' must be an integer from 0 to 10000");
   }
   if (props.maxChangeAge && (props.maxChangeAge.toSeconds() < 60 || props.maxChangeAge.toSeconds() > 604800)) errors.push("'maxChangeAge' must be from 1 minute to 7 days");

@@ -185,7 +185,8 @@ export function generateGraphqlSchema(domains: GraphqlDomainInput[]): GeneratedS
   const subscriptionFields: string[] = [];
   for (const model of models) {
     typeBlocks.push(modelTypes(model));
-    const { mutation, subscription, resolvers: r } = changeFields(model, queries.filter((q) => q.domain === model.domain && q.readModel.name === model.readModel));
+    const readers = queries.filter((q) => q.domain === model.domain && q.readModel.name === model.readModel);
+    const { mutation, subscription, resolvers: r } = changeFields(model, readers);
     mutationFields.push(mutation);
     subscriptionFields.push(subscription);
     resolvers.push(...r);
@@ -250,13 +251,27 @@ function buildModel(domain: string, rm: ReadModelDefinition, typeName: string, r
     `mutation Publish${typeName}Change(${variables.join(', ')}) {\n` +
     `  ${mutationField}(${[...keyAndOwner, 'change', 'item'].map((n) => `${n}: $${n}`).join(', ')}) {\n` +
     `    ${keyAndOwner.join('\n    ')}\n    change\n    item {\n      ${generatedFields.map((f) => f.name).join('\n      ')}\n    }\n  }\n}\n`;
-  return { domain, readModel: rm.name, typeName, keys, fields: generatedFields, ownerAttribute, mutationField, subscriptionField, mutationDocument, readGroups };
+  return {
+    domain,
+    readModel: rm.name,
+    typeName,
+    keys,
+    fields: generatedFields,
+    ownerAttribute,
+    mutationField,
+    subscriptionField,
+    mutationDocument,
+    readGroups,
+  };
 }
 
 /** Groups whose members may read every item of the model (through some query). */
 function allItemGroups(readers: QueryModel[]): string[] {
   return unique(
-    readers.flatMap((q) => (q.query.ownership ? q.query.allowedGroups.filter((g) => (q.query.ownership!.overrideGroups ?? []).includes(g)) : q.query.allowedGroups)),
+    readers.flatMap((q) => {
+      const overrides = q.query.ownership?.overrideGroups ?? [];
+      return q.query.ownership ? q.query.allowedGroups.filter((g) => overrides.includes(g)) : q.query.allowedGroups;
+    }),
   );
 }
 /** Groups whose members may read only the items they own. */
@@ -319,9 +334,9 @@ function getQuery(q: QueryModel, model: GeneratedModel): { field: string; resolv
   const request =
     `## ${q.domain}.${q.query.name}: GetItem on the read model \`${q.readModel.name}\`.\n` +
     key.map((k) => requireInput(k.spec)).join('') +
-    `#set($key = {})\n` +
+    '#set($key = {})\n' +
     key.map((k) => `$util.qr($key.put(${vtl(k.attr)}, ${inputValue(k.spec)}))\n`).join('') +
-    `$util.toJson({"version": "2018-05-29", "operation": "GetItem", "key": $key, "consistentRead": false})\n`;
+    '$util.toJson({"version": "2018-05-29", "operation": "GetItem", "key": $key, "consistentRead": false})\n';
   const ownership = q.query.ownership;
   const response =
     '#if($ctx.error)\n  $util.error($ctx.error.message, $ctx.error.type)\n#end\n' +
@@ -379,7 +394,7 @@ function listQuery(q: QueryModel, model: GeneratedModel, problems: string[]): { 
       requireInput(pk.spec) +
       `#set($names = {'#pk': ${vtl(pk.attribute)}})\n` +
       `#set($values = {':pk': ${inputValue(pk.spec)}})\n` +
-      `#set($expression = '#pk = :pk')\n`;
+      '#set($expression = \'#pk = :pk\')\n';
     if (range && (range.fromParameter || range.toParameter)) {
       const from = range.fromParameter ? `$ctx.args.${range.fromParameter}` : undefined;
       const to = range.toParameter ? `$ctx.args.${range.toParameter}` : undefined;
@@ -392,11 +407,11 @@ function listQuery(q: QueryModel, model: GeneratedModel, problems: string[]): { 
         `#elseif(${given(from)})\n  #set($expression = '#pk = :pk AND #sk >= :from')\n` +
         `#elseif(${given(to)})\n  #set($expression = '#pk = :pk AND #sk <= :to')\n#end\n`;
     }
-    request += `$util.qr($request.put('query', {"expression": $expression, "expressionNames": $names, "expressionValues": $values}))\n`;
+    request += '$util.qr($request.put(\'query\', {"expression": $expression, "expressionNames": $names, "expressionValues": $values}))\n';
   }
   const ownership = query.ownership;
   if (filters.length > 0 || ownership) {
-    request += "#set($filters = [])\n#set($filterNames = {})\n#set($filterValues = {})\n";
+    request += '#set($filters = [])\n#set($filterNames = {})\n#set($filterValues = {})\n';
     filters.forEach((f, i) => {
       request +=
         `#if(!$util.isNull($ctx.args.${f.parameter}))\n` +
@@ -440,7 +455,7 @@ function changeFields(model: GeneratedModel, readers: QueryModel[]): { mutation:
     `  """Publishes a change of a \`${model.readModel}\` item to its subscribers (the platform's change publisher only)."""\n` +
     `  ${model.mutationField}(\n    ${mutationArgs.join('\n    ')}\n  ): ${model.typeName}Change @aws_iam`;
   const subscription =
-    `  """Changes of \`${model.readModel}\` items, only those whose key matches the arguments given${model.ownerAttribute ? `; readers allowed only their own items receive only those` : ''}."""\n` +
+    `  """Changes of \`${model.readModel}\` items, only those whose key matches the arguments given${model.ownerAttribute ? '; readers allowed only their own items receive only those' : ''}."""\n` +
     `  ${model.subscriptionField}(${keyArgs.map((k) => `${k.name}: ${k.scalar}`).join(', ')}): ${model.typeName}Change\n` +
     `    @aws_subscribe(mutations: [${JSON.stringify(model.mutationField)}])\n    ${groupsDirective(model.readGroups)}`;
   const mutationRequest =
@@ -458,7 +473,7 @@ function changeFields(model: GeneratedModel, readers: QueryModel[]): { mutation:
     (model.ownerAttribute
       ? readsAllLines(all) +
         '#if(!$readsAll)\n' +
-        `  #if($util.isNullOrEmpty($ctx.identity.sub))\n    $util.unauthorized()\n  #end\n` +
+        '  #if($util.isNullOrEmpty($ctx.identity.sub))\n    $util.unauthorized()\n  #end\n' +
         `  $util.qr($filter.put(${vtl(model.ownerAttribute)}, {"eq": $ctx.identity.sub}))\n#end\n`
       : '') +
     '#if($filter.size() > 0)\n  $extensions.setSubscriptionFilter($util.transform.toSubscriptionFilter($filter))\n#end\n' +

@@ -269,7 +269,8 @@ class UpdateAction extends ProjectionAction {
   }
   public _attributes(): Array<{ name: string; type: ValueType; list: boolean }> {
     return [
-      ...Object.entries({ ...(this.options.set ?? {}), ...(this.options.add ?? {}), ...this.key }).map(([name, v]) => ({ name, type: v.type, list: false })),
+      ...Object.entries({ ...(this.options.set ?? {}), ...(this.options.add ?? {}), ...this.key })
+        .map(([name, v]) => ({ name, type: v.type, list: false })),
       ...Object.entries(this.options.append ?? {}).map(([name, v]) => ({ name, type: v.type, list: true })),
     ];
   }

@@ -6,7 +6,7 @@
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { observability, projectManagement } from '../../examples/platform/domains';
-import { SkafuEnvironment, SkafuPlatform } from '../../src';
+import { SkafuEnvironment, SkafuGraphqlApi, SkafuPlatform } from '../../src';
 import { generateGraphqlSchema } from '../../src/graphql/schema';
 import { cfnLint } from '../support/cfn-lint';
 import { applyAwsSolutions, nagErrors, nagWarnings } from '../support/nag';
@@ -109,7 +109,6 @@ test('conflicting or impossible options throw at synth, naming them', () => {
   const p = new SkafuPlatform(stack, 'Platform');
   p.addDomain(observability);
   expect(() => p.addGraphqlApi({ domainNames: ['nope'] })).toThrow(/not added: nope/);
-  const { SkafuGraphqlApi } = require('../../src');
   expect(() => new SkafuGraphqlApi(stack, 'G', { domains: [p.domains.observability], userPool: p.users.userPool, liveUpdates: false, maxChangeAge: Duration.hours(2) })).toThrow(/'liveUpdates: false'/);
   expect(() => new SkafuGraphqlApi(stack, 'G2', { domains: [p.domains.observability], userPool: p.users.userPool, publishRetryAttempts: -1 })).toThrow(/publishRetryAttempts/);
 });

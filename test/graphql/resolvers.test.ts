@@ -9,8 +9,8 @@ import { DeleteItemCommand, PutItemCommand, UpdateItemCommand, type DynamoDBClie
 import { marshall } from '@aws-sdk/util-dynamodb';
 import type { DynamoDBRecord } from 'aws-lambda';
 import { DOMAINS, graphqlFixture, type GraphqlFixture } from './support';
-import { AuthError, authenticate, type AppSyncAuthConfig } from '../../local/src/appsync-auth';
 import type { AppSyncIdentity, GraphqlResponse } from '../../local/src/appsync';
+import { AuthError, authenticate, type AppSyncAuthConfig } from '../../local/src/appsync-auth';
 import { createChangePublisher, decodeModels } from '../../src/graphql/change-publisher.lambda';
 import { CLIENT_ID, createIssuer, ISSUER, userClaims, type TestIssuer } from '../support/jwt';
 import { readStream, localStreamsClient } from '../support/streams';
@@ -243,7 +243,8 @@ describe('subscriptions: exactly the changes asked for, only to readers', () => 
     await put(fx.tables.alerts, { alertId: 'alert-9', name: 'new', severity: 'low', threshold: 1, triggerCount: 0 });
     await client.send(new DeleteItemCommand({ TableName: fx.tables.alerts, Key: marshall({ alertId: 'alert-9' }) }));
     // As Lambda hands them over: each record names its stream (the table's name is in its ARN).
-    const records: DynamoDBRecord[] = (await readStream(client, streams, fx.tables.alerts)).flatMap((s) => s.records.map((r) => ({ ...r, eventSourceARN: s.streamArn }))).slice(before);
+    const shards = await readStream(client, streams, fx.tables.alerts);
+    const records: DynamoDBRecord[] = shards.flatMap((s) => s.records.map((r) => ({ ...r, eventSourceARN: s.streamArn }))).slice(before);
     expect(records.map((r) => r.eventName)).toEqual(['MODIFY', 'INSERT', 'REMOVE']);
 
     // The publisher as deployed: its environment from the template, its mutation sent with the IAM identity.

@@ -3,11 +3,13 @@
  * (updated only on purpose: `npx projen test:update`), its validity as AppSync reads it, and what the generator
  * refuses.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { buildSchema, GraphQLNonNull, GraphQLObjectType, isListType } from 'graphql';
 import { observability, projectManagement } from '../../examples/platform/domains';
+import { APPSYNC_DEFINITIONS } from '../../local/src/appsync-schema';
 import { ProjectionAction, ProjectionValue, QueryInput, QueryInputType, ValueType, type DomainDeclaration } from '../../src';
 import { generateGraphqlSchema } from '../../src/graphql/schema';
-import { APPSYNC_DEFINITIONS } from '../../local/src/appsync-schema';
 
 const example = generateGraphqlSchema([observability, projectManagement]);
 
@@ -32,12 +34,14 @@ test('the schema is valid GraphQL with the AppSync scalars and directives', () =
 
 test('every field carries the REST route\'s groups; the change mutations are IAM only', () => {
   const schema = buildSchema(`${APPSYNC_DEFINITIONS}\n${example.sdl}`);
-  const directives = (node: any) => Object.fromEntries((node?.directives ?? []).map((d: any) => [d.name.value, (d.arguments ?? []).flatMap((a: any) => (a.value.values ?? []).map((v: any) => v.value))]));
+  const values = (d: any) => (d.arguments ?? []).flatMap((a: any) => (a.value.values ?? []).map((v: any) => v.value));
+  const directives = (node: any) => Object.fromEntries((node?.directives ?? []).map((d: any) => [d.name.value, values(d)]));
   const query = schema.getQueryType()!.getFields();
   for (const d of [observability, projectManagement]) {
     for (const q of d.queries ?? []) {
       const field = query[q.name.charAt(0).toLowerCase() + q.name.slice(1)];
-      expect({ field: field.name, directives: directives(field.astNode) }).toEqual({ field: field.name, directives: { aws_cognito_user_pools: q.allowedGroups } });
+      const expected = { field: field.name, directives: { aws_cognito_user_pools: q.allowedGroups } };
+      expect({ field: field.name, directives: directives(field.astNode) }).toEqual(expected);
     }
   }
   for (const field of Object.values(schema.getMutationType()!.getFields())) expect(directives(field.astNode)).toEqual({ aws_iam: [] });
@@ -92,7 +96,7 @@ test('refused: the same type or field from two domains, one attribute with two t
         name: 'things',
         partitionKey: { name: 'id' },
         projections: [
-          { eventType: 'A', action: ProjectionAction.putItem({ key: { id: ProjectionValue.fromData('id') }, attributes: { size: ProjectionValue.fromData('size', ValueType.NUMBER), 'bad-name': ProjectionValue.string('x') } }) },
+          { eventType: 'A', action: ProjectionAction.putItem({ key: { id: ProjectionValue.fromData('id') }, attributes: { 'size': ProjectionValue.fromData('size', ValueType.NUMBER), 'bad-name': ProjectionValue.string('x') } }) },
           { eventType: 'B', action: ProjectionAction.updateItem({ key: { id: ProjectionValue.fromData('id') }, set: { size: ProjectionValue.fromData('size') } }) },
         ],
       },
@@ -120,4 +124,10 @@ test('owner-only readers: the change type carries the owner, the subscription fi
   expect(g.sdl).toMatch(/type ProjectsChange[^}]*ownerId: String/);
   const sub = g.resolvers.find((r) => r.fieldName === 'onProjectsChange')!;
   expect(sub.responseTemplate).toContain("$util.qr($filter.put('ownerId', {\"eq\": $ctx.identity.sub}))");
+});
+
+test('the README shows the schema generated for the example platform, as generated', () => {
+  const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
+  const shown = /<summary>examples\/platform \(observability, projects\): the SDL<\/summary>\n\n```graphql\n([\s\S]*?)```/.exec(readme)?.[1];
+  expect(shown).toBe(example.sdl);
 });

@@ -7,9 +7,9 @@ import { CreateTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamod
 import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { observability, projectManagement } from '../../examples/platform/domains';
-import { AggregateIdSource, DataSource, ProjectionAction, ProjectionValue, QueryInput, SkafuPlatform, type DomainDeclaration } from '../../src';
 import { AppSync, appSyncFromTemplate } from '../../local/src/appsync';
 import { createTableInputFromCfn } from '../../local/src/tables';
+import { AggregateIdSource, DataSource, ProjectionAction, ProjectionValue, QueryInput, SkafuPlatform, type DomainDeclaration } from '../../src';
 
 /** A domain whose items belong to their creator: Developers and Viewers read their own, Admins read all. */
 export const vault: DomainDeclaration = {
