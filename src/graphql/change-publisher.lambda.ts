@@ -10,10 +10,12 @@
  */
 import { createHash, createHmac } from 'node:crypto';
 import { inflateRawSync } from 'node:zlib';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
+import { powertools } from '../internal/powertools';
 
 /** What the publisher knows of a read model (from SKAFU_GRAPHQL_MODELS). */
 export interface PublishedModel {
@@ -29,6 +31,8 @@ export interface ChangePublisherDeps {
   /** POSTs a GraphQL request; answers the HTTP status and the parsed body. */
   readonly post: (body: string) => Promise<{ status: number; body: any }>;
   readonly log?: (message: string, detail: Record<string, unknown>) => void;
+  /** Counts published changes and failures (Powertools metrics in the handler). */
+  readonly count?: (metric: 'ChangesPublished' | 'ChangesNotPublished', n: number) => void;
 }
 
 /** The table name of a stream record (`arn:...:table/<name>/stream/<label>`). */
@@ -77,9 +81,12 @@ export function createChangePublisher(deps: ChangePublisherDeps) {
       }
       if (problem) {
         deps.log?.('change not published; retried from this record', { table, sequenceNumber: record.dynamodb?.SequenceNumber, problem });
+        deps.count?.('ChangesPublished', i);
+        deps.count?.('ChangesNotPublished', records.length - i);
         return { batchItemFailures: records.slice(i).map((r) => ({ itemIdentifier: r.dynamodb?.SequenceNumber ?? '' })) };
       }
     }
+    deps.count?.('ChangesPublished', records.length);
     return { batchItemFailures: [] };
   };
 }
@@ -135,14 +142,22 @@ export function signedPost(url: string, env: Record<string, string | undefined> 
 }
 
 let instance: ReturnType<typeof createChangePublisher> | undefined;
+const tools = powertools('skafu-graphql-changes');
 
 export const handler = async (event: DynamoDBStreamEvent): Promise<DynamoDBBatchResponse> => {
   if (!instance) {
     instance = createChangePublisher({
       models: decodeModels(process.env.SKAFU_GRAPHQL_MODELS ?? '', process.env),
       post: signedPost(process.env.SKAFU_GRAPHQL_URL ?? ''),
-      log: (message, detail) => console.log(JSON.stringify({ level: 'WARN', message, ...detail })),
+      log: (message, detail) => tools.logger.warn(message, detail),
+      count: (metric, n) => {
+        if (n > 0) tools.metrics.addMetric(metric, MetricUnit.Count, n);
+      },
     });
   }
-  return instance(event);
+  try {
+    return await instance(event);
+  } finally {
+    tools.metrics.publishStoredMetrics();
+  }
 };
