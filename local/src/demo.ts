@@ -6,6 +6,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DeleteTableCommand, CreateTableCommand, DescribeTableCommand } from '@aws-sdk/client-dynamodb';
+import WebSocket from 'ws';
+import { realtimeHeader } from './appsync-server';
 import { runScenario as runRecorded, validateScenario, type Scenario } from './scenario';
 import { SkafuLocal } from './skafu-local';
 import { createTableInputFromCfn } from './tables';
@@ -81,6 +83,8 @@ export async function runScenario(local: SkafuLocal, log: (line: string) => void
   // Projected first, so that the failure below is the trigger's alone.
   await api.until(`/api/v1/observability/alerts/${second.body.aggregateId}`, 'Viewer', (r) => r.body.item?.version === 1);
 
+  if (local.graphqlUrl) await graphqlSteps(local, api, second.body.aggregateId, step);
+
   // A failing projection: the alerts read model goes away while an alert is triggered.
   const alertsTable = Object.entries(local.tables).find(([p]) => /ReadModelAlerts/.test(p));
   if (alertsTable) {
@@ -94,10 +98,73 @@ export async function runScenario(local: SkafuLocal, log: (line: string) => void
     const reported = local.errors.slice(errorsBefore).find((e) => e.errorType === 'ProjectionFailed');
     step('a failing projection becomes an error event', failing.status === 202 && reported !== undefined && reported.metadata?.original?.aggregateId === second.body.aggregateId, reported ? `${reported.errorType}: ${reported.message}` : 'no error event');
     const t = described.Table!;
-    const definition = { KeySchema: t.KeySchema, AttributeDefinitions: t.AttributeDefinitions, GlobalSecondaryIndexes: t.GlobalSecondaryIndexes };
+    const definition = {
+      KeySchema: t.KeySchema,
+      AttributeDefinitions: t.AttributeDefinitions,
+      GlobalSecondaryIndexes: t.GlobalSecondaryIndexes,
+      StreamSpecification: t.StreamSpecification,
+    };
     await local.client.send(new CreateTableCommand(createTableInputFromCfn(definition, name)));
   }
   return steps;
+}
+
+/**
+ * The read side over GraphQL: a Viewer reads the alert with a query, subscribes to its changes over AppSync's
+ * real-time protocol, a Developer triggers it over REST, and the change arrives (projection → read-model stream →
+ * change publisher → IAM mutation → subscription). A user in no group is refused the subscription.
+ */
+type Step = (name: string, ok: boolean, detail: string) => void;
+async function graphqlSteps(local: SkafuLocal, api: DemoClient, alertId: string, step: Step): Promise<void> {
+  const viewer = local.tokens.Viewer;
+  const query = await fetch(local.graphqlUrl, {
+    method: 'POST',
+    headers: { 'Authorization': viewer, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ query: 'query($id: String!) { getAlert(alertId: $id) { alertId name triggerCount version } }', variables: { id: alertId } }),
+  });
+  const read = (await query.json()) as any;
+  step('GraphQL: a Viewer queries the alert', query.status === 200 && read.data?.getAlert?.alertId === alertId && read.data.getAlert.triggerCount === 0, JSON.stringify(read.data ?? read.errors));
+
+  const host = new URL(local.graphqlUrl).host;
+  const ws = new WebSocket(`${local.graphqlRealtimeUrl}?header=${realtimeHeader(viewer, host)}&payload=e30=`, 'graphql-ws');
+  const messages: any[] = [];
+  ws.on('message', (raw) => messages.push(JSON.parse(String(raw))));
+  const waitFor = async (match: (m: any) => boolean, timeoutMs = 20_000) => {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && !messages.some(match)) await new Promise((r) => setTimeout(r, 50));
+    return messages.find(match);
+  };
+  try {
+    await new Promise<void>((resolve, reject) => ws.once('open', () => resolve()).once('error', reject));
+    ws.send(JSON.stringify({ type: 'connection_init' }));
+    await waitFor((m) => m.type === 'connection_ack');
+    const start = (id: string, token: string) =>
+      ws.send(JSON.stringify({
+        id,
+        type: 'start',
+        payload: {
+          data: JSON.stringify({ query: 'subscription($id: String) { onAlertsChange(alertId: $id) { alertId change item { triggerCount lastValue version } } }', variables: { id: alertId } }),
+          extensions: { authorization: { Authorization: token, host } },
+        },
+      }));
+    start('viewer', viewer);
+    start('nogroup', local.tokens.NoGroup);
+    const acked = await waitFor((m) => m.type === 'start_ack' && m.id === 'viewer');
+    const refused = await waitFor((m) => m.type === 'error' && m.id === 'nogroup');
+    step('GraphQL: a user in no group is refused the subscription', acked !== undefined && refused?.payload?.errors?.[0]?.errorType === 'Unauthorized', JSON.stringify(refused?.payload ?? 'no answer'));
+    const triggered = await api.call('POST', `/api/v1/observability/alerts/${alertId}/trigger`, { as: 'Developer', body: { metricValue: 97 } });
+    const started = Date.now();
+    const data = await waitFor((m) => m.type === 'data' && m.id === 'viewer');
+    const change = data?.payload?.data?.onAlertsChange;
+    step(
+      'GraphQL subscription: the Viewer sees the trigger arrive',
+      triggered.status === 202 && change?.alertId === alertId && change.change === 'UPSERT' && change.item?.triggerCount === 1 && change.item?.lastValue === 97,
+      change ? `${JSON.stringify(change)} ${Date.now() - started} ms after the command` : 'no change arrived',
+    );
+    ws.send(JSON.stringify({ type: 'stop', id: 'viewer' }));
+  } finally {
+    ws.terminate();
+  }
 }
 
 async function main(): Promise<void> {

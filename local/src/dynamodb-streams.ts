@@ -252,7 +252,7 @@ export class StreamMapping {
     const records = out.Records ?? [];
     if (records.length > 0) {
       const lambdaRecords = records
-        .map(toLambdaRecord)
+        .map((r) => toLambdaRecord(r, this.streamArn))
         .filter((rec) => this.filters.length === 0 || this.filters.some((f) => matchesPattern(f, rec as never)));
       if (lambdaRecords.length > 0) await this.deliver(lambdaRecords, shard.id);
       shard.lastSequence = records[records.length - 1].dynamodb?.SequenceNumber ?? shard.lastSequence;
@@ -367,7 +367,7 @@ export class DynamoDbStreams {
 }
 
 /** A Streams API record in the shape Lambda hands to a stream handler (and that filter patterns match). */
-export function toLambdaRecord(record: _Record): Record<string, any> {
+export function toLambdaRecord(record: _Record, streamArn?: string): Record<string, any> {
   const fix = (v: unknown): unknown => {
     if (v === null || typeof v !== 'object') return v;
     if (Array.isArray(v)) return v.map(fix);
@@ -382,6 +382,8 @@ export function toLambdaRecord(record: _Record): Record<string, any> {
     eventName: record.eventName,
     eventVersion: record.eventVersion,
     eventSource: 'aws:dynamodb',
+    // Lambda names the stream in every record (a handler reading several tables tells them apart by it).
+    ...(streamArn ? { eventSourceARN: streamArn } : {}),
     awsRegion: LOCAL_REGION,
     dynamodb: {
       ...d,

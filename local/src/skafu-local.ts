@@ -9,6 +9,8 @@
  *   (step-functions.ts), a token issuer standing in for the Cognito user pool (issuer.ts);
  * - the AWS endpoints the handlers call, on their own port behind a secret (service-endpoints.ts);
  * - the backfill of read models added to domains that already have events, at start (backfill.ts).
+ * - an AppSync GraphQL API: its VTL resolvers on the same tables, the local issuer's tokens, subscriptions over
+ *   AppSync's real-time WebSocket protocol (appsync.ts, appsync-auth.ts, appsync-server.ts).
  * Everything else in the assembly is named at start with the reason it is not emulated, and every failure ends
  * on the console and in errors.log (error-log.ts).
  */
@@ -17,6 +19,8 @@ import * as path from 'node:path';
 import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { ApiGateway, type LocalRoute, type Unsupported } from './api-gateway';
+import { AppSync, appSyncFromTemplate } from './appsync';
+import { AppSyncServer } from './appsync-server';
 import { LocalAssembly, LOCAL_REGION, type LocalResource } from './assembly';
 import { Backfills, type BackfillOutcome } from './backfill';
 import { startDynamoDbLocal, type DynamoDbLocal } from './dynamodb-local';
@@ -82,6 +86,10 @@ const EMULATED = new Set([
   'AWS::CloudFormation::Stack',
   // Started at start by backfill.ts (the backfill state machine's loop, run by invoking its function).
   'Custom::SkafuReadModelBackfill',
+  'AWS::AppSync::GraphQLApi',
+  'AWS::AppSync::GraphQLSchema',
+  'AWS::AppSync::DataSource',
+  'AWS::AppSync::Resolver',
 ]);
 
 const NOT_EMULATED: Record<string, string> = {
@@ -119,6 +127,12 @@ export class SkafuLocal {
   public client!: DynamoDBClient;
   /** Functions that could not be loaded at start, by resource, with the reason. */
   public readonly loadFailures: Array<{ resource: string; function: string; reason: string }> = [];
+  /** The GraphQL endpoint (`POST`), when the assembly has an AppSync API. */
+  public graphqlUrl = '';
+  /** The GraphQL real-time (subscriptions) endpoint, when the assembly has an AppSync API. */
+  public graphqlRealtimeUrl = '';
+  /** The AppSync emulation, when the assembly has an API. */
+  public appsync?: AppSync;
 
   public readonly errorLog: ErrorLog;
   private readonly assembly: LocalAssembly;
@@ -134,6 +148,7 @@ export class SkafuLocal {
   private stepFunctions?: StepFunctions;
   private backfills?: Backfills;
   private streams?: DynamoDbStreams;
+  private graphql?: AppSyncServer;
   private readonly inFlight = new Set<Promise<unknown>>();
 
   constructor(private readonly options: SkafuLocalOptions) {
@@ -193,6 +208,7 @@ export class SkafuLocal {
     this.streamsClient = new DynamoDBStreamsClient({ endpoint, region: LOCAL_REGION, credentials });
     await this.createTables(resources);
     this.setUpIdentity(resources);
+    await this.startGraphql(resources);
 
     this.host = new LambdaHost(
       {
@@ -267,6 +283,7 @@ export class SkafuLocal {
     this.printUnsupported();
     const stage = this.stages[0];
     this.log(`API: ${this.url}${stage ? `/${stage}` : ''}/api/v1 (the stage prefix may be left out: ${this.url}/api/v1)`);
+    if (this.graphqlUrl) this.log(`GraphQL: ${this.graphqlUrl} (subscriptions: ${this.graphqlRealtimeUrl}, AppSync's real-time protocol)`);
     if (Object.keys(this.tokens).length > 0) this.log(`Tokens for the demo users: ${path.join(this.workDirectory, 'tokens.json')} (${Object.keys(this.tokens).join(', ')})`);
     this.log(`Errors (error events, handler crashes, unreadable streams): console and ${this.errorLog.file}`);
     this.printRoutes();
@@ -293,6 +310,7 @@ export class SkafuLocal {
   public async stop(): Promise<void> {
     process.off('unhandledRejection', this.onUnhandledRejection);
     await this.api?.close();
+    await this.graphql?.close();
     await this.streams?.stop();
     this.sqs?.stop();
     await Promise.race([Promise.allSettled([...this.inFlight]), new Promise((r) => setTimeout(r, 5000).unref())]);
@@ -400,6 +418,33 @@ export class SkafuLocal {
     this.tokens = this.issuer.demoTokens(groups);
   }
 
+  /** The AppSync API of the assembly (one is emulated), on its own port, with the local issuer's tokens. */
+  private async startGraphql(resources: LocalResource[]): Promise<void> {
+    const apis = resources.filter((r) => r.type === 'AWS::AppSync::GraphQLApi');
+    if (apis.length === 0) return;
+    if (apis.length > 1) this.unsupported.push({ type: 'AWS::AppSync::GraphQLApi', count: apis.length - 1, why: `only the first API (${apis[0].path}) is served locally` });
+    const stack = apis[0].stack;
+    const own = Object.fromEntries(resources.filter((r) => r.stack === stack && r.type.startsWith('AWS::AppSync::')).map((r) => [r.logicalId, { Type: r.type, Properties: r.properties }]));
+    const config = appSyncFromTemplate(own, (value) => String(stack.resolve(value)));
+    const props = apis[0].properties;
+    const userPoolId = String(stack.resolve(props.UserPoolConfig?.UserPoolId ?? ''));
+    if (!this.issuer || props.AuthenticationType !== 'AMAZON_COGNITO_USER_POOLS') {
+      this.unsupported.push({ type: 'AWS::AppSync::GraphQLApi', count: 1, why: `${apis[0].path}: only Cognito user pool APIs are served locally (the local issuer stands for the pool)` });
+      return;
+    }
+    const regex = props.UserPoolConfig?.AppIdClientRegex;
+    this.appsync = new AppSync({ sdl: config.sdl, resolvers: config.resolvers, client: this.client, log: this.log });
+    this.graphql = new AppSyncServer(
+      this.appsync,
+      { issuer: this.issuer.issuer, jwks: () => this.issuer!.jwks, appIdClientRegex: regex === undefined ? undefined : String(stack.resolve(regex)) },
+      (line) => this.errorLog.report({ kind: 'SkafuLocalDefect', message: line }),
+    );
+    if (userPoolId && !this.issuer.issuer.endsWith(userPoolId)) this.log(`  GraphQL API ${apis[0].path} names user pool ${userPoolId}; the local issuer's tokens are accepted`);
+    this.graphqlUrl = await this.graphql.listen(0);
+    this.graphqlRealtimeUrl = this.graphql.realtimeUrl;
+    this.log(`  GraphQL API ${apis[0].path}: ${config.resolvers.length} VTL resolvers`);
+  }
+
   private registerFunctions(resources: LocalResource[]): void {
     for (const r of resources.filter((x) => x.type === 'AWS::Lambda::Function')) {
       const props = r.properties;
@@ -421,6 +466,8 @@ export class SkafuLocal {
         const machine = resources.find((m) => m.type === 'AWS::StepFunctions::StateMachine' && m.stack.arn(m.logicalId) === env.SKAFU_PROJECTION_STATE_MACHINE_ARN);
         if (machine) env.SKAFU_PROJECTION_DEFINITION_OVERRIDE = String(machine.stack.resolve(machine.properties.DefinitionString));
       }
+      // The change publisher signs its mutations for the local AppSync endpoint instead of AWS's.
+      if (env.SKAFU_GRAPHQL_URL !== undefined && this.graphqlUrl) env.SKAFU_GRAPHQL_URL = this.graphqlUrl;
       let directory: string;
       try {
         directory = this.assembly.assetDirectory(props.Code, r.stack.directory);

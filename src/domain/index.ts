@@ -350,6 +350,10 @@ export class EventSourcedDomain extends Construct {
   public readonly reactionRules: Record<string, events.Rule> = {};
   /** Reaction deliveries that failed every retry (EventBridge delivery and Lambda's asynchronous retries). */
   public readonly reactionDeadLetterQueue?: sqs.Queue;
+  /** The queries as declared (the GraphQL API is generated from them). */
+  public readonly declaredQueries: QueryDefinition[];
+  /** The read models as declared, with their projections (the GraphQL API is generated from them). */
+  public readonly declaredReadModels: ReadModelDefinition[];
 
   /**
    * @param scope the construct it belongs to
@@ -363,6 +367,8 @@ export class EventSourcedDomain extends Construct {
     const readModels = props.readModels ?? [];
     validate(this.node.path, props);
     this.domainName = props.name;
+    this.declaredQueries = [...queries];
+    this.declaredReadModels = [...readModels];
     const platform = props.platform;
     const environment = platform.environment ?? 'development';
     const emitted = commands.flatMap((c) => [c.eventType, ...(c.additionalEvents ?? []).map((e) => e.eventType)]);

@@ -10,6 +10,7 @@ import { EventSourcedDomain, type CommandDefinition, type DomainPlatformRefs, ty
 import { ErrorBus } from '../error-bus';
 import { DomainEventBus } from '../event-bus';
 import { EventStoreTable } from '../event-store';
+import { SkafuGraphqlApi } from '../graphql';
 import { thresholdAlarm } from '../internal/alarms';
 import { EventStorePublisher } from '../publisher';
 import { RbacUserPool } from '../rbac-user-pool';
@@ -98,6 +99,25 @@ export interface SkafuPlatformProps {
   readonly nestedDomainStacks?: boolean;
 }
 
+/** Options of `SkafuPlatform.addGraphqlApi`. */
+export interface SkafuGraphqlOptions {
+  /**
+   * The domains served (added with `addDomain` before this call).
+   * @default - every domain added so far
+   */
+  readonly domainNames?: string[];
+  /**
+   * A WAFv2 web ACL (REGIONAL) for the GraphQL API.
+   * @default - the platform's `webAclArn`, if any
+   */
+  readonly webAclArn?: string;
+  /**
+   * Live updates (subscriptions fed by the read-model tables' streams).
+   * @default true
+   */
+  readonly liveUpdates?: boolean;
+}
+
 /** A domain declaration for `SkafuPlatform.addDomain`. */
 export interface DomainDeclaration {
   /** The domain's name: lower-case, used in routes (`/api/v1/<name>`), sources (`skafu.<name>`) and names. */
@@ -157,8 +177,12 @@ export class SkafuPlatform extends Construct {
   /** The platform's alarms (event store, outbox, errors). */
   public readonly alarms: cloudwatch.Alarm[] = [];
 
+  /** The GraphQL API, once `addGraphqlApi` made it. */
+  public graphqlApi?: SkafuGraphqlApi;
+
   private readonly refs: DomainPlatformRefs;
   private readonly nested: boolean;
+  private readonly webAclArn?: string;
 
   /**
    * @param scope the construct it belongs to
@@ -174,6 +198,7 @@ export class SkafuPlatform extends Construct {
     const preset = PRESETS[environment];
     this.environment = environment;
     this.nested = props.nestedDomainStacks ?? true;
+    this.webAclArn = props.webAclArn;
     const logRetention = props.logRetention ?? preset.logRetention;
     const deletionProtection = props.deletionProtection ?? preset.deletionProtection;
     const logLevel = props.logLevel ?? preset.logLevel;
@@ -281,6 +306,27 @@ export class SkafuPlatform extends Construct {
     const domain = new EventSourcedDomain(scope, this.nested ? 'Domain' : id, { platform: this.refs, ...declaration });
     this.domains[declaration.name] = domain;
     return domain;
+  }
+
+  /**
+   * Adds the read side over GraphQL (SkafuGraphqlApi) for the domains added so far: the platform's user pool and
+   * web client, its environment's log retention, its WAF web ACL. Call it after the last `addDomain`.
+   */
+  public addGraphqlApi(options: SkafuGraphqlOptions = {}): SkafuGraphqlApi {
+    if (this.graphqlApi) throw new Error(`SkafuPlatform ${this.node.path}: the GraphQL API is already added`);
+    const names = options.domainNames ?? Object.keys(this.domains);
+    const unknown = names.filter((n) => !this.domains[n]);
+    if (unknown.length > 0) throw new Error(`SkafuPlatform ${this.node.path}: addGraphqlApi names domains that are not added: ${unknown.join(', ')}`);
+    this.graphqlApi = new SkafuGraphqlApi(this, 'Graphql', {
+      domains: names.map((n) => this.domains[n]),
+      userPool: this.users.userPool,
+      userPoolClient: this.users.userPoolClient,
+      environment: this.environment,
+      logRetention: this.refs.logRetention,
+      webAclArn: options.webAclArn ?? this.webAclArn,
+      liveUpdates: options.liveUpdates,
+    });
+    return this.graphqlApi;
   }
 
   /** What a domain constructed outside `addDomain` plugs into. */

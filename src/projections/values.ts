@@ -216,6 +216,12 @@ export abstract class ProjectionAction {
   public abstract _values(): ProjectionValue[];
 
   /**
+   * @internal the attributes the action writes, with how each is stored (`list` for appended values), for
+   * schemas generated from the declarations (GraphQL)
+   */
+  public abstract _attributes(): Array<{ name: string; type: ValueType; list: boolean }>;
+
+  /**
    * @internal one TransactWriteItems action (JSONPath template)
    */
   public abstract _render(tableName: string, ttlAttribute: string | undefined): Record<string, unknown>;
@@ -240,6 +246,9 @@ class PutAction extends ProjectionAction {
   public _values(): ProjectionValue[] {
     return [...Object.values(this.key), ...Object.values(this.options.attributes ?? {})];
   }
+  public _attributes(): Array<{ name: string; type: ValueType; list: boolean }> {
+    return Object.entries({ ...(this.options.attributes ?? {}), ...this.key }).map(([name, v]) => ({ name, type: v.type, list: false }));
+  }
   public _render(tableName: string, ttlAttribute: string | undefined): Record<string, unknown> {
     const item = { ...renderMap(this.options.attributes ?? {}), ...renderMap(this.key) };
     if (this.ttl && ttlAttribute) item[ttlAttribute] = ttlValue(this.ttl);
@@ -257,6 +266,13 @@ class UpdateAction extends ProjectionAction {
   }
   public _values(): ProjectionValue[] {
     return [this.options.set, this.options.add, this.options.append, this.key].flatMap((m) => Object.values(m ?? {}));
+  }
+  public _attributes(): Array<{ name: string; type: ValueType; list: boolean }> {
+    return [
+      ...Object.entries({ ...(this.options.set ?? {}), ...(this.options.add ?? {}), ...this.key })
+        .map(([name, v]) => ({ name, type: v.type, list: false })),
+      ...Object.entries(this.options.append ?? {}).map(([name, v]) => ({ name, type: v.type, list: true })),
+    ];
   }
   public _render(tableName: string, ttlAttribute: string | undefined): Record<string, unknown> {
     const names: Record<string, string> = {};
@@ -326,6 +342,9 @@ class DeleteAction extends ProjectionAction {
   }
   public _values(): ProjectionValue[] {
     return Object.values(this.key);
+  }
+  public _attributes(): Array<{ name: string; type: ValueType; list: boolean }> {
+    return [];
   }
   public _render(tableName: string): Record<string, unknown> {
     return { Delete: { TableName: tableName, Key: renderMap(this.key) } };

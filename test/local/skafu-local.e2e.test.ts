@@ -8,7 +8,9 @@ import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import WebSocket from 'ws';
 import { buildExampleApp } from '../../examples/platform/app';
+import { realtimeHeader } from '../../local/src/appsync-server';
 import { DemoClient, runScenario } from '../../local/src/demo';
 import { SkafuLocal } from '../../local/src/skafu-local';
 import type { SkafuPlatform } from '../../src';
@@ -44,12 +46,16 @@ test('start-up: progress, the route table with groups, and what is not emulated,
   expect(local.unsupported.map((u) => u.type)).toEqual(expect.arrayContaining(['AWS::CloudWatch::Alarm', 'AWS::CloudWatch::Dashboard', 'AWS::IAM::Role']));
   expect(lines).toEqual(expect.arrayContaining([expect.stringMatching(/^ {2}AWS::CloudWatch::Alarm x\d+: alarms need CloudWatch metrics/)]));
   expect(Object.keys(local.tokens).sort()).toEqual(['Admin', 'Developer', 'NoGroup', 'Viewer']);
+  expect(local.graphqlUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/graphql$/);
+  expect(local.unsupported.map((u) => u.type)).not.toContain('AWS::AppSync::Resolver');
 });
 
 test('the scripted scenario: commands to read models, refusals, validation, conflict, a failing projection', async () => {
   const steps = await runScenario(local, (line) => lines.push(line));
   expect(steps.filter((s) => !s.ok)).toEqual([]);
-  expect(steps).toHaveLength(17);
+  // 16 recorded steps, 3 over GraphQL (query, a refused subscription, a subscription seeing a trigger arrive), the failing projection.
+  expect(steps).toHaveLength(20);
+  expect(steps.find((s) => s.name === 'GraphQL subscription: the Viewer sees the trigger arrive')?.ok).toBe(true);
   expect(fs.readFileSync(path.join(local.workDirectory, 'errors.log'), 'utf8')).toContain('ProjectionFailed');
 });
 
@@ -272,4 +278,57 @@ test('the inventory rules over HTTP: no negative stock, two events per discontin
   const view = await api.until(`/api/v1/inventory/products/${id}`, 'Developer', (r) => r.status === 200);
   expect(view.body.item).toMatchObject({ productId: id, name: 'Widget', stock: 5, status: 'ACTIVE' });
   expect((await api.call('GET', `/api/v1/inventory/products/${id}`, { as: 'Viewer' })).status).toBe(403);
+});
+
+describe('GraphQL end to end: the same tables, the local issuer, subscriptions over the real-time protocol', () => {
+  const gql = async (query: string, variables: Record<string, unknown>, token?: string) => {
+    const response = await fetch(local.graphqlUrl, { method: 'POST', headers: { 'Content-Type': 'application/json', ...(token ? { Authorization: token } : {}) }, body: JSON.stringify({ query, variables }) });
+    return { status: response.status, body: (await response.json()) as any };
+  };
+
+  test('a subscriber to one project sees exactly that project\'s REST update; a user in no group is refused; queries and forged cursors over HTTP', async () => {
+    const createProject = (name: string) => api.call('POST', '/api/v1/projects/projects', { as: 'Developer', body: { name, description: 'x', templateId: 'tpl' } });
+    const [mine, other] = [(await createProject('Mine')).body.aggregateId as string, (await createProject('Other')).body.aggregateId as string];
+    await api.until(`/api/v1/projects/projects/${other}`, 'Viewer', (r) => r.status === 200);
+    await api.until(`/api/v1/projects/projects/${mine}`, 'Viewer', (r) => r.status === 200);
+
+    expect((await gql('{ listProjects { count } }', {})).status).toBe(401);
+    const read = await gql('query($id: String!) { getProject(projectId: $id) { projectId name version } }', { id: mine }, local.tokens.Viewer);
+    expect(read).toEqual({ status: 200, body: { data: { getProject: { projectId: mine, name: 'Mine', version: 1 } } } });
+    const forged = await gql('{ listProjects(nextToken: "bGlzdFByb2plY3RzOmZvcmdlZA==") { count } }', {}, local.tokens.Viewer);
+    expect(forged.body.errors).toEqual([expect.objectContaining({ errorType: 'InvalidNextToken' })]);
+
+    const host = new URL(local.graphqlUrl).host;
+    const ws = new WebSocket(`${local.graphqlRealtimeUrl}?header=${realtimeHeader(local.tokens.Viewer, host)}&payload=e30=`, 'graphql-ws');
+    const messages: any[] = [];
+    ws.on('message', (raw) => messages.push(JSON.parse(String(raw))));
+    const waitFor = async (match: (m: any) => boolean, ms = 20_000) => {
+      const deadline = Date.now() + ms;
+      while (Date.now() < deadline && !messages.some(match)) await new Promise((r) => setTimeout(r, 50));
+      return messages.find(match);
+    };
+    try {
+      await new Promise<void>((resolve, reject) => ws.once('open', () => resolve()).once('error', reject));
+      ws.send(JSON.stringify({ type: 'connection_init' }));
+      expect(await waitFor((m) => m.type === 'connection_ack')).toBeDefined();
+      const query = 'subscription($id: String) { onProjectsChange(projectId: $id) { projectId change item { name version } } }';
+      const start = (id: string, token: string) => ws.send(JSON.stringify({ id, type: 'start', payload: { data: JSON.stringify({ query, variables: { id: mine } }), extensions: { authorization: { Authorization: token, host } } } }));
+      start('mine', local.tokens.Viewer);
+      start('outsider', local.tokens.NoGroup);
+      expect(await waitFor((m) => m.type === 'start_ack' && m.id === 'mine')).toBeDefined();
+      expect((await waitFor((m) => m.id === 'outsider' && m.type === 'error'))?.payload.errors[0].errorType).toBe('Unauthorized');
+
+      const update = (id: string, name: string) => api.call('PUT', `/api/v1/projects/projects/${id}`, { as: 'Developer', body: { name, description: 'y' } });
+      expect((await update(other, 'Other 2')).status).toBe(202);
+      expect((await update(mine, 'Mine 2')).status).toBe(202);
+      const data = await waitFor((m) => m.type === 'data' && m.id === 'mine');
+      expect(data.payload).toEqual({ data: { onProjectsChange: { projectId: mine, change: 'UPSERT', item: { name: 'Mine 2', version: 2 } } } });
+      await api.until(`/api/v1/projects/projects/${other}`, 'Viewer', (r) => r.body.item?.version === 2);
+      await local.settle();
+      expect(messages.filter((m) => m.type === 'data').map((m) => m.payload.data.onProjectsChange.projectId)).toEqual([mine]);
+      expect(messages.some((m) => m.id === 'outsider' && m.type === 'data')).toBe(false);
+    } finally {
+      ws.terminate();
+    }
+  });
 });

@@ -28,7 +28,13 @@ test('the platform: one event store, two buses, a user pool with groups, one API
   // tables (kept in the parent: they do not move when the domains are nested or not).
   const tables = Object.entries(parent.Resources as Record<string, any>).filter(([, r]) => r.Type === 'AWS::DynamoDB::Table');
   expect(tables.filter(([id]) => !id.includes('ProjectionTables')).map(([, t]) => t.Properties.KeySchema[0].AttributeName)).toEqual(['streamId', 'streamId']);
-  expect(tables.filter(([, t]) => t.Properties.StreamSpecification)).toHaveLength(1);
+  // Streams: the event store's (the outbox), and each read model's the GraphQL API serves (its live updates).
+  expect(tables.filter(([, t]) => t.Properties.StreamSpecification).map(([id]) => id.replace(/[0-9A-F]{8}$/, '')).sort()).toEqual([
+    'PlatformEventStoreTable',
+    'PlatformProjectionTablesobservabilityReadModelAlertsTable',
+    'PlatformProjectionTablesobservabilityReadModelMetricsTable',
+    'PlatformProjectionTablesprojectsReadModelProjectsTable',
+  ]);
   expect(tables.map(([id]) => id).filter((id) => /ProjectionTables(observability|projects)Projections(Checkpoints|ParkedEvents)/.test(id))).toHaveLength(4);
   expect(resourcesOf(parent, 'AWS::Events::EventBus').map((b) => b.Properties.Name).sort()).toEqual(['skafu-errors-development', 'skafu-events-development']);
   expect(resourcesOf(parent, 'AWS::Cognito::UserPoolGroup').map((g) => g.Properties.GroupName).sort()).toEqual(['Admin', 'Developer', 'Viewer']);

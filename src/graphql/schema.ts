@@ -1,0 +1,494 @@
+/**
+ * The GraphQL schema and VTL resolvers of the domains' read side, generated from their declarations (a pure
+ * function: the same declarations always give the same text).
+ *
+ * - One object type per read model that a bundled query reads: its key attributes (non-null), its index keys and
+ *   every attribute a projection writes, typed from the declaration (STRING → String, NUMBER → Float, BOOLEAN →
+ *   Boolean, JSON → String holding the JSON text, appended values → lists).
+ * - One Query field per bundled query (`GetAlert` → `getAlert`): a get answers the item or null, a list answers a
+ *   page `{ items, count, nextToken }` with the REST query's page size, largest page and filters; `nextToken` is
+ *   bound to the field that returned it (a token of another field, or a forged one, is refused with
+ *   `InvalidNextToken`).
+ * - Group RBAC as the REST routes have it: each field carries `@aws_cognito_user_pools(cognito_groups: ...)` with
+ *   the route's groups, each read-model type the union of its queries' groups. Object-level rules (query
+ *   ownership) are enforced in the resolvers exactly as the bundled query handler enforces them.
+ * - One subscription per read model (`onAlertsChange(alertId)`), filtered by the key arguments given, open to the
+ *   groups that may read the model; a reader whose only way to read it is an owner-only query receives only the
+ *   changes of items they own. It fires on a mutation (`publishAlertsChange`) that only IAM callers (the
+ *   platform's change publisher) may call.
+ *
+ * AWS AppSync with several authorization modes ignores `@aws_auth`; `@aws_cognito_user_pools` and `@aws_iam` are
+ * the directives it reads (AppSync developer guide, "Authorization and authentication", using additional
+ * authorization modes).
+ */
+import type { QueryDefinition, ReadModelDefinition } from '../domain';
+import { ValueType } from '../projections/values';
+import type { InputSpec } from '../runtime/domain-spec';
+
+/** The part of a domain declaration the GraphQL side reads. */
+export interface GraphqlDomainInput {
+  readonly name: string;
+  readonly queries?: QueryDefinition[];
+  readonly readModels?: ReadModelDefinition[];
+}
+
+/** A field of a generated read-model type. */
+export interface GeneratedField {
+  readonly name: string;
+  /** The GraphQL type (`String!`, `Float`, `[String]`). */
+  readonly type: string;
+}
+
+/** A read model exposed over GraphQL. */
+export interface GeneratedModel {
+  readonly domain: string;
+  readonly readModel: string;
+  readonly typeName: string;
+  /** The table's key attributes, partition key first. */
+  readonly keys: Array<{ readonly name: string; readonly type: 'S' | 'N' | 'B' }>;
+  readonly fields: GeneratedField[];
+  /** The item attribute holding its owner, when some reader may only see owned items. */
+  readonly ownerAttribute?: string;
+  readonly mutationField: string;
+  readonly subscriptionField: string;
+  /** The mutation the change publisher sends: variables are the keys, `change`, `item` (JSON text) and the owner. */
+  readonly mutationDocument: string;
+  /** The groups that may read the model (and subscribe to it). */
+  readonly readGroups: string[];
+}
+
+/** A resolver: VTL request and response templates on a read model's table (DynamoDB) or on no data source. */
+export interface GeneratedResolver {
+  readonly typeName: 'Query' | 'Mutation' | 'Subscription';
+  readonly fieldName: string;
+  /** The read model whose table the resolver reads; absent for a NONE data source. */
+  readonly readModel?: { readonly domain: string; readonly name: string };
+  readonly requestTemplate: string;
+  readonly responseTemplate: string;
+}
+
+export interface GeneratedSchema {
+  /** The schema (SDL). */
+  readonly sdl: string;
+  readonly models: GeneratedModel[];
+  readonly resolvers: GeneratedResolver[];
+}
+
+/** The message of a refused `nextToken`, as the REST query handler words it. */
+export const INVALID_NEXT_TOKEN = 'nextToken is not a token this query returned';
+
+const GRAPHQL_NAME = /^[_A-Za-z][_0-9A-Za-z]*$/;
+const RESERVED_ARGS = new Set(['limit', 'nextToken']);
+
+function pascal(name: string): string {
+  return name.replace(/(^|[^A-Za-z0-9])([a-z0-9])/g, (_m, _s, c: string) => c.toUpperCase()).replace(/[^A-Za-z0-9]/g, '');
+}
+function camel(name: string): string {
+  const p = pascal(name);
+  return p.charAt(0).toLowerCase() + p.slice(1);
+}
+function keyType(type: string | undefined): 'S' | 'N' | 'B' {
+  return (type ?? 'S') as 'S' | 'N' | 'B';
+}
+function scalarOfKey(type: 'S' | 'N' | 'B'): string {
+  return type === 'N' ? 'Float' : 'String';
+}
+function scalarOfValue(type: ValueType): string {
+  switch (type) {
+    case ValueType.NUMBER:
+      return 'Float';
+    case ValueType.BOOLEAN:
+      return 'Boolean';
+    default:
+      return 'String'; // STRING, and JSON stored as its JSON text
+  }
+}
+function groupsDirective(groups: string[]): string {
+  return `@aws_cognito_user_pools(cognito_groups: [${groups.map((g) => JSON.stringify(g)).join(', ')}])`;
+}
+function unique(values: string[]): string[] {
+  return [...new Set(values)];
+}
+/** A VTL string literal (single quotes: no interpolation, `#` and `$` stay text; a quote is doubled). */
+function vtl(value: string): string {
+  if (!value.includes("'")) return `'${value}'`;
+  if (!/["$#\\]/.test(value)) return `"${value}"`;
+  throw new Error(`GraphQL schema: '${value}' holds both a quote and one of " $ # \\, which a VTL literal cannot hold; rename it`);
+}
+/** A VTL list literal of strings. */
+function vtlList(values: string[]): string {
+  return `[${values.map(vtl).join(', ')}]`;
+}
+
+interface QueryModel {
+  readonly domain: string;
+  readonly query: QueryDefinition;
+  readonly readModel: ReadModelDefinition;
+  readonly fieldName: string;
+}
+
+/**
+ * Generates the schema and resolvers of the domains' bundled queries. Throws, naming the declarations, when two
+ * domains would give the same type or field name, an attribute is written with two types, or a name is not a
+ * GraphQL name.
+ */
+export function generateGraphqlSchema(domains: GraphqlDomainInput[]): GeneratedSchema {
+  const problems: string[] = [];
+  const queries: QueryModel[] = [];
+  const fieldOwners = new Map<string, string>();
+  const typeOwners = new Map<string, string>();
+  const claim = (map: Map<string, string>, name: string, owner: string, what: string) => {
+    const first = map.get(name);
+    if (first && first !== owner) problems.push(`${what} '${name}' would be generated for both ${first} and ${owner}; rename one`);
+    map.set(name, owner);
+  };
+  for (const domain of domains) {
+    for (const query of domain.queries ?? []) {
+      if (query.handler) continue; // a custom handler's logic cannot be read from the declaration
+      const readModel = (domain.readModels ?? []).find((r) => r.name === query.readModel);
+      if (!readModel) continue; // EventSourcedDomain refuses this declaration
+      const fieldName = camel(query.name);
+      claim(fieldOwners, fieldName, `query ${domain.name}.${query.name}`, 'Query field');
+      queries.push({ domain: domain.name, query, readModel, fieldName });
+    }
+  }
+
+  const models: GeneratedModel[] = [];
+  const modelKeys = new Map<string, GeneratedModel>();
+  const typeBlocks: string[] = [];
+  for (const domain of domains) {
+    for (const rm of domain.readModels ?? []) {
+      const readers = queries.filter((q) => q.domain === domain.name && q.readModel === rm);
+      if (readers.length === 0) continue; // no query reads it: nobody may read it over GraphQL either
+      const typeName = pascal(rm.name);
+      const owner = `read model ${domain.name}.${rm.name}`;
+      for (const t of [typeName, `${typeName}Page`, `${typeName}Change`]) claim(typeOwners, t, owner, 'type');
+      const model = buildModel(domain.name, rm, typeName, readers, problems);
+      claim(fieldOwners, model.mutationField, owner, 'Mutation field');
+      claim(fieldOwners, model.subscriptionField, owner, 'Subscription field');
+      models.push(model);
+      modelKeys.set(`${domain.name}/${rm.name}`, model);
+    }
+  }
+  if (problems.length > 0) throw new Error(`GraphQL schema: ${problems.join('; ')}`);
+
+  const resolvers: GeneratedResolver[] = [];
+  const queryFields: string[] = [];
+  for (const q of queries) {
+    const model = modelKeys.get(`${q.domain}/${q.readModel.name}`)!;
+    const { field, resolver } = q.query.key ? getQuery(q, model) : listQuery(q, model, problems);
+    queryFields.push(field);
+    resolvers.push(resolver);
+  }
+  if (problems.length > 0) throw new Error(`GraphQL schema: ${problems.join('; ')}`);
+  const mutationFields: string[] = [];
+  const subscriptionFields: string[] = [];
+  for (const model of models) {
+    typeBlocks.push(modelTypes(model));
+    const readers = queries.filter((q) => q.domain === model.domain && q.readModel.name === model.readModel);
+    const { mutation, subscription, resolvers: r } = changeFields(model, readers);
+    mutationFields.push(mutation);
+    subscriptionFields.push(subscription);
+    resolvers.push(...r);
+  }
+
+  const sdl = [
+    'schema {\n  query: Query\n  mutation: Mutation\n  subscription: Subscription\n}',
+    '"""What happened to a read-model item: written (created or changed) or deleted."""\nenum ReadModelChangeKind {\n  UPSERT\n  DELETE\n}',
+    ...typeBlocks,
+    `type Query {\n${queryFields.join('\n')}\n}`,
+    `type Mutation {\n${mutationFields.join('\n')}\n}`,
+    `type Subscription {\n${subscriptionFields.join('\n')}\n}`,
+  ].join('\n\n') + '\n';
+  return { sdl, models, resolvers };
+}
+
+function buildModel(domain: string, rm: ReadModelDefinition, typeName: string, readers: QueryModel[], problems: string[]): GeneratedModel {
+  const where = `read model ${domain}.${rm.name}`;
+  const fields = new Map<string, { scalar: string; list: boolean; required: boolean; from: string }>();
+  const add = (name: string, scalar: string, list: boolean, required: boolean, from: string) => {
+    if (!GRAPHQL_NAME.test(name) || name.startsWith('__')) {
+      problems.push(`${where}: attribute '${name}' (${from}) is not a GraphQL field name`);
+      return;
+    }
+    const existing = fields.get(name);
+    if (existing && (existing.scalar !== scalar || existing.list !== list)) {
+      problems.push(`${where}: attribute '${name}' is ${existing.list ? `[${existing.scalar}]` : existing.scalar} (${existing.from}) and ${list ? `[${scalar}]` : scalar} (${from})`);
+      return;
+    }
+    fields.set(name, { scalar, list, required: required || (existing?.required ?? false), from: existing?.from ?? from });
+  };
+  const keys = [rm.partitionKey, ...(rm.sortKey ? [rm.sortKey] : [])].map((k) => ({ name: k.name, type: keyType(k.type) }));
+  for (const k of keys) add(k.name, scalarOfKey(k.type), false, true, 'key');
+  for (const index of rm.indexes ?? []) {
+    for (const k of [index.partitionKey, index.sortKey]) if (k) add(k.name, scalarOfKey(keyType(k.type)), false, false, `index ${index.indexName}`);
+  }
+  for (const p of rm.projections) {
+    for (const a of p.action._attributes()) add(a.name, scalarOfValue(a.type), a.list, false, `projection of ${p.eventType}`);
+  }
+  if (rm.timeToLiveAttribute) add(rm.timeToLiveAttribute, 'Float', false, false, 'TTL');
+
+  const readGroups = unique(readers.flatMap((q) => q.query.allowedGroups));
+  const owned = readers.filter((q) => q.query.ownership);
+  const ownerAttributes = unique(owned.map((q) => q.query.ownership!.ownerAttribute));
+  if (ownerAttributes.length > 1) problems.push(`${where}: its owner-only queries name different owner attributes (${ownerAttributes.join(', ')})`);
+  const ownerAttribute = ownerGroups(readers).length > 0 ? ownerAttributes[0] : undefined;
+  if (ownerAttribute && !fields.has(ownerAttribute)) add(ownerAttribute, 'String', false, false, 'ownership');
+
+  const mutationField = `publish${typeName}Change`;
+  const subscriptionField = `on${typeName}Change`;
+  const generatedFields = [...fields.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([name, f]) => ({ name, type: `${f.list ? `[${f.scalar}]` : f.scalar}${f.required ? '!' : ''}` }));
+  const keyAndOwner = [...keys.map((k) => k.name), ...(ownerAttribute && !keys.some((k) => k.name === ownerAttribute) ? [ownerAttribute] : [])];
+  const variables = [
+    ...keys.map((k) => `$${k.name}: ${scalarOfKey(k.type)}!`),
+    ...(ownerAttribute && !keys.some((k) => k.name === ownerAttribute) ? [`$${ownerAttribute}: String`] : []),
+    '$change: ReadModelChangeKind!',
+    '$item: String',
+  ];
+  const mutationDocument =
+    `mutation Publish${typeName}Change(${variables.join(', ')}) {\n` +
+    `  ${mutationField}(${[...keyAndOwner, 'change', 'item'].map((n) => `${n}: $${n}`).join(', ')}) {\n` +
+    `    ${keyAndOwner.join('\n    ')}\n    change\n    item {\n      ${generatedFields.map((f) => f.name).join('\n      ')}\n    }\n  }\n}\n`;
+  return {
+    domain,
+    readModel: rm.name,
+    typeName,
+    keys,
+    fields: generatedFields,
+    ownerAttribute,
+    mutationField,
+    subscriptionField,
+    mutationDocument,
+    readGroups,
+  };
+}
+
+/** Groups whose members may read every item of the model (through some query). */
+function allItemGroups(readers: QueryModel[]): string[] {
+  return unique(
+    readers.flatMap((q) => {
+      const overrides = q.query.ownership?.overrideGroups ?? [];
+      return q.query.ownership ? q.query.allowedGroups.filter((g) => overrides.includes(g)) : q.query.allowedGroups;
+    }),
+  );
+}
+/** Groups whose members may read only the items they own. */
+function ownerGroups(readers: QueryModel[]): string[] {
+  const all = allItemGroups(readers);
+  return unique(readers.filter((q) => q.query.ownership).flatMap((q) => q.query.allowedGroups)).filter((g) => !all.includes(g));
+}
+
+function modelTypes(model: GeneratedModel): string {
+  const doc = `Read model \`${model.readModel}\` of domain \`${model.domain}\`.`;
+  const readers = groupsDirective(model.readGroups);
+  const keyFields = model.keys.map((k) => `  ${k.name}: ${scalarOfKey(k.type)}!`);
+  const owner = model.ownerAttribute && !model.keys.some((k) => k.name === model.ownerAttribute) ? [`  """The item's owner (its \`${model.ownerAttribute}\`)."""\n  ${model.ownerAttribute}: String`] : [];
+  return [
+    `"""${doc}"""\ntype ${model.typeName} ${readers} @aws_iam {\n${model.fields.map((f) => `  ${f.name}: ${f.type}`).join('\n')}\n}`,
+    `"""A page of \`${model.readModel}\` items; \`nextToken\` reads the next page with the same arguments."""\ntype ${model.typeName}Page ${readers} {\n  items: [${model.typeName}!]!\n  count: Int!\n  nextToken: String\n}`,
+    `"""A change of one \`${model.readModel}\` item: its key, what happened, and the item as written (null when deleted)."""\ntype ${model.typeName}Change ${readers} @aws_iam {\n${[...keyFields, ...owner].join('\n')}\n  change: ReadModelChangeKind!\n  item: ${model.typeName}\n}`,
+  ].join('\n\n');
+}
+
+/** Where each argument of a query comes from, and its GraphQL type. */
+function argument(input: InputSpec, required: boolean): { name: string; decl: string; ref: string } | undefined {
+  if (input.kind === 'constant') return undefined;
+  const scalar = input.type === 'N' ? 'Float' : 'String';
+  return { name: input.name, decl: `${input.name}: ${scalar}${required ? '!' : ''}`, ref: `$ctx.args.${input.name}` };
+}
+
+/** A VTL expression giving the DynamoDB attribute value of an input. */
+function inputValue(input: InputSpec): string {
+  if (input.kind === 'constant') return typeof input.value === 'number' ? `{"N": ${vtl(String(input.value))}}` : `{"S": ${vtl(String(input.value))}}`;
+  return `$util.dynamodb.toDynamoDB($ctx.args.${input.name})`;
+}
+
+/** VTL lines that refuse a missing or empty input with ValidationError, naming it. */
+function requireInput(input: InputSpec): string {
+  if (input.kind === 'constant') return '';
+  const test = input.type === 'N' ? `$util.isNull($ctx.args.${input.name})` : `$util.isNullOrEmpty($ctx.args.${input.name})`;
+  return `#if(${test})\n  $util.error(${vtl(`'${input.name}' is required`)}, 'ValidationError')\n#end\n`;
+}
+
+/** VTL lines setting `$readsAll`: whether the caller is in one of the override groups. */
+function readsAllLines(groups: string[]): string {
+  return (
+    '#set($readsAll = false)\n' +
+    `#set($readAllGroups = ${vtlList(groups)})\n` +
+    '#foreach($group in $util.defaultIfNull($ctx.identity.groups, []))\n' +
+    '  #if($readAllGroups.contains($group))\n    #set($readsAll = true)\n  #end\n' +
+    '#end\n'
+  );
+}
+
+function restRoute(q: QueryModel): string {
+  return `GET /api/v1/${q.domain}/${q.query.path.replace(/^\/+|\/+$/g, '')}`;
+}
+
+function getQuery(q: QueryModel, model: GeneratedModel): { field: string; resolver: GeneratedResolver } {
+  const key = Object.entries(q.query.key ?? {}).map(([attr, input]) => ({ attr, spec: input._spec() }));
+  const args = key.map((k) => argument(k.spec, true)).filter((a): a is NonNullable<typeof a> => !!a);
+  const field = `  """${q.query.name}: one \`${q.readModel.name}\` item by its key, or null (REST: ${restRoute(q)})."""\n  ${q.fieldName}${args.length > 0 ? `(${args.map((a) => a.decl).join(', ')})` : ''}: ${model.typeName} ${groupsDirective(q.query.allowedGroups)}`;
+  const request =
+    `## ${q.domain}.${q.query.name}: GetItem on the read model \`${q.readModel.name}\`.\n` +
+    key.map((k) => requireInput(k.spec)).join('') +
+    '#set($key = {})\n' +
+    key.map((k) => `$util.qr($key.put(${vtl(k.attr)}, ${inputValue(k.spec)}))\n`).join('') +
+    '$util.toJson({"version": "2018-05-29", "operation": "GetItem", "key": $key, "consistentRead": false})\n';
+  const ownership = q.query.ownership;
+  const response =
+    '#if($ctx.error)\n  $util.error($ctx.error.message, $ctx.error.type)\n#end\n' +
+    (ownership
+      ? readsAllLines(ownership.overrideGroups ?? []) +
+        `#if(!$util.isNull($ctx.result) && !$readsAll && $ctx.result.get(${vtl(ownership.ownerAttribute)}) != $ctx.identity.sub)\n` +
+        `  $util.error(${vtl(`only the owner${(ownership.overrideGroups ?? []).length > 0 ? ` or a member of ${ownership.overrideGroups!.join(', ')}` : ''} may read this item`)}, 'NotOwner')\n#end\n`
+      : '') +
+    '$util.toJson($ctx.result)\n';
+  return { field, resolver: { typeName: 'Query', fieldName: q.fieldName, readModel: { domain: q.domain, name: q.readModel.name }, requestTemplate: request, responseTemplate: response } };
+}
+
+function listQuery(q: QueryModel, model: GeneratedModel, problems: string[]): { field: string; resolver: GeneratedResolver } {
+  const query = q.query;
+  const pageSize = query.pageSize ?? 25;
+  const maxPageSize = query.maxPageSize ?? 100;
+  const args: string[] = [];
+  const names = new Set<string>();
+  const addArg = (name: string, decl: string) => {
+    if (RESERVED_ARGS.has(name) || names.has(name)) problems.push(`query ${q.domain}.${query.name}: argument '${name}' is given twice or is reserved (limit, nextToken)`);
+    names.add(name);
+    args.push(decl);
+  };
+  const pk = query.partitionKey ? { attribute: query.partitionKey.attribute, spec: query.partitionKey.input._spec() } : undefined;
+  if (pk) {
+    const a = argument(pk.spec, true);
+    if (a) addArg(a.name, a.decl);
+  }
+  const range = query.sortKeyRange;
+  const rangeScalar = range?.type === 'N' ? 'Float' : 'String';
+  if (range?.fromParameter) addArg(range.fromParameter, `${range.fromParameter}: ${rangeScalar}`);
+  if (range?.toParameter) addArg(range.toParameter, `${range.toParameter}: ${rangeScalar}`);
+  const filters = query.filters ?? [];
+  for (const f of filters) addArg(f.parameter, `${f.parameter}: ${f.type === 'N' ? 'Float' : 'String'}`);
+  args.push(`"""Items in the page (1 to ${maxPageSize}; default ${pageSize})."""\n    limit: Int`, '"""The `nextToken` of the previous page of this field."""\n    nextToken: String');
+  const field = `  """${query.name}: a page of \`${q.readModel.name}\` items (REST: ${restRoute(q)})."""\n  ${q.fieldName}(\n    ${args.join('\n    ')}\n  ): ${model.typeName}Page ${groupsDirective(query.allowedGroups)}`;
+
+  const prefix = `${q.fieldName}:`;
+  let request =
+    `## ${q.domain}.${query.name}: ${pk ? 'Query' : 'Scan'} on the read model \`${q.readModel.name}\`${query.index ? ` (index ${query.index})` : ''}.\n` +
+    `#set($limit = $util.defaultIfNull($ctx.args.limit, ${pageSize}))\n` +
+    `#if($limit < 1 || $limit > ${maxPageSize})\n  $util.error(${vtl(`limit must be an integer from 1 to ${maxPageSize}`)}, 'ValidationError')\n#end\n` +
+    `#set($request = {"version": "2018-05-29", "operation": ${vtl(pk ? 'Query' : 'Scan')}, "limit": $limit, "consistentRead": false})\n` +
+    (query.index ? `$util.qr($request.put('index', ${vtl(query.index)}))\n` : '') +
+    (pk ? `$util.qr($request.put('scanIndexForward', ${query.newestFirst ? 'false' : 'true'}))\n` : '') +
+    '## The token is bound to this field: it must be one this field returned (base64 of "<field>:<data source token>").\n' +
+    '#if(!$util.isNull($ctx.args.nextToken))\n' +
+    `  #if(!$util.matches('^[A-Za-z0-9+/]{4,8192}={0,2}$', $ctx.args.nextToken))\n    $util.error(${vtl(INVALID_NEXT_TOKEN)}, 'InvalidNextToken')\n  #end\n` +
+    '  #set($decoded = $util.base64Decode($ctx.args.nextToken))\n' +
+    `  #if(!$decoded.startsWith(${vtl(prefix)}) || $decoded.length() <= ${prefix.length})\n    $util.error(${vtl(INVALID_NEXT_TOKEN)}, 'InvalidNextToken')\n  #end\n` +
+    `  $util.qr($request.put('nextToken', $decoded.substring(${prefix.length})))\n` +
+    '#end\n';
+  if (pk) {
+    request +=
+      requireInput(pk.spec) +
+      `#set($names = {'#pk': ${vtl(pk.attribute)}})\n` +
+      `#set($values = {':pk': ${inputValue(pk.spec)}})\n` +
+      '#set($expression = \'#pk = :pk\')\n';
+    if (range && (range.fromParameter || range.toParameter)) {
+      const from = range.fromParameter ? `$ctx.args.${range.fromParameter}` : undefined;
+      const to = range.toParameter ? `$ctx.args.${range.toParameter}` : undefined;
+      const given = (r: string | undefined) => (r ? `!$util.isNull(${r})` : 'false');
+      request +=
+        `#if(${given(from)} || ${given(to)})\n  $util.qr($names.put('#sk', ${vtl(range.attribute)}))\n#end\n` +
+        (from ? `#if(${given(from)})\n  $util.qr($values.put(':from', $util.dynamodb.toDynamoDB(${from})))\n#end\n` : '') +
+        (to ? `#if(${given(to)})\n  $util.qr($values.put(':to', $util.dynamodb.toDynamoDB(${to})))\n#end\n` : '') +
+        `#if(${given(from)} && ${given(to)})\n  #set($expression = '#pk = :pk AND #sk BETWEEN :from AND :to')\n` +
+        `#elseif(${given(from)})\n  #set($expression = '#pk = :pk AND #sk >= :from')\n` +
+        `#elseif(${given(to)})\n  #set($expression = '#pk = :pk AND #sk <= :to')\n#end\n`;
+    }
+    request += '$util.qr($request.put(\'query\', {"expression": $expression, "expressionNames": $names, "expressionValues": $values}))\n';
+  }
+  const ownership = query.ownership;
+  if (filters.length > 0 || ownership) {
+    request += '#set($filters = [])\n#set($filterNames = {})\n#set($filterValues = {})\n';
+    filters.forEach((f, i) => {
+      request +=
+        `#if(!$util.isNull($ctx.args.${f.parameter}))\n` +
+        `  $util.qr($filters.add(${vtl(`#f${i} = :f${i}`)}))\n` +
+        `  $util.qr($filterNames.put(${vtl(`#f${i}`)}, ${vtl(f.attribute)}))\n` +
+        `  $util.qr($filterValues.put(${vtl(`:f${i}`)}, $util.dynamodb.toDynamoDB($ctx.args.${f.parameter})))\n#end\n`;
+    });
+    if (ownership) {
+      request +=
+        '## Object-level rule: only the caller\'s items, unless the caller is in an override group.\n' +
+        readsAllLines(ownership.overrideGroups ?? []) +
+        '#if(!$readsAll)\n' +
+        `  #if($util.isNullOrEmpty($ctx.identity.sub))\n    $util.error(${vtl(`${query.name} lists the caller's items, and the caller has no user id`)}, 'NotOwner')\n  #end\n` +
+        "  $util.qr($filters.add('#owner = :owner'))\n" +
+        `  $util.qr($filterNames.put('#owner', ${vtl(ownership.ownerAttribute)}))\n` +
+        "  $util.qr($filterValues.put(':owner', $util.dynamodb.toDynamoDB($ctx.identity.sub)))\n#end\n";
+    }
+    request +=
+      '#if($filters.size() > 0)\n' +
+      "  #set($filterExpression = '')\n" +
+      '  #foreach($f in $filters)\n    #if($filterExpression == \'\')\n      #set($filterExpression = $f)\n    #else\n      #set($filterExpression = "$filterExpression AND $f")\n    #end\n  #end\n' +
+      '  $util.qr($request.put(\'filter\', {"expression": $filterExpression, "expressionNames": $filterNames, "expressionValues": $filterValues}))\n' +
+      '#end\n';
+  }
+  request += '$util.toJson($request)\n';
+  const response =
+    '#if($ctx.error)\n' +
+    `  #if(!$util.isNull($ctx.args.nextToken))\n    $util.error(${vtl(INVALID_NEXT_TOKEN)}, 'InvalidNextToken')\n  #end\n` +
+    '  $util.error($ctx.error.message, $ctx.error.type)\n#end\n' +
+    '#set($page = {"items": $ctx.result.items, "count": $ctx.result.items.size()})\n' +
+    `#if(!$util.isNullOrEmpty($ctx.result.nextToken))\n  $util.qr($page.put('nextToken', $util.base64Encode("${prefix}$ctx.result.nextToken")))\n#end\n` +
+    '$util.toJson($page)\n';
+  return { field, resolver: { typeName: 'Query', fieldName: q.fieldName, readModel: { domain: q.domain, name: q.readModel.name }, requestTemplate: request, responseTemplate: response } };
+}
+
+function changeFields(model: GeneratedModel, readers: QueryModel[]): { mutation: string; subscription: string; resolvers: GeneratedResolver[] } {
+  const keyArgs = model.keys.map((k) => ({ name: k.name, scalar: scalarOfKey(k.type) }));
+  const ownerArg = model.ownerAttribute && !model.keys.some((k) => k.name === model.ownerAttribute) ? model.ownerAttribute : undefined;
+  const mutationArgs = [...keyArgs.map((k) => `${k.name}: ${k.scalar}!`), ...(ownerArg ? [`${ownerArg}: String`] : []), 'change: ReadModelChangeKind!', '"""The item as written, as JSON text (absent when deleted)."""\n    item: String'];
+  const mutation =
+    `  """Publishes a change of a \`${model.readModel}\` item to its subscribers (the platform's change publisher only)."""\n` +
+    `  ${model.mutationField}(\n    ${mutationArgs.join('\n    ')}\n  ): ${model.typeName}Change @aws_iam`;
+  const subscription =
+    `  """Changes of \`${model.readModel}\` items, only those whose key matches the arguments given${model.ownerAttribute ? '; readers allowed only their own items receive only those' : ''}."""\n` +
+    `  ${model.subscriptionField}(${keyArgs.map((k) => `${k.name}: ${k.scalar}`).join(', ')}): ${model.typeName}Change\n` +
+    `    @aws_subscribe(mutations: [${JSON.stringify(model.mutationField)}])\n    ${groupsDirective(model.readGroups)}`;
+  const mutationRequest =
+    `## ${model.domain}.${model.readModel}: the change publisher's mutation (IAM only), answered as given (NONE data source).\n` +
+    '#set($payload = {"change": $ctx.args.change})\n' +
+    [...keyArgs.map((k) => k.name), ...(ownerArg ? [ownerArg] : [])].map((n) => `$util.qr($payload.put(${vtl(n)}, $ctx.args.${n}))\n`).join('') +
+    '#if(!$util.isNullOrEmpty($ctx.args.item))\n  $util.qr($payload.put(\'item\', $util.parseJson($ctx.args.item)))\n#end\n' +
+    '$util.toJson({"version": "2018-05-29", "payload": $payload})\n';
+  const all = allItemGroups(readers);
+  const subscriptionResponse =
+    `## ${model.domain}.${model.readModel}: filter the changes by the key arguments given` +
+    (model.ownerAttribute ? ', and by owner for readers allowed only their own items.\n' : '.\n') +
+    '#set($filter = {})\n' +
+    keyArgs.map((k) => `#if(!$util.isNull($ctx.args.${k.name}))\n  $util.qr($filter.put(${vtl(k.name)}, {"eq": $ctx.args.${k.name}}))\n#end\n`).join('') +
+    (model.ownerAttribute
+      ? readsAllLines(all) +
+        '#if(!$readsAll)\n' +
+        '  #if($util.isNullOrEmpty($ctx.identity.sub))\n    $util.unauthorized()\n  #end\n' +
+        `  $util.qr($filter.put(${vtl(model.ownerAttribute)}, {"eq": $ctx.identity.sub}))\n#end\n`
+      : '') +
+    '#if($filter.size() > 0)\n  $extensions.setSubscriptionFilter($util.transform.toSubscriptionFilter($filter))\n#end\n' +
+    '$util.toJson(null)\n';
+  return {
+    mutation,
+    subscription,
+    resolvers: [
+      { typeName: 'Mutation', fieldName: model.mutationField, requestTemplate: mutationRequest, responseTemplate: '$util.toJson($ctx.result)\n' },
+      {
+        typeName: 'Subscription',
+        fieldName: model.subscriptionField,
+        requestTemplate: '{"version": "2018-05-29", "payload": {}}\n',
+        responseTemplate: subscriptionResponse,
+      },
+    ],
+  };
+}
