@@ -47,6 +47,8 @@ test('every handler has a bundle task that minifies with @aws-sdk/* external', (
     'api/authorizer.lambda',
     'domain/command.lambda',
     'domain/query.lambda',
+    'graphql/change-publisher.lambda',
+    'projections/backfill.lambda',
     'projections/parked-events.lambda',
     'publisher/dead-letter.lambda',
     'publisher/publisher.lambda',

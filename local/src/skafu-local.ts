@@ -16,7 +16,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, DescribeTableCommand, DynamoDBClient, UpdateTableCommand, type StreamViewType } from '@aws-sdk/client-dynamodb';
 import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { ApiGateway, type LocalRoute, type Unsupported } from './api-gateway';
 import { AppSync, appSyncFromTemplate } from './appsync';
@@ -399,14 +399,30 @@ export class SkafuLocal {
   private async createTables(resources: LocalResource[]): Promise<void> {
     for (const r of resources.filter((x) => x.type === 'AWS::DynamoDB::Table')) {
       const name = r.stack.physicalId(r.logicalId);
+      const input = createTableInputFromCfn(r.stack.resolve(r.properties) as Record<string, any>, name);
       try {
-        await this.client.send(new CreateTableCommand(createTableInputFromCfn(r.stack.resolve(r.properties) as Record<string, any>, name)));
+        await this.client.send(new CreateTableCommand(input));
       } catch (err) {
         if ((err as Error).name !== 'ResourceInUseException') throw new Error(`${r.path}: table ${name} cannot be created: ${(err as Error).message}`);
+        await this.updateStream(name, input.StreamSpecification?.StreamViewType);
       }
       this.tables[r.path] = name;
       this.log(`  table ${name}`);
     }
+  }
+
+  /**
+   * A table kept from an earlier run (or an earlier version of the app) gets the stream the template now
+   * declares, as a CloudFormation update of StreamSpecification would: enabled, or replaced when its view type
+   * changed (a new stream ARN; the mappings read the table's latest stream).
+   */
+  private async updateStream(name: string, viewType: string | undefined): Promise<void> {
+    const current = (await this.client.send(new DescribeTableCommand({ TableName: name }))).Table?.StreamSpecification;
+    const enabled = current?.StreamEnabled === true;
+    if (!viewType || (enabled && current?.StreamViewType === viewType)) return;
+    if (enabled) await this.client.send(new UpdateTableCommand({ TableName: name, StreamSpecification: { StreamEnabled: false } }));
+    await this.client.send(new UpdateTableCommand({ TableName: name, StreamSpecification: { StreamEnabled: true, StreamViewType: viewType as StreamViewType } }));
+    this.log(`  table ${name}: stream ${enabled ? 'replaced' : 'enabled'} (${viewType}), as the template declares`);
   }
 
   private setUpIdentity(resources: LocalResource[]): void {
