@@ -18,7 +18,9 @@ jest.setTimeout(300_000);
 
 function synth(outdir: string, v2: boolean): void {
   const app = new App({ outdir });
-  const stack = new Stack(app, 'Skafu-development');
+  // Its own stack name: the tests share one DynamoDB Local, and another suite runs the example app (stack
+  // Skafu-development) at the same time; the same name would mean the same physical tables.
+  const stack = new Stack(app, 'Skafu-backfill-e2e');
   const platform = new SkafuPlatform(stack, 'Platform', { environment: SkafuEnvironment.DEVELOPMENT });
   platform.addDomain(observability);
   platform.addDomain(
