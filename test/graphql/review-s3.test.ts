@@ -1,0 +1,141 @@
+/**
+ * review (hostile): findings against issue 16's GraphQL read side. Each test states what AWS / the REST route
+ * does and fails while the generated schema, resolvers, emulator or publisher differ.
+ * No DynamoDB: the schema and resolvers come from generateGraphqlSchema and run in the AppSync emulation
+ * (subscriptions and the change mutation use the NONE data source).
+ */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { buildSchema } from 'graphql';
+import { AppSync, type AppSyncIdentity, type GraphqlResponse } from '../../local/src/appsync';
+import { APPSYNC_DEFINITIONS } from '../../local/src/appsync-schema';
+import { renderTemplate } from '../../local/src/appsync-vtl';
+import { ProjectionAction, ProjectionValue, QueryInput, type DomainDeclaration } from '../../src';
+import { generateGraphqlSchema, type GraphqlDomainInput } from '../../src/graphql/schema';
+
+const user = (sub: string, groups: string[]): AppSyncIdentity => ({ kind: 'cognito', sub, username: sub, groups, claims: {}, issuer: 'https://issuer' });
+const IAM: AppSyncIdentity = { kind: 'iam', accessKeyId: 'local' };
+const settle = () => new Promise((r) => setTimeout(r, 30));
+
+/** Documents in scopes: Viewers list only the `public` scope (a constant partition); Admins list any scope. */
+function docsDomain(queries: DomainDeclaration['queries']): DomainDeclaration {
+  return {
+    name: 'docs',
+    commands: [],
+    eventTypes: ['DocWritten'],
+    readModels: [
+      {
+        name: 'docs',
+        partitionKey: { name: 'scope' },
+        sortKey: { name: 'docId' },
+        projections: [
+          {
+            eventType: 'DocWritten',
+            action: ProjectionAction.putItem({
+              key: { scope: ProjectionValue.fromData('scope'), docId: ProjectionValue.fromEnvelope('aggregateId') },
+              attributes: { title: ProjectionValue.fromData('title') },
+            }),
+          },
+        ],
+      },
+    ],
+    queries,
+  };
+}
+
+function emulate(domains: GraphqlDomainInput[]): AppSync {
+  const g = generateGraphqlSchema(domains);
+  return new AppSync({
+    sdl: g.sdl,
+    resolvers: g.resolvers.map((r) => ({ typeName: r.typeName, fieldName: r.fieldName, requestTemplate: r.requestTemplate, responseTemplate: r.responseTemplate })),
+    client: new DynamoDBClient({ region: 'us-east-1', endpoint: 'http://127.0.0.1:9' }), // never called
+  });
+}
+
+async function received(appsync: AppSync, who: AppSyncIdentity, subscription: string, publish: Array<Record<string, unknown>>): Promise<GraphqlResponse[] | { refused: unknown }> {
+  const inbox: GraphqlResponse[] = [];
+  const out = await appsync.subscribe({ query: subscription }, who, (m) => inbox.push(m));
+  if ('errors' in out) return { refused: out.errors };
+  for (const v of publish) {
+    const r = await appsync.execute({ query: 'mutation($scope: String!, $docId: String!, $item: String) { publishDocsChange(scope: $scope, docId: $docId, change: UPSERT, item: $item) { scope docId change item { scope docId title } } }', variables: v }, IAM);
+    expect(r.errors).toBeUndefined();
+  }
+  await settle();
+  appsync.unsubscribe(out.id);
+  return inbox;
+}
+
+describe('subscriptions give more than the REST routes of the same groups', () => {
+  test('a group whose only list is a constant partition (`public`) must not receive changes of other partitions', async () => {
+    // REST: a Viewer can GET /api/v1/docs/public-docs (scope = 'public' only); /docs?scope=... is Admin only.
+    const appsync = emulate([
+      docsDomain([
+        { name: 'ListPublicDocs', path: 'public-docs', allowedGroups: ['Viewer', 'Admin'], readModel: 'docs', partitionKey: { attribute: 'scope', input: QueryInput.constant('public') } },
+        { name: 'ListDocs', path: 'docs', allowedGroups: ['Admin'], readModel: 'docs', partitionKey: { attribute: 'scope', input: QueryInput.queryParameter('scope') } },
+      ]),
+    ]);
+    const inbox = await received(appsync, user('v1', ['Viewer']), 'subscription { onDocsChange { scope docId item { title } } }', [
+      { scope: 'public', docId: 'd1', item: JSON.stringify({ scope: 'public', docId: 'd1', title: 'hello' }) },
+      { scope: 'board-only', docId: 'd2', item: JSON.stringify({ scope: 'board-only', docId: 'd2', title: 'layoffs' }) },
+    ]);
+    // Expected: the Viewer receives d1 only (or the subscription is refused). Today it receives d2's title too.
+    const scopes = Array.isArray(inbox) ? inbox.map((m) => (m.data as any)?.onDocsChange?.scope) : [];
+    expect(scopes).not.toContain('board-only');
+  });
+
+  test('a group that may only GET by key must not enumerate every item by subscribing without the key', async () => {
+    // REST: a Viewer can GET /docs/{scope}/{docId} when it knows the key; it has no list route.
+    const appsync = emulate([
+      docsDomain([
+        { name: 'GetDoc', path: 'docs/{scope}/{docId}', allowedGroups: ['Viewer', 'Admin'], readModel: 'docs', key: { scope: QueryInput.pathParameter('scope'), docId: QueryInput.pathParameter('docId') } },
+        { name: 'ListDocs', path: 'docs', allowedGroups: ['Admin'], readModel: 'docs', partitionKey: { attribute: 'scope', input: QueryInput.queryParameter('scope') } },
+      ]),
+    ]);
+    const inbox = await received(appsync, user('v1', ['Viewer']), 'subscription { onDocsChange { scope docId } }', [
+      { scope: 'x', docId: 'unguessable-1', item: JSON.stringify({ scope: 'x', docId: 'unguessable-1', title: 't' }) },
+    ]);
+    // Expected: refused without the full key (or nothing delivered). Today every new key is pushed to the Viewer.
+    expect(Array.isArray(inbox) ? inbox.length : 0).toBe(0);
+  });
+});
+
+describe('names REST accepts that the GraphQL generator passes through unchecked', () => {
+  test('a filter parameter REST accepts (`created-after`) is refused at synth naming it, not at deploy', () => {
+    const domain = docsDomain([
+      { name: 'ListDocs', path: 'docs', allowedGroups: ['Admin'], readModel: 'docs', partitionKey: { attribute: 'scope', input: QueryInput.queryParameter('scope') }, filters: [{ attribute: 'title', parameter: 'doc-title' }] },
+    ]);
+    let generated: ReturnType<typeof generateGraphqlSchema> | undefined;
+    try {
+      generated = generateGraphqlSchema([domain]);
+    } catch (err) {
+      expect((err as Error).message).toMatch(/doc-title/);
+      return;
+    }
+    // Not refused: then it must at least be a schema AppSync accepts. Today it is neither.
+    expect(() => buildSchema(`${APPSYNC_DEFINITIONS}\n${generated!.sdl}`)).not.toThrow();
+  });
+
+  test('a read model named `query` (or `string`) does not collide with the root type / a built-in scalar', () => {
+    for (const name of ['query', 'string']) {
+      const domain = docsDomain([{ name: 'ListAll', path: 'all', allowedGroups: ['Admin'], readModel: name }]);
+      (domain.readModels as any[])[0] = { ...domain.readModels![0], name };
+      let generated: ReturnType<typeof generateGraphqlSchema> | undefined;
+      try {
+        generated = generateGraphqlSchema([domain]);
+      } catch (err) {
+        expect((err as Error).message).toMatch(new RegExp(name, 'i'));
+        continue;
+      }
+      expect(() => buildSchema(`${APPSYNC_DEFINITIONS}\n${generated!.sdl}`)).not.toThrow();
+    }
+  });
+
+  test('Skafu Local: a filter argument named like an Object.prototype member (`valueOf`) is absent when not given, as in AppSync (a Java map)', () => {
+    const g = generateGraphqlSchema([
+      docsDomain([{ name: 'ListDocs', path: 'docs', allowedGroups: ['Admin'], readModel: 'docs', partitionKey: { attribute: 'scope', input: QueryInput.queryParameter('scope') }, filters: [{ attribute: 'title', parameter: 'valueOf' }] }]),
+    ]);
+    const list = g.resolvers.find((r) => r.fieldName === 'listDocs')!;
+    const args = { scope: 'public' };
+    const request = JSON.parse(renderTemplate(list.requestTemplate, { args, arguments: args, identity: { sub: 'a', groups: ['Admin'] } }).text);
+    expect(request.filter).toBeUndefined();
+  });
+});
