@@ -8,7 +8,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { buildSchema } from 'graphql';
 import { AppSync, type AppSyncIdentity, type GraphqlResponse } from '../../local/src/appsync';
 import { APPSYNC_DEFINITIONS } from '../../local/src/appsync-schema';
-import { renderTemplate } from '../../local/src/appsync-vtl';
+import { renderTemplate, TemplateError } from '../../local/src/appsync-vtl';
 import { ProjectionAction, ProjectionValue, QueryInput, type DomainDeclaration } from '../../src';
 import { generateGraphqlSchema, type GraphqlDomainInput } from '../../src/graphql/schema';
 
@@ -137,5 +137,28 @@ describe('names REST accepts that the GraphQL generator passes through unchecked
     const args = { scope: 'public' };
     const request = JSON.parse(renderTemplate(list.requestTemplate, { args, arguments: args, identity: { sub: 'a', groups: ['Admin'] } }).text);
     expect(request.filter).toBeUndefined();
+  });
+});
+
+describe('list arguments REST refuses with a 400 naming the parameter', () => {
+  test('a sort-key range whose lower bound is after its upper bound is a ValidationError naming them, before DynamoDB (REST: "\'from\' must not be after \'to\'")', () => {
+    const g = generateGraphqlSchema([
+      docsDomain([
+        { name: 'ListDocs', path: 'docs', allowedGroups: ['Admin'], readModel: 'docs', partitionKey: { attribute: 'scope', input: QueryInput.queryParameter('scope') }, sortKeyRange: { attribute: 'docId', fromParameter: 'from', toParameter: 'to' } },
+      ]),
+    ]);
+    const list = g.resolvers.find((r) => r.fieldName === 'listDocs')!;
+    const args = { scope: 'public', from: 'z', to: 'a' };
+    let refused: unknown;
+    try {
+      renderTemplate(list.requestTemplate, { args, arguments: args, identity: { sub: 'a', groups: ['Admin'] } });
+    } catch (err) {
+      refused = err;
+    }
+    // Today the template sends `#sk BETWEEN :from AND :to` with from > to: DynamoDB answers ValidationException and
+    // the client gets errorType `DynamoDB:ValidationException` with DynamoDB's own wording.
+    expect(refused).toBeInstanceOf(TemplateError);
+    expect((refused as TemplateError).errorType).toBe('ValidationError');
+    expect((refused as TemplateError).templateMessage).toMatch(/from.*to/);
   });
 });
