@@ -46,12 +46,18 @@ function emulate(domains: GraphqlDomainInput[]): AppSync {
   const g = generateGraphqlSchema(domains);
   return new AppSync({
     sdl: g.sdl,
-    resolvers: g.resolvers.map((r) => ({ typeName: r.typeName, fieldName: r.fieldName, requestTemplate: r.requestTemplate, responseTemplate: r.responseTemplate })),
+    resolvers: g.resolvers.map((r) => ({
+      typeName: r.typeName,
+      fieldName: r.fieldName,
+      requestTemplate: r.requestTemplate,
+      responseTemplate: r.responseTemplate,
+    })),
     client: new DynamoDBClient({ region: 'us-east-1', endpoint: 'http://127.0.0.1:9' }), // never called
   });
 }
 
-async function received(appsync: AppSync, who: AppSyncIdentity, subscription: string, publish: Array<Record<string, unknown>>): Promise<GraphqlResponse[] | { refused: unknown }> {
+type Inbox = GraphqlResponse[] | { refused: unknown };
+async function received(appsync: AppSync, who: AppSyncIdentity, subscription: string, publish: Array<Record<string, unknown>>): Promise<Inbox> {
   const inbox: GraphqlResponse[] = [];
   const out = await appsync.subscribe({ query: subscription }, who, (m) => inbox.push(m));
   if ('errors' in out) return { refused: out.errors };
