@@ -13,8 +13,9 @@
  *   the route's groups, each read-model type the union of its queries' groups. Object-level rules (query
  *   ownership) are enforced in the resolvers exactly as the bundled query handler enforces them.
  * - One subscription per read model (`onAlertsChange(alertId)`), filtered by the key arguments given, open to the
- *   groups that may read the model; a reader whose only way to read it is an owner-only query receives only the
- *   changes of items they own. It fires on a mutation (`publishAlertsChange`) that only IAM callers (the
+ *   groups that may read the model within what their REST routes show (see subscriptionAccess): without key
+ *   arguments only for groups with a list over every item (owner-only list: only owned items), with every key
+ *   argument for groups with a get by key, otherwise refused. It fires on a mutation (`publishAlertsChange`) that only IAM callers (the
  *   platform's change publisher) may call.
  *
  * AWS AppSync with several authorization modes ignores `@aws_auth`; `@aws_cognito_user_pools` and `@aws_iam` are
@@ -265,19 +266,54 @@ function buildModel(domain: string, rm: ReadModelDefinition, typeName: string, r
   };
 }
 
-/** Groups whose members may read every item of the model (through some query). */
-function allItemGroups(readers: QueryModel[]): string[] {
-  return unique(
-    readers.flatMap((q) => {
-      const overrides = q.query.ownership?.overrideGroups ?? [];
-      return q.query.ownership ? q.query.allowedGroups.filter((g) => overrides.includes(g)) : q.query.allowedGroups;
-    }),
-  );
+/**
+ * Whether a query reads the whole model: a list with no index (an index may be sparse) and no constant partition.
+ * The partition, sort-key range and filters it takes are then chosen by the caller, so any item can be read.
+ */
+function listsEveryItem(q: QueryModel): boolean {
+  if (q.query.key || q.query.index) return false;
+  return !q.query.partitionKey || q.query.partitionKey.input._spec().kind !== 'constant';
 }
-/** Groups whose members may read only the items they own. */
+/** Whether a get query lets its caller choose the whole key (no constant key part). */
+function getsAnyKey(q: QueryModel): boolean {
+  return !!q.query.key && Object.values(q.query.key).every((input) => input._spec().kind !== 'constant');
+}
+
+/**
+ * Who may subscribe to a model's changes, and how (the rule the subscription resolver enforces). A subscription
+ * must never show a group more than its REST routes do:
+ * - `all`: groups with a list over every item (see listsEveryItem), or in the override groups of such an owner-only
+ *   list, subscribe with any arguments;
+ * - `ownerList`: groups with an owner-only list over every item subscribe with any arguments and receive only
+ *   changes of items they own;
+ * - `byKey`: groups with a get whose whole key the caller chooses must give every key argument (they receive
+ *   exactly what that get answers); `ownerByKey`: the same for an owner-only get, and only items they own;
+ * - every other reading group (a list over a constant partition or an index only, a get with a constant key part)
+ *   is refused with `$util.unauthorized()`.
+ */
+interface SubscriptionAccess {
+  readonly all: string[];
+  readonly ownerList: string[];
+  readonly byKey: string[];
+  readonly ownerByKey: string[];
+}
+function subscriptionAccess(readers: QueryModel[]): SubscriptionAccess {
+  const overrides = (q: QueryModel) => q.query.ownership?.overrideGroups ?? [];
+  /** Groups reading every item the query answers, and groups reading only their own among them. */
+  const full = (q: QueryModel) => (q.query.ownership ? q.query.allowedGroups.filter((g) => overrides(q).includes(g)) : q.query.allowedGroups);
+  const partial = (q: QueryModel) => (q.query.ownership ? q.query.allowedGroups.filter((g) => !overrides(q).includes(g)) : []);
+  const lists = readers.filter(listsEveryItem);
+  const gets = readers.filter(getsAnyKey);
+  const all = unique(lists.flatMap(full));
+  const ownerList = unique(lists.flatMap(partial)).filter((g) => !all.includes(g));
+  const byKey = unique(gets.flatMap(full)).filter((g) => !all.includes(g));
+  const ownerByKey = unique(gets.flatMap(partial)).filter((g) => !all.includes(g) && !byKey.includes(g));
+  return { all, ownerList, byKey, ownerByKey };
+}
+/** Groups whose members may read only the items they own (the model then carries its owner attribute). */
 function ownerGroups(readers: QueryModel[]): string[] {
-  const all = allItemGroups(readers);
-  return unique(readers.filter((q) => q.query.ownership).flatMap((q) => q.query.allowedGroups)).filter((g) => !all.includes(g));
+  const access = subscriptionAccess(readers);
+  return unique([...access.ownerList, ...access.ownerByKey]);
 }
 
 function modelTypes(model: GeneratedModel): string {
@@ -464,18 +500,36 @@ function changeFields(model: GeneratedModel, readers: QueryModel[]): { mutation:
     [...keyArgs.map((k) => k.name), ...(ownerArg ? [ownerArg] : [])].map((n) => `$util.qr($payload.put(${vtl(n)}, $ctx.args.${n}))\n`).join('') +
     '#if(!$util.isNullOrEmpty($ctx.args.item))\n  $util.qr($payload.put(\'item\', $util.parseJson($ctx.args.item)))\n#end\n' +
     '$util.toJson({"version": "2018-05-29", "payload": $payload})\n';
-  const all = allItemGroups(readers);
+  const access = subscriptionAccess(readers);
+  const member = (variable: string, groups: string[]) =>
+    `#set($${variable} = false)\n` +
+    (groups.length > 0
+      ? `#set($${variable}Groups = ${vtlList(groups)})\n#foreach($group in $util.defaultIfNull($ctx.identity.groups, []))\n  #if($${variable}Groups.contains($group))\n    #set($${variable} = true)\n  #end\n#end\n`
+      : '');
+  const ownerFilter = (indent: string) =>
+    model.ownerAttribute
+      ? `${indent}#if($util.isNullOrEmpty($ctx.identity.sub))\n${indent}  $util.unauthorized()\n${indent}#end\n` +
+        `${indent}$util.qr($filter.put(${vtl(model.ownerAttribute)}, {"eq": $ctx.identity.sub}))\n`
+      : `${indent}$util.unauthorized()\n`; // unreachable: owner-only queries give the model its owner attribute
   const subscriptionResponse =
-    `## ${model.domain}.${model.readModel}: filter the changes by the key arguments given` +
-    (model.ownerAttribute ? ', and by owner for readers allowed only their own items.\n' : '.\n') +
+    `## ${model.domain}.${model.readModel}: filter the changes by the key arguments given, and refuse a caller the` +
+    ' subscription would show more than its REST routes do:\n' +
+    '## a group with a list over every item subscribes freely (owner-only list: only its own items); a group with a\n' +
+    '## get by key must give every key argument (owner-only get: only its own items); any other group is refused.\n' +
     '#set($filter = {})\n' +
     keyArgs.map((k) => `#if(!$util.isNull($ctx.args.${k.name}))\n  $util.qr($filter.put(${vtl(k.name)}, {"eq": $ctx.args.${k.name}}))\n#end\n`).join('') +
-    (model.ownerAttribute
-      ? readsAllLines(all) +
-        '#if(!$readsAll)\n' +
-        '  #if($util.isNullOrEmpty($ctx.identity.sub))\n    $util.unauthorized()\n  #end\n' +
-        `  $util.qr($filter.put(${vtl(model.ownerAttribute)}, {"eq": $ctx.identity.sub}))\n#end\n`
-      : '') +
+    `#set($wholeKey = ${keyArgs.map((k) => `!$util.isNull($ctx.args.${k.name})`).join(' && ')})\n` +
+    member('readsAll', access.all) +
+    member('ownerList', access.ownerList) +
+    member('byKey', access.byKey) +
+    member('ownerByKey', access.ownerByKey) +
+    '#if(!$readsAll)\n' +
+    '  #if($byKey && $wholeKey)\n' +
+    '    ## the get by key answers this item whoever owns it\n' +
+    '  #elseif($ownerList || ($ownerByKey && $wholeKey))\n' +
+    ownerFilter('    ') +
+    '  #else\n    $util.unauthorized()\n  #end\n' +
+    '#end\n' +
     '#if($filter.size() > 0)\n  $extensions.setSubscriptionFilter($util.transform.toSubscriptionFilter($filter))\n#end\n' +
     '$util.toJson(null)\n';
   return {
