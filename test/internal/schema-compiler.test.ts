@@ -1,6 +1,7 @@
 /**
- * review (hostile): issue 14's validators compiled at synth (Ajv standalone code) must give the verdict Ajv gives
- * at runtime with the same options (schema-compiler.ts promises "the same verdict and the same error objects").
+ * Issue 14's validators compiled at synth (Ajv standalone code) give the verdict Ajv gives at runtime with the same
+ * options (schema-compiler.ts promises "the same verdict and the same error objects"); a schema the standalone code
+ * cannot keep (a "__proto__" key) is refused at synth.
  *
  * Both verdicts are computed in a fresh Node process (one realm, as in Lambda and Skafu Local's worker thread):
  * jest's sandbox realm differs from the realm runInThisContext uses, and fast-deep-equal compares constructors,
@@ -38,16 +39,24 @@ function verdicts(schemaJson: string, bodies: string[]): { runtime: boolean[]; c
   }
 }
 
-test('an enum value holding a "__proto__" key keeps its meaning (the standalone code must not turn it into a prototype)', () => {
-  // Ajv runtime: only {"__proto__":{"role":"admin"}} (an own key) matches; {} does not.
-  // Compiled: `const schema11 = {"enum":[{"__proto__":{...}}]}` is a JS object literal, so the enum value becomes
-  // {} with a prototype: the compiled validator accepts {} and refuses the body the schema names.
-  const out = verdicts('{"type":"object","enum":[{"__proto__":{"role":"admin"}}]}', ['{}', '{"__proto__":{"role":"admin"}}']);
-  expect(out.compiled).toEqual(out.runtime);
+test('an enum value holding a "__proto__" key is refused at synth, naming the command and the JSON pointer (the standalone code would turn it into a prototype)', () => {
+  // Ajv runtime: only {"__proto__":{"role":"admin"}} (an own key) matches; {} does not. Compiled as a JS object
+  // literal, the enum value would become {} with a prototype and the verdicts would differ: refused instead.
+  expect(() => compileValidators([{ name: 'Cmd', schema: JSON.parse('{"type":"object","enum":[{"__proto__":{"role":"admin"}}]}') }])).toThrow(
+    /Cmd.*"__proto__".*\/enum\/0\/__proto__/,
+  );
 });
 
-test('a const object holding a "__proto__" key keeps its meaning', () => {
-  const out = verdicts('{"type":"object","properties":{"flags":{"const":{"__proto__":{"x":1}}}}}', ['{"flags":{}}', '{"flags":{"__proto__":{"x":1}}}']);
+test('a const object holding a "__proto__" key is refused at synth, naming the command and the JSON pointer', () => {
+  expect(() => compileValidators([{ name: 'SetFlags', schema: JSON.parse('{"type":"object","properties":{"flags":{"const":{"__proto__":{"x":1}}}}}') }])).toThrow(
+    /SetFlags.*\/properties\/flags\/const\/__proto__/,
+  );
+});
+
+test('a property named "__proto__" is refused too; a property named "constructor" compiles to Ajv\'s verdicts', () => {
+  expect(() => compileValidators([{ name: 'Cmd', schema: JSON.parse('{"type":"object","properties":{"__proto__":{"type":"string"}}}') }])).toThrow(/\/properties\/__proto__/);
+  const out = verdicts('{"type":"object","properties":{"constructor":{"type":"string"}}}', ['{"constructor":"x"}', '{"constructor":1}', '{}']);
+  // Same verdicts (Ajv reads the inherited `constructor` of {} too: both refuse {}; not changed here).
   expect(out.compiled).toEqual(out.runtime);
 });
 
