@@ -80,6 +80,31 @@ export const INVALID_NEXT_TOKEN = 'nextToken is not a token this query returned'
 
 const GRAPHQL_NAME = /^[_A-Za-z][_0-9A-Za-z]*$/;
 const RESERVED_ARGS = new Set(['limit', 'nextToken']);
+/** Type names a read model's types must not take: the root types, the built-in and AWS scalars, our enum. */
+const RESERVED_TYPES = new Set([
+  'Query',
+  'Mutation',
+  'Subscription',
+  'String',
+  'Int',
+  'Float',
+  'Boolean',
+  'ID',
+  'AWSDate',
+  'AWSTime',
+  'AWSDateTime',
+  'AWSTimestamp',
+  'AWSEmail',
+  'AWSJSON',
+  'AWSURL',
+  'AWSPhone',
+  'AWSIPAddress',
+  'ReadModelChangeKind',
+]);
+/** Whether a name can be declared in the schema: a GraphQL name, not one of the `__` names GraphQL keeps for itself. */
+function declarable(name: string): boolean {
+  return GRAPHQL_NAME.test(name) && !name.startsWith('__');
+}
 
 function pascal(name: string): string {
   return name.replace(/(^|[^A-Za-z0-9])([a-z0-9])/g, (_m, _s, c: string) => c.toUpperCase()).replace(/[^A-Za-z0-9]/g, '');
@@ -163,7 +188,11 @@ export function generateGraphqlSchema(domains: GraphqlDomainInput[]): GeneratedS
       if (readers.length === 0) continue; // no query reads it: nobody may read it over GraphQL either
       const typeName = pascal(rm.name);
       const owner = `read model ${domain.name}.${rm.name}`;
-      for (const t of [typeName, `${typeName}Page`, `${typeName}Change`]) claim(typeOwners, t, owner, 'type');
+      for (const t of [typeName, `${typeName}Page`, `${typeName}Change`]) {
+        if (!declarable(t)) problems.push(`${owner} would give the type '${t}', which is not a GraphQL name; rename the read model`);
+        else if (RESERVED_TYPES.has(t)) problems.push(`${owner} would give the type '${t}', a name the schema reserves (${[...RESERVED_TYPES].join(', ')}); rename the read model`);
+        claim(typeOwners, t, owner, 'type');
+      }
       const model = buildModel(domain.name, rm, typeName, readers, problems);
       claim(fieldOwners, model.mutationField, owner, 'Mutation field');
       claim(fieldOwners, model.subscriptionField, owner, 'Subscription field');
@@ -177,7 +206,7 @@ export function generateGraphqlSchema(domains: GraphqlDomainInput[]): GeneratedS
   const queryFields: string[] = [];
   for (const q of queries) {
     const model = modelKeys.get(`${q.domain}/${q.readModel.name}`)!;
-    const { field, resolver } = q.query.key ? getQuery(q, model) : listQuery(q, model, problems);
+    const { field, resolver } = q.query.key ? getQuery(q, model, problems) : listQuery(q, model, problems);
     queryFields.push(field);
     resolvers.push(resolver);
   }
@@ -363,9 +392,12 @@ function restRoute(q: QueryModel): string {
   return `GET /api/v1/${q.domain}/${q.query.path.replace(/^\/+|\/+$/g, '')}`;
 }
 
-function getQuery(q: QueryModel, model: GeneratedModel): { field: string; resolver: GeneratedResolver } {
+function getQuery(q: QueryModel, model: GeneratedModel, problems: string[]): { field: string; resolver: GeneratedResolver } {
   const key = Object.entries(q.query.key ?? {}).map(([attr, input]) => ({ attr, spec: input._spec() }));
   const args = key.map((k) => argument(k.spec, true)).filter((a): a is NonNullable<typeof a> => !!a);
+  for (const a of args) {
+    if (!declarable(a.name)) problems.push(`query ${q.domain}.${q.query.name}: parameter '${a.name}' is not a GraphQL argument name (letters, digits and _, not starting with a digit or __); rename it`);
+  }
   const field = `  """${q.query.name}: one \`${q.readModel.name}\` item by its key, or null (REST: ${restRoute(q)})."""\n  ${q.fieldName}${args.length > 0 ? `(${args.map((a) => a.decl).join(', ')})` : ''}: ${model.typeName} ${groupsDirective(q.query.allowedGroups)}`;
   const request =
     `## ${q.domain}.${q.query.name}: GetItem on the read model \`${q.readModel.name}\`.\n` +
@@ -392,6 +424,7 @@ function listQuery(q: QueryModel, model: GeneratedModel, problems: string[]): { 
   const args: string[] = [];
   const names = new Set<string>();
   const addArg = (name: string, decl: string) => {
+    if (!declarable(name)) problems.push(`query ${q.domain}.${query.name}: parameter '${name}' is not a GraphQL argument name (letters, digits and _, not starting with a digit or __); rename it`);
     if (RESERVED_ARGS.has(name) || names.has(name)) problems.push(`query ${q.domain}.${query.name}: argument '${name}' is given twice or is reserved (limit, nextToken)`);
     names.add(name);
     args.push(decl);
