@@ -42,6 +42,18 @@ const javaMethods = [
     resolve: ({ context }: any) => context.length,
   },
   {
+    // Java's String.compareTo: the sign of the first differing UTF-16 code unit (or of the length difference).
+    uid: 'appsync: compareTo',
+    match: ({ property, context }: any) => property === 'compareTo' && typeof context === 'string',
+    resolve: ({ context, params }: any) => {
+      const other = String(params[0]);
+      for (let i = 0; i < Math.min(context.length, other.length); i++) {
+        if (context.charCodeAt(i) !== other.charCodeAt(i)) return context.charCodeAt(i) - other.charCodeAt(i);
+      }
+      return context.length - other.length;
+    },
+  },
+  {
     uid: 'appsync: isEmpty',
     match: ({ property, context }: any) => property === 'isEmpty' && context !== null && context !== undefined,
     resolve: ({ context }: any) => (typeof context === 'string' || Array.isArray(context) ? context.length === 0 : Object.keys(context).length === 0),
