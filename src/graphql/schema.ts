@@ -471,9 +471,9 @@ function listQuery(q: QueryModel, model: GeneratedModel, problems: string[]): { 
       request +=
         (from && to
           ? // REST refuses reversed bounds with a 400 naming them (DynamoDB would refuse BETWEEN with a ValidationException).
-            // Strings compare by UTF-16 code units here (Java's compareTo) and by UTF-8 bytes in DynamoDB: they differ only
-            // between characters U+E000-U+FFFF and those above U+FFFF, which DynamoDB then refuses itself.
-            `#if(${given(from)} && ${given(to)})\n  #if(${range.type === 'N' ? `${from} > ${to}` : `${from}.compareTo(${to}) > 0`})\n` +
+        // Strings compare by UTF-16 code units here (Java's compareTo) and by UTF-8 bytes in DynamoDB: they differ only
+        // between characters U+E000-U+FFFF and those above U+FFFF, which DynamoDB then refuses itself.
+          `#if(${given(from)} && ${given(to)})\n  #if(${range.type === 'N' ? `${from} > ${to}` : `${from}.compareTo(${to}) > 0`})\n` +
             `    $util.error(${vtl(`'${range.fromParameter}' must not be after '${range.toParameter}'`)}, 'ValidationError')\n  #end\n#end\n`
           : '') +
         `#if(${given(from)} || ${given(to)})\n  $util.qr($names.put('#sk', ${vtl(range.attribute)}))\n#end\n` +
