@@ -468,12 +468,13 @@ function listQuery(q: QueryModel, model: GeneratedModel, problems: string[]): { 
       const from = range.fromParameter ? `$ctx.args.${range.fromParameter}` : undefined;
       const to = range.toParameter ? `$ctx.args.${range.toParameter}` : undefined;
       const given = (r: string | undefined) => (r ? `!$util.isNull(${r})` : 'false');
+      // REST refuses reversed bounds with a 400 naming them (DynamoDB would refuse BETWEEN with a ValidationException).
+      // Strings compare by UTF-16 code units here (Java's compareTo) and by UTF-8 bytes in DynamoDB: they differ only
+      // between characters U+E000-U+FFFF and those above U+FFFF, which DynamoDB then refuses itself.
+      const reversed = range.type === 'N' ? `${from} > ${to}` : `${from}.compareTo(${to}) > 0`;
       request +=
         (from && to
-          ? // REST refuses reversed bounds with a 400 naming them (DynamoDB would refuse BETWEEN with a ValidationException).
-        // Strings compare by UTF-16 code units here (Java's compareTo) and by UTF-8 bytes in DynamoDB: they differ only
-        // between characters U+E000-U+FFFF and those above U+FFFF, which DynamoDB then refuses itself.
-          `#if(${given(from)} && ${given(to)})\n  #if(${range.type === 'N' ? `${from} > ${to}` : `${from}.compareTo(${to}) > 0`})\n` +
+          ? `#if(${given(from)} && ${given(to)})\n  #if(${reversed})\n` +
             `    $util.error(${vtl(`'${range.fromParameter}' must not be after '${range.toParameter}'`)}, 'ValidationError')\n  #end\n#end\n`
           : '') +
         `#if(${given(from)} || ${given(to)})\n  $util.qr($names.put('#sk', ${vtl(range.attribute)}))\n#end\n` +
