@@ -121,6 +121,18 @@ export interface TemplateOutcome {
 
 const compiled = new Map<string, Compile>();
 
+/**
+ * The context's maps as AppSync has them (Java maps): only their own keys. A plain JavaScript object would answer
+ * `$ctx.args.valueOf` or `$ctx.args.constructor` from Object.prototype when no such argument was given.
+ */
+function asJavaMaps(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(asJavaMaps);
+  if (value === null || typeof value !== 'object' || Object.getPrototypeOf(value) !== Object.prototype) return value;
+  const map = Object.create(null) as Record<string, unknown>;
+  for (const [k, v] of Object.entries(value)) map[k] = asJavaMaps(v);
+  return map;
+}
+
 /** Renders a mapping template with AppSync's `$ctx`/`$context`, `$util` and `$extensions`. */
 export function renderTemplate(template: string, ctx: Record<string, unknown>): TemplateOutcome {
   let compiler = compiled.get(template);
@@ -177,6 +189,7 @@ export function renderTemplate(template: string, ctx: Record<string, unknown>): 
       return '';
     },
   };
-  const text = compiler.render({ ctx, context: ctx, util, utils: util, extensions });
+  const data = asJavaMaps(ctx) as Record<string, unknown>;
+  const text = compiler.render({ ctx: data, context: data, util, utils: util, extensions });
   return { text, subscriptionFilter };
 }
