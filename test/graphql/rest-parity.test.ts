@@ -1,6 +1,6 @@
 /**
- * review (hostile): findings against issue 16's GraphQL read side. Each test states what AWS / the REST route
- * does and fails while the generated schema, resolvers, emulator or publisher differ.
+ * The GraphQL read side answers no more and no less than the REST routes of the same groups (issue 16; found by a
+ * hostile review): subscription scope, argument and type names, list argument checks, Skafu Local's VTL maps.
  * No DynamoDB: the schema and resolvers come from generateGraphqlSchema and run in the AppSync emulation
  * (subscriptions and the change mutation use the NONE data source).
  */
@@ -70,8 +70,8 @@ async function received(appsync: AppSync, who: AppSyncIdentity, subscription: st
   return inbox;
 }
 
-describe('subscriptions give more than the REST routes of the same groups', () => {
-  test('a group whose only list is a constant partition (`public`) must not receive changes of other partitions', async () => {
+describe('subscriptions show a group no more than its REST routes', () => {
+  test('a group whose only list is a constant partition (`public`) receives no change of another partition', async () => {
     // REST: a Viewer can GET /api/v1/docs/public-docs (scope = 'public' only); /docs?scope=... is Admin only.
     const appsync = emulate([
       docsDomain([
@@ -83,12 +83,12 @@ describe('subscriptions give more than the REST routes of the same groups', () =
       { scope: 'public', docId: 'd1', item: JSON.stringify({ scope: 'public', docId: 'd1', title: 'hello' }) },
       { scope: 'board-only', docId: 'd2', item: JSON.stringify({ scope: 'board-only', docId: 'd2', title: 'layoffs' }) },
     ]);
-    // Expected: the Viewer receives d1 only (or the subscription is refused). Today it receives d2's title too.
+    // The Viewer receives d1 only, or the subscription is refused (it is: a constant-partition list gives no subscription).
     const scopes = Array.isArray(inbox) ? inbox.map((m) => (m.data as any)?.onDocsChange?.scope) : [];
     expect(scopes).not.toContain('board-only');
   });
 
-  test('a group that may only GET by key must not enumerate every item by subscribing without the key', async () => {
+  test('a group that may only GET by key cannot enumerate items by subscribing without the key', async () => {
     // REST: a Viewer can GET /docs/{scope}/{docId} when it knows the key; it has no list route.
     const appsync = emulate([
       docsDomain([
@@ -99,12 +99,12 @@ describe('subscriptions give more than the REST routes of the same groups', () =
     const inbox = await received(appsync, user('v1', ['Viewer']), 'subscription { onDocsChange { scope docId } }', [
       { scope: 'x', docId: 'unguessable-1', item: JSON.stringify({ scope: 'x', docId: 'unguessable-1', title: 't' }) },
     ]);
-    // Expected: refused without the full key (or nothing delivered). Today every new key is pushed to the Viewer.
+    // Refused without the full key (or nothing delivered).
     expect(Array.isArray(inbox) ? inbox.length : 0).toBe(0);
   });
 });
 
-describe('names REST accepts that the GraphQL generator passes through unchecked', () => {
+describe('names REST accepts that GraphQL cannot hold are refused at synth', () => {
   test('a filter parameter REST accepts (`created-after`) is refused at synth naming it, not at deploy', () => {
     const domain = docsDomain([
       { name: 'ListDocs', path: 'docs', allowedGroups: ['Admin'], readModel: 'docs', partitionKey: { attribute: 'scope', input: QueryInput.queryParameter('scope') }, filters: [{ attribute: 'title', parameter: 'doc-title' }] },
@@ -116,7 +116,7 @@ describe('names REST accepts that the GraphQL generator passes through unchecked
       expect((err as Error).message).toMatch(/doc-title/);
       return;
     }
-    // Not refused: then it must at least be a schema AppSync accepts. Today it is neither.
+    // Not refused: then it must at least be a schema AppSync accepts.
     expect(() => buildSchema(`${APPSYNC_DEFINITIONS}\n${generated!.sdl}`)).not.toThrow();
   });
 
@@ -161,8 +161,7 @@ describe('list arguments REST refuses with a 400 naming the parameter', () => {
     } catch (err) {
       refused = err;
     }
-    // Today the template sends `#sk BETWEEN :from AND :to` with from > to: DynamoDB answers ValidationException and
-    // the client gets errorType `DynamoDB:ValidationException` with DynamoDB's own wording.
+    // Not sent as `#sk BETWEEN :from AND :to` with from > to (DynamoDB would answer ValidationException in its words).
     expect(refused).toBeInstanceOf(TemplateError);
     expect((refused as TemplateError).errorType).toBe('ValidationError');
     expect((refused as TemplateError).templateMessage).toMatch(/from.*to/);

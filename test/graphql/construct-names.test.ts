@@ -1,6 +1,6 @@
 /**
- * review (hostile): issue 16's SkafuGraphqlApi with domains shaped like a user's, where names that are distinct as
- * declared become equal once the generator strips their dashes.
+ * SkafuGraphqlApi with domains shaped like a user's, where names that are distinct as declared become equal once the
+ * generator strips their dashes, or collide with the schema's reserved names (issue 16; found by a hostile review).
  */
 import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
