@@ -167,3 +167,45 @@ describe('list arguments REST refuses with a 400 naming the parameter', () => {
     expect((refused as TemplateError).templateMessage).toMatch(/from.*to/);
   });
 });
+
+describe('the subscription rule, case by case', () => {
+  const listAll = { name: 'ListDocs', path: 'docs', allowedGroups: ['Admin'], readModel: 'docs', partitionKey: { attribute: 'scope', input: QueryInput.queryParameter('scope') } };
+  const change = [{ scope: 'a', docId: 'd1', item: JSON.stringify({ scope: 'a', docId: 'd1', title: 't' }) }];
+
+  test('a group with a list over every partition receives every change without key arguments', async () => {
+    const inbox = await received(emulate([docsDomain([listAll])]), user('a1', ['Admin']), 'subscription { onDocsChange { docId } }', change);
+    expect(Array.isArray(inbox) ? inbox.map((m) => (m.data as any).onDocsChange.docId) : inbox).toEqual(['d1']);
+  });
+
+  test('a group whose only list reads an index (possibly sparse) is refused', async () => {
+    const domain = docsDomain([{ ...listAll, name: 'ListByTitle', path: 'by-title', allowedGroups: ['Viewer'], index: 'byTitle', partitionKey: { attribute: 'title', input: QueryInput.queryParameter('title') } }, listAll]);
+    (domain.readModels as any[])[0] = { ...domain.readModels![0], indexes: [{ indexName: 'byTitle', partitionKey: { name: 'title' } }] };
+    const inbox = await received(emulate([domain]), user('v1', ['Viewer']), 'subscription { onDocsChange { docId } }', change);
+    expect(inbox).toEqual({ refused: [expect.objectContaining({ errorType: 'Unauthorized' })] });
+  });
+
+  test('a get-only group with the whole key receives that item only; a get with a constant key part gives no subscription', async () => {
+    const get = { name: 'GetDoc', path: 'docs/{scope}/{docId}', allowedGroups: ['Viewer'], readModel: 'docs', key: { scope: QueryInput.pathParameter('scope'), docId: QueryInput.pathParameter('docId') } };
+    const both = [...change, { scope: 'a', docId: 'd2', item: JSON.stringify({ scope: 'a', docId: 'd2', title: 't' }) }];
+    const inbox = await received(emulate([docsDomain([get, listAll])]), user('v1', ['Viewer']), 'subscription { onDocsChange(scope: "a", docId: "d2") { docId } }', both);
+    expect(Array.isArray(inbox) ? inbox.map((m) => (m.data as any).onDocsChange.docId) : inbox).toEqual(['d2']);
+    const constantGet = { ...get, path: 'public/{docId}', key: { scope: QueryInput.constant('public'), docId: QueryInput.pathParameter('docId') } };
+    const refused = await received(emulate([docsDomain([constantGet, listAll])]), user('v1', ['Viewer']), 'subscription { onDocsChange(scope: "a", docId: "d1") { docId } }', change);
+    expect(refused).toEqual({ refused: [expect.objectContaining({ errorType: 'Unauthorized' })] });
+  });
+});
+
+test('an argument starting with __ is refused at synth, naming it', () => {
+  const domain = docsDomain([{ name: 'ListDocs', path: 'docs', allowedGroups: ['Admin'], readModel: 'docs', filters: [{ attribute: 'title', parameter: '__title' }] }]);
+  expect(() => generateGraphqlSchema([domain])).toThrow(/ListDocs: parameter '__title'/);
+});
+
+test('a numeric sort-key range with reversed bounds is a ValidationError; equal bounds pass', () => {
+  const g = generateGraphqlSchema([
+    docsDomain([{ name: 'ListDocs', path: 'docs', allowedGroups: ['Admin'], readModel: 'docs', partitionKey: { attribute: 'scope', input: QueryInput.queryParameter('scope') }, sortKeyRange: { attribute: 'docId', type: 'N', fromParameter: 'min', toParameter: 'max' } }]),
+  ]);
+  const list = g.resolvers.find((r) => r.fieldName === 'listDocs')!;
+  const render = (args: Record<string, unknown>) => renderTemplate(list.requestTemplate, { args, arguments: args, identity: { sub: 'a', groups: ['Admin'] } });
+  expect(() => render({ scope: 's', min: 10, max: 9 })).toThrow(/'min' must not be after 'max'/);
+  expect(JSON.parse(render({ scope: 's', min: 9, max: 9 }).text).query.expression).toBe('#pk = :pk AND #sk BETWEEN :from AND :to');
+});
