@@ -42,6 +42,18 @@ const javaMethods = [
     resolve: ({ context }: any) => context.length,
   },
   {
+    // Java's String.compareTo: the sign of the first differing UTF-16 code unit (or of the length difference).
+    uid: 'appsync: compareTo',
+    match: ({ property, context }: any) => property === 'compareTo' && typeof context === 'string',
+    resolve: ({ context, params }: any) => {
+      const other = String(params[0]);
+      for (let i = 0; i < Math.min(context.length, other.length); i++) {
+        if (context.charCodeAt(i) !== other.charCodeAt(i)) return context.charCodeAt(i) - other.charCodeAt(i);
+      }
+      return context.length - other.length;
+    },
+  },
+  {
     uid: 'appsync: isEmpty',
     match: ({ property, context }: any) => property === 'isEmpty' && context !== null && context !== undefined,
     resolve: ({ context }: any) => (typeof context === 'string' || Array.isArray(context) ? context.length === 0 : Object.keys(context).length === 0),
@@ -109,6 +121,18 @@ export interface TemplateOutcome {
 
 const compiled = new Map<string, Compile>();
 
+/**
+ * The context's maps as AppSync has them (Java maps): only their own keys. A plain JavaScript object would answer
+ * `$ctx.args.valueOf` or `$ctx.args.constructor` from Object.prototype when no such argument was given.
+ */
+function asJavaMaps(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(asJavaMaps);
+  if (value === null || typeof value !== 'object' || Object.getPrototypeOf(value) !== Object.prototype) return value;
+  const map = Object.create(null) as Record<string, unknown>;
+  for (const [k, v] of Object.entries(value)) map[k] = asJavaMaps(v);
+  return map;
+}
+
 /** Renders a mapping template with AppSync's `$ctx`/`$context`, `$util` and `$extensions`. */
 export function renderTemplate(template: string, ctx: Record<string, unknown>): TemplateOutcome {
   let compiler = compiled.get(template);
@@ -165,6 +189,7 @@ export function renderTemplate(template: string, ctx: Record<string, unknown>): 
       return '';
     },
   };
-  const text = compiler.render({ ctx, context: ctx, util, utils: util, extensions });
+  const data = asJavaMaps(ctx) as Record<string, unknown>;
+  const text = compiler.render({ ctx: data, context: data, util, utils: util, extensions });
   return { text, subscriptionFilter };
 }

@@ -190,6 +190,7 @@ export class SkafuGraphqlApi extends Construct {
     const dataSources = new Map<string, appsync.CfnDataSource>();
     const domainOf = (name: string) => domains.find((d) => d.domainName === name)!;
     const served = this._generated.models.map((m) => ({ generated: m, model: graphqlReadModel(domainOf(m.domain), m.readModel) }));
+    const dataSourceNames = new Set<string>();
     served.forEach(({ generated, model }, i) => {
       const role = new iam.Role(this, `ReadModel${i}Role`, {
         assumedBy: new iam.ServicePrincipal('appsync.amazonaws.com'),
@@ -203,7 +204,7 @@ export class SkafuGraphqlApi extends Construct {
       );
       const ds = new appsync.CfnDataSource(this, `ReadModel${i}`, {
         apiId: this.api.apiId,
-        name: `${pascalName(generated.domain)}${generated.typeName}`,
+        name: distinctName(`${pascalName(generated.domain)}_${generated.typeName}`, dataSourceNames),
         description: `Read model ${generated.domain}.${generated.readModel}`,
         type: 'AMAZON_DYNAMODB',
         serviceRoleArn: role.roleArn,
@@ -290,12 +291,13 @@ export class SkafuGraphqlApi extends Construct {
     );
     const failed = skafuQueue(this, 'FailedChanges');
     acknowledgeNag(failed, [{ id: 'AwsSolutions-SQS3', reason: "This queue is itself the on-failure destination of the change publisher's stream mappings (it holds batch metadata, no dead-letter queue of its own)." }]);
-    served.forEach(({ model }) => {
+    const streamIds = new Set<string>();
+    served.forEach(({ generated, model }) => {
       const streamArn = readModelStreamArn(model);
       fn.addEventSource(
         new sources.DynamoEventSource(
           // The stream ARN of the table (turned on above); `fromTableAttributes` gives the event source its ARN.
-          importedTableWithStream(this, `Stream${model.domain}${model.name}`, model.table.tableName, streamArn),
+          importedTableWithStream(this, distinctName(`Stream${pascalName(generated.domain)}${generated.typeName}`, streamIds, ''), model.table.tableName, streamArn),
           {
             startingPosition: lambda.StartingPosition.LATEST,
             batchSize: 100,
@@ -315,6 +317,17 @@ export class SkafuGraphqlApi extends Construct {
 
 function importedTableWithStream(scope: Construct, id: string, tableName: string, streamArn: string): dynamodb.ITable {
   return dynamodb.Table.fromTableAttributes(scope, id.replace(/[^A-Za-z0-9]/g, ''), { tableName, tableStreamArn: streamArn });
+}
+
+/**
+ * `base`, or `base_2`, `base_3`... (with `separator`) when taken: names made from dash-stripped declarations (`billing` + `v2-invoices`,
+ * `billing-v2` + `invoices`) can be equal, and AppSync data source names and construct ids must be unique.
+ */
+function distinctName(base: string, used: Set<string>, separator = '_'): string {
+  let name = base;
+  for (let n = 2; used.has(name); n++) name = `${base}${separator}${n}`;
+  used.add(name);
+  return name;
 }
 
 function pascalName(name: string): string {

@@ -13,8 +13,9 @@
  *   the route's groups, each read-model type the union of its queries' groups. Object-level rules (query
  *   ownership) are enforced in the resolvers exactly as the bundled query handler enforces them.
  * - One subscription per read model (`onAlertsChange(alertId)`), filtered by the key arguments given, open to the
- *   groups that may read the model; a reader whose only way to read it is an owner-only query receives only the
- *   changes of items they own. It fires on a mutation (`publishAlertsChange`) that only IAM callers (the
+ *   groups that may read the model within what their REST routes show (see subscriptionAccess): without key
+ *   arguments only for groups with a list over every item (owner-only list: only owned items), with every key
+ *   argument for groups with a get by key, otherwise refused. It fires on a mutation (`publishAlertsChange`) that only IAM callers (the
  *   platform's change publisher) may call.
  *
  * AWS AppSync with several authorization modes ignores `@aws_auth`; `@aws_cognito_user_pools` and `@aws_iam` are
@@ -79,6 +80,31 @@ export const INVALID_NEXT_TOKEN = 'nextToken is not a token this query returned'
 
 const GRAPHQL_NAME = /^[_A-Za-z][_0-9A-Za-z]*$/;
 const RESERVED_ARGS = new Set(['limit', 'nextToken']);
+/** Type names a read model's types must not take: the root types, the built-in and AWS scalars, our enum. */
+const RESERVED_TYPES = new Set([
+  'Query',
+  'Mutation',
+  'Subscription',
+  'String',
+  'Int',
+  'Float',
+  'Boolean',
+  'ID',
+  'AWSDate',
+  'AWSTime',
+  'AWSDateTime',
+  'AWSTimestamp',
+  'AWSEmail',
+  'AWSJSON',
+  'AWSURL',
+  'AWSPhone',
+  'AWSIPAddress',
+  'ReadModelChangeKind',
+]);
+/** Whether a name can be declared in the schema: a GraphQL name, not one of the `__` names GraphQL keeps for itself. */
+function declarable(name: string): boolean {
+  return GRAPHQL_NAME.test(name) && !name.startsWith('__');
+}
 
 function pascal(name: string): string {
   return name.replace(/(^|[^A-Za-z0-9])([a-z0-9])/g, (_m, _s, c: string) => c.toUpperCase()).replace(/[^A-Za-z0-9]/g, '');
@@ -162,7 +188,11 @@ export function generateGraphqlSchema(domains: GraphqlDomainInput[]): GeneratedS
       if (readers.length === 0) continue; // no query reads it: nobody may read it over GraphQL either
       const typeName = pascal(rm.name);
       const owner = `read model ${domain.name}.${rm.name}`;
-      for (const t of [typeName, `${typeName}Page`, `${typeName}Change`]) claim(typeOwners, t, owner, 'type');
+      for (const t of [typeName, `${typeName}Page`, `${typeName}Change`]) {
+        if (!declarable(t)) problems.push(`${owner} would give the type '${t}', which is not a GraphQL name; rename the read model`);
+        else if (RESERVED_TYPES.has(t)) problems.push(`${owner} would give the type '${t}', a name the schema reserves (${[...RESERVED_TYPES].join(', ')}); rename the read model`);
+        claim(typeOwners, t, owner, 'type');
+      }
       const model = buildModel(domain.name, rm, typeName, readers, problems);
       claim(fieldOwners, model.mutationField, owner, 'Mutation field');
       claim(fieldOwners, model.subscriptionField, owner, 'Subscription field');
@@ -176,7 +206,7 @@ export function generateGraphqlSchema(domains: GraphqlDomainInput[]): GeneratedS
   const queryFields: string[] = [];
   for (const q of queries) {
     const model = modelKeys.get(`${q.domain}/${q.readModel.name}`)!;
-    const { field, resolver } = q.query.key ? getQuery(q, model) : listQuery(q, model, problems);
+    const { field, resolver } = q.query.key ? getQuery(q, model, problems) : listQuery(q, model, problems);
     queryFields.push(field);
     resolvers.push(resolver);
   }
@@ -265,19 +295,54 @@ function buildModel(domain: string, rm: ReadModelDefinition, typeName: string, r
   };
 }
 
-/** Groups whose members may read every item of the model (through some query). */
-function allItemGroups(readers: QueryModel[]): string[] {
-  return unique(
-    readers.flatMap((q) => {
-      const overrides = q.query.ownership?.overrideGroups ?? [];
-      return q.query.ownership ? q.query.allowedGroups.filter((g) => overrides.includes(g)) : q.query.allowedGroups;
-    }),
-  );
+/**
+ * Whether a query reads the whole model: a list with no index (an index may be sparse) and no constant partition.
+ * The partition, sort-key range and filters it takes are then chosen by the caller, so any item can be read.
+ */
+function listsEveryItem(q: QueryModel): boolean {
+  if (q.query.key || q.query.index) return false;
+  return !q.query.partitionKey || q.query.partitionKey.input._spec().kind !== 'constant';
 }
-/** Groups whose members may read only the items they own. */
+/** Whether a get query lets its caller choose the whole key (no constant key part). */
+function getsAnyKey(q: QueryModel): boolean {
+  return !!q.query.key && Object.values(q.query.key).every((input) => input._spec().kind !== 'constant');
+}
+
+/**
+ * Who may subscribe to a model's changes, and how (the rule the subscription resolver enforces). A subscription
+ * must never show a group more than its REST routes do:
+ * - `all`: groups with a list over every item (see listsEveryItem), or in the override groups of such an owner-only
+ *   list, subscribe with any arguments;
+ * - `ownerList`: groups with an owner-only list over every item subscribe with any arguments and receive only
+ *   changes of items they own;
+ * - `byKey`: groups with a get whose whole key the caller chooses must give every key argument (they receive
+ *   exactly what that get answers); `ownerByKey`: the same for an owner-only get, and only items they own;
+ * - every other reading group (a list over a constant partition or an index only, a get with a constant key part)
+ *   is refused with `$util.unauthorized()`.
+ */
+interface SubscriptionAccess {
+  readonly all: string[];
+  readonly ownerList: string[];
+  readonly byKey: string[];
+  readonly ownerByKey: string[];
+}
+function subscriptionAccess(readers: QueryModel[]): SubscriptionAccess {
+  const overrides = (q: QueryModel) => q.query.ownership?.overrideGroups ?? [];
+  /** Groups reading every item the query answers, and groups reading only their own among them. */
+  const full = (q: QueryModel) => (q.query.ownership ? q.query.allowedGroups.filter((g) => overrides(q).includes(g)) : q.query.allowedGroups);
+  const partial = (q: QueryModel) => (q.query.ownership ? q.query.allowedGroups.filter((g) => !overrides(q).includes(g)) : []);
+  const lists = readers.filter(listsEveryItem);
+  const gets = readers.filter(getsAnyKey);
+  const all = unique(lists.flatMap(full));
+  const ownerList = unique(lists.flatMap(partial)).filter((g) => !all.includes(g));
+  const byKey = unique(gets.flatMap(full)).filter((g) => !all.includes(g));
+  const ownerByKey = unique(gets.flatMap(partial)).filter((g) => !all.includes(g) && !byKey.includes(g));
+  return { all, ownerList, byKey, ownerByKey };
+}
+/** Groups whose members may read only the items they own (the model then carries its owner attribute). */
 function ownerGroups(readers: QueryModel[]): string[] {
-  const all = allItemGroups(readers);
-  return unique(readers.filter((q) => q.query.ownership).flatMap((q) => q.query.allowedGroups)).filter((g) => !all.includes(g));
+  const access = subscriptionAccess(readers);
+  return unique([...access.ownerList, ...access.ownerByKey]);
 }
 
 function modelTypes(model: GeneratedModel): string {
@@ -327,9 +392,12 @@ function restRoute(q: QueryModel): string {
   return `GET /api/v1/${q.domain}/${q.query.path.replace(/^\/+|\/+$/g, '')}`;
 }
 
-function getQuery(q: QueryModel, model: GeneratedModel): { field: string; resolver: GeneratedResolver } {
+function getQuery(q: QueryModel, model: GeneratedModel, problems: string[]): { field: string; resolver: GeneratedResolver } {
   const key = Object.entries(q.query.key ?? {}).map(([attr, input]) => ({ attr, spec: input._spec() }));
   const args = key.map((k) => argument(k.spec, true)).filter((a): a is NonNullable<typeof a> => !!a);
+  for (const a of args) {
+    if (!declarable(a.name)) problems.push(`query ${q.domain}.${q.query.name}: parameter '${a.name}' is not a GraphQL argument name (letters, digits and _, not starting with a digit or __); rename it`);
+  }
   const field = `  """${q.query.name}: one \`${q.readModel.name}\` item by its key, or null (REST: ${restRoute(q)})."""\n  ${q.fieldName}${args.length > 0 ? `(${args.map((a) => a.decl).join(', ')})` : ''}: ${model.typeName} ${groupsDirective(q.query.allowedGroups)}`;
   const request =
     `## ${q.domain}.${q.query.name}: GetItem on the read model \`${q.readModel.name}\`.\n` +
@@ -356,6 +424,7 @@ function listQuery(q: QueryModel, model: GeneratedModel, problems: string[]): { 
   const args: string[] = [];
   const names = new Set<string>();
   const addArg = (name: string, decl: string) => {
+    if (!declarable(name)) problems.push(`query ${q.domain}.${query.name}: parameter '${name}' is not a GraphQL argument name (letters, digits and _, not starting with a digit or __); rename it`);
     if (RESERVED_ARGS.has(name) || names.has(name)) problems.push(`query ${q.domain}.${query.name}: argument '${name}' is given twice or is reserved (limit, nextToken)`);
     names.add(name);
     args.push(decl);
@@ -399,7 +468,15 @@ function listQuery(q: QueryModel, model: GeneratedModel, problems: string[]): { 
       const from = range.fromParameter ? `$ctx.args.${range.fromParameter}` : undefined;
       const to = range.toParameter ? `$ctx.args.${range.toParameter}` : undefined;
       const given = (r: string | undefined) => (r ? `!$util.isNull(${r})` : 'false');
+      // REST refuses reversed bounds with a 400 naming them (DynamoDB would refuse BETWEEN with a ValidationException).
+      // Strings compare by UTF-16 code units here (Java's compareTo) and by UTF-8 bytes in DynamoDB: they differ only
+      // between characters U+E000-U+FFFF and those above U+FFFF, which DynamoDB then refuses itself.
+      const reversed = range.type === 'N' ? `${from} > ${to}` : `${from}.compareTo(${to}) > 0`;
       request +=
+        (from && to
+          ? `#if(${given(from)} && ${given(to)})\n  #if(${reversed})\n` +
+            `    $util.error(${vtl(`'${range.fromParameter}' must not be after '${range.toParameter}'`)}, 'ValidationError')\n  #end\n#end\n`
+          : '') +
         `#if(${given(from)} || ${given(to)})\n  $util.qr($names.put('#sk', ${vtl(range.attribute)}))\n#end\n` +
         (from ? `#if(${given(from)})\n  $util.qr($values.put(':from', $util.dynamodb.toDynamoDB(${from})))\n#end\n` : '') +
         (to ? `#if(${given(to)})\n  $util.qr($values.put(':to', $util.dynamodb.toDynamoDB(${to})))\n#end\n` : '') +
@@ -464,18 +541,36 @@ function changeFields(model: GeneratedModel, readers: QueryModel[]): { mutation:
     [...keyArgs.map((k) => k.name), ...(ownerArg ? [ownerArg] : [])].map((n) => `$util.qr($payload.put(${vtl(n)}, $ctx.args.${n}))\n`).join('') +
     '#if(!$util.isNullOrEmpty($ctx.args.item))\n  $util.qr($payload.put(\'item\', $util.parseJson($ctx.args.item)))\n#end\n' +
     '$util.toJson({"version": "2018-05-29", "payload": $payload})\n';
-  const all = allItemGroups(readers);
+  const access = subscriptionAccess(readers);
+  const member = (variable: string, groups: string[]) =>
+    `#set($${variable} = false)\n` +
+    (groups.length > 0
+      ? `#set($${variable}Groups = ${vtlList(groups)})\n#foreach($group in $util.defaultIfNull($ctx.identity.groups, []))\n  #if($${variable}Groups.contains($group))\n    #set($${variable} = true)\n  #end\n#end\n`
+      : '');
+  const ownerFilter = (indent: string) =>
+    model.ownerAttribute
+      ? `${indent}#if($util.isNullOrEmpty($ctx.identity.sub))\n${indent}  $util.unauthorized()\n${indent}#end\n` +
+        `${indent}$util.qr($filter.put(${vtl(model.ownerAttribute)}, {"eq": $ctx.identity.sub}))\n`
+      : `${indent}$util.unauthorized()\n`; // unreachable: owner-only queries give the model its owner attribute
   const subscriptionResponse =
-    `## ${model.domain}.${model.readModel}: filter the changes by the key arguments given` +
-    (model.ownerAttribute ? ', and by owner for readers allowed only their own items.\n' : '.\n') +
+    `## ${model.domain}.${model.readModel}: filter the changes by the key arguments given, and refuse a caller the` +
+    ' subscription would show more than its REST routes do:\n' +
+    '## a group with a list over every item subscribes freely (owner-only list: only its own items); a group with a\n' +
+    '## get by key must give every key argument (owner-only get: only its own items); any other group is refused.\n' +
     '#set($filter = {})\n' +
     keyArgs.map((k) => `#if(!$util.isNull($ctx.args.${k.name}))\n  $util.qr($filter.put(${vtl(k.name)}, {"eq": $ctx.args.${k.name}}))\n#end\n`).join('') +
-    (model.ownerAttribute
-      ? readsAllLines(all) +
-        '#if(!$readsAll)\n' +
-        '  #if($util.isNullOrEmpty($ctx.identity.sub))\n    $util.unauthorized()\n  #end\n' +
-        `  $util.qr($filter.put(${vtl(model.ownerAttribute)}, {"eq": $ctx.identity.sub}))\n#end\n`
-      : '') +
+    `#set($wholeKey = ${keyArgs.map((k) => `!$util.isNull($ctx.args.${k.name})`).join(' && ')})\n` +
+    member('readsAll', access.all) +
+    member('ownerList', access.ownerList) +
+    member('byKey', access.byKey) +
+    member('ownerByKey', access.ownerByKey) +
+    '#if(!$readsAll)\n' +
+    '  #if($byKey && $wholeKey)\n' +
+    '    ## the get by key answers this item whoever owns it\n' +
+    '  #elseif($ownerList || ($ownerByKey && $wholeKey))\n' +
+    ownerFilter('    ') +
+    '  #else\n    $util.unauthorized()\n  #end\n' +
+    '#end\n' +
     '#if($filter.size() > 0)\n  $extensions.setSubscriptionFilter($util.transform.toSubscriptionFilter($filter))\n#end\n' +
     '$util.toJson(null)\n';
   return {

@@ -10,6 +10,7 @@
 import Ajv from 'ajv';
 import standaloneCode from 'ajv/dist/standalone';
 import addFormats from 'ajv-formats';
+import { refusePrototypeKeys } from './prototype-keys';
 import { VALIDATOR_RUNTIME_MODULES } from './shipped-files';
 
 /** One schema to compile, exported under `name`. */
@@ -20,13 +21,15 @@ export interface NamedSchema {
 
 /**
  * A CommonJS module exporting one validate function per name. Throws, naming the schema, when a schema does not
- * compile or when its code would need a runtime module the handlers do not bundle ($async schemas, $dynamicRef).
+ * compile, holds a `__proto__` key anywhere (the standalone code would turn it into a prototype), or when its code
+ * would need a runtime module the handlers do not bundle ($async schemas, $dynamicRef).
  */
 export function compileValidators(schemas: readonly NamedSchema[]): string {
   const ajv = new Ajv({ allErrors: true, strict: false, coerceTypes: false, useDefaults: false, code: { source: true } });
   addFormats(ajv);
   const refs: Record<string, string> = {};
   for (const { name, schema } of schemas) {
+    refusePrototypeKeys(name, schema);
     const key = `skafu:${name}`;
     try {
       ajv.addSchema(schema, key);

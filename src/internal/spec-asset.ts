@@ -12,6 +12,7 @@ import { AspectPriority, Aspects, Lazy, Stage, type CfnResource, type IAspect } 
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
 import type { Construct, IConstruct } from 'constructs';
+import { refusePrototypeKeys } from './prototype-keys';
 
 /** The handler bundles projen builds (src/<dir>/<name>.lambda.ts -> assets/<dir>/<name>.lambda/index.js). */
 const ASSETS = path.join(__dirname, '..', '..', 'assets');
@@ -165,5 +166,6 @@ export function compileValidators(schemas: ReadonlyArray<{ name: string; schema:
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     compiler = require(file) as SchemaCompiler;
   }
+  for (const { name, schema } of schemas) refusePrototypeKeys(name, schema); // also checked by the compiler itself
   return compiler.compileValidators(schemas);
 }

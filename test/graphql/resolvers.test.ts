@@ -280,9 +280,13 @@ describe('subscriptions: exactly the changes asked for, only to readers', () => 
     return fx.tables[model.toLowerCase()];
   }
 
-  test('owner-only readers receive only their own items\' changes; the override group receives all', async () => {
+  test('owner-only readers receive only their own items\' changes; a get-only group must give the key; the override group receives all', async () => {
     const dev1 = await open('subscription { onSecretsChange { secretId ownerId item { label } } }', user('dev-1', ['Developer']));
-    const viewer = await open('subscription { onSecretsChange { secretId } }', user('viewer-1', ['Viewer']));
+    // Viewer has only the owner-only GetSecret: without the whole key it is refused, with it only its own item.
+    const viewerWithoutKey = await open('subscription { onSecretsChange { secretId } }', user('viewer-1', ['Viewer']));
+    expect(viewerWithoutKey.out).toEqual({ errors: [expect.objectContaining({ errorType: 'Unauthorized' })] });
+    const viewer = await open('subscription { onSecretsChange(secretId: "s12") { secretId } }', user('viewer-1', ['Viewer']));
+    const viewerOther = await open('subscription { onSecretsChange(secretId: "s11") { secretId } }', user('viewer-1', ['Viewer']));
     const admin = await open('subscription { onSecretsChange { secretId } }', user('boss', ['Admin']));
     const mutation = 'mutation($id: String!, $owner: String, $item: String) { publishSecretsChange(secretId: $id, ownerId: $owner, change: UPSERT, item: $item) { secretId ownerId change item { secretId label ownerId } } }';
     for (const [id, owner] of [['s10', 'dev-1'], ['s11', 'dev-2'], ['s12', 'viewer-1']]) {
@@ -292,8 +296,9 @@ describe('subscriptions: exactly the changes asked for, only to readers', () => 
     await settle();
     expect(dev1.inbox.messages).toEqual([{ data: { onSecretsChange: { secretId: 's10', ownerId: 'dev-1', item: { label: 'Ls10' } } } }]);
     expect(viewer.inbox.messages.map((m) => (m.data as any).onSecretsChange.secretId)).toEqual(['s12']);
+    expect(viewerOther.inbox.messages).toEqual([]);
     expect(admin.inbox.messages.map((m) => (m.data as any).onSecretsChange.secretId)).toEqual(['s10', 's11', 's12']);
-    for (const s of [dev1, viewer, admin]) fx.appsync.unsubscribe((s.out as { id: string }).id);
+    for (const s of [dev1, viewer, viewerOther, admin]) fx.appsync.unsubscribe((s.out as { id: string }).id);
   });
 
   test('a failed publish is reported from the failing record on (retry keeps order)', async () => {
