@@ -421,7 +421,8 @@ export class SkafuLocal {
     const enabled = current?.StreamEnabled === true;
     if (!viewType || (enabled && current?.StreamViewType === viewType)) return;
     if (enabled) await this.client.send(new UpdateTableCommand({ TableName: name, StreamSpecification: { StreamEnabled: false } }));
-    await this.client.send(new UpdateTableCommand({ TableName: name, StreamSpecification: { StreamEnabled: true, StreamViewType: viewType as StreamViewType } }));
+    const stream = { StreamEnabled: true, StreamViewType: viewType as StreamViewType };
+    await this.client.send(new UpdateTableCommand({ TableName: name, StreamSpecification: stream }));
     this.log(`  table ${name}: stream ${enabled ? 'replaced' : 'enabled'} (${viewType}), as the template declares`);
   }
 

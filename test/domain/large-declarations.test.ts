@@ -4,8 +4,8 @@
  * handlers run are the synthesized code assets (the shared bundle plus the domain's spec and the validators
  * compiled at synth), against DynamoDB Local; the authorizer verifies real RS256 tokens.
  */
-import * as fs from 'node:fs';
 import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import * as path from 'node:path';
 import { ScanCommand } from '@aws-sdk/client-dynamodb';

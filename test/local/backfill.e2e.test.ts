@@ -7,8 +7,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { App, Stack } from 'aws-cdk-lib';
 import { ScanCommand } from '@aws-sdk/client-dynamodb';
+import { App, Stack } from 'aws-cdk-lib';
 import { observability, projectManagement } from '../../examples/platform/domains';
 import { DemoClient } from '../../local/src/demo';
 import { SkafuLocal } from '../../local/src/skafu-local';

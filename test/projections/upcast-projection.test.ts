@@ -18,8 +18,8 @@ import { runRebuildStep } from '../../src/projections/rebuild.runtime';
 import { DeclaredStateFold, encodeDomainSpec, EventStore, loadDeclaredState, type EventEnvelope } from '../../src/runtime';
 import { apiEvent } from '../support/api-events';
 import { definitionFrom, runLocal, validateAsl } from '../support/asl';
-import { assetDirectory, outdirOf, provideRuntimeSdk, shippedDomainSpec } from '../support/shipped';
 import { inventory } from '../support/inventory';
+import { assetDirectory, outdirOf, provideRuntimeSdk, shippedDomainSpec } from '../support/shipped';
 import { createTableInputFromCfn, localClient } from '../support/tables';
 
 type Handler = (event: unknown, context?: unknown) => Promise<APIGatewayProxyResult | void>;
