@@ -179,18 +179,8 @@ async function rebuildAggregate(
   let checkpointKey: Record<string, AttributeValue> = { rebuildId: { S: config.rebuildId }, key: { S: `a#${JSON.stringify(storedKey)}` } };
   if (config.backfill) {
     // The live checkpoints are keyed by the public aggregate id the events carry: read it from the first event.
-    const first = await config.client.send(
-      new QueryCommand({
-        TableName: config.eventStoreTable,
-        KeyConditionExpression: '#pk = :pk AND #sk >= :one',
-        ExpressionAttributeNames: { '#pk': S.PARTITION_KEY, '#sk': S.SORT_KEY },
-        ExpressionAttributeValues: { ':pk': storedKey, ':one': { N: '1' } },
-        Limit: 1,
-        ConsistentRead: true,
-      }),
-    );
+    const item = await firstStoredItem(config, storedKey);
     counters.reads++;
-    const item = first.Items?.[0] ? unmarshall(first.Items[0]) : undefined;
     if (!item || item[S.ITEM_TYPE_ATTRIBUTE] !== S.ITEM_TYPE_EVENT) return;
     checkpointTable = config.backfill.checkpointTable;
     checkpointKey = { aggregateId: { S: streamKey(config.backfill.readModel, envelopeFromItem(item).aggregateId) } };
@@ -347,7 +337,8 @@ async function firstAggregateKey(config: RebuildConfig): Promise<AttributeValue 
   return undefined;
 }
 
-async function hasCheckpoint(config: RebuildConfig, target: BackfillTarget, storedKey: AttributeValue): Promise<boolean> {
+/** The first item (sequence 1 on) of a stored stream, read consistently: one request. */
+async function firstStoredItem(config: RebuildConfig, storedKey: AttributeValue): Promise<Record<string, any> | undefined> {
   const first = await config.client.send(
     new QueryCommand({
       TableName: config.eventStoreTable,
@@ -358,8 +349,13 @@ async function hasCheckpoint(config: RebuildConfig, target: BackfillTarget, stor
       ConsistentRead: true,
     }),
   );
-  if (!first.Items?.[0]) return true;
-  const id = envelopeFromItem(unmarshall(first.Items[0])).aggregateId;
+  return first.Items?.[0] ? unmarshall(first.Items[0]) : undefined;
+}
+
+async function hasCheckpoint(config: RebuildConfig, target: BackfillTarget, storedKey: AttributeValue): Promise<boolean> {
+  const first = await firstStoredItem(config, storedKey);
+  if (!first) return true;
+  const id = envelopeFromItem(first).aggregateId;
   const key = { aggregateId: { S: streamKey(target.readModel, id) } };
   const cp = await config.client.send(new GetItemCommand({ TableName: target.checkpointTable, Key: key, ConsistentRead: true }));
   return cp.Item !== undefined;
