@@ -7,8 +7,12 @@
  * | a read model's checkpoint     | `<readModel>#<aggregateId>`         |
  * | a read model's parked events  | `<readModel>#<aggregateId>` (+ `eventSequence`, parking table) |
  * | a read model's backfill status| `#backfill#<readModel>`             |
+ * | a read model's active version | `#active#<readModelName>` (the bare name, all versions) |
  *
- * Read model names start with a letter, so no checkpoint key starts with `#`.
+ * `<readModel>` above is a read model *version*'s identity in the projection machinery (versionedReadModel):
+ * the bare name for version 1, `<name>@v<N>` from version 2 on, so that a new version starts with checkpoints,
+ * parking keys and a backfill of its own. Read model names start with a letter, so no checkpoint key starts
+ * with `#`, and a name holds no `@`, so no version's keys meet another's.
  */
 
 /** The checkpoint and parking key of one read model's view of one aggregate. */
@@ -23,3 +27,20 @@ export const BACKFILLING = 'BACKFILLING';
 export function backfillStatusKey(readModel: string): string {
   return `#backfill#${readModel}`;
 }
+
+/** A read model version's identity in the projection machinery (branch, checkpoints, parking, backfill): version 1 keeps the bare name. */
+export function versionedReadModel(readModelName: string, version: number): string {
+  return version === 1 ? readModelName : `${readModelName}@v${version}`;
+}
+
+/**
+ * The key of a read model's active-version pointer in the checkpoint table. The item (written when a new version
+ * has caught up with the store) holds `version` (N), `readModel` (the versioned identity), `tableName`,
+ * `rebuildId` and `switchedAt`; while it is absent, or names an older version, queries read the previous version.
+ */
+export function activeVersionKey(readModelName: string): string {
+  return `#active#${readModelName}`;
+}
+
+/** The pattern of a read model version's identity (versionedReadModel). */
+export const VERSIONED_READ_MODEL = /^[A-Za-z][A-Za-z0-9_-]{0,63}(@v[1-9][0-9]{0,3})?$/;

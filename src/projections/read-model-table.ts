@@ -1,7 +1,8 @@
-import { RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct } from 'constructs';
+import { versionedReadModel } from './keys';
 
 /** A key attribute of a read model. */
 export interface ReadModelKey {
@@ -74,6 +75,30 @@ export interface ReadModelTableProps {
    * @default - AWS-owned key
    */
   readonly encryptionKey?: kms.IKey;
+  /**
+   * The read model's version. Raise it (by one) to rebuild the read model from the event store into a fresh
+   * table, for example after fixing a projection: the deployment creates the new version's table, the backfill
+   * fills it from the store (its checkpoints and parking keys are `<readModelName>@v<version>#<aggregateId>`),
+   * and when it has caught up, queries switch to it at once (the active-version pointer in the checkpoint
+   * table). Until then queries answer from the previous version, complete but no longer updated. The previous
+   * version's table is kept (`retainPreviousVersion`). A new version must keep the keys and indexes of the
+   * previous one (give the read model another name to change them).
+   * @default 1
+   */
+  readonly version?: number;
+  /**
+   * Keep the previous version's table (version - 1) in the stack, for queries until the switch and as a fallback
+   * after it. Set it to false to remove that table: the deployment fails, and removes nothing, unless queries
+   * switched to this version at least `previousVersionRetention` ago.
+   * @default true (only meaningful from version 2 on)
+   */
+  readonly retainPreviousVersion?: boolean;
+  /**
+   * The least time between the switch to this version and a deployment that removes the previous version's
+   * table (`retainPreviousVersion: false`).
+   * @default Duration.days(3)
+   */
+  readonly previousVersionRetention?: Duration;
 }
 
 /**
@@ -95,8 +120,19 @@ export class ReadModelTable extends Construct {
   public readonly timeToLiveAttribute?: string;
   /** The names of the global secondary indexes, in the order given (empty when there are none). */
   public readonly indexNames: string[];
-  /** The read model's name: the prefix of its checkpoint and parking keys (`<readModelName>#<aggregateId>`). */
+  /** The read model's name (all versions); the prefix of its version 1 checkpoint and parking keys. */
   public readonly readModelName: string;
+  /** The read model's version (1 unless raised). */
+  public readonly version: number;
+  /**
+   * This version's identity in its projection state machine: the branch, the checkpoint and parking keys
+   * (`<versionedName>#<aggregateId>`) and the backfill. `readModelName` for version 1, `<readModelName>@v<N>` after.
+   */
+  public readonly versionedName: string;
+  /** The previous version's table (version - 1), kept until `retainPreviousVersion` is false; undefined otherwise. */
+  public readonly previousVersionTable?: dynamodb.Table;
+  /** The least time between the switch and the removal of the previous version's table. */
+  public readonly previousVersionRetention: Duration;
 
   /**
    * @param scope the construct it belongs to
@@ -120,28 +156,32 @@ export class ReadModelTable extends Construct {
     }
     const indexNames = (props.indexes ?? []).map((i) => i.indexName);
     if (new Set(indexNames).size !== indexNames.length) problems.push('index names must be unique');
+    const version = props.version ?? 1;
+    if (!Number.isInteger(version) || version < 1 || version > 9999) problems.push(`'version' must be an integer from 1 to 9999, got ${props.version}`);
+    if (props.retainPreviousVersion === false && version === 1) problems.push("'retainPreviousVersion' is false but 'version' is 1: there is no previous version");
+    const retention = props.previousVersionRetention ?? Duration.days(3);
+    if (retention.toSeconds() > 366 * 86400) problems.push("'previousVersionRetention' must be at most 366 days");
     if (problems.length > 0) throw new Error(`ReadModelTable ${this.node.path}: ${problems.join('; ')}`);
 
     const attr = (k: ReadModelKey): dynamodb.Attribute => ({ name: k.name, type: k.type ?? dynamodb.AttributeType.STRING });
-    this.table = new dynamodb.Table(this, 'Table', {
-      tableName: props.tableName,
-      partitionKey: attr(props.partitionKey),
-      sortKey: props.sortKey ? attr(props.sortKey) : undefined,
-      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
-      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: props.pointInTimeRecovery ?? true },
-      encryption: props.encryptionKey ? dynamodb.TableEncryption.CUSTOMER_MANAGED : dynamodb.TableEncryption.DEFAULT,
-      encryptionKey: props.encryptionKey,
-      timeToLiveAttribute: props.timeToLiveAttribute,
-      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
-    });
-    for (const index of props.indexes ?? []) {
-      this.table.addGlobalSecondaryIndex({
-        indexName: index.indexName,
-        partitionKey: attr(index.partitionKey),
-        sortKey: index.sortKey ? attr(index.sortKey) : undefined,
-        projectionType: dynamodb.ProjectionType.ALL,
-      });
-    }
+    // Version 1 keeps the construct id 'Table' (its physical identity never changes when versions are added);
+    // version N is 'TableV<N>', named `<tableName>-v<N>` when a name is given.
+    const tableOf = (v: number, removalPolicy: RemovalPolicy): dynamodb.Table => {
+      const table = this.versionTable(v, props, attr, removalPolicy);
+      for (const index of props.indexes ?? []) {
+        table.addGlobalSecondaryIndex({
+          indexName: index.indexName,
+          partitionKey: attr(index.partitionKey),
+          sortKey: index.sortKey ? attr(index.sortKey) : undefined,
+          projectionType: dynamodb.ProjectionType.ALL,
+        });
+      }
+      return table;
+    };
+    // The previous version is removed only by a deployment a guard lets through (after the switch and the
+    // retention), so it may be destroyed then; the current one keeps the removal policy asked for.
+    if (version > 1 && props.retainPreviousVersion !== false) this.previousVersionTable = tableOf(version - 1, RemovalPolicy.DESTROY);
+    this.table = tableOf(version, props.removalPolicy ?? RemovalPolicy.RETAIN);
     this.tableName = this.table.tableName;
     this.tableArn = this.table.tableArn;
     this.partitionKey = { name: props.partitionKey.name, type: props.partitionKey.type ?? dynamodb.AttributeType.STRING };
@@ -149,5 +189,27 @@ export class ReadModelTable extends Construct {
     this.timeToLiveAttribute = props.timeToLiveAttribute;
     this.indexNames = indexNames;
     this.readModelName = readModelName;
+    this.version = version;
+    this.versionedName = versionedReadModel(readModelName, version);
+    this.previousVersionRetention = retention;
+  }
+
+  private versionTable(
+    version: number,
+    props: ReadModelTableProps,
+    attr: (k: ReadModelKey) => dynamodb.Attribute,
+    removalPolicy: RemovalPolicy,
+  ): dynamodb.Table {
+    return new dynamodb.Table(this, version === 1 ? 'Table' : `TableV${version}`, {
+      tableName: props.tableName && version > 1 ? `${props.tableName}-v${version}` : props.tableName,
+      partitionKey: attr(props.partitionKey),
+      sortKey: props.sortKey ? attr(props.sortKey) : undefined,
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: props.pointInTimeRecovery ?? true },
+      encryption: props.encryptionKey ? dynamodb.TableEncryption.CUSTOMER_MANAGED : dynamodb.TableEncryption.DEFAULT,
+      encryptionKey: props.encryptionKey,
+      timeToLiveAttribute: props.timeToLiveAttribute,
+      removalPolicy,
+    });
   }
 }
