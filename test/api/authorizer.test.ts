@@ -20,7 +20,6 @@ import { ApiGatewayModel, concretePath, MODEL_ARN } from '../support/api-gateway
 import { CLIENT_ID, createIssuer, ISSUER, USER_POOL_ID, userClaims, type TestIssuer } from '../support/jwt';
 import { assetDirectory, outdirOf, shippedRoutes } from '../support/shipped';
 
-const GROUPS = ['Admin', 'Developer', 'Viewer'];
 const ROUTES: Array<[string, string, string[]]> = [
   ['POST', 'observability/metrics', ['Admin', 'Developer']],
   ['GET', 'observability/metrics', ['Admin', 'Developer', 'Viewer']],
@@ -274,7 +273,7 @@ describe('configuration from the environment, and JWKS fetched over HTTP (the lo
   let server: Server;
   let url: string;
   beforeAll(async () => {
-    server = createServer((req, res) => {
+    server = createServer((_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(issuer.jwks));
     });

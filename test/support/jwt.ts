@@ -1,5 +1,6 @@
 /** A local token issuer for tests: a real RS256 key pair, its JWKS, and Cognito-shaped tokens signed with it. */
-import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
+import type { Jwks } from 'aws-jwt-verify/jwk';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 
 export const REGION = 'us-east-1';
 export const USER_POOL_ID = 'us-east-1_SkafuTest';
@@ -19,7 +20,8 @@ export interface MintOptions {
 }
 
 export interface TestIssuer {
-  readonly jwks: { keys: JWK[] };
+  /** The issuer's key set, typed as the authorizer reads it. */
+  readonly jwks: Jwks;
   mint(claims: Record<string, unknown>, options?: MintOptions): Promise<string>;
 }
 
@@ -27,7 +29,8 @@ export async function createIssuer(kid = 'test-key-1'): Promise<TestIssuer> {
   const { publicKey, privateKey } = await generateKeyPair('RS256', { extractable: true });
   const jwk = { ...(await exportJWK(publicKey)), kid, alg: 'RS256', use: 'sig' };
   return {
-    jwks: { keys: [jwk] },
+    // jose's JWK has no index signature; the same object is a JSON Web Key Set as aws-jwt-verify types it.
+    jwks: { keys: [jwk] } as unknown as Jwks,
     async mint(claims, options = {}) {
       const now = Math.floor(Date.now() / 1000);
       const jwt = new SignJWT({ token_use: 'access', client_id: CLIENT_ID, iss: ISSUER, ...claims }).setProtectedHeader({ alg: 'RS256', kid: options.kid ?? kid });
