@@ -160,7 +160,8 @@ afterAll(() => client.destroy());
 const customers = Array.from({ length: 9 }, (_, i) => `customer-${i}`);
 
 /** The backfill state machine's ASL, its Lambda step run by the backfill function itself. */
-async function runBackfillMachine(input: Record<string, unknown>, step: (payload: any) => Promise<unknown> = (p) => backfillStep(p, { getRemainingTimeInMillis: () => 70_000 })) {
+const realStep = (payload: any) => backfillStep(payload, { getRemainingTimeInMillis: () => 70_000 });
+async function runBackfillMachine(input: Record<string, unknown>, step: (payload: any) => Promise<unknown> = realStep) {
   const reported: Array<Record<string, any>> = [];
   let steps = 0;
   const run = runLocal(backfillMachine, input, {
@@ -312,7 +313,10 @@ test('version 2 is rebuilt from the store into its own table, queries read versi
   );
   expect(byCustomer(body(await queryHandler()(apiEvent('GET', '/api/v1/shop/totals'))).items!)).toEqual(await scanTable(client, T.totalsV2(), ['customer']));
   // Version 1's checkpoints are where version 1 left them (its keys unchanged); version 2's are its own.
-  const cp = async (key: string) => (await client.send(new GetItemCommand({ TableName: T.checkpoints(), Key: { aggregateId: { S: key } }, ConsistentRead: true }))).Item?.lastEventSequence?.N;
+  const cp = async (key: string) => {
+    const item = await client.send(new GetItemCommand({ TableName: T.checkpoints(), Key: { aggregateId: { S: key } }, ConsistentRead: true }));
+    return item.Item?.lastEventSequence?.N;
+  };
   expect(await cp(`Totals#${ids[0]}`)).toBe('101');
   expect(await cp(`Totals@v2#${ids[0]}`)).toBe(String(versions.get(ids[0])));
   expect(await cp(`Orders#${ids[0]}`)).toBe(String(versions.get(ids[0])));
