@@ -4,9 +4,24 @@
  * backfill and version guard custom resources, and the query side's pointer grants. Executions are proven in
  * versioned-rebuild.test.ts.
  */
-import { App, Duration, Stack } from 'aws-cdk-lib';
+import { App, CfnElement, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
-import { DomainEventBus, ErrorBus, EventStoreTable, ProjectionAction, ProjectionStateMachine, ProjectionValue, ReadModelTable, ValueType } from '../../src';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import type { IConstruct } from 'constructs';
+import {
+  AggregateIdSource,
+  DomainEventBus,
+  ErrorBus,
+  EventStoreTable,
+  ProjectionAction,
+  ProjectionStateMachine,
+  ProjectionValue,
+  QueryInput,
+  ReadModelTable,
+  SkafuEnvironment,
+  SkafuPlatform,
+  ValueType,
+} from '../../src';
 import { driftReport } from '../../src/projections/drift.runtime';
 import { parseParkedEventsRequest } from '../../src/projections/parked-events.runtime';
 import { writesFor } from '../../src/projections/rebuild.runtime';
@@ -128,4 +143,87 @@ test('conflicting versions are refused at synth, naming them', () => {
   expect(
     () => new ProjectionStateMachine(stack, 'P', { domain: 'shop', eventBus: bus.eventBus, errorBus, projections: [{ eventType: 'X', readModel: v1, action }, { eventType: 'X', readModel: v2, action }] }),
   ).toThrow(/same readModelName 'Totals'.*at version 2: .*needs 'eventStore'/s);
+});
+
+describe('queries of a domain whose read model is at version 2', () => {
+  function domainTemplate(readModel: Record<string, unknown>) {
+    const stack = new Stack(new App(), 'Skafu', { env: { account: '111111111111', region: 'us-east-1' } });
+    const platform = new SkafuPlatform(stack, 'Platform', { environment: SkafuEnvironment.PRODUCTION, nestedDomainStacks: false });
+    const custom = new lambda.Function(stack, 'CustomQuery', { runtime: lambda.Runtime.NODEJS_22_X, handler: 'index.handler', code: lambda.Code.fromInline('exports.handler = async () => ({})') });
+    const domain = platform.addDomain({
+      name: 'orders',
+      commands: [
+        {
+          name: 'PlaceOrder',
+          path: 'orders',
+          allowedGroups: ['Developer'],
+          aggregateType: 'Order',
+          aggregateId: AggregateIdSource.generated(),
+          eventType: 'OrderPlaced',
+          bodySchema: { type: 'object', properties: { item: { type: 'string' } }, required: ['item'], additionalProperties: false },
+        },
+      ],
+      readModels: [
+        {
+          name: 'orders',
+          partitionKey: { name: 'orderId' },
+          indexes: [{ indexName: 'byItem', partitionKey: { name: 'item' } }],
+          projections: [{ eventType: 'OrderPlaced', action: ProjectionAction.putItem({ key: { orderId: ProjectionValue.fromEnvelope('aggregateId') }, attributes: { item: ProjectionValue.fromData('item') } }) }],
+          ...readModel,
+        },
+      ],
+      queries: [
+        { name: 'GetOrder', path: 'orders/{orderId}', readModel: 'orders', allowedGroups: ['Developer'], key: { orderId: QueryInput.pathParameter('orderId') } },
+        { name: 'Report', path: 'report', readModel: 'orders', allowedGroups: ['Developer'], handler: custom },
+      ],
+    });
+    return { template: Template.fromStack(stack), stack, domain, custom };
+  }
+
+  test('the bundled and the custom query handler get both tables, the versions and GetItem on exactly the pointer key', () => {
+    const { template, stack, domain, custom } = domainTemplate({ version: 2 });
+    const rm = domain.readModels.orders;
+    const id = (c: IConstruct) => stack.getLogicalId(c.node.defaultChild as CfnElement);
+    const ref = (t: { table: unknown } | undefined) => ({ Ref: id((t as { table: IConstruct }).table) });
+    const versionsEnv = (fnId: string) => stack.resolve(template.toJSON().Resources[fnId].Properties.Environment.Variables.SKAFU_ACTIVE_VERSION_ORDERS);
+    for (const fn of [domain.queryFunction!, custom]) {
+      const fnId = id(fn);
+      const vars = template.toJSON().Resources[fnId].Properties.Environment.Variables;
+      expect(vars.SKAFU_READ_MODEL_ORDERS).toEqual({ Ref: id(rm.table) });
+      const versions = JSON.stringify(versionsEnv(fnId));
+      expect(versions).toContain('\\"version\\":2');
+      expect(versions).toContain(JSON.stringify(ref({ table: rm.previousVersionTable })));
+      expect(versions).toContain(JSON.stringify({ Ref: id(domain.projections!.checkpointTable) }));
+      expect(versions).toContain('#active#orders');
+      // Read on both versions' tables and indexes; GetItem on the checkpoint table only for the pointer's key.
+      const statements = Object.values(template.findResources('AWS::IAM::Policy'))
+        .filter((p) => JSON.stringify(p.Properties.Roles).includes(id((fn as lambda.Function).role!)))
+        .flatMap((p) => p.Properties.PolicyDocument.Statement as Array<Record<string, any>>);
+      const read = statements.find((s) => JSON.stringify(s.Action) === JSON.stringify(['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:Scan']));
+      const resources = JSON.stringify(read?.Resource);
+      for (const t of [rm.table, rm.previousVersionTable!]) {
+        expect(resources).toContain(id(t));
+        expect(resources).toContain('/index/byItem');
+      }
+      const pointer = statements.find((s) => s.Condition?.['ForAllValues:StringEquals']?.['dynamodb:LeadingKeys']);
+      expect(pointer).toMatchObject({ Action: 'dynamodb:GetItem', Condition: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['#active#orders'] } } });
+      expect(JSON.stringify(pointer!.Resource)).toContain(id(domain.projections!.checkpointTable));
+    }
+  });
+
+  test('version 1, and version 2 once its previous version is no longer kept, read one table with no pointer', () => {
+    for (const props of [{}, { version: 2, retainPreviousVersion: false }]) {
+      const { template, stack, domain } = domainTemplate(props);
+      const vars = template.toJSON().Resources[stack.getLogicalId(domain.queryFunction!.node.defaultChild as CfnElement)].Properties.Environment.Variables;
+      expect(vars.SKAFU_ACTIVE_VERSION_ORDERS).toBeUndefined();
+      expect(JSON.stringify(template.toJSON())).not.toContain('#active#orders"]');
+    }
+  });
+
+  test('a read model at version 2 whose previous version is dropped is still guarded', () => {
+    const { template } = domainTemplate({ version: 2, retainPreviousVersion: false, previousVersionRetention: Duration.hours(12) });
+    template.hasResourceProperties('Custom::SkafuReadModelVersionGuard', { ReadModelName: 'orders', Version: 2, RetainPreviousVersion: 'false', RetentionSeconds: 43200 });
+    // Only the new version's table is left in the template; the guard keeps CloudFormation from deleting the old one early.
+    expect(Object.keys(template.findResources('AWS::DynamoDB::Table')).filter((k) => /ReadModelOrders/.test(k))).toEqual([expect.stringMatching(/TableV2/)]);
+  });
 });

@@ -26,7 +26,7 @@ import { powertools } from '../../src/internal/powertools';
 import { handler as backfillStep, type BackfillStepOutput } from '../../src/projections/backfill.lambda';
 import { runRebuildStep, type RebuildConfig, type RebuildProgress } from '../../src/projections/rebuild.runtime';
 import { guardDecision, readActivePointer, switchActiveVersion, type GuardRequest } from '../../src/projections/versions.runtime';
-import { ErrorReporter, EventStore, type DomainSpec } from '../../src/runtime';
+import { activeReadModelTable, ErrorReporter, EventStore, type DomainSpec } from '../../src/runtime';
 import { apiEvent } from '../support/api-events';
 import { runLocal } from '../support/asl';
 import { appendEvents, createTemplateTables, LiveProjection, machineDefinition, scanTable, tableOf, type Detail } from '../support/projection-harness';
@@ -389,4 +389,30 @@ test('a backfill that caught up with failures does not switch and is reported on
   expect(dying.steps()).toBe(7);
   expect(dying.reported).toHaveLength(1);
   expect(dying.reported[0].Detail).toMatchObject({ errorType: 'BackfillFailed', context: { readModel: 'Totals@v2', rebuildId: 'y' } });
+});
+
+test("a custom query handler's activeReadModelTable follows the pointer the same way, and keeps the switch for the container's life", async () => {
+  const key = `#active#Reports${randomUUID().slice(0, 6)}`;
+  Object.assign(process.env, {
+    SKAFU_READ_MODEL_REPORTS: 'reports-v3',
+    SKAFU_ACTIVE_VERSION_REPORTS: JSON.stringify({ version: 3, previousTable: 'reports-v2', checkpointTable: T.checkpoints(), pointerKey: key }),
+    SKAFU_READ_MODEL_PLAIN: 'plain-v1',
+  });
+  let reads = 0;
+  const counting = { send: (c: GetItemCommand) => (reads++, client.send(c)) };
+  expect(await activeReadModelTable('reports', { client: counting })).toBe('reports-v2');
+  // An older version in the pointer: still the previous table.
+  await client.send(new PutItemCommand({ TableName: T.checkpoints(), Item: { aggregateId: { S: key }, version: { N: '2' } } }));
+  expect(await activeReadModelTable('reports')).toBe('reports-v2');
+  expect(reads).toBe(2);
+  await client.send(new PutItemCommand({ TableName: T.checkpoints(), Item: { aggregateId: { S: key }, version: { N: '3' } } }));
+  expect(await activeReadModelTable('reports')).toBe('reports-v3');
+  // Switched: no more reads, even if the pointer item went away.
+  await client.send(new DeleteItemCommand({ TableName: T.checkpoints(), Key: { aggregateId: { S: key } } }));
+  expect(await activeReadModelTable('reports')).toBe('reports-v3');
+  expect(reads).toBe(3);
+  // A read model without versions reads its table, without a pointer; an unknown name is an error, not a table.
+  expect(await activeReadModelTable('plain', { client: counting })).toBe('plain-v1');
+  expect(reads).toBe(3);
+  for (const bad of ['__proto__', 'constructor', 'unknown']) await expect(activeReadModelTable(bad)).rejects.toThrow(/has no table name/);
 });
