@@ -185,7 +185,8 @@ describe('queries of a domain whose read model is at version 2', () => {
     const rm = domain.readModels.orders;
     const id = (c: IConstruct) => stack.getLogicalId(c.node.defaultChild as CfnElement);
     const ref = (t: { table: unknown } | undefined) => ({ Ref: id((t as { table: IConstruct }).table) });
-    const versionsEnv = (fnId: string) => stack.resolve(template.toJSON().Resources[fnId].Properties.Environment.Variables.SKAFU_ACTIVE_VERSION_ORDERS);
+    const envOf = (fnId: string) => template.toJSON().Resources[fnId].Properties.Environment.Variables;
+    const versionsEnv = (fnId: string) => stack.resolve(envOf(fnId).SKAFU_ACTIVE_VERSION_ORDERS);
     for (const fn of [domain.queryFunction!, custom]) {
       const fnId = id(fn);
       const vars = template.toJSON().Resources[fnId].Properties.Environment.Variables;
@@ -214,7 +215,8 @@ describe('queries of a domain whose read model is at version 2', () => {
   test('version 1, and version 2 once its previous version is no longer kept, read one table with no pointer', () => {
     for (const props of [{}, { version: 2, retainPreviousVersion: false }]) {
       const { template, stack, domain } = domainTemplate(props);
-      const vars = template.toJSON().Resources[stack.getLogicalId(domain.queryFunction!.node.defaultChild as CfnElement)].Properties.Environment.Variables;
+      const fnId = stack.getLogicalId(domain.queryFunction!.node.defaultChild as CfnElement);
+      const vars = template.toJSON().Resources[fnId].Properties.Environment.Variables;
       expect(vars.SKAFU_ACTIVE_VERSION_ORDERS).toBeUndefined();
       expect(JSON.stringify(template.toJSON())).not.toContain('#active#orders"]');
     }
