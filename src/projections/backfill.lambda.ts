@@ -223,6 +223,10 @@ export const handler = async (input: unknown, context?: { getRemainingTimeInMill
     const outcome = await switchActiveVersion(dynamodb, { checkpointTable, readModelName, version, tableName: tables[readModel], rebuildId: `${readModel}:${rebuildId}` });
     switchOutcome = { switched: outcome.switched, activeVersion: outcome.activeVersion };
     tools.logger.info('active version', { readModel, ...outcome });
+  } else if (version >= 2 && progress.status === 'CAUGHT_UP_WITH_FAILURES') {
+    // No switch: say which version queries read (the previous one, unless an earlier run switched already).
+    const active = (await readActivePointer(dynamodb, checkpointTable, readModelName))?.version ?? 1;
+    switchOutcome = { switched: active >= version, activeVersion: active };
   }
   const { failures, ...rest } = progress;
   // The step's output stays small (Step Functions passes at most 256 KB): the first failures only.
