@@ -200,8 +200,10 @@ export class ProjectionStateMachine extends Construct {
   /**
    * The backfill of one read model (only with `eventStore`): a STANDARD state machine that runs
    * `backfillFunction` a bounded step at a time until the read model has caught up with the store, then hands
-   * it to the live projection. Start it with `{"readModel":"<name>","rebuildId":"<id>"}`; the same rebuildId
-   * resumes a failed or stopped backfill. It starts by itself when a read model is created.
+   * it to the live projection. Start it with `{"readModel":"<name>","rebuildId":"<id>"}` (`<name>@v<N>` for a
+   * read model from version 2 on, whose backfill ends by switching queries to it); the same rebuildId resumes a
+   * failed or stopped backfill. It starts by itself when a read model (or a new version of one) is created. A
+   * backfill that ends with failures, or a step that fails after its retries, is reported on the error bus.
    */
   public readonly backfillStateMachine?: sfn.StateMachine;
   /** One backfill step (only with `eventStore`). */
