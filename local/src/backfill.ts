@@ -6,6 +6,11 @@
  * answers. A read model added to a domain that already has events is filled; one already filled costs one
  * progress read (its progress for this table says CAUGHT_UP). The function is given its projection definition
  * (SKAFU_PROJECTION_DEFINITION_OVERRIDE, set by skafu-local.ts) instead of reading it with DescribeStateMachine.
+ *
+ * Read model versions: the function names each version by its identity (`projects`, `projects@v2`), so a version
+ * raised since the last start is a new read model with an empty table, backfilled here; the function switches
+ * queries to it when it has caught up (the active-version pointer), as on AWS, and the query handlers follow the
+ * pointer. Until then (and for good, if it caught up with failures) queries answer from the previous version.
  */
 import type { LocalResource } from './assembly';
 
@@ -26,6 +31,10 @@ export interface BackfillProgress {
   readonly readRequests: number;
   readonly failures: number;
   readonly firstFailures: Array<{ aggregateId: string; eventSequence: number; error: string }>;
+  /** Version 2 on, once caught up: whether queries read this version now. */
+  readonly switched?: boolean;
+  /** Version 2 on, once caught up: the version queries read. */
+  readonly activeVersion?: number;
 }
 
 export interface BackfillOutcome {
@@ -78,7 +87,8 @@ export class Backfills {
         }
         const ms = Date.now() - started;
         const failures = progress.failures > 0 ? `, ${progress.failures} failure(s), first: ${JSON.stringify(progress.firstFailures.slice(0, 3))}` : '';
-        this.log(`  backfill ${d.domain}/${readModel}: ${progress.status}, ${progress.eventsApplied} events applied, ${ms} ms${failures}`);
+        const version = progress.activeVersion === undefined ? '' : progress.switched ? `, queries read version ${progress.activeVersion}` : `, queries did not switch (they read version ${progress.activeVersion})`;
+        this.log(`  backfill ${d.domain}/${readModel}: ${progress.status}, ${progress.eventsApplied} events applied, ${ms} ms${failures}${version}`);
         out.push({ domain: d.domain, readModel, progress, ms });
       }
     }

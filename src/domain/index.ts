@@ -1,4 +1,4 @@
-import { Aws, Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Aws, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
@@ -25,8 +25,9 @@ import { skafuQueue } from '../internal/queues';
 import { DOMAIN_SPEC_FILE, VALIDATORS_FILE } from '../internal/shipped-files';
 import { bundledHandlerWithFiles, compileValidators } from '../internal/spec-asset';
 import { ProjectionAction, ProjectionStateMachine, ReadModelTable, warnIfNested, type ReadModelTableProps } from '../projections';
+import { activeVersionKey } from '../projections/keys';
 import { upcastProjectionProblems } from '../projections/upcast-states';
-import { encodeDomainSpec, readModelEnvName, type CommandSpec, type DomainSpec, type QuerySpec } from '../runtime/domain-spec';
+import { activeVersionEnvName, encodeDomainSpec, readModelEnvName, type CommandSpec, type DomainSpec, type QuerySpec } from '../runtime/domain-spec';
 import { FORBIDDEN_KEYS } from '../runtime/validation';
 
 export * from './declarations';
@@ -207,7 +208,10 @@ export interface QueryDefinition {
   readonly newestFirst?: boolean;
   /**
    * A Lambda of your own that answers the query instead of the bundled handler; the domain grants it read on the
-   * read model and passes the table name in `SKAFU_READ_MODEL_<NAME>`.
+   * read model and passes the table name in `SKAFU_READ_MODEL_<NAME>`. From version 2 on, while the previous
+   * version is kept, it also gets `SKAFU_ACTIVE_VERSION_<NAME>` and read on both versions and on the pointer: call
+   * `activeReadModelTable('<name>')` from `@skafu/constructs/runtime` for every request to read the version
+   * queries answer from (the previous one until the new one has caught up).
    * @default - the bundled query handler
    */
   readonly handler?: lambda.IFunction;
@@ -445,7 +449,7 @@ export class EventSourcedDomain extends Construct {
       this.reactionDeadLetterQueue = this.addReactions(props, fn, spec);
     }
     if (querySpecs.length > 0) {
-      const tableEnv = Object.fromEntries(querySpecs.map((q) => [readModelEnvName(q.readModel), this.readModels[q.readModel].tableName]));
+      const tableEnv = Object.assign({}, ...[...new Set(querySpecs.map((q) => q.readModel))].map((name) => this.readModelQueryEnvironment(name)));
       const options = handlerOptions(this, 'Queries', {
         ...settings,
         description: `Skafu ${props.name} query handler`,
@@ -478,7 +482,8 @@ export class EventSourcedDomain extends Construct {
       if (query.handler) {
         this.wireCustomHandler(query.handler, baseEnv, platform, 'query');
         this.grantReadModelRead(query.handler, this.readModels[query.readModel]);
-        (query.handler as lambda.Function).addEnvironment(readModelEnvName(query.readModel), this.readModels[query.readModel].tableName);
+        // The same as the bundled handler's: read it with activeReadModelTable(name) from the runtime.
+        for (const [k, v] of Object.entries(this.readModelQueryEnvironment(query.readModel))) (query.handler as lambda.Function).addEnvironment(k, v);
       }
       this.grantSecrets(fn, query.secrets);
       platform.api.addRoute('GET', `${props.name}/${trimSlashes(query.path)}`, integration(fn), {
@@ -538,13 +543,46 @@ export class EventSourcedDomain extends Construct {
     return encoded;
   }
 
-  /** Lets a function read a read model (GetItem, Query, Scan on the table and its declared indexes). */
+  /**
+   * Lets a function read a read model (GetItem, Query, Scan on the table and its declared indexes). While the
+   * previous version is kept, on its table and indexes too, and GetItem on exactly the read model's
+   * active-version pointer in the projections' checkpoint table (dynamodb:LeadingKeys), to know which answers.
+   */
   public grantReadModelRead(grantee: iam.IGrantable, readModel: ReadModelTable): iam.Grant {
-    return iam.Grant.addToPrincipal({
+    const tables = [readModel.table, ...(readModel.previousVersionTable ? [readModel.previousVersionTable] : [])];
+    const grant = iam.Grant.addToPrincipal({
       grantee,
       actions: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:Scan'],
-      resourceArns: [readModel.tableArn, ...readModel.indexNames.map((i) => `${readModel.tableArn}/index/${i}`)],
+      resourceArns: tables.flatMap((t) => [t.tableArn, ...readModel.indexNames.map((i) => `${t.tableArn}/index/${i}`)]),
     });
+    if (readModel.previousVersionTable && this.projections) {
+      iam.Grant.addToPrincipal({
+        grantee,
+        actions: ['dynamodb:GetItem'],
+        resourceArns: [this.projections.checkpointTable.tableArn],
+        conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [activeVersionKey(readModel.readModelName)] } },
+      });
+    }
+    return grant;
+  }
+
+  /**
+   * The environment a query handler reads a read model with: `SKAFU_READ_MODEL_<NAME>` (the table of the version
+   * this deployment built) and, while the previous version is kept, `SKAFU_ACTIVE_VERSION_<NAME>` (the previous
+   * table, the version and the pointer's place), which the runtime's `activeReadModelTable(name)` follows.
+   */
+  private readModelQueryEnvironment(name: string): Record<string, string> {
+    const table = this.readModels[name];
+    const env: Record<string, string> = { [readModelEnvName(name)]: table.tableName };
+    if (table.previousVersionTable && this.projections) {
+      env[activeVersionEnvName(name)] = Stack.of(this).toJsonString({
+        version: table.version,
+        previousTable: table.previousVersionTable.tableName,
+        checkpointTable: this.projections.checkpointTable.tableName,
+        pointerKey: activeVersionKey(table.readModelName),
+      });
+    }
+    return env;
   }
 
   /**
@@ -799,6 +837,7 @@ function validate(path: string, props: EventSourcedDomainProps): void {
     if ((q.pageSize ?? 25) > (q.maxPageSize ?? 100)) errors.push(`query ${q.name}: pageSize is over maxPageSize`);
   }
   for (const rm of readModels) {
+    if ((rm.version ?? 1) > 1 && rm.projections.length === 0) errors.push(`read model ${rm.name}: version ${rm.version} is filled by its projections from the event store, but it has none`);
     for (const p of rm.projections) {
       const emits = (c: CommandDefinition) => c.eventType === p.eventType || (c.additionalEvents ?? []).some((e) => e.eventType === p.eventType);
       if (!commands.some(emits) && !(props.eventTypes ?? []).includes(p.eventType)) {

@@ -20,12 +20,21 @@ import { powertools, traced, type Powertools } from '../internal/powertools';
 import { loadDomainSpec } from '../internal/spec-loader';
 import { readModelEnvName, type DomainSpec, type InputSpec, type QuerySpec } from '../runtime/domain-spec';
 import { ErrorReporter } from '../runtime/error-reporter';
+import { ActiveReadModelTable, activeVersionConfigFromEnv, type ActiveVersionConfig, type PointerReader } from '../runtime/read-model-version';
 
 export interface QueryHandlerDeps {
   readonly spec: DomainSpec;
   readonly doc: DynamoDBDocumentClient;
-  /** Table name of each read model, by name. */
+  /** Table name of each read model (the version this deployment built), by name. */
   readonly tables: Record<string, string>;
+  /**
+   * The versions of the read models whose previous version is kept, by name: they answer from the previous
+   * version's table until the active-version pointer names theirs (read-model-version.ts).
+   * @default - every read model answers from `tables`
+   */
+  readonly versions?: Record<string, ActiveVersionConfig>;
+  /** Reads the active-version pointers (a DynamoDB client); required with `versions`. */
+  readonly pointerClient?: PointerReader;
   readonly reporter: ErrorReporter;
   readonly tools: Powertools;
   readonly corsOrigins?: string[];
@@ -58,14 +67,27 @@ export function createQueryHandler(deps: QueryHandlerDeps) {
   const { spec, doc, tools } = deps;
   const responder = new Responder(deps.corsOrigins ?? []);
   const queries = new Map(spec.queries.map((q) => [q.resource, q]));
+  // One resolver per read model for the container's life: it stops reading the pointer once it has switched.
+  const resolvers = new Map<string, ActiveReadModelTable>();
+  const tableOf = (readModel: string): Promise<string> => {
+    let resolver = resolvers.get(readModel);
+    if (!resolver) {
+      const table = Object.prototype.hasOwnProperty.call(deps.tables, readModel) ? deps.tables[readModel] : undefined;
+      if (!table) throw new Error(`read model '${readModel}' has no table name (${readModelEnvName(readModel)})`);
+      const versions = deps.versions && Object.prototype.hasOwnProperty.call(deps.versions, readModel) ? deps.versions[readModel] : undefined;
+      if (versions && !deps.pointerClient) throw new Error(`read model '${readModel}' has versions but no client to read its pointer`);
+      resolver = new ActiveReadModelTable(deps.pointerClient!, table, versions);
+      resolvers.set(readModel, resolver);
+    }
+    return resolver.tableName();
+  };
 
   return async (event: APIGatewayProxyEvent, context?: Context): Promise<APIGatewayProxyResult> => {
     const correlationId = requestCorrelationId(event);
     const query = event.httpMethod === 'GET' ? queries.get(event.resource) : undefined;
     try {
       if (!query) return responder.error(event, 404, 'NotFound', `no query is declared for ${event.httpMethod} ${event.resource}`, correlationId);
-      const table = deps.tables[query.readModel];
-      if (!table) throw new Error(`read model '${query.readModel}' has no table name (${readModelEnvName(query.readModel)})`);
+      const table = await tableOf(query.readModel);
       if (query.kind === 'get') {
         const partitionAttribute = query.startKey?.[0]?.name;
         const key = Object.fromEntries(
@@ -286,11 +308,20 @@ export const handler = async (event: APIGatewayProxyEvent, context: Context): Pr
     const tools = powertools(`skafu-${process.env.SKAFU_DOMAIN ?? 'domain'}-queries`);
     const spec = loadDomainSpec();
     const tables = Object.fromEntries(spec.queries.map((q) => [q.readModel, process.env[readModelEnvName(q.readModel)] ?? '']));
+    const versions: Record<string, ActiveVersionConfig> = Object.fromEntries(
+      spec.queries.flatMap((q) => {
+        const config = activeVersionConfigFromEnv(q.readModel);
+        return config ? [[q.readModel, config]] : [];
+      }),
+    );
+    const client = traced(tools, new DynamoDBClient({}));
     instance = createQueryHandler({
       spec,
       tables,
+      versions,
+      pointerClient: client,
       tools,
-      doc: DynamoDBDocumentClient.from(traced(tools, new DynamoDBClient({}))),
+      doc: DynamoDBDocumentClient.from(client),
       reporter: new ErrorReporter({ component: spec.domain, client: traced(tools, new EventBridgeClient({})) }),
       corsOrigins: (process.env.SKAFU_CORS_ORIGINS ?? '').split(',').filter(Boolean),
     });

@@ -8,14 +8,24 @@
  * Metrics (namespace Skafu, dimensions Domain and ReadModel), the backfill's running totals after each step
  * (read them with the Maximum statistic): BackfillEventsApplied, BackfillAggregatesVisited, BackfillFailures.
  *
- * The same function is the custom resource that starts a read model's backfill after deployment (one per read
- * model, created with it): a CloudFormation Create starts the backfill state machine for that read model and
- * answers at once; Update and Delete do nothing.
+ * A read model version from 2 on (`Totals@v2`): the step that ends CAUGHT_UP (no failures) switches queries to
+ * it, writing the active-version pointer (versions.runtime.ts); its output says `switched`. A resumed run that
+ * finds the backfill caught up writes the pointer again if it is missing (a step that died between the two) and
+ * never moves it back. CAUGHT_UP_WITH_FAILURES switches nothing: queries keep reading the previous version.
+ *
+ * The same function is two custom resources:
+ * - `Custom::SkafuReadModelBackfill` starts a read model version's backfill after deployment (one per read model
+ *   version, created with it): a CloudFormation Create starts the backfill state machine for that read model and
+ *   answers at once; Update and Delete do nothing.
+ * - `Custom::SkafuReadModelVersionGuard` (one per read model from version 2 on) answers FAILED to a deployment that
+ *   would remove the previous version's table before queries switched away from it and the retention passed, or
+ *   make queries read an incomplete version (versions.runtime.ts guardDecision).
  */
 import * as https from 'node:https';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { runRebuildStep, type RebuildProgress } from './rebuild.runtime';
+import { guardDecision, parseVersionedReadModel, readActivePointer, switchActiveVersion } from './versions.runtime';
 import { powertools, traced } from '../internal/powertools';
 
 interface SfnModule {
@@ -35,9 +45,21 @@ interface CfnRequest {
   ResponseURL: string;
   StackId: string;
   RequestId: string;
+  ResourceType?: string;
   LogicalResourceId: string;
   PhysicalResourceId?: string;
-  ResourceProperties: { StateMachineArn?: string; ReadModel?: string; RebuildId?: string };
+  ResourceProperties: {
+    StateMachineArn?: string;
+    ReadModel?: string;
+    RebuildId?: string;
+    // The version guard's (CloudFormation sends every scalar as a string).
+    ReadModelName?: string;
+    Version?: string;
+    RetainPreviousVersion?: string;
+    RetentionSeconds?: string;
+    CheckpointTable?: string;
+  };
+  OldResourceProperties?: { Version?: string };
 }
 
 /** Answers CloudFormation on the pre-signed URL (the custom resource response object, CloudFormation User Guide). */
@@ -45,7 +67,11 @@ function respond(request: CfnRequest, status: 'SUCCESS' | 'FAILED', reason: stri
   const body = JSON.stringify({
     Status: status,
     Reason: reason.slice(0, 1000),
-    PhysicalResourceId: request.PhysicalResourceId ?? `backfill-${request.ResourceProperties.ReadModel ?? 'unknown'}-${request.RequestId}`,
+    PhysicalResourceId:
+      request.PhysicalResourceId ??
+      (request.ResourceType === VERSION_GUARD
+        ? `version-guard-${request.ResourceProperties.ReadModelName ?? 'unknown'}`
+        : `backfill-${request.ResourceProperties.ReadModel ?? 'unknown'}-${request.RequestId}`),
     StackId: request.StackId,
     RequestId: request.RequestId,
     LogicalResourceId: request.LogicalResourceId,
@@ -59,6 +85,49 @@ function respond(request: CfnRequest, status: 'SUCCESS' | 'FAILED', reason: stri
     req.on('error', reject);
     req.end(body);
   });
+}
+
+const VERSION_GUARD = 'Custom::SkafuReadModelVersionGuard';
+
+/**
+ * The version guard: answers FAILED when this deployment would remove the previous version's table too early
+ * (guardDecision). Why this keeps CloudFormation from deleting the table: a resource removed from the template is
+ * deleted in the UPDATE_COMPLETE_CLEANUP_IN_PROGRESS phase, which runs only after every resource of the update
+ * was created or updated successfully; a custom resource that answers FAILED fails the update, CloudFormation
+ * rolls the stack back to the previous template, and the cleanup (the deletion) never happens. The guard's
+ * properties change whenever the version or retainPreviousVersion does, so it is asked on every such deployment.
+ * A rollback (an Update to a lower version) and a Delete are never refused: a failed rollback leaves the stack
+ * stuck. Reads only the pointer item (GetItem).
+ */
+async function onVersionGuard(request: CfnRequest): Promise<void> {
+  try {
+    const p = request.ResourceProperties;
+    const version = Number(p.Version);
+    const retentionSeconds = Number(p.RetentionSeconds);
+    if (request.RequestType === 'Delete') return await respond(request, 'SUCCESS', 'Delete: nothing to do');
+    if (!p.ReadModelName || !p.CheckpointTable || !Number.isSafeInteger(version) || version < 2 || !Number.isFinite(retentionSeconds)) {
+      throw new Error('ReadModelName, CheckpointTable, Version (2 or more) and RetentionSeconds are required');
+    }
+    dynamodb ??= new DynamoDBClient({});
+    const pointer = await readActivePointer(dynamodb, p.CheckpointTable, p.ReadModelName);
+    const old = Number(request.OldResourceProperties?.Version);
+    const decision = guardDecision(
+      {
+        requestType: request.RequestType,
+        readModelName: p.ReadModelName,
+        version,
+        retainPreviousVersion: p.RetainPreviousVersion !== 'false',
+        retentionSeconds,
+        previousPropertiesVersion: request.RequestType === 'Update' && Number.isSafeInteger(old) ? old : undefined,
+      },
+      pointer,
+      new Date(),
+    );
+    await respond(request, decision.status, decision.reason, { ActiveVersion: String(pointer?.version ?? 1) });
+  } catch (err) {
+    // Unreadable pointer or bad properties: refuse rather than let a table be removed unchecked.
+    await respond(request, 'FAILED', `the read model version guard could not decide: ${(err as Error).message}`);
+  }
 }
 
 /** After deployment, a new read model's backfill starts; CloudFormation does not wait for it. */
@@ -88,11 +157,22 @@ function env(name: string): string {
 
 const ID = /^[A-Za-z0-9_.:-]{1,255}$/;
 
-export const handler = async (input: unknown, context?: { getRemainingTimeInMillis?: () => number }): Promise<Omit<RebuildProgress, 'failures'> & { failures: number; firstFailures: RebuildProgress['failures'] }> => {
+/** What a backfill step returns (the state machine loops on `status`). */
+export type BackfillStepOutput = Omit<RebuildProgress, 'failures'> & {
+  failures: number;
+  firstFailures: RebuildProgress['failures'];
+  /** Version 2 on, once CAUGHT_UP: whether queries read this version now (the pointer names it). */
+  switched?: boolean;
+  /** Version 2 on, once CAUGHT_UP: the version queries read. */
+  activeVersion?: number;
+};
+
+export const handler = async (input: unknown, context?: { getRemainingTimeInMillis?: () => number }): Promise<BackfillStepOutput> => {
   const tools = powertools('skafu-backfill');
   const request = (typeof input === 'object' && input !== null ? input : {}) as Record<string, unknown>;
   if (typeof request.RequestType === 'string' && typeof request.ResponseURL === 'string') {
-    await onDeploy(request as unknown as CfnRequest);
+    const cfn = request as unknown as CfnRequest;
+    await (cfn.ResourceType === VERSION_GUARD ? onVersionGuard(cfn) : onDeploy(cfn));
     return undefined as never;
   }
   const own = (k: string) => (Object.prototype.hasOwnProperty.call(request, k) ? request[k] : undefined);
@@ -136,7 +216,19 @@ export const handler = async (input: unknown, context?: { getRemainingTimeInMill
   tools.metrics.addMetric('BackfillFailures', MetricUnit.Count, progress.failures.length);
   tools.metrics.publishStoredMetrics();
   tools.logger.info('backfill step', { readModel, rebuildId, status: progress.status, pass: progress.pass, eventsApplied: progress.eventsApplied });
+  // A new version that has caught up with no failure: queries switch to it (idempotent, never backwards).
+  const { readModelName, version } = parseVersionedReadModel(readModel);
+  let switchOutcome: { switched: boolean; activeVersion: number } | undefined;
+  if (version >= 2 && progress.status === 'CAUGHT_UP') {
+    const outcome = await switchActiveVersion(dynamodb, { checkpointTable, readModelName, version, tableName: tables[readModel], rebuildId: `${readModel}:${rebuildId}` });
+    switchOutcome = { switched: outcome.switched, activeVersion: outcome.activeVersion };
+    tools.logger.info('active version', { readModel, ...outcome });
+  } else if (version >= 2 && progress.status === 'CAUGHT_UP_WITH_FAILURES') {
+    // No switch: say which version queries read (the previous one, unless an earlier run switched already).
+    const active = (await readActivePointer(dynamodb, checkpointTable, readModelName))?.version ?? 1;
+    switchOutcome = { switched: active >= version, activeVersion: active };
+  }
   const { failures, ...rest } = progress;
   // The step's output stays small (Step Functions passes at most 256 KB): the first failures only.
-  return { ...rest, failures: failures.length, firstFailures: failures.slice(0, 10) };
+  return { ...rest, failures: failures.length, firstFailures: failures.slice(0, 10), ...(switchOutcome ?? {}) };
 };

@@ -7,7 +7,7 @@
  */
 import { GetItemCommand, QueryCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
-import { streamKey } from './keys';
+import { streamKey, VERSIONED_READ_MODEL } from './keys';
 import { envelopeFromItem } from '../runtime/envelope';
 import { aggregateListKey, EventStoreSchema as S } from '../runtime/event-store-schema';
 
@@ -70,6 +70,9 @@ async function lastEvent(config: DriftConfig, storedKey: AttributeValue, after?:
 
 /** Lists the aggregates whose checkpoint differs from the store's last sequence. */
 export async function driftReport(config: DriftConfig): Promise<DriftReport> {
+  // Read model version identities only (`name`, `name@v<N>`): the checkpoint keys are built from them.
+  const invalid = config.readModels.filter((rm) => typeof rm !== 'string' || !VERSIONED_READ_MODEL.test(rm));
+  if (invalid.length > 0) throw new Error(`drift: ${JSON.stringify(invalid)} ${invalid.length === 1 ? 'is not a read model identity' : 'are not read model identities'} (name, or name@v<N>)`);
   const now = (config.clock ?? (() => new Date()))();
   const list: DriftingAggregate[] = [];
   let aggregates = 0;

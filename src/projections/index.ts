@@ -169,7 +169,10 @@ export class ProjectionStateMachine extends Construct {
    * sequence that read model applied.
    */
   public readonly checkpointTable: dynamodb.Table;
-  /** The read models' names, in the order of their branches. */
+  /**
+   * The read models' identities in this state machine (`versionedName`: the bare name for version 1,
+   * `<readModelName>@v<N>` after), in the order of their branches.
+   */
   public readonly readModelNames: string[];
   /**
    * Events that could not be applied, per read model, aggregate and sequence (`aggregateId` S =
@@ -197,8 +200,10 @@ export class ProjectionStateMachine extends Construct {
   /**
    * The backfill of one read model (only with `eventStore`): a STANDARD state machine that runs
    * `backfillFunction` a bounded step at a time until the read model has caught up with the store, then hands
-   * it to the live projection. Start it with `{"readModel":"<name>","rebuildId":"<id>"}`; the same rebuildId
-   * resumes a failed or stopped backfill. It starts by itself when a read model is created.
+   * it to the live projection. Start it with `{"readModel":"<name>","rebuildId":"<id>"}` (`<name>@v<N>` for a
+   * read model from version 2 on, whose backfill ends by switching queries to it); the same rebuildId resumes a
+   * failed or stopped backfill. It starts by itself when a read model (or a new version of one) is created. A
+   * backfill that ends with failures, or a step that fails after its retries, is reported on the error bus.
    */
   public readonly backfillStateMachine?: sfn.StateMachine;
   /** One backfill step (only with `eventStore`). */
@@ -243,14 +248,15 @@ export class ProjectionStateMachine extends Construct {
     if (!props.tableScope) warnIfNested(this.checkpointTable, 'checkpoint table');
 
     const readModels = [...new Set(props.projections.map((p) => p.readModel))];
-    this.readModelNames = readModels.map((r) => r.readModelName);
+    // A version's identity keys its branch, checkpoints, parking keys and backfill (version 1: the bare name).
+    this.readModelNames = readModels.map((r) => r.versionedName);
     const definition = buildDefinition({
       domain: props.domain,
       eventTypes,
       readModels: this.readModelNames,
       projections: props.projections.map((p) => ({
         eventType: p.eventType,
-        readModel: p.readModel.readModelName,
+        readModel: p.readModel.versionedName,
         action: p.action,
         tableName: p.readModel.tableName,
         ttlAttribute: p.readModel.timeToLiveAttribute,
@@ -384,7 +390,7 @@ export class ProjectionStateMachine extends Construct {
         SKAFU_CHECKPOINT_TABLE: this.checkpointTable.tableName,
         SKAFU_REBUILD_STATE_TABLE: this.rebuildStateTable.tableName,
         SKAFU_PROJECTION_STATE_MACHINE_ARN: this.stateMachine.stateMachineArn,
-        SKAFU_READ_MODEL_TABLES: Stack.of(this).toJsonString(Object.fromEntries(readModels.map((r) => [r.readModelName, r.tableName]))),
+        SKAFU_READ_MODEL_TABLES: Stack.of(this).toJsonString(Object.fromEntries(readModels.map((r) => [r.versionedName, r.tableName]))),
       },
     });
     const fn = new BackfillFunction(this, 'Backfill', options);
@@ -402,6 +408,35 @@ export class ProjectionStateMachine extends Construct {
     // The deployed definition, to apply exactly the live projection's writes.
     iam.Grant.addToPrincipal({ grantee: fn, actions: ['states:DescribeStateMachine'], resourceArns: [this.stateMachine.stateMachineArn] });
 
+    // One error event per failed backfill, in the library's error event schema (runtime/error-event.ts).
+    const report = (errorType: string, message: string, metadata: Record<string, unknown>, next: string) => ({
+      Type: 'Task',
+      Resource: 'arn:aws:states:::events:putEvents',
+      Parameters: {
+        Entries: [
+          {
+            EventBusName: props.errorBus.eventBus.eventBusName,
+            Source: `skafu.${props.domain}`,
+            DetailType: 'Application Error',
+            Detail: {
+              'errorId.$': 'States.UUID()',
+              'correlationId.$': '$.rebuildId',
+              errorType,
+              'severity': 'HIGH',
+              'message.$': message,
+              'context': { 'domain': props.domain, 'readModel.$': '$.readModel', 'rebuildId.$': '$.rebuildId', 'stateMachine.$': '$$.StateMachine.Name', 'executionId.$': '$$.Execution.Id' },
+              'metadata': { retryCount: 0, retryable: true, ...metadata },
+              'timestamp.$': '$$.State.EnteredTime',
+            },
+          },
+        ],
+      },
+      ResultPath: null,
+      Retry: [{ ErrorEquals: ['States.ALL'], IntervalSeconds: 2, MaxAttempts: 3, BackoffRate: 2 }],
+      // A report that cannot be sent still ends the execution as failed (its own failure is in the execution history).
+      Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: null, Next: next }],
+      Next: next,
+    });
     const invokeErrors = ['Lambda.ServiceException', 'Lambda.AWSLambdaException', 'Lambda.SdkClientException', 'Lambda.TooManyRequestsException', 'States.TaskFailed'];
     const definition = {
       Comment: `Skafu ${props.domain}: backfill one read model from the event store, a bounded step at a time; start it again with the same rebuildId to resume`,
@@ -415,7 +450,7 @@ export class ProjectionStateMachine extends Construct {
           ],
           Default: 'Step',
         },
-        InvalidInput: { Type: 'Fail', Error: 'Skafu.InvalidInput', Cause: `the input must be {"readModel": one of ${readModels.map((r) => r.readModelName).join(', ')}, "rebuildId": optional, to resume}` },
+        InvalidInput: { Type: 'Fail', Error: 'Skafu.InvalidInput', Cause: `the input must be {"readModel": one of ${readModels.map((r) => r.versionedName).join(', ')}, "rebuildId": optional, to resume}` },
         NameRebuild: { Type: 'Pass', Parameters: { 'readModel.$': '$.readModel', 'rebuildId.$': '$$.Execution.Name' }, Next: 'Step' },
         Step: {
           Type: 'Task',
@@ -425,6 +460,8 @@ export class ProjectionStateMachine extends Construct {
           ResultPath: '$.step',
           // A step that dies resumes from the last page it saved.
           Retry: [{ ErrorEquals: invokeErrors, IntervalSeconds: 10, MaxAttempts: 6, BackoffRate: 2 }],
+          // What the retries did not cure is reported once on the error bus, then the execution fails.
+          Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'ReportStepFailed' }],
           Next: 'Progress',
         },
         Progress: {
@@ -433,14 +470,27 @@ export class ProjectionStateMachine extends Construct {
             { Variable: '$.step.progress.status', StringEquals: 'RUNNING', Next: 'Step' },
             { Variable: '$.step.progress.status', StringEquals: 'CAUGHT_UP', Next: 'CaughtUp' },
           ],
-          Default: 'CaughtUpWithFailures',
+          Default: 'ReportFailures',
         },
         CaughtUp: { Type: 'Succeed' },
+        ReportFailures: report(
+          'BackfillFailures',
+          "States.Format('The backfill of read model {} (rebuild {}) caught up with {} event(s) it could not apply: their aggregates stopped there and queries did not switch to it. Fix the projection, deploy, then start the backfill again with the same rebuildId', $.readModel, $.rebuildId, $.step.progress.failures)",
+          { 'firstFailures.$': '$.step.progress.firstFailures', 'eventsApplied.$': '$.step.progress.eventsApplied' },
+          'CaughtUpWithFailures',
+        ),
         CaughtUpWithFailures: {
           Type: 'Fail',
           Error: 'Skafu.BackfillFailures',
-          Cause: 'Some events could not be applied: their aggregates stopped there (see the last step output, firstFailures); fix the projection, then start the backfill again with the same rebuildId',
+          Cause: 'Some events could not be applied: their aggregates stopped there (see the last step output, firstFailures; reported on the error bus); fix the projection, then start the backfill again with the same rebuildId',
         },
+        ReportStepFailed: report(
+          'BackfillFailed',
+          "States.Format('A step of the backfill of read model {} (rebuild {}) failed after its retries: {}. Start the backfill again with the same rebuildId: it resumes from its last saved page', $.readModel, $.rebuildId, $.failure.Error)",
+          { 'failure.$': '$.failure' },
+          'StepFailed',
+        ),
+        StepFailed: { Type: 'Fail', Error: 'Skafu.BackfillStepFailed', Cause: 'A backfill step failed after its retries (reported on the error bus); start the backfill again with the same rebuildId to resume' },
       },
     };
     const logGroup = new logs.LogGroup(this, 'BackfillStateMachineLogs', {
@@ -456,6 +506,7 @@ export class ProjectionStateMachine extends Construct {
       timeout: Duration.days(7),
     });
     fn.grantInvoke(machine);
+    props.errorBus.grantPutErrors(machine);
     acknowledgeNag(machine, [
       {
         id: 'AwsSolutions-IAM5',
@@ -471,14 +522,32 @@ export class ProjectionStateMachine extends Construct {
       roles: [options.role],
     });
     for (const rm of readModels) {
-      const trigger = new CustomResource(this, `Backfill${rm.readModelName.replace(/[^A-Za-z0-9]/g, '')}`, {
+      // Version 1 keeps its construct id (and properties) of before versions existed: no update, no new backfill.
+      const id = `Backfill${rm.readModelName.replace(/[^A-Za-z0-9]/g, '')}${rm.version === 1 ? '' : `@v${rm.version}`}`;
+      const trigger = new CustomResource(this, id, {
         serviceToken: fn.functionArn,
         resourceType: 'Custom::SkafuReadModelBackfill',
         // A new table's name: a read model removed and added again is backfilled again.
-        properties: { StateMachineArn: machine.stateMachineArn, ReadModel: rm.readModelName, RebuildId: `deploy-${rm.tableName}` },
+        properties: { StateMachineArn: machine.stateMachineArn, ReadModel: rm.versionedName, RebuildId: `deploy-${rm.tableName}` },
       });
       // After the projection state machine carries the new read model's branch, and once the function may start it.
       trigger.node.addDependency(this.stateMachine, start);
+      if (rm.version > 1) {
+        // From version 2 on: refuses a deployment that would remove the previous version's table before queries
+        // switched away from it and the retention passed (see onVersionGuard in backfill.lambda.ts for why a
+        // FAILED answer keeps CloudFormation from deleting it). Reads the pointer only, with the function's GetItem.
+        new CustomResource(this, `VersionGuard${rm.readModelName.replace(/[^A-Za-z0-9]/g, '')}`, {
+          serviceToken: fn.functionArn,
+          resourceType: 'Custom::SkafuReadModelVersionGuard',
+          properties: {
+            ReadModelName: rm.readModelName,
+            Version: rm.version,
+            RetainPreviousVersion: String(rm.previousVersionTable !== undefined),
+            RetentionSeconds: rm.previousVersionRetention.toSeconds(),
+            CheckpointTable: this.checkpointTable.tableName,
+          },
+        });
+      }
     }
     return { fn, machine };
   }
@@ -548,11 +617,17 @@ function validate(path: string, props: ProjectionStateMachineProps, eventTypes: 
   );
   if (!DOMAIN.test(props.domain)) errors.push(`'domain' '${props.domain}' must be lower-case letters, digits and '-'`);
   if (props.projections.length === 0) errors.push("'projections' is empty");
+  // By the bare name: two versions of one name would also share the active-version pointer (`#active#<name>`).
   const byName = new Map<string, ReadModelTable>();
   for (const p of props.projections) {
     const other = byName.get(p.readModel.readModelName);
-    if (other && other !== p.readModel) errors.push(`read models ${other.node.path} and ${p.readModel.node.path} have the same readModelName '${p.readModel.readModelName}' (checkpoints are kept per name)`);
+    if (other && other !== p.readModel) {
+      errors.push(`read models ${other.node.path} (${other.versionedName}) and ${p.readModel.node.path} (${p.readModel.versionedName}) have the same readModelName '${p.readModel.readModelName}' (checkpoints and the active version are kept per name)`);
+    }
     byName.set(p.readModel.readModelName, p.readModel);
+    if (p.readModel.version > 1 && !props.eventStore) {
+      errors.push(`read model ${p.readModel.node.path} is at version ${p.readModel.version}: a new version is filled from the event store by the backfill, which needs 'eventStore' (and 'aggregateTypes')`);
+    }
   }
   for (const t of eventTypes) if (!EVENT_TYPE.test(t)) errors.push(`event type '${t}' is not a valid EventBridge detail-type`);
   props.projections.forEach((p, i) => {

@@ -15,7 +15,7 @@ import {
   type DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
 import type { DriftReport } from './drift.runtime';
-import { streamKey } from './keys';
+import { streamKey, VERSIONED_READ_MODEL } from './keys';
 
 /** The result of one replay execution. */
 export interface ReplayOutcome {
@@ -72,7 +72,6 @@ export interface RetryReport {
 
 const ID = /^[\x20-\x7e]{1,1024}$/;
 const ACTIONS = new Set(['list', 'retry', 'skip', 'drift', 'migrate-checkpoints']);
-const READ_MODEL = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
 
 
 function splitKey(key: string): { readModel: string; aggregateId: string } {
@@ -90,7 +89,7 @@ export function parseParkedEventsRequest(raw: unknown): ParkedEventsRequest {
   const aggregateId = own('aggregateId');
   if (aggregateId !== undefined && (typeof aggregateId !== 'string' || !ID.test(aggregateId))) throw new Error('"aggregateId" must be a printable string of 1-1024 characters');
   const readModel = own('readModel');
-  if (readModel !== undefined && (typeof readModel !== 'string' || !READ_MODEL.test(readModel))) throw new Error('"readModel" must be a read model name');
+  if (readModel !== undefined && (typeof readModel !== 'string' || !VERSIONED_READ_MODEL.test(readModel))) throw new Error('"readModel" must be a read model version\'s identity (`name`, or `name@v<N>` from version 2 on)');
   const text = (k: string) => {
     const v = own(k);
     if (typeof v !== 'string' || v.trim() === '' || v.length > 1000) throw new Error(`"${k}" is required: a non-empty string of at most 1000 characters`);

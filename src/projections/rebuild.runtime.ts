@@ -18,7 +18,8 @@
  *   checkpoint equalled the store's last sequence at the moment it was read.
  * - An event that cannot be applied (a missing path, a write DynamoDB refuses) stops its aggregate there, as
  *   the live projection would park it; it is recorded in the progress item's `failures` and the rebuild ends
- *   CAUGHT_UP_WITH_FAILURES. Nothing is skipped silently.
+ *   CAUGHT_UP_WITH_FAILURES. Nothing is skipped silently. Run again with the same rebuildId (after a fix), it
+ *   makes one more pass from the checkpoints, and the stopped aggregates go on.
  */
 import {
   QueryCommand,
@@ -114,7 +115,8 @@ export function writesFor(definition: { States: Record<string, any> }, tableName
     state.Type === 'Parallel' ? (state.Branches as Array<{ States: Record<string, any> }>).flatMap((b) => Object.entries(b.States)) : [[name, state] as [string, any]],
   );
   for (const [name, state] of states) {
-    const match = /^Apply (.+?)(?: \([A-Za-z][A-Za-z0-9_-]*\))?$/.exec(name);
+    // The branch name is the read model version's identity (`Totals`, `Totals@v2`: keys.ts VERSIONED_READ_MODEL).
+    const match = /^Apply (.+?)(?: \([A-Za-z][A-Za-z0-9_-]*(?:@v[1-9][0-9]*)?\))?$/.exec(name);
     if (!match || state.Type !== 'Task') continue;
     const items = (state.Parameters?.TransactItems ?? []) as Array<Record<string, { TableName?: string }>>;
     out.set(match[1], [...(out.get(match[1]) ?? []), ...items.slice(1).filter((i) => Object.values(i)[0]?.TableName === tableName)]);
@@ -385,7 +387,13 @@ export async function runRebuildStep(config: RebuildConfig, deadline: number): P
     startedAt: clock().toISOString(),
     updatedAt: clock().toISOString(),
   };
-  if (progress.status !== 'RUNNING') return progress;
+  if (progress.status === 'CAUGHT_UP_WITH_FAILURES') {
+    // Started again with the same rebuildId (after a fix of the projection): one more pass from the checkpoints,
+    // so that the aggregates that stopped go on from the event that stopped them; nothing is applied twice.
+    progress = { ...progress, status: 'RUNNING', failures: [], pass: progress.pass + 1, typeIndex: 0, cursor: undefined, appliedThisPass: 0 };
+  } else if (progress.status !== 'RUNNING') {
+    return progress;
+  }
   if (config.backfill && progress.pass === 1 && progress.typeIndex === 0 && !progress.cursor && progress.aggregatesVisited === 0) {
     await startBackfill(config, config.backfill);
   }

@@ -121,3 +121,12 @@ export function decodeDomainSpec(encoded: string): DomainSpec {
 export function readModelEnvName(readModel: string): string {
   return `SKAFU_READ_MODEL_${readModel.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
 }
+
+/**
+ * The environment variable holding a read model's versions (ActiveVersionConfig as JSON), set when its previous
+ * version is kept: queries follow the active-version pointer (read-model-version.ts). Its prefix is not
+ * `SKAFU_READ_MODEL_`, so that no read model's table variable can be mistaken for it.
+ */
+export function activeVersionEnvName(readModel: string): string {
+  return `SKAFU_ACTIVE_VERSION_${readModel.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+}

@@ -19,3 +19,4 @@ export * from './routes';
 export * from './domain-spec';
 export * from './guards';
 export * from './state-fold';
+export * from './read-model-version';
