@@ -91,5 +91,6 @@ export async function graphqlFixture(client: DynamoDBClient, domains: DomainDecl
     const model = ['Alerts', 'Metrics', 'Projects', 'Secrets'].find((m) => ref.includes(`ReadModel${m}`));
     if (model) tables[model.toLowerCase()] = name;
   }
-  return { appsync: new AppSync({ sdl: config.sdl, resolvers: config.resolvers, client }), tables, tablesById: Object.fromEntries(created), config, template };
+  const appsync = new AppSync({ sdl: config.sdl, resolvers: config.resolvers, client });
+  return { appsync, tables, tablesById: Object.fromEntries(created), config, template };
 }

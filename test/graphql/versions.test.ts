@@ -209,3 +209,111 @@ describe('queries follow the active-version pointer', () => {
     expect(fx.config.resolvers.find((r) => r.fieldName === 'listProjects')!.functions).toBeUndefined();
   });
 });
+
+describe('live updates during a rebuild', () => {
+  const settle = () => new Promise((r) => setTimeout(r, 50));
+  /**
+   * The records written to a table's stream since `from`, as Lambda hands them over: with the stream's ARN, and
+   * with `ApproximateCreationDateTime` in epoch seconds as DynamoDB Streams gives it ("rounded down to the nearest
+   * second", DynamoDB API reference, StreamRecord), taken from `stamps` (the wall clock just after each write):
+   * DynamoDB Local rounds it to the minute.
+   */
+  const recordsOf = async (table: string, from: number, stamps: number[] = []): Promise<DynamoDBRecord[]> => {
+    const streams = localStreamsClient();
+    try {
+      const shards = await readStream(client, streams, table);
+      return shards
+        .flatMap((s) => s.records.map((r) => ({ ...r, eventSourceARN: s.streamArn })))
+        .slice(from)
+        .map((r, i) => ({ ...r, dynamodb: { ...r.dynamodb, ApproximateCreationDateTime: stamps[i] } }));
+    } finally {
+      streams.destroy();
+    }
+  };
+  const stamp = () => Math.floor(Date.now() / 1000);
+  const streamLength = async (table: string) => (await recordsOf(table, 0)).length;
+  /** The publisher as deployed: its models and environment from the template, its mutations sent with the IAM identity. */
+  const publisher = (readPointer: (table: string, key: string) => Promise<any>) => {
+    const fn = Object.values(fx.template.Resources as Record<string, any>).find((r) => r.Properties?.Environment?.Variables?.SKAFU_GRAPHQL_MODELS)!;
+    const env = fn.Properties.Environment.Variables as Record<string, any>;
+    const local = Object.fromEntries(Object.entries(env).filter(([k]) => /^SKAFU_GRAPHQL_(TABLE|CHECKPOINTS)_/.test(k)).map(([k, v]) => [k, fx.tablesById[v.Ref]]));
+    const counts: Record<string, number> = {};
+    const reads: string[] = [];
+    const publish = createChangePublisher({
+      models: decodeModels(env.SKAFU_GRAPHQL_MODELS, local),
+      post: async (body) => ({ status: 200, body: await appsync.execute(JSON.parse(body), IAM) }),
+      readPointer: async (table, key) => {
+        reads.push(`${table}/${key}`);
+        return readPointer(table, key);
+      },
+      count: (metric, n) => {
+        counts[metric] = (counts[metric] ?? 0) + n;
+      },
+    });
+    return { publish, counts, reads };
+  };
+
+  test('the rebuild\'s writes into the new version are not published before the switch; the new version\'s changes are, from the switch on', async () => {
+    await clearPointer(T.vaultCheckpoints, '#active#secrets');
+    const inbox: GraphqlResponse[] = [];
+    const sub = await appsync.subscribe({ query: 'subscription { onSecretsChange { secretId change item { label } } }' }, admin, (m) => inbox.push(m));
+    expect(sub).toEqual({ id: expect.any(String) });
+    const { publish, counts, reads } = publisher(pointerReader(client));
+
+    // The rebuild writes version 2 while queries read version 1.
+    let from = await streamLength(T.secretsV2);
+    await put(T.secretsV2, { secretId: 'n3', label: 'rebuilt', ownerId: 'dev-1' });
+    await put(T.secretsV2, { secretId: 'n4', label: 'rebuilt', ownerId: 'dev-2' });
+    const rebuild = await recordsOf(T.secretsV2, from);
+    expect(rebuild).toHaveLength(2);
+    expect(await publish({ Records: rebuild })).toEqual({ batchItemFailures: [] });
+    expect(await publish({ Records: rebuild })).toEqual({ batchItemFailures: [] }); // a second batch reads the pointer again
+    await settle();
+    expect(inbox).toEqual([]);
+    expect(counts).toMatchObject({ ChangesDroppedDuringRebuild: 4, ChangesPublished: 0 });
+    expect(reads).toEqual([`${T.vaultCheckpoints}/#active#secrets`, `${T.vaultCheckpoints}/#active#secrets`]);
+
+    // The rebuild's last write, then the switch (from the next second on), then a live change of version 2.
+    from = await streamLength(T.secretsV2);
+    const stamps: number[] = [];
+    await put(T.secretsV2, { secretId: 'n5', label: 'rebuilt last', ownerId: 'dev-1' });
+    stamps.push(stamp());
+    const switchedAt = (stamps[0] + 1) * 1000;
+    await setPointer(T.vaultCheckpoints, '#active#secrets', 2, new Date(switchedAt).toISOString());
+    await new Promise((r) => setTimeout(r, Math.max(0, switchedAt - Date.now() + 50)));
+    await put(T.secretsV2, { secretId: 'n6', label: 'live', ownerId: 'dev-1' });
+    stamps.push(stamp());
+    await client.send(new DeleteItemCommand({ TableName: T.secretsV2, Key: marshall({ secretId: 'n6' }) }));
+    stamps.push(stamp());
+    const around = await recordsOf(T.secretsV2, from, stamps);
+    expect(around.map((r) => r.eventName)).toEqual(['INSERT', 'INSERT', 'REMOVE']);
+    expect(await publish({ Records: around.slice(0, 2) })).toEqual({ batchItemFailures: [] });
+    expect(await publish({ Records: around.slice(2) })).toEqual({ batchItemFailures: [] });
+    await settle();
+    expect(inbox.map((m) => (m.data as any).onSecretsChange)).toEqual([
+      { secretId: 'n6', change: 'UPSERT', item: { label: 'live' } },
+      { secretId: 'n6', change: 'DELETE', item: null },
+    ]);
+    expect(counts).toMatchObject({ ChangesDroppedDuringRebuild: 5, ChangesPublished: 2 });
+    // Read once more for the switch, never after it (the pointer never goes back).
+    expect(reads).toHaveLength(3);
+    appsync.unsubscribe((sub as { id: string }).id);
+    await clearPointer(T.vaultCheckpoints, '#active#secrets');
+  });
+
+  test('a pointer that cannot be read fails the batch from that read model\'s first record (retried, never dropped); other read models publish without it', async () => {
+    const { publish, counts, reads } = publisher(async () => {
+      throw Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' });
+    });
+    const arn = (table: string) => `arn:aws:dynamodb:us-east-1:000000000000:table/${table}/stream/2026-01-01T00:00:00.000`;
+    const metricsTable = Object.entries(fx.tablesById).find(([id]) => /observabilityReadModelMetricsTable/.test(id))![1];
+    const records: DynamoDBRecord[] = [
+      { eventName: 'INSERT', eventSourceARN: arn(metricsTable), dynamodb: { SequenceNumber: '1', Keys: { name: { S: 'cpu' }, collectedAt: { S: 't' } }, NewImage: { name: { S: 'cpu' }, collectedAt: { S: 't' } } } },
+      { eventName: 'INSERT', eventSourceARN: arn(T.secretsV2), dynamodb: { SequenceNumber: '2', Keys: { secretId: { S: 'x' } }, NewImage: { secretId: { S: 'x' } } } },
+      { eventName: 'INSERT', eventSourceARN: arn(T.secretsV2), dynamodb: { SequenceNumber: '3', Keys: { secretId: { S: 'y' } }, NewImage: { secretId: { S: 'y' } } } },
+    ];
+    expect(await publish({ Records: records })).toEqual({ batchItemFailures: [{ itemIdentifier: '2' }, { itemIdentifier: '3' }] });
+    expect(counts).toMatchObject({ ChangesPublished: 1, ChangesNotPublished: 2 });
+    expect(reads).toEqual([`${T.vaultCheckpoints}/#active#secrets`]);
+  });
+});
