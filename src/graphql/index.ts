@@ -95,6 +95,13 @@ export interface SkafuGraphqlApiProps {
  * rules, VTL resolvers reading DynamoDB directly), and a subscription per read model fed after every projection
  * write by a stream on the read model's table (an IAM-only mutation, sent by the change publisher function).
  * Cognito user pool authorization by default, IAM for the publisher; X-Ray, logs with retention, optional WAF.
+ *
+ * A read model raised to a new version while its previous version is kept (`ReadModelTable.version`,
+ * `retainPreviousVersion`) is answered from its active version: its queries are pipeline resolvers that read the
+ * active-version pointer in the domain's checkpoint table, then query the previous version until the pointer names
+ * the new one, and the new one from then on (page tokens name the version that issued them; a token of the other
+ * version is refused with `InvalidNextToken`). Its live updates come from the new version's table only and start at
+ * the switch: while it is rebuilt, subscribers receive nothing of it.
  */
 export class SkafuGraphqlApi extends Construct {
   /** The AppSync API. */
@@ -410,7 +417,7 @@ export class SkafuGraphqlApi extends Construct {
 }
 
 /** GetItem on the given read models' active-version pointers only (dynamodb:LeadingKeys, ForAllValues). */
-export function pointerReadStatement(table: dynamodb.ITable, models: GraphqlReadModel[]): iam.PolicyStatement {
+function pointerReadStatement(table: dynamodb.ITable, models: GraphqlReadModel[]): iam.PolicyStatement {
   return new iam.PolicyStatement({
     actions: ['dynamodb:GetItem'],
     resources: [table.tableArn],
