@@ -117,6 +117,12 @@ export function matchesFilter(filter: SubscriptionFilter, payload: Record<string
 export interface TemplateOutcome {
   readonly text: string;
   readonly subscriptionFilter?: SubscriptionFilter;
+  /**
+   * Set when the template ran `#return(data)` or `#return` (data null): the template stopped there, and its caller
+   * returns `value` (AppSync resolver mapping template reference, "Directives": from a resolver's template, the
+   * resolver's result; from a function's template, the function's result, and the pipeline goes on).
+   */
+  readonly returned?: { readonly value: unknown };
 }
 
 const compiled = new Map<string, Compile>();
@@ -137,9 +143,22 @@ function asJavaMaps(value: unknown): unknown {
 export function renderTemplate(template: string, ctx: Record<string, unknown>): TemplateOutcome {
   let compiler = compiled.get(template);
   if (!compiler) {
-    compiler = new Compile(parse(template), { escape: false, customMethodHandlers: javaMethods as any });
+    // A bare `#return` (no parentheses) is AppSync's `#return(null)`; velocityjs parses only the call form.
+    compiler = new Compile(parse(template.replace(/#return(?![\w(])/g, '#return()')), { escape: false, customMethodHandlers: javaMethods as any });
     compiled.set(template, compiler);
   }
+  // velocityjs keeps its stop flag across renders of one compiled template: every render starts afresh.
+  const state = (compiler as unknown as { runState: { stop: boolean; break: boolean } }).runState;
+  state.stop = false;
+  state.break = false;
+  let returned: { value: unknown } | undefined;
+  const macros = {
+    return: (value?: unknown) => {
+      returned = { value: value === undefined ? null : value };
+      state.stop = true;
+      return '';
+    },
+  };
   let subscriptionFilter: SubscriptionFilter | undefined;
   const util = {
     error: (message: string, errorType?: string, data?: unknown, errorInfo?: unknown) => {
@@ -189,7 +208,11 @@ export function renderTemplate(template: string, ctx: Record<string, unknown>): 
       return '';
     },
   };
-  const data = asJavaMaps(ctx) as Record<string, unknown>;
-  const text = compiler.render({ ctx: data, context: data, util, utils: util, extensions });
-  return { text, subscriptionFilter };
+  // The stash is one map for the whole resolver (its before template, functions and after template): kept as
+  // given, so that what a template puts in it is there for the next one.
+  const { stash, ...rest } = ctx;
+  const data = asJavaMaps(rest) as Record<string, unknown>;
+  data.stash = stash ?? Object.create(null);
+  const text = compiler.render({ ctx: data, context: data, util, utils: util, extensions }, macros);
+  return { text, subscriptionFilter, ...(returned ? { returned } : {}) };
 }

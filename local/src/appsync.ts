@@ -39,13 +39,26 @@ export type AppSyncIdentity =
   | { readonly kind: 'cognito'; readonly sub: string; readonly username: string; readonly groups: string[]; readonly claims: Record<string, unknown>; readonly issuer: string }
   | { readonly kind: 'iam'; readonly accessKeyId: string };
 
-export interface AppSyncResolverConfig {
-  readonly typeName: string;
-  readonly fieldName: string;
+/** A pipeline function (AWS::AppSync::FunctionConfiguration, VTL 2018-05-29) on its data source. */
+export interface AppSyncFunctionConfig {
+  readonly name: string;
   /** The table a DynamoDB data source reads; absent for a NONE data source. */
   readonly tableName?: string;
   readonly requestTemplate: string;
   readonly responseTemplate: string;
+}
+
+export interface AppSyncResolverConfig {
+  readonly typeName: string;
+  readonly fieldName: string;
+  /** The table a DynamoDB data source reads; absent for a NONE data source (and for a pipeline resolver). */
+  readonly tableName?: string;
+  /** A unit resolver's request template, or a pipeline resolver's before template. */
+  readonly requestTemplate: string;
+  /** A unit resolver's response template, or a pipeline resolver's after template. */
+  readonly responseTemplate: string;
+  /** A pipeline resolver's functions, in order (absent for a unit resolver). */
+  readonly functions?: AppSyncFunctionConfig[];
 }
 
 export interface AppSyncOptions {
@@ -226,20 +239,55 @@ export class AppSync {
     source: unknown,
   ): Promise<unknown> {
     const ctx = contextOf(args, identity, source);
-    const request = JSON.parse(renderTemplate(resolver.requestTemplate, ctx).text);
-    let result: unknown = null;
-    let error: { message: string; type: string } | undefined;
-    if (resolver.tableName) {
-      try {
-        result = await this.dynamodb(resolver.tableName, request);
-      } catch (err) {
-        error = { message: (err as Error).message, type: `DynamoDB:${(err as Error).name}` };
+    if (resolver.functions) return this.runPipeline(resolver, resolver.functions, ctx);
+    const before = renderTemplate(resolver.requestTemplate, ctx);
+    if (before.returned) return before.returned.value;
+    const { result, error } = await this.callDataSource(resolver.tableName, JSON.parse(before.text));
+    return this.outcome(renderTemplate(resolver.responseTemplate, { ...ctx, result, error }));
+  }
+
+  /**
+   * A pipeline resolver as AppSync runs it (developer guide, "Pipeline resolvers" and the resolver mapping template
+   * reference): the before template, whose output is the first function's `$ctx.prev.result`; each function's
+   * request template, its data source, its response template, whose output is the next `$ctx.prev.result`; then the
+   * after template, with the last function's output as `$ctx.prev.result` (and `$ctx.result`). One `$ctx.stash`
+   * throughout. `#return` in the before or after template ends the resolver with its data; in a function's request
+   * template it skips that function's data source and response template (its data is the function's result); in a
+   * function's response template it is the function's result. `$util.error` anywhere fails the field.
+   */
+  private async runPipeline(resolver: AppSyncResolverConfig, functions: AppSyncFunctionConfig[], ctx: Record<string, unknown>): Promise<unknown> {
+    const before = renderTemplate(resolver.requestTemplate, ctx);
+    if (before.returned) return before.returned.value;
+    let prev = parseOutput(before.text);
+    for (const fn of functions) {
+      const withPrev = { ...ctx, prev: { result: prev } };
+      const request = renderTemplate(fn.requestTemplate, withPrev);
+      if (request.returned) {
+        prev = request.returned.value;
+        continue;
       }
-    } else {
-      result = request.payload ?? null;
+      const { result, error } = await this.callDataSource(fn.tableName, JSON.parse(request.text));
+      const response = renderTemplate(fn.responseTemplate, { ...withPrev, result, error });
+      prev = response.returned ? response.returned.value : parseOutput(response.text);
     }
-    const text = renderTemplate(resolver.responseTemplate, { ...ctx, result, error }).text.trim();
-    return text === '' ? null : JSON.parse(text);
+    return this.outcome(renderTemplate(resolver.responseTemplate, { ...ctx, prev: { result: prev }, result: prev }));
+  }
+
+  /** A DynamoDB data source's answer (or its error, as `$ctx.error` has it), or a NONE data source's payload. */
+  private async callDataSource(
+    tableName: string | undefined,
+    request: Record<string, any>,
+  ): Promise<{ result: unknown; error?: { message: string; type: string } }> {
+    if (!tableName) return { result: request.payload ?? null };
+    try {
+      return { result: await this.dynamodb(tableName, request) };
+    } catch (err) {
+      return { result: null, error: { message: (err as Error).message, type: `DynamoDB:${(err as Error).name}` } };
+    }
+  }
+
+  private outcome(out: { text: string; returned?: { value: unknown } }): unknown {
+    return out.returned ? out.returned.value : parseOutput(out.text);
   }
 
   /** The DynamoDB data source: GetItem, Query and Scan requests (version 2018-05-29). */
@@ -320,13 +368,19 @@ export class AppSync {
   }
 }
 
-/** The resolver context AppSync gives templates. */
+/** A template's output as JSON (an empty output is null). */
+function parseOutput(text: string): unknown {
+  const trimmed = text.trim();
+  return trimmed === '' ? null : JSON.parse(trimmed);
+}
+
+/** The resolver context AppSync gives templates (one stash per resolver run). */
 function contextOf(args: Record<string, unknown>, identity: AppSyncIdentity, source: unknown = null): Record<string, unknown> {
   const ident =
     identity.kind === 'cognito'
       ? { sub: identity.sub, username: identity.username, groups: identity.groups, claims: identity.claims, issuer: identity.issuer, sourceIp: ['127.0.0.1'], defaultAuthStrategy: 'ALLOW' }
       : { accountId: '000000000000', accessKey: identity.accessKeyId, userArn: `arn:aws:iam::000000000000:user/${identity.accessKeyId}`, username: identity.accessKeyId, sourceIp: ['127.0.0.1'] };
-  return { arguments: args, args, identity: ident, source, stash: {}, request: { headers: {} }, info: {} };
+  return { arguments: args, args, identity: ident, source, stash: Object.create(null), request: { headers: {} }, info: {} };
 }
 
 function directiveNames(node: { directives?: readonly any[] } | undefined | null): string[] {
@@ -378,7 +432,10 @@ function format(result: { data?: any; errors?: readonly GraphQLError[] }): Graph
   return { data: result.data ?? null, ...(errors.length > 0 ? { errors } : {}) };
 }
 
-/** The AppSync API of a template: its schema and resolvers, with each DynamoDB data source's table name. */
+/**
+ * The AppSync API of a template: its schema and resolvers, unit (VTL, on a data source) or pipeline (VTL before
+ * and after templates around VTL functions), with each DynamoDB data source's table name.
+ */
 export function appSyncFromTemplate(
   resources: Record<string, any>,
   tableName: (value: unknown) => string,
@@ -391,20 +448,54 @@ export function appSyncFromTemplate(
     sources.set(id, { name: r.Properties.Name, table: r.Properties.Type === 'AMAZON_DYNAMODB' ? tableName(r.Properties.DynamoDBConfig.TableName) : undefined });
   }
   const byName = new Map([...sources.values()].map((s) => [s.name, s]));
+  const sourceOf = (ref: unknown, what: string) => {
+    const source = typeof ref === 'string' ? byName.get(ref) : sources.get((ref as any)?.['Fn::GetAtt']?.[0]);
+    if (!source) throw new Error(`${what}: data source ${JSON.stringify(ref)} is not in the template`);
+    return source;
+  };
+  const vtlOnly = (p: Record<string, any>, what: string) => {
+    if (p.Code || p.CodeS3Location || p.Runtime || p.RequestMappingTemplateS3Location || p.ResponseMappingTemplateS3Location) {
+      throw new Error(`${what}: only VTL templates given inline are emulated`);
+    }
+  };
+  const functions = new Map<string, AppSyncFunctionConfig>();
+  for (const [id, r] of Object.entries(resources).filter(([, x]) => x.Type === 'AWS::AppSync::FunctionConfiguration')) {
+    const p = r.Properties;
+    const what = `function ${p.Name}`;
+    vtlOnly(p, what);
+    if (p.FunctionVersion !== '2018-05-29') throw new Error(`${what}: only VTL functions of version 2018-05-29 are emulated`);
+    functions.set(id, {
+      name: p.Name,
+      tableName: sourceOf(p.DataSourceName, what).table,
+      requestTemplate: p.RequestMappingTemplate,
+      responseTemplate: p.ResponseMappingTemplate,
+    });
+  }
   const resolvers = Object.values(resources)
     .filter((r) => r.Type === 'AWS::AppSync::Resolver')
-    .map((r) => {
-      const ref = r.Properties.DataSourceName;
-      const source = typeof ref === 'string' ? byName.get(ref) : sources.get(ref?.['Fn::GetAtt']?.[0]);
-      if (!source) throw new Error(`resolver ${r.Properties.TypeName}.${r.Properties.FieldName}: data source ${JSON.stringify(ref)} is not in the template`);
-      if (r.Properties.Kind === 'PIPELINE' || r.Properties.Code || r.Properties.Runtime) throw new Error(`resolver ${r.Properties.TypeName}.${r.Properties.FieldName}: only VTL unit resolvers are emulated`);
-      return {
-        typeName: r.Properties.TypeName,
-        fieldName: r.Properties.FieldName,
-        tableName: source.table,
-        requestTemplate: r.Properties.RequestMappingTemplate,
-        responseTemplate: r.Properties.ResponseMappingTemplate,
+    .map((r): AppSyncResolverConfig => {
+      const p = r.Properties;
+      const what = `resolver ${p.TypeName}.${p.FieldName}`;
+      vtlOnly(p, what);
+      const base = {
+        typeName: p.TypeName,
+        fieldName: p.FieldName,
+        requestTemplate: p.RequestMappingTemplate,
+        responseTemplate: p.ResponseMappingTemplate,
       };
+      if (p.Kind === 'PIPELINE') {
+        const ids: unknown[] = p.PipelineConfig?.Functions ?? [];
+        if (ids.length === 0) throw new Error(`${what}: a pipeline resolver without functions`);
+        return {
+          ...base,
+          functions: ids.map((ref) => {
+            const fn = functions.get((ref as any)?.['Fn::GetAtt']?.[0]);
+            if (!fn) throw new Error(`${what}: function ${JSON.stringify(ref)} is not in the template`);
+            return fn;
+          }),
+        };
+      }
+      return { ...base, tableName: sourceOf(p.DataSourceName, what).table };
     });
   return { sdl: schema?.Properties?.Definition ?? '', resolvers, apis: apis.length };
 }

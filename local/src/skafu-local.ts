@@ -90,6 +90,7 @@ const EMULATED = new Set([
   'AWS::AppSync::GraphQLSchema',
   'AWS::AppSync::DataSource',
   'AWS::AppSync::Resolver',
+  'AWS::AppSync::FunctionConfiguration',
 ]);
 
 const NOT_EMULATED: Record<string, string> = {
@@ -462,7 +463,8 @@ export class SkafuLocal {
     if (userPoolId && !this.issuer.issuer.endsWith(userPoolId)) this.log(`  GraphQL API ${apis[0].path} names user pool ${userPoolId}; the local issuer's tokens are accepted`);
     this.graphqlUrl = await this.graphql.listen(0);
     this.graphqlRealtimeUrl = this.graphql.realtimeUrl;
-    this.log(`  GraphQL API ${apis[0].path}: ${config.resolvers.length} VTL resolvers`);
+    const pipelines = config.resolvers.filter((r) => r.functions).length;
+    this.log(`  GraphQL API ${apis[0].path}: ${config.resolvers.length} VTL resolvers${pipelines > 0 ? ` (${pipelines} pipelines reading a rebuilt read model's active version)` : ''}`);
   }
 
   private registerFunctions(resources: LocalResource[]): void {

@@ -7,11 +7,18 @@
  * every later one as failed (ReportBatchItemFailures), so Lambda retries from it and the item order holds. After
  * the mapping's retries the batch's metadata goes to the failed-changes queue (an alarm watches it). A lost live
  * update never loses data: the read model holds the item, and a client re-reads it with a query.
+ *
+ * A read model kept in two versions (a rebuild, issue 12) is streamed from its current version's table only. Until
+ * the active-version pointer names that version, its records are the rebuild's writes into a table no query reads
+ * yet: they are dropped (counted as ChangesDroppedDuringRebuild), and subscribers receive nothing of the read model
+ * (the previous version, which queries read, is no longer written). From the switch on (the pointer is read once
+ * per batch until then, and never again after), records are published, except those created before the pointer's
+ * `switchedAt` (the rebuild's last writes, to the second). Clients re-read with a query after a rebuild.
  */
 import { createHash, createHmac } from 'node:crypto';
 import { inflateRawSync } from 'node:zlib';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
-import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, GetItemCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
@@ -24,6 +31,21 @@ export interface PublishedModel {
   readonly keys: string[];
   readonly ownerAttribute?: string;
   readonly document: string;
+  /** For a read model kept in two versions: its pointer and the version this table holds. */
+  readonly activeVersion?: {
+    /** The pointer's key in the checkpoint table (`#active#<readModelName>`). */
+    readonly key: string;
+    /** The version of `table` (the current one). */
+    readonly version: number;
+    /** The checkpoint table's name (SKAFU_GRAPHQL_CHECKPOINTS_<n>). */
+    readonly checkpointTable: string;
+  };
+}
+
+/** The active-version pointer as stored (absent: undefined). */
+export interface ActivePointer {
+  readonly version?: unknown;
+  readonly switchedAt?: unknown;
 }
 
 export interface ChangePublisherDeps {
@@ -32,7 +54,19 @@ export interface ChangePublisherDeps {
   readonly post: (body: string) => Promise<{ status: number; body: any }>;
   readonly log?: (message: string, detail: Record<string, unknown>) => void;
   /** Counts published changes and failures (Powertools metrics in the handler). */
-  readonly count?: (metric: 'ChangesPublished' | 'ChangesNotPublished', n: number) => void;
+  readonly count?: (metric: 'ChangesPublished' | 'ChangesNotPublished' | 'ChangesDroppedDuringRebuild', n: number) => void;
+  /** Reads an active-version pointer, strongly consistent (required when a model has `activeVersion`). */
+  readonly readPointer?: (checkpointTable: string, key: string) => Promise<ActivePointer | undefined>;
+}
+
+/** A pointer's `switchedAt` as epoch milliseconds: an ISO 8601 text or epoch seconds or milliseconds; undefined otherwise. */
+export function switchedAtMillis(value: unknown): number | undefined {
+  if (typeof value === 'number' && Number.isFinite(value) && value > 0) return value < 1e11 ? value * 1000 : value;
+  if (typeof value === 'string' && /^\d{4}-\d{2}-\d{2}T/.test(value)) {
+    const ms = Date.parse(value);
+    return Number.isNaN(ms) ? undefined : ms;
+  }
+  return undefined;
 }
 
 /** The table name of a stream record (`arn:...:table/<name>/stream/<label>`). */
@@ -59,8 +93,32 @@ export function changeVariables(model: PublishedModel, record: DynamoDBRecord): 
 
 export function createChangePublisher(deps: ChangePublisherDeps) {
   const byTable = new Map(deps.models.map((m) => [m.table, m]));
+  /** Read models whose pointer named their table's version: from when (epoch ms, 0 when unknown). The pointer never goes back. */
+  const switched = new Map<string, number>();
+  /** Whether a model's table answers queries now, and since when; read once per batch until it does. */
+  const switchOf = async (model: PublishedModel, batch: Map<string, Promise<number | undefined>>): Promise<number | undefined> => {
+    const active = model.activeVersion;
+    if (!active) return 0;
+    if (switched.has(model.table)) return switched.get(model.table);
+    let pending = batch.get(model.table);
+    if (!pending) {
+      if (!deps.readPointer) throw new Error('no pointer reader');
+      pending = deps.readPointer(active.checkpointTable, active.key).then((pointer) => {
+        const version = pointer?.version;
+        if (typeof version !== 'number' || version < active.version) return undefined;
+        const since = switchedAtMillis(pointer?.switchedAt) ?? 0;
+        switched.set(model.table, since);
+        return since;
+      });
+      batch.set(model.table, pending);
+    }
+    return pending;
+  };
   return async (event: DynamoDBStreamEvent): Promise<DynamoDBBatchResponse> => {
     const records = event.Records ?? [];
+    const pointers = new Map<string, Promise<number | undefined>>();
+    let published = 0;
+    let dropped = 0;
     for (let i = 0; i < records.length; i++) {
       const record = records[i];
       const table = tableOfRecord(record);
@@ -72,29 +130,50 @@ export function createChangePublisher(deps: ChangePublisherDeps) {
         problem = `the record's table '${table ?? record.eventSourceARN}' has no GraphQL model`;
       } else {
         try {
-          const out = await deps.post(JSON.stringify({ query: model.document, variables: changeVariables(model, record) }));
-          if (out.status !== 200) problem = `HTTP ${out.status}: ${JSON.stringify(out.body).slice(0, 500)}`;
-          else if (Array.isArray(out.body?.errors) && out.body.errors.length > 0) problem = `GraphQL errors: ${JSON.stringify(out.body.errors).slice(0, 500)}`;
+          const since = await switchOf(model, pointers);
+          const created = record.dynamodb?.ApproximateCreationDateTime;
+          // Before the switch, and the rebuild's writes just before it (to the second): not a live change of what queries read.
+          if (since === undefined || (since > 0 && typeof created === 'number' && created < Math.floor(since / 1000))) {
+            dropped++;
+            continue;
+          }
         } catch (err) {
-          problem = (err as Error).message;
+          problem = `the active-version pointer could not be read: ${(err as Error).message}`;
+        }
+        if (!problem) {
+          try {
+            const out = await deps.post(JSON.stringify({ query: model.document, variables: changeVariables(model, record) }));
+            if (out.status !== 200) problem = `HTTP ${out.status}: ${JSON.stringify(out.body).slice(0, 500)}`;
+            else if (Array.isArray(out.body?.errors) && out.body.errors.length > 0) problem = `GraphQL errors: ${JSON.stringify(out.body.errors).slice(0, 500)}`;
+          } catch (err) {
+            problem = (err as Error).message;
+          }
         }
       }
       if (problem) {
         deps.log?.('change not published; retried from this record', { table, sequenceNumber: record.dynamodb?.SequenceNumber, problem });
-        deps.count?.('ChangesPublished', i);
+        deps.count?.('ChangesPublished', published);
+        deps.count?.('ChangesDroppedDuringRebuild', dropped);
         deps.count?.('ChangesNotPublished', records.length - i);
         return { batchItemFailures: records.slice(i).map((r) => ({ itemIdentifier: r.dynamodb?.SequenceNumber ?? '' })) };
       }
+      published++;
     }
-    deps.count?.('ChangesPublished', records.length);
+    deps.count?.('ChangesPublished', published);
+    deps.count?.('ChangesDroppedDuringRebuild', dropped);
     return { batchItemFailures: [] };
   };
 }
 
-/** SKAFU_GRAPHQL_MODELS: deflated JSON of the models without their table names (tokens at synth). */
+/** SKAFU_GRAPHQL_MODELS: deflated JSON of the models without their table names (tokens at synth), which are in SKAFU_GRAPHQL_TABLE_<n> and SKAFU_GRAPHQL_CHECKPOINTS_<n>. */
 export function decodeModels(encoded: string, env: Record<string, string | undefined>): PublishedModel[] {
-  const raw = JSON.parse(inflateRawSync(Buffer.from(encoded, 'base64')).toString('utf8')) as Array<Omit<PublishedModel, 'table'>>;
-  return raw.map((m, i) => ({ ...m, table: env[`SKAFU_GRAPHQL_TABLE_${i}`] ?? '' }));
+  type Encoded = Omit<PublishedModel, 'table' | 'activeVersion'> & { activeVersion?: { key: string; version: number } };
+  const raw = JSON.parse(inflateRawSync(Buffer.from(encoded, 'base64')).toString('utf8')) as Encoded[];
+  return raw.map(({ activeVersion, ...m }, i) => ({
+    ...m,
+    table: env[`SKAFU_GRAPHQL_TABLE_${i}`] ?? '',
+    ...(activeVersion ? { activeVersion: { ...activeVersion, checkpointTable: env[`SKAFU_GRAPHQL_CHECKPOINTS_${i}`] ?? '' } } : {}),
+  }));
 }
 
 class Sha256 {
@@ -141,6 +220,14 @@ export function signedPost(url: string, env: Record<string, string | undefined> 
   };
 }
 
+/** A pointer read with the function's credentials (GetItem, strongly consistent: the switch is seen at once). */
+export function pointerReader(client: DynamoDBClient) {
+  return async (checkpointTable: string, key: string): Promise<ActivePointer | undefined> => {
+    const out = await client.send(new GetItemCommand({ TableName: checkpointTable, Key: { aggregateId: { S: key } }, ConsistentRead: true }));
+    return out.Item ? (unmarshall(out.Item) as ActivePointer) : undefined;
+  };
+}
+
 let instance: ReturnType<typeof createChangePublisher> | undefined;
 const tools = powertools('skafu-graphql-changes');
 
@@ -149,6 +236,7 @@ export const handler = async (event: DynamoDBStreamEvent): Promise<DynamoDBBatch
     instance = createChangePublisher({
       models: decodeModels(process.env.SKAFU_GRAPHQL_MODELS ?? '', process.env),
       post: signedPost(process.env.SKAFU_GRAPHQL_URL ?? ''),
+      readPointer: pointerReader(new DynamoDBClient({})),
       log: (message, detail) => tools.logger.warn(message, detail),
       count: (metric, n) => {
         if (n > 0) tools.metrics.addMetric(metric, MetricUnit.Count, n);

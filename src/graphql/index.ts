@@ -12,8 +12,8 @@ import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
 import { ChangePublisherFunction } from './change-publisher-function';
-import { graphqlReadModel, readModelStreamArn } from './read-models';
-import { generateGraphqlSchema, type GeneratedSchema } from './schema';
+import { graphqlReadModel, readModelStreamArn, type GraphqlReadModel } from './read-models';
+import { generateGraphqlSchema, versionFunctions, type GeneratedSchema } from './schema';
 import type { EventSourcedDomain } from '../domain';
 import { queueNotEmptyAlarm } from '../internal/alarms';
 import { acknowledgeHandlerRole, handlerOptions } from '../internal/handler';
@@ -70,7 +70,8 @@ export interface SkafuGraphqlApiProps {
   readonly webAclArn?: string;
   /**
    * Live updates: a stream on each served read model's table feeds a function that publishes each change as the
-   * model's IAM-only mutation, which the model's subscription delivers.
+   * model's IAM-only mutation, which the model's subscription delivers. A read model being rebuilt into a new
+   * version publishes nothing until queries switch to the new version, then the new version's changes.
    * @default true
    */
   readonly liveUpdates?: boolean;
@@ -94,6 +95,13 @@ export interface SkafuGraphqlApiProps {
  * rules, VTL resolvers reading DynamoDB directly), and a subscription per read model fed after every projection
  * write by a stream on the read model's table (an IAM-only mutation, sent by the change publisher function).
  * Cognito user pool authorization by default, IAM for the publisher; X-Ray, logs with retention, optional WAF.
+ *
+ * A read model raised to a new version while its previous version is kept (`ReadModelTable.version`,
+ * `retainPreviousVersion`) is answered from its active version: its queries are pipeline resolvers that read the
+ * active-version pointer in the domain's checkpoint table, then query the previous version until the pointer names
+ * the new one, and the new one from then on (page tokens name the version that issued them; a token of the other
+ * version is refused with `InvalidNextToken`). Its live updates come from the new version's table only and start at
+ * the switch: while it is rebuilt, subscribers receive nothing of it.
  */
 export class SkafuGraphqlApi extends Construct {
   /** The AppSync API. */
@@ -185,36 +193,83 @@ export class SkafuGraphqlApi extends Construct {
     }
 
     // Data sources: each served read model's table, read-only (GetItem, Query, Scan on the table and its
-    // declared indexes), and NONE for the change mutation and the subscriptions' filters.
+    // declared indexes), and NONE for the change mutation and the subscriptions' filters. A read model kept in two
+    // versions also gets its previous version's table and, per domain, the pointer items of the checkpoint table.
     const none = this.api.addNoneDataSource('None', { description: 'Change mutations and subscription filters' });
     const dataSources = new Map<string, appsync.CfnDataSource>();
+    const pipelines = new Map<string, appsync.CfnFunctionConfiguration[]>();
     const domainOf = (name: string) => domains.find((d) => d.domainName === name)!;
     const served = this._generated.models.map((m) => ({ generated: m, model: graphqlReadModel(domainOf(m.domain), m.readModel) }));
     const dataSourceNames = new Set<string>();
-    served.forEach(({ generated, model }, i) => {
-      const role = new iam.Role(this, `ReadModel${i}Role`, {
+    const tableDataSource = (dsId: string, table: dynamodb.ITable, indexNames: string[], name: string, what: string, version?: number) => {
+      const role = new iam.Role(this, `${dsId}Role`, {
         assumedBy: new iam.ServicePrincipal('appsync.amazonaws.com'),
-        description: `Skafu GraphQL: read ${generated.domain}.${generated.readModel}`,
+        description: `Skafu GraphQL: read ${what}${version ? `, version ${version}` : ''}`,
       });
       role.addToPrincipalPolicy(
         new iam.PolicyStatement({
           actions: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:Scan'],
-          resources: [model.table.tableArn, ...model.table.indexNames.map((n) => `${model.table.tableArn}/index/${n}`)],
+          resources: [table.tableArn, ...indexNames.map((n) => `${table.tableArn}/index/${n}`)],
         }),
       );
-      const ds = new appsync.CfnDataSource(this, `ReadModel${i}`, {
+      return new appsync.CfnDataSource(this, dsId, {
         apiId: this.api.apiId,
-        name: distinctName(`${pascalName(generated.domain)}_${generated.typeName}`, dataSourceNames),
-        description: `Read model ${generated.domain}.${generated.readModel}`,
+        name: distinctName(name, dataSourceNames),
+        description: `Read model ${what}${version ? `, version ${version}` : ''}`,
         type: 'AMAZON_DYNAMODB',
         serviceRoleArn: role.roleArn,
-        dynamoDbConfig: { tableName: model.table.tableName, awsRegion: Stack.of(this).region },
+        dynamoDbConfig: { tableName: table.tableName, awsRegion: Stack.of(this).region },
       });
+    };
+    const pointerSources = this.pointerDataSources(served, dataSourceNames);
+    served.forEach(({ generated, model }, i) => {
+      const base = `${pascalName(generated.domain)}_${generated.typeName}`;
+      const what = `${generated.domain}.${generated.readModel}`;
+      const versions = model.versions;
+      const ds = tableDataSource(`ReadModel${i}`, model.table.table, model.table.indexNames, base, what, versions?.current);
       dataSources.set(`${generated.domain}/${generated.readModel}`, ds);
+      if (!versions) return;
+      // Version N-1 until the pointer names version N, then version N (see versionFunctions).
+      const previous = tableDataSource(`ReadModel${i}Previous`, versions.previousTable, model.table.indexNames, `${base}_v${versions.previous}`, what, versions.previous);
+      const templates = versionFunctions(generated, versions.pointerKey, versions.previous, versions.current);
+      const fn = (role: string, source: appsync.CfnDataSource, t: { requestTemplate: string; responseTemplate: string }, description: string) => {
+        const f = new appsync.CfnFunctionConfiguration(this, `ReadModel${i}${role}`, {
+          apiId: this.api.apiId,
+          name: `${base}_${role}`.replace(/[^_A-Za-z0-9]/g, ''),
+          description,
+          dataSourceName: source.attrName,
+          functionVersion: '2018-05-29',
+          requestMappingTemplate: t.requestTemplate,
+          responseMappingTemplate: t.responseTemplate,
+        });
+        f.addDependency(source);
+        return f;
+      };
+      pipelines.set(`${generated.domain}/${generated.readModel}`, [
+        fn('ActiveVersion', pointerSources.get(generated.domain)!, templates.activeVersion, `Read model ${what}: which version answers (the active-version pointer)`),
+        fn('ReadPrevious', previous, templates.readPrevious, `Read model ${what}: version ${versions.previous}, until the switch`),
+        fn('ReadCurrent', ds, templates.readCurrent, `Read model ${what}: version ${versions.current}, from the switch on`),
+      ]);
     });
     this._generated.resolvers.forEach((r) => {
-      const ds = r.readModel ? dataSources.get(`${r.readModel.domain}/${r.readModel.name}`)! : undefined;
-      const resolver = new appsync.CfnResolver(this, `${r.typeName}${r.fieldName.charAt(0).toUpperCase()}${r.fieldName.slice(1)}Resolver`, {
+      const key = r.readModel ? `${r.readModel.domain}/${r.readModel.name}` : undefined;
+      const ds = key ? dataSources.get(key)! : undefined;
+      const functions = key ? pipelines.get(key) : undefined;
+      const resolverId = `${r.typeName}${r.fieldName.charAt(0).toUpperCase()}${r.fieldName.slice(1)}Resolver`;
+      if (functions && r.pipeline) {
+        const resolver = new appsync.CfnResolver(this, resolverId, {
+          apiId: this.api.apiId,
+          typeName: r.typeName,
+          fieldName: r.fieldName,
+          kind: 'PIPELINE',
+          pipelineConfig: { functions: functions.map((f) => f.attrFunctionId) },
+          requestMappingTemplate: r.pipeline.requestTemplate,
+          responseMappingTemplate: r.pipeline.responseTemplate,
+        });
+        this.api.addSchemaDependency(resolver);
+        return;
+      }
+      const resolver = new appsync.CfnResolver(this, resolverId, {
         apiId: this.api.apiId,
         typeName: r.typeName,
         fieldName: r.fieldName,
@@ -249,6 +304,36 @@ export class SkafuGraphqlApi extends Construct {
     }
   }
 
+  /**
+   * Per domain with a read model kept in two versions: a data source on the domain's checkpoint table whose role
+   * may GetItem the active-version pointers of those read models and nothing else (dynamodb:LeadingKeys; no Query
+   * or Scan, which a LeadingKeys condition would not confine).
+   */
+  private pointerDataSources(served: Array<{ generated: GeneratedSchema['models'][number]; model: GraphqlReadModel }>, names: Set<string>): Map<string, appsync.CfnDataSource> {
+    const byDomain = new Map<string, GraphqlReadModel[]>();
+    for (const { model } of served) if (model.versions) byDomain.set(model.domain, [...(byDomain.get(model.domain) ?? []), model]);
+    const pointerSources = new Map<string, appsync.CfnDataSource>();
+    const ids = new Set<string>();
+    for (const [domain, models] of byDomain) {
+      const table = models[0].versions!.checkpointTable;
+      const id = `ActiveVersions${distinctName(pascalName(domain), ids, '')}`;
+      const role = new iam.Role(this, `${id}Role`, { assumedBy: new iam.ServicePrincipal('appsync.amazonaws.com'), description: `Skafu GraphQL: read the active-version pointers of ${domain}'s read models` });
+      role.addToPrincipalPolicy(pointerReadStatement(table, models));
+      pointerSources.set(
+        domain,
+        new appsync.CfnDataSource(this, id, {
+          apiId: this.api.apiId,
+          name: distinctName(`${pascalName(domain)}_ActiveVersions`, names),
+          description: `Active-version pointers of ${domain}'s read models (checkpoint table)`,
+          type: 'AMAZON_DYNAMODB',
+          serviceRoleArn: role.roleArn,
+          dynamoDbConfig: { tableName: table.tableName, awsRegion: Stack.of(this).region },
+        }),
+      );
+    }
+    return pointerSources;
+  }
+
   private addChangePublisher(
     props: SkafuGraphqlApiProps,
     served: Array<{ generated: GeneratedSchema['models'][number]; model: ReturnType<typeof graphqlReadModel> }>,
@@ -256,7 +341,17 @@ export class SkafuGraphqlApi extends Construct {
     environment: string,
   ): { fn: lambda.IFunction; failed: sqs.Queue } {
     const encoded = deflateRawSync(
-      Buffer.from(JSON.stringify(served.map(({ generated }) => ({ keys: generated.keys.map((k) => k.name), ownerAttribute: generated.ownerAttribute, document: generated.mutationDocument }))), 'utf8'),
+      Buffer.from(
+        JSON.stringify(
+          served.map(({ generated, model }) => ({
+            keys: generated.keys.map((k) => k.name),
+            ownerAttribute: generated.ownerAttribute,
+            document: generated.mutationDocument,
+            activeVersion: model.versions ? { key: model.versions.pointerKey, version: model.versions.current } : undefined,
+          })),
+        ),
+        'utf8',
+      ),
       { level: 9 },
     ).toString('base64');
     if (encoded.length > 3000) {
@@ -271,6 +366,7 @@ export class SkafuGraphqlApi extends Construct {
         SKAFU_GRAPHQL_URL: this.api.graphqlUrl,
         SKAFU_GRAPHQL_MODELS: encoded,
         ...Object.fromEntries(served.map(({ model }, i) => [`SKAFU_GRAPHQL_TABLE_${i}`, model.table.tableName])),
+        ...Object.fromEntries(served.flatMap(({ model }, i) => (model.versions ? [[`SKAFU_GRAPHQL_CHECKPOINTS_${i}`, model.versions.checkpointTable.tableName]] : []))),
       },
     });
     const fn = new ChangePublisherFunction(this, 'ChangePublisher', options);
@@ -289,6 +385,11 @@ export class SkafuGraphqlApi extends Construct {
         resources: served.map(({ generated }) => `${this.api.arn}/types/Mutation/fields/${generated.mutationField}`),
       }),
     );
+    // Read models kept in two versions: their active-version pointers, which gate their live updates.
+    const versioned = served.filter(({ model }) => model.versions).map(({ model }) => model);
+    for (const table of new Set(versioned.map((m) => m.versions!.checkpointTable))) {
+      options.role.addToPrincipalPolicy(pointerReadStatement(table, versioned.filter((m) => m.versions!.checkpointTable === table)));
+    }
     const failed = skafuQueue(this, 'FailedChanges');
     acknowledgeNag(failed, [{ id: 'AwsSolutions-SQS3', reason: "This queue is itself the on-failure destination of the change publisher's stream mappings (it holds batch metadata, no dead-letter queue of its own)." }]);
     const streamIds = new Set<string>();
@@ -313,6 +414,15 @@ export class SkafuGraphqlApi extends Construct {
     this.alarms.push(queueNotEmptyAlarm(this, 'FailedChangesAlarm', failed, 'GraphQL changes not published to subscribers (read models are unaffected)'));
     return { fn, failed };
   }
+}
+
+/** GetItem on the given read models' active-version pointers only (dynamodb:LeadingKeys, ForAllValues). */
+function pointerReadStatement(table: dynamodb.ITable, models: GraphqlReadModel[]): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    actions: ['dynamodb:GetItem'],
+    resources: [table.tableArn],
+    conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': models.map((m) => m.versions!.pointerKey) } },
+  });
 }
 
 function importedTableWithStream(scope: Construct, id: string, tableName: string, streamArn: string): dynamodb.ITable {

@@ -66,6 +66,13 @@ export interface GeneratedResolver {
   readonly readModel?: { readonly domain: string; readonly name: string };
   readonly requestTemplate: string;
   readonly responseTemplate: string;
+  /**
+   * A query's templates as the before and after templates of a pipeline resolver, for a read model kept in two
+   * versions (see versionFunctions): the before template validates the arguments and leaves the DynamoDB request
+   * in `$ctx.stash.request`; the after template maps `$ctx.stash.answer` as the unit response template maps
+   * `$ctx.result`. The same answers, errors and page tokens, except that a token names the version that issued it.
+   */
+  readonly pipeline?: { readonly requestTemplate: string; readonly responseTemplate: string };
 }
 
 export interface GeneratedSchema {
@@ -77,6 +84,8 @@ export interface GeneratedSchema {
 
 /** The message of a refused `nextToken`, as the REST query handler words it. */
 export const INVALID_NEXT_TOKEN = 'nextToken is not a token this query returned';
+/** The message of a `nextToken` issued by another version of a read model than the one answering now. */
+export const STALE_NEXT_TOKEN = 'nextToken was issued by another version of this read model (queries switched to a rebuilt version since): list again without nextToken';
 
 const GRAPHQL_NAME = /^[_A-Za-z][_0-9A-Za-z]*$/;
 const RESERVED_ARGS = new Set(['limit', 'nextToken']);
@@ -399,22 +408,29 @@ function getQuery(q: QueryModel, model: GeneratedModel, problems: string[]): { f
     if (!declarable(a.name)) problems.push(`query ${q.domain}.${q.query.name}: parameter '${a.name}' is not a GraphQL argument name (letters, digits and _, not starting with a digit or __); rename it`);
   }
   const field = `  """${q.query.name}: one \`${q.readModel.name}\` item by its key, or null (REST: ${restRoute(q)})."""\n  ${q.fieldName}${args.length > 0 ? `(${args.map((a) => a.decl).join(', ')})` : ''}: ${model.typeName} ${groupsDirective(q.query.allowedGroups)}`;
-  const request =
-    `## ${q.domain}.${q.query.name}: GetItem on the read model \`${q.readModel.name}\`.\n` +
+  const requestBody =
     key.map((k) => requireInput(k.spec)).join('') +
     '#set($key = {})\n' +
-    key.map((k) => `$util.qr($key.put(${vtl(k.attr)}, ${inputValue(k.spec)}))\n`).join('') +
-    '$util.toJson({"version": "2018-05-29", "operation": "GetItem", "key": $key, "consistentRead": false})\n';
+    key.map((k) => `$util.qr($key.put(${vtl(k.attr)}, ${inputValue(k.spec)}))\n`).join('');
+  const getItem = '{"version": "2018-05-29", "operation": "GetItem", "key": $key, "consistentRead": false}';
+  const request = `## ${q.domain}.${q.query.name}: GetItem on the read model \`${q.readModel.name}\`.\n` + requestBody + `$util.toJson(${getItem})\n`;
   const ownership = q.query.ownership;
-  const response =
-    '#if($ctx.error)\n  $util.error($ctx.error.message, $ctx.error.type)\n#end\n' +
+  const mapping = (result: string) =>
     (ownership
       ? readsAllLines(ownership.overrideGroups ?? []) +
-        `#if(!$util.isNull($ctx.result) && !$readsAll && $ctx.result.get(${vtl(ownership.ownerAttribute)}) != $ctx.identity.sub)\n` +
+        `#if(!$util.isNull(${result}) && !$readsAll && ${result}.get(${vtl(ownership.ownerAttribute)}) != $ctx.identity.sub)\n` +
         `  $util.error(${vtl(`only the owner${(ownership.overrideGroups ?? []).length > 0 ? ` or a member of ${ownership.overrideGroups!.join(', ')}` : ''} may read this item`)}, 'NotOwner')\n#end\n`
       : '') +
-    '$util.toJson($ctx.result)\n';
-  return { field, resolver: { typeName: 'Query', fieldName: q.fieldName, readModel: { domain: q.domain, name: q.readModel.name }, requestTemplate: request, responseTemplate: response } };
+    `$util.toJson(${result})\n`;
+  const response = '#if($ctx.error)\n  $util.error($ctx.error.message, $ctx.error.type)\n#end\n' + mapping('$ctx.result');
+  const pipeline = {
+    requestTemplate:
+      `## ${q.domain}.${q.query.name}: GetItem on the active version of the read model \`${q.readModel.name}\` (the functions choose it).\n` +
+      requestBody +
+      `$util.qr($ctx.stash.put('request', ${getItem}))\n{}\n`,
+    responseTemplate: `## ${q.domain}.${q.query.name}: the item the active version answered.\n` + mapping('$ctx.stash.answer'),
+  };
+  return { field, resolver: { typeName: 'Query', fieldName: q.fieldName, readModel: { domain: q.domain, name: q.readModel.name }, requestTemplate: request, responseTemplate: response, pipeline } };
 }
 
 function listQuery(q: QueryModel, model: GeneratedModel, problems: string[]): { field: string; resolver: GeneratedResolver } {
@@ -444,20 +460,32 @@ function listQuery(q: QueryModel, model: GeneratedModel, problems: string[]): { 
   const field = `  """${query.name}: a page of \`${q.readModel.name}\` items (REST: ${restRoute(q)})."""\n  ${q.fieldName}(\n    ${args.join('\n    ')}\n  ): ${model.typeName}Page ${groupsDirective(query.allowedGroups)}`;
 
   const prefix = `${q.fieldName}:`;
-  let request =
-    `## ${q.domain}.${query.name}: ${pk ? 'Query' : 'Scan'} on the read model \`${q.readModel.name}\`${query.index ? ` (index ${query.index})` : ''}.\n` +
+  const operation = `${pk ? 'Query' : 'Scan'} on the read model \`${q.readModel.name}\`${query.index ? ` (index ${query.index})` : ''}`;
+  const head =
     `#set($limit = $util.defaultIfNull($ctx.args.limit, ${pageSize}))\n` +
     `#if($limit < 1 || $limit > ${maxPageSize})\n  $util.error(${vtl(`limit must be an integer from 1 to ${maxPageSize}`)}, 'ValidationError')\n#end\n` +
     `#set($request = {"version": "2018-05-29", "operation": ${vtl(pk ? 'Query' : 'Scan')}, "limit": $limit, "consistentRead": false})\n` +
     (query.index ? `$util.qr($request.put('index', ${vtl(query.index)}))\n` : '') +
-    (pk ? `$util.qr($request.put('scanIndexForward', ${query.newestFirst ? 'false' : 'true'}))\n` : '') +
-    '## The token is bound to this field: it must be one this field returned (base64 of "<field>:<data source token>").\n' +
+    (pk ? `$util.qr($request.put('scanIndexForward', ${query.newestFirst ? 'false' : 'true'}))\n` : '');
+  const decodeToken = (versioned: boolean) =>
+    (versioned
+      ? '## The token is bound to this field and to the version that issued it (base64 of "<field>:v<version>:<data source token>");\n' +
+        '## the function reading the active version refuses a token of another version.\n'
+      : '## The token is bound to this field: it must be one this field returned (base64 of "<field>:<data source token>").\n') +
     '#if(!$util.isNull($ctx.args.nextToken))\n' +
     `  #if(!$util.matches('^[A-Za-z0-9+/]{4,8192}={0,2}$', $ctx.args.nextToken))\n    $util.error(${vtl(INVALID_NEXT_TOKEN)}, 'InvalidNextToken')\n  #end\n` +
     '  #set($decoded = $util.base64Decode($ctx.args.nextToken))\n' +
     `  #if(!$decoded.startsWith(${vtl(prefix)}) || $decoded.length() <= ${prefix.length})\n    $util.error(${vtl(INVALID_NEXT_TOKEN)}, 'InvalidNextToken')\n  #end\n` +
-    `  $util.qr($request.put('nextToken', $decoded.substring(${prefix.length})))\n` +
+    (versioned
+      ? `  #set($bound = $decoded.substring(${prefix.length}))\n` +
+        `  #if(!$util.matches('v[1-9][0-9]{0,3}:.+', $bound))\n    $util.error(${vtl(STALE_NEXT_TOKEN)}, 'InvalidNextToken')\n  #end\n` +
+        "  #set($colon = $bound.indexOf(':'))\n" +
+        '  #set($start = $colon + 1)\n' +
+        "  $util.qr($ctx.stash.put('tokenVersion', $bound.substring(1, $colon)))\n" +
+        "  $util.qr($request.put('nextToken', $bound.substring($start)))\n"
+      : `  $util.qr($request.put('nextToken', $decoded.substring(${prefix.length})))\n`) +
     '#end\n';
+  let request = '';
   if (pk) {
     request +=
       requireInput(pk.spec) +
@@ -513,15 +541,26 @@ function listQuery(q: QueryModel, model: GeneratedModel, problems: string[]): { 
       '  $util.qr($request.put(\'filter\', {"expression": $filterExpression, "expressionNames": $filterNames, "expressionValues": $filterValues}))\n' +
       '#end\n';
   }
-  request += '$util.toJson($request)\n';
+  const unitRequest = `## ${q.domain}.${query.name}: ${operation}.\n` + head + decodeToken(false) + request + '$util.toJson($request)\n';
+  const page = (result: string, token: string) =>
+    `#set($page = {"items": ${result}.items, "count": ${result}.items.size()})\n` +
+    `#if(!$util.isNullOrEmpty(${result}.nextToken))\n  $util.qr($page.put('nextToken', $util.base64Encode("${prefix}${token}${result}.nextToken")))\n#end\n` +
+    '$util.toJson($page)\n';
   const response =
     '#if($ctx.error)\n' +
     `  #if(!$util.isNull($ctx.args.nextToken))\n    $util.error(${vtl(INVALID_NEXT_TOKEN)}, 'InvalidNextToken')\n  #end\n` +
     '  $util.error($ctx.error.message, $ctx.error.type)\n#end\n' +
-    '#set($page = {"items": $ctx.result.items, "count": $ctx.result.items.size()})\n' +
-    `#if(!$util.isNullOrEmpty($ctx.result.nextToken))\n  $util.qr($page.put('nextToken', $util.base64Encode("${prefix}$ctx.result.nextToken")))\n#end\n` +
-    '$util.toJson($page)\n';
-  return { field, resolver: { typeName: 'Query', fieldName: q.fieldName, readModel: { domain: q.domain, name: q.readModel.name }, requestTemplate: request, responseTemplate: response } };
+    page('$ctx.result', '');
+  const pipeline = {
+    requestTemplate:
+      `## ${q.domain}.${query.name}: ${operation}, on its active version (the functions choose it).\n` +
+      head +
+      decodeToken(true) +
+      request +
+      "$util.qr($ctx.stash.put('request', $request))\n{}\n",
+    responseTemplate: `## ${q.domain}.${query.name}: the page the active version answered; its token names that version.\n` + page('$ctx.stash.answer', 'v$ctx.stash.version:'),
+  };
+  return { field, resolver: { typeName: 'Query', fieldName: q.fieldName, readModel: { domain: q.domain, name: q.readModel.name }, requestTemplate: unitRequest, responseTemplate: response, pipeline } };
 }
 
 function changeFields(model: GeneratedModel, readers: QueryModel[]): { mutation: string; subscription: string; resolvers: GeneratedResolver[] } {
@@ -585,5 +624,65 @@ function changeFields(model: GeneratedModel, readers: QueryModel[]): { mutation:
         responseTemplate: subscriptionResponse,
       },
     ],
+  };
+}
+
+/** The pipeline functions of a read model kept in two versions, run in this order by each of its query fields. */
+export interface VersionFunctions {
+  /** GetItem of the active-version pointer (checkpoint table); stashes `readCurrent`. */
+  readonly activeVersion: { readonly requestTemplate: string; readonly responseTemplate: string };
+  /** The query on the previous version's table, skipped (`#return`) once the pointer names the current version. */
+  readonly readPrevious: { readonly requestTemplate: string; readonly responseTemplate: string };
+  /** The query on the current version's table, skipped (`#return`) until the pointer names it. */
+  readonly readCurrent: { readonly requestTemplate: string; readonly responseTemplate: string };
+}
+
+/**
+ * The functions that answer a read model's queries from its active version: the pointer is read first (strongly
+ * consistent, so that once a query has seen the switch no later one reads the previous version), then exactly one
+ * of the two reads runs the request the resolver's before template left in `$ctx.stash.request` (a function whose
+ * request template ends with `#return` calls no data source: AppSync's "#return" directive in a function returns
+ * from the function and the pipeline goes on with the next one). The read that runs stashes its answer and its
+ * version (`$ctx.stash.answer`, `$ctx.stash.version`), and refuses a page token another version issued.
+ *
+ * Pointer semantics: absent, not a number, or below `current` → the previous version; `current` or above → the
+ * current version (the pointer flips once, when the rebuilt version has caught up, and never goes back).
+ */
+export function versionFunctions(
+  model: { readonly domain: string; readonly readModel: string },
+  pointerKey: string,
+  previous: number,
+  current: number,
+): VersionFunctions {
+  const where = `${model.domain}.${model.readModel}`;
+  const read = (version: number, skipWhen: string): { requestTemplate: string; responseTemplate: string } => ({
+    requestTemplate:
+      `## ${where}: the query on version ${version}, unless the pointer says otherwise (then no data source call).\n` +
+      `#if(${skipWhen})\n  #return\n#end\n` +
+      `#if(!$util.isNull($ctx.stash.tokenVersion) && $ctx.stash.tokenVersion != ${vtl(String(version))})\n  $util.error(${vtl(STALE_NEXT_TOKEN)}, 'InvalidNextToken')\n#end\n` +
+      `$util.qr($ctx.stash.put('version', ${vtl(String(version))}))\n` +
+      '$util.toJson($ctx.stash.request)\n',
+    responseTemplate:
+      '#if($ctx.error)\n' +
+      `  #if(!$util.isNull($ctx.args.nextToken))\n    $util.error(${vtl(INVALID_NEXT_TOKEN)}, 'InvalidNextToken')\n  #end\n` +
+      '  $util.error($ctx.error.message, $ctx.error.type)\n#end\n' +
+      "$util.qr($ctx.stash.put('answer', $ctx.result))\n" +
+      '$util.toJson($ctx.result)\n',
+  });
+  return {
+    activeVersion: {
+      requestTemplate:
+        `## ${where}: the active-version pointer (the checkpoint table's item ${pointerKey}, the only one this data source may read).\n` +
+        `#set($pointerKey = ${vtl(pointerKey)})\n` +
+        '$util.toJson({"version": "2018-05-29", "operation": "GetItem", "key": {"aggregateId": {"S": $pointerKey}}, "consistentRead": true})\n',
+      responseTemplate:
+        '#if($ctx.error)\n  $util.error($ctx.error.message, $ctx.error.type)\n#end\n' +
+        '#set($readCurrent = false)\n' +
+        `#if(!$util.isNull($ctx.result) && $util.isNumber($ctx.result.version) && $ctx.result.version >= ${current})\n  #set($readCurrent = true)\n#end\n` +
+        "$util.qr($ctx.stash.put('readCurrent', $readCurrent))\n" +
+        '$util.toJson({"readCurrent": $readCurrent})\n',
+    },
+    readPrevious: read(previous, '$ctx.stash.readCurrent'),
+    readCurrent: read(current, '!$ctx.stash.readCurrent'),
   };
 }

@@ -49,17 +49,28 @@ export const vault: DomainDeclaration = {
 
 export const DOMAINS = [observability, projectManagement, vault];
 
+/** The same domains with read models at other versions: secrets v2, alerts v3 (both keep their previous), projects v2 without its previous. */
+export const VERSIONED: DomainDeclaration[] = [
+  { ...observability, readModels: observability.readModels!.map((r) => (r.name === 'alerts' ? { ...r, version: 3 } : r)) },
+  { ...projectManagement, readModels: projectManagement.readModels!.map((r) => (r.name === 'projects' ? { ...r, version: 2, retainPreviousVersion: false } : r)) },
+  { ...vault, readModels: vault.readModels!.map((r) => ({ ...r, version: 2 })) },
+];
+
 export interface GraphqlFixture {
   readonly appsync: AppSync;
   /** Local table name of each read model (`alerts`, `metrics`, `projects`, `secrets`). */
   readonly tables: Record<string, string>;
+  /** Local table name of every table a data source reads, by the template's logical id. */
+  readonly tablesById: Record<string, string>;
+  /** The schema and resolvers as Skafu Local reads them from the template. */
+  readonly config: ReturnType<typeof appSyncFromTemplate>;
   readonly template: Record<string, any>;
 }
 
-export async function graphqlFixture(client: DynamoDBClient): Promise<GraphqlFixture> {
+export async function graphqlFixture(client: DynamoDBClient, domains: DomainDeclaration[] = DOMAINS): Promise<GraphqlFixture> {
   const stack = new Stack(new App(), 'GqlRun', { env: { account: '111111111111', region: 'eu-west-1' } });
   const platform = new SkafuPlatform(stack, 'Platform', { nestedDomainStacks: false });
-  for (const d of DOMAINS) platform.addDomain(d);
+  for (const d of domains) platform.addDomain(d);
   platform.addGraphqlApi();
   const template = Template.fromStack(stack).toJSON();
   const resources = template.Resources as Record<string, any>;
@@ -69,7 +80,7 @@ export async function graphqlFixture(client: DynamoDBClient): Promise<GraphqlFix
     refs.push((value as any).Ref);
     return '';
   });
-  for (const ref of refs) {
+  for (const ref of new Set(refs)) {
     const name = `rm-${ref.slice(0, 40)}-${randomUUID().slice(0, 8)}`;
     await client.send(new CreateTableCommand(createTableInputFromCfn(resources[ref].Properties, name)));
     created.set(ref, name);
@@ -80,5 +91,6 @@ export async function graphqlFixture(client: DynamoDBClient): Promise<GraphqlFix
     const model = ['Alerts', 'Metrics', 'Projects', 'Secrets'].find((m) => ref.includes(`ReadModel${m}`));
     if (model) tables[model.toLowerCase()] = name;
   }
-  return { appsync: new AppSync({ sdl: config.sdl, resolvers: config.resolvers, client }), tables, template };
+  const appsync = new AppSync({ sdl: config.sdl, resolvers: config.resolvers, client });
+  return { appsync, tables, tablesById: Object.fromEntries(created), config, template };
 }
