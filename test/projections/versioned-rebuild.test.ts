@@ -416,3 +416,51 @@ test("a custom query handler's activeReadModelTable follows the pointer the same
   expect(reads).toBe(3);
   for (const bad of ['__proto__', 'constructor', 'unknown']) await expect(activeReadModelTable(bad)).rejects.toThrow(/has no table name/);
 });
+
+test('the version guard answers CloudFormation through the backfill function: properties as strings, FAILED with the reason, never stuck', async () => {
+  // CloudFormation has no local engine: the pre-signed response URL is captured (node:https stubbed, nothing sent).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const httpsModule = require('node:https') as typeof import('node:https');
+  const answers: Array<Record<string, any>> = [];
+  const spy = jest.spyOn(httpsModule, 'request').mockImplementation(((url: string, _options: unknown, callback: (res: unknown) => void) => ({
+    on: () => undefined,
+    end: (payload: string) => {
+      answers.push({ url, ...JSON.parse(payload) });
+      callback({ resume: () => undefined, on: (event: string, fn: () => void) => (event === 'end' ? fn() : undefined) });
+    },
+  })) as never);
+  try {
+    const name = `Cfn${randomUUID().slice(0, 6)}`;
+    const request = (type: 'Create' | 'Update' | 'Delete', properties: Record<string, string>, old?: Record<string, string>) => ({
+      RequestType: type,
+      ResponseURL: 'https://cloudformation-custom-resource-response.example/answer',
+      StackId: 'arn:aws:cloudformation:us-east-1:111111111111:stack/Shop/1',
+      RequestId: randomUUID(),
+      ResourceType: 'Custom::SkafuReadModelVersionGuard',
+      LogicalResourceId: 'ProjectionsVersionGuardTotals',
+      ...(type === 'Create' ? {} : { PhysicalResourceId: `version-guard-${name}` }),
+      ResourceProperties: { ServiceToken: 'arn', ReadModelName: name, Version: '2', RetainPreviousVersion: 'true', RetentionSeconds: '3600', CheckpointTable: T.checkpoints(), ...properties },
+      ...(old ? { OldResourceProperties: old } : {}),
+    });
+    const answer = async (event: object) => {
+      await backfillStep(event);
+      return answers[answers.length - 1];
+    };
+    expect(await answer(request('Create', {}))).toMatchObject({ Status: 'SUCCESS', PhysicalResourceId: `version-guard-${name}`, Data: { ActiveVersion: '1' } });
+    const early = await answer(request('Update', { RetainPreviousVersion: 'false' }));
+    expect(early).toMatchObject({ Status: 'FAILED', PhysicalResourceId: `version-guard-${name}` });
+    expect(early.Reason).toMatch(new RegExp(`read model ${name}: retainPreviousVersion is false.*have not switched to version 2`));
+    // Switched two hours ago: a one-hour retention has passed, a three-hour one has not.
+    await switchActiveVersion(client, { checkpointTable: T.checkpoints(), readModelName: name, version: 2, tableName: 't', rebuildId: 'r', now: new Date(Date.now() - 7200_000) });
+    expect(await answer(request('Update', { RetainPreviousVersion: 'false', RetentionSeconds: '10800' }))).toMatchObject({ Status: 'FAILED', Reason: expect.stringMatching(/retention \(10800 s\)/) });
+    expect(await answer(request('Update', { RetainPreviousVersion: 'false' }))).toMatchObject({ Status: 'SUCCESS', Data: { ActiveVersion: '2' } });
+    // A rollback (version 3 back to 2), a Delete, and properties or a table it cannot read.
+    expect(await answer(request('Update', { Version: '2' }, { Version: '3' }))).toMatchObject({ Status: 'SUCCESS' });
+    expect(await answer(request('Delete', { Version: 'garbage' }))).toMatchObject({ Status: 'SUCCESS' });
+    expect(await answer(request('Update', { Version: 'x' }))).toMatchObject({ Status: 'FAILED', Reason: expect.stringMatching(/could not decide: .*Version \(2 or more\)/) });
+    expect(await answer(request('Update', { CheckpointTable: 'no-such-table' }))).toMatchObject({ Status: 'FAILED', Reason: expect.stringMatching(/could not decide/) });
+    expect(answers.every((a) => a.url === 'https://cloudformation-custom-resource-response.example/answer' && a.Reason.length <= 1000)).toBe(true);
+  } finally {
+    spy.mockRestore();
+  }
+});
