@@ -76,9 +76,10 @@ export async function switchActiveVersion(
           rebuildId: { S: input.rebuildId },
           switchedAt: { S: switchedAt },
         },
-        ConditionExpression: 'attribute_not_exists(aggregateId) OR attribute_not_exists(#version) OR #version < :version',
+        // Absent, unreadable (no number: it would switch nothing and block every switch), or an older version.
+        ConditionExpression: 'attribute_not_exists(aggregateId) OR NOT attribute_type(#version, :number) OR #version < :version',
         ExpressionAttributeNames: { '#version': 'version' },
-        ExpressionAttributeValues: { ':version': { N: String(input.version) } },
+        ExpressionAttributeValues: { ':version': { N: String(input.version) }, ':number': { S: 'N' } },
       }),
     );
     return { switched: true, activeVersion: input.version, switchedAt };

@@ -10,15 +10,14 @@
  * - the backfilled read model equals, item by item, the same read model built live from the first event.
  */
 import { randomUUID } from 'node:crypto';
-import { CreateTableCommand, DynamoDBClient, GetItemCommand, PutItemCommand, ScanCommand, TransactWriteItemsCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
-import { unmarshall } from '@aws-sdk/util-dynamodb';
+import { DynamoDBClient, GetItemCommand, PutItemCommand, ScanCommand, TransactWriteItemsCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
 import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { DomainEventBus, ErrorBus, EventStoreTable, ProjectionAction, ProjectionStateMachine, ProjectionValue, ReadModelTable, ValueType } from '../../src';
 import { runRebuildStep, type RebuildConfig, type RebuildProgress } from '../../src/projections/rebuild.runtime';
 import { EventStore } from '../../src/runtime';
-import { definitionFrom, runLocal } from '../support/asl';
-import { createTableInputFromCfn, localClient } from '../support/tables';
+import { appendEvents, createTemplateTables, LiveProjection, machineDefinition, scanTable, type Detail } from '../support/projection-harness';
+import { localClient } from '../support/tables';
 
 jest.setTimeout(300_000);
 
@@ -52,74 +51,37 @@ let v2: Record<string, any>;
 /** The same v2 read models built live from the first event, in tables of their own: the reference. */
 let reference: Record<string, any>;
 let store: EventStore;
-const tables: Record<string, string> = {};
-const referenceTables: Record<string, string> = {};
-const errors: unknown[] = [];
-const outcomes = new Map<string, number>();
+let tables: Record<string, string> = {};
+let referenceTables: Record<string, string> = {};
+let live: LiveProjection;
+let errors: unknown[];
+let outcomes: Map<string, number>;
 
 const table = (names: Record<string, string>, prefix: string) => names[Object.keys(names).find((k) => k.startsWith(prefix))!];
 
 beforeAll(async () => {
   client = localClient();
   const t2 = synth(true);
-  const resources = t2.findResources('AWS::DynamoDB::Table');
-  for (const [logicalId, resource] of Object.entries(resources)) {
-    tables[logicalId] = `${logicalId}-${randomUUID().slice(0, 8)}`;
-    await client.send(new CreateTableCommand(createTableInputFromCfn(resource.Properties, tables[logicalId])));
-    if (logicalId.startsWith('Store')) continue;
-    referenceTables[logicalId] = `${logicalId}-ref-${randomUUID().slice(0, 8)}`;
-    await client.send(new CreateTableCommand(createTableInputFromCfn(resource.Properties, referenceTables[logicalId])));
-  }
-  const refsOf = (names: Record<string, string>) => {
-    const refs: Record<string, string> = { ...names };
-    for (const id of Object.keys(t2.findResources('AWS::Events::EventBus'))) refs[id] = 'skafu-errors';
-    return refs;
-  };
-  const machineOf = (t: Template) => Object.values(t.findResources('AWS::StepFunctions::StateMachine'))[0] as never;
-  v1 = definitionFrom(machineOf(synth(false)), refsOf(tables));
-  v2 = definitionFrom(machineOf(t2), refsOf(tables));
-  reference = definitionFrom(machineOf(t2), refsOf(referenceTables));
+  const created = await createTemplateTables(client, t2, { copies: ['ref'], skipCopies: (id) => id.startsWith('Store') });
+  tables = created.names;
+  referenceTables = created.copies.ref;
+  v1 = machineDefinition(synth(false), 'EXPRESS', tables);
+  v2 = machineDefinition(t2, 'EXPRESS', tables);
+  reference = machineDefinition(t2, 'EXPRESS', referenceTables);
   store = new EventStore({ tableName: table(tables, 'Store'), domain: 'shop', client });
+  live = new LiveProjection(client, 'skafu.shop');
+  errors = live.errors;
+  outcomes = live.outcomes;
 });
 afterAll(() => client.destroy());
 
 const customers = Array.from({ length: 7 }, (_, i) => `customer-${i}`);
-type Detail = Record<string, any>;
 
-async function append(aggregateId: string, events: Array<{ eventType: string; data: Record<string, unknown> }>, expectedVersion: number | 'no-stream'): Promise<Detail[]> {
-  const result = await store.append(aggregateId, events as never, { expectedVersion: expectedVersion as never, aggregateType: 'Order', metadata: { userId: 'u' } });
-  return result.events.map((e) => ({ ...e, timestampEpochSeconds: Math.floor(Date.parse(e.timestamp) / 1000) }));
-}
-
-async function project(definition: Record<string, any>, details: Detail[]): Promise<void> {
-  for (const detail of details) {
-    try {
-      const out = (await runLocal(definition, { 'detail-type': detail.eventType, 'source': 'skafu.shop', detail }, { client, onPutEvents: (e) => errors.push(...e) })) as { readModels?: string[] };
-      for (const o of out.readModels ?? []) outcomes.set(o, (outcomes.get(o) ?? 0) + 1);
-    } catch (err) {
-      errors.push({ execution: (err as Error).message, detail });
-    }
-  }
-}
-
-/** Each aggregate's events in order, several aggregates at a time (as EventBridge delivers them, roughly). */
-async function projectAll(definition: Record<string, any>, streams: Detail[][], concurrency = 16): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < streams.length) await project(definition, streams[next++]);
-  }));
-}
-
-async function scanAll(name: string): Promise<Array<Record<string, unknown>>> {
-  const items: Array<Record<string, unknown>> = [];
-  let start: Record<string, AttributeValue> | undefined;
-  do {
-    const page = await client.send(new ScanCommand({ TableName: name, ExclusiveStartKey: start, ConsistentRead: true }));
-    items.push(...(page.Items ?? []).map((i) => unmarshall(i)));
-    start = page.LastEvaluatedKey;
-  } while (start);
-  return items.sort((a, b) => String(a.customer ?? a.orderId).localeCompare(String(b.customer ?? b.orderId)));
-}
+const append = (aggregateId: string, events: Array<{ eventType: string; data: Record<string, unknown> }>, expectedVersion: number | 'no-stream'): Promise<Detail[]> =>
+  appendEvents(store, aggregateId, events, expectedVersion, 'Order');
+const project = (definition: Record<string, any>, details: Detail[]) => live.project(definition, details);
+const projectAll = (definition: Record<string, any>, streams: Detail[][]) => live.projectAll(definition, streams);
+const scanAll = (name: string) => scanTable(client, name, ['customer', 'orderId']);
 
 async function checkpoint(key: string): Promise<number | undefined> {
   const out = await client.send(new GetItemCommand({ TableName: table(tables, 'ProjectionsCheckpoints'), Key: { aggregateId: { S: key } }, ConsistentRead: true }));

@@ -25,6 +25,8 @@ import {
 import { driftReport } from '../../src/projections/drift.runtime';
 import { parseParkedEventsRequest } from '../../src/projections/parked-events.runtime';
 import { writesFor } from '../../src/projections/rebuild.runtime';
+import { cfnLint } from '../support/cfn-lint';
+import { applyAwsSolutions, nagErrors } from '../support/nag';
 
 function synth(totalsProps: { version?: number; retainPreviousVersion?: boolean; previousVersionRetention?: Duration } = {}, explicitV1 = false) {
   const stack = new Stack(new App(), 'Shop', { env: { account: '111111111111', region: 'us-east-1' } });
@@ -228,4 +230,41 @@ describe('queries of a domain whose read model is at version 2', () => {
     // Only the new version's table is left in the template; the guard keeps CloudFormation from deleting the old one early.
     expect(Object.keys(template.findResources('AWS::DynamoDB::Table')).filter((k) => /ReadModelOrders/.test(k))).toEqual([expect.stringMatching(/TableV2/)]);
   });
+});
+
+test('a platform with a read model at version 3 is cdk-nag clean and passes cfn-lint', () => {
+  const stack = new Stack(new App(), 'Skafu', { env: { account: '111111111111', region: 'us-east-1' } });
+  applyAwsSolutions(stack);
+  const platform = new SkafuPlatform(stack, 'Platform', { environment: SkafuEnvironment.PRODUCTION });
+  platform.addDomain({
+    name: 'orders',
+    commands: [
+      {
+        name: 'PlaceOrder',
+        path: 'orders',
+        allowedGroups: ['Developer'],
+        aggregateType: 'Order',
+        aggregateId: AggregateIdSource.generated(),
+        eventType: 'OrderPlaced',
+        bodySchema: { type: 'object', properties: { item: { type: 'string' } }, required: ['item'], additionalProperties: false },
+      },
+    ],
+    readModels: [
+      {
+        name: 'orders',
+        version: 3,
+        partitionKey: { name: 'orderId' },
+        projections: [{ eventType: 'OrderPlaced', action: ProjectionAction.putItem({ key: { orderId: ProjectionValue.fromEnvelope('aggregateId') }, attributes: { item: ProjectionValue.fromData('item') } }) }],
+      },
+    ],
+    queries: [{ name: 'GetOrder', path: 'orders/{orderId}', readModel: 'orders', allowedGroups: ['Developer'], key: { orderId: QueryInput.pathParameter('orderId') } }],
+  });
+  const assembly = (stack.node.root as App).synth();
+  expect(nagErrors(stack)).toEqual([]);
+  const templates = Object.fromEntries(assembly.stacks.map((s) => [s.stackName, s.template]));
+  expect(cfnLint(templates).filter((f) => f.level !== 'Informational')).toEqual([]);
+  // Version 3 keeps version 2's table and has its guard; version 1's table is gone from the template.
+  const t = Template.fromStack(stack);
+  const readModelTables = Object.keys(t.findResources('AWS::DynamoDB::Table')).filter((k) => /ReadModelOrders/.test(k));
+  expect(readModelTables.map((k) => k.replace(/[0-9A-F]{8}$/, '')).sort()).toEqual([expect.stringMatching(/TableV2$/), expect.stringMatching(/TableV3$/)]);
 });

@@ -14,7 +14,7 @@
  *   the error bus and does not switch.
  */
 import { randomUUID } from 'node:crypto';
-import { DeleteItemCommand, DynamoDBClient, GetItemCommand, PutItemCommand, ScanCommand, TransactWriteItemsCommand } from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, DeleteItemCommand, DynamoDBClient, GetItemCommand, PutItemCommand, ScanCommand, TransactWriteItemsCommand } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { App, Duration, Stack } from 'aws-cdk-lib';
@@ -30,7 +30,7 @@ import { activeReadModelTable, ErrorReporter, EventStore, type DomainSpec } from
 import { apiEvent } from '../support/api-events';
 import { runLocal } from '../support/asl';
 import { appendEvents, createTemplateTables, LiveProjection, machineDefinition, scanTable, tableOf, type Detail } from '../support/projection-harness';
-import { localClient } from '../support/tables';
+import { createTableInputFromCfn, localClient } from '../support/tables';
 
 jest.setTimeout(480_000);
 
@@ -338,7 +338,9 @@ test('the version guard refuses to remove the previous version before the switch
   expect(await ask({ requestType: 'Create', retainPreviousVersion: true }, t0)).toMatchObject({ status: 'SUCCESS' });
   // Jumping to version 3 while version 2 never became active: queries would read an incomplete table.
   expect(await ask({ version: 3, retainPreviousVersion: true }, t0)).toMatchObject({ status: 'FAILED', reason: expect.stringMatching(/version 2 never became active/) });
-  // The switch to version 2.
+  // A malformed pointer (no numeric version) switches nothing and does not block the switch to version 2.
+  await client.send(new PutItemCommand({ TableName: checkpointTable, Item: { aggregateId: { S: `#active#${name}` }, version: { S: '99' } } }));
+  expect(await ask({ retainPreviousVersion: true }, t0)).toMatchObject({ status: 'SUCCESS' });
   expect(await switchActiveVersion(client, { checkpointTable, readModelName: name, version: 2, tableName: 't2', rebuildId: 'r', now: t0 })).toMatchObject({ switched: true });
   // Before the retention: refused, naming when it ends.
   expect(await ask({}, new Date(t0.getTime() + 86400_000))).toMatchObject({ status: 'FAILED', reason: expect.stringMatching(/retention \(259200 s\).*ends at 2026-11-04T00:00:00.000Z/) });
@@ -415,4 +417,97 @@ test("a custom query handler's activeReadModelTable follows the pointer the same
   expect(await activeReadModelTable('plain', { client: counting })).toBe('plain-v1');
   expect(reads).toBe(3);
   for (const bad of ['__proto__', 'constructor', 'unknown']) await expect(activeReadModelTable(bad)).rejects.toThrow(/has no table name/);
+});
+
+test('the version guard answers CloudFormation through the backfill function: properties as strings, FAILED with the reason, never stuck', async () => {
+  // CloudFormation has no local engine: the pre-signed response URL is captured (node:https stubbed, nothing sent).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const httpsModule = require('node:https') as typeof import('node:https');
+  const answers: Array<Record<string, any>> = [];
+  const spy = jest.spyOn(httpsModule, 'request').mockImplementation(((url: string, _options: unknown, callback: (res: unknown) => void) => ({
+    on: () => undefined,
+    end: (payload: string) => {
+      answers.push({ url, ...JSON.parse(payload) });
+      callback({ resume: () => undefined, on: (event: string, fn: () => void) => (event === 'end' ? fn() : undefined) });
+    },
+  })) as never);
+  try {
+    const name = `Cfn${randomUUID().slice(0, 6)}`;
+    const request = (type: 'Create' | 'Update' | 'Delete', properties: Record<string, string>, old?: Record<string, string>) => ({
+      RequestType: type,
+      ResponseURL: 'https://cloudformation-custom-resource-response.example/answer',
+      StackId: 'arn:aws:cloudformation:us-east-1:111111111111:stack/Shop/1',
+      RequestId: randomUUID(),
+      ResourceType: 'Custom::SkafuReadModelVersionGuard',
+      LogicalResourceId: 'ProjectionsVersionGuardTotals',
+      ...(type === 'Create' ? {} : { PhysicalResourceId: `version-guard-${name}` }),
+      ResourceProperties: { ServiceToken: 'arn', ReadModelName: name, Version: '2', RetainPreviousVersion: 'true', RetentionSeconds: '3600', CheckpointTable: T.checkpoints(), ...properties },
+      ...(old ? { OldResourceProperties: old } : {}),
+    });
+    const answer = async (event: object) => {
+      await backfillStep(event);
+      return answers[answers.length - 1];
+    };
+    expect(await answer(request('Create', {}))).toMatchObject({ Status: 'SUCCESS', PhysicalResourceId: `version-guard-${name}`, Data: { ActiveVersion: '1' } });
+    const early = await answer(request('Update', { RetainPreviousVersion: 'false' }));
+    expect(early).toMatchObject({ Status: 'FAILED', PhysicalResourceId: `version-guard-${name}` });
+    expect(early.Reason).toMatch(new RegExp(`read model ${name}: retainPreviousVersion is false.*have not switched to version 2`));
+    // Switched two hours ago: a one-hour retention has passed, a three-hour one has not.
+    await switchActiveVersion(client, { checkpointTable: T.checkpoints(), readModelName: name, version: 2, tableName: 't', rebuildId: 'r', now: new Date(Date.now() - 7200_000) });
+    expect(await answer(request('Update', { RetainPreviousVersion: 'false', RetentionSeconds: '10800' }))).toMatchObject({ Status: 'FAILED', Reason: expect.stringMatching(/retention \(10800 s\)/) });
+    expect(await answer(request('Update', { RetainPreviousVersion: 'false' }))).toMatchObject({ Status: 'SUCCESS', Data: { ActiveVersion: '2' } });
+    // A rollback (version 3 back to 2), a Delete, and properties or a table it cannot read.
+    expect(await answer(request('Update', { Version: '2' }, { Version: '3' }))).toMatchObject({ Status: 'SUCCESS' });
+    expect(await answer(request('Delete', { Version: 'garbage' }))).toMatchObject({ Status: 'SUCCESS' });
+    expect(await answer(request('Update', { Version: 'x' }))).toMatchObject({ Status: 'FAILED', Reason: expect.stringMatching(/could not decide: .*Version \(2 or more\)/) });
+    expect(await answer(request('Update', { CheckpointTable: 'no-such-table' }))).toMatchObject({ Status: 'FAILED', Reason: expect.stringMatching(/could not decide/) });
+    expect(answers.every((a) => a.url === 'https://cloudformation-custom-resource-response.example/answer' && a.Reason.length <= 1000)).toBe(true);
+  } finally {
+    spy.mockRestore();
+  }
+});
+
+test('a new version whose backfill meets an event it cannot apply ends CAUGHT_UP_WITH_FAILURES and does not switch queries; fixed at the same version, the same rebuildId resumes and switches', async () => {
+  // Another domain in the same store, its own read model `Poison` at version 2 (version 2's definition aimed at a fresh table).
+  const poisonTable = `Poison-${randomUUID().slice(0, 8)}`;
+  const [, resource] = Object.entries(synth(2).findResources('AWS::DynamoDB::Table')).find(([id]) => id.startsWith('TotalsTableV2'))!;
+  await client.send(new CreateTableCommand(createTableInputFromCfn(resource.Properties, poisonTable)));
+  const definition = JSON.parse(JSON.stringify(v2).split(T.totalsV2()).join(poisonTable));
+  const poisonStore = new EventStore({ tableName: T.store(), domain: 'poison', client });
+  await appendEvents(poisonStore, 'order-good', [{ eventType: 'OrderPlaced', data: { customer: 'c', amount: 2 } }], 'no-stream', 'Order');
+  // `amount` is not a number: DynamoDB refuses the ADD, as the live projection would park it.
+  await appendEvents(poisonStore, 'order-bad', [{ eventType: 'OrderPlaced', data: { customer: 'c', amount: 'lots' } }], 'no-stream', 'Order');
+  const saved = { ...process.env };
+  Object.assign(process.env, { SKAFU_DOMAIN: 'poison', SKAFU_READ_MODEL_TABLES: JSON.stringify({ 'Poison@v2': poisonTable }), SKAFU_PROJECTION_DEFINITION_OVERRIDE: JSON.stringify(definition) });
+  try {
+    let step!: typeof backfillStep;
+    jest.isolateModules(() => {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      step = require('../../src/projections/backfill.lambda').handler;
+    });
+    let out = await step({ readModel: 'Poison@v2', rebuildId: 'p1' }, { getRemainingTimeInMillis: () => 70_000 });
+    while (out.status === 'RUNNING') out = await step({ readModel: 'Poison@v2', rebuildId: 'p1' }, { getRemainingTimeInMillis: () => 70_000 });
+    expect(out).toMatchObject({ status: 'CAUGHT_UP_WITH_FAILURES', failures: 1, switched: false, activeVersion: 1 });
+    expect(out.firstFailures).toEqual([expect.objectContaining({ aggregateId: 'order-bad', eventSequence: 1 })]);
+    expect(await readActivePointer(client, T.checkpoints(), 'Poison')).toBeUndefined();
+    // Started again with the same rebuildId (no fix): one more pass, the same failure, still no switch.
+    const again = await step({ readModel: 'Poison@v2', rebuildId: 'p1' }, { getRemainingTimeInMillis: () => 70_000 });
+    expect(again).toMatchObject({ status: 'CAUGHT_UP_WITH_FAILURES', failures: 1, switched: false });
+    expect(await readActivePointer(client, T.checkpoints(), 'Poison')).toBeUndefined();
+    // The projection fixed at the same version (here: one that does not add the amount) and deployed, the same
+    // rebuildId resumes: the stopped aggregate goes on, nothing is applied twice, and queries switch.
+    const fixed = JSON.parse(JSON.stringify(v1).split(T.totalsV1()).join(poisonTable));
+    process.env.SKAFU_PROJECTION_DEFINITION_OVERRIDE = JSON.stringify(fixed);
+    jest.isolateModules(() => {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      step = require('../../src/projections/backfill.lambda').handler;
+    });
+    let resumed = await step({ readModel: 'Poison@v2', rebuildId: 'p1' }, { getRemainingTimeInMillis: () => 70_000 });
+    while (resumed.status === 'RUNNING') resumed = await step({ readModel: 'Poison@v2', rebuildId: 'p1' }, { getRemainingTimeInMillis: () => 70_000 });
+    expect(resumed).toMatchObject({ status: 'CAUGHT_UP', failures: 0, switched: true, activeVersion: 2, eventsApplied: 2 });
+    expect(await scanTable(client, poisonTable, ['customer'])).toEqual([{ customer: 'c', orders: 2, amount: 2 }]);
+    expect(await readActivePointer(client, T.checkpoints(), 'Poison')).toMatchObject({ version: 2, readModel: 'Poison@v2', tableName: poisonTable });
+  } finally {
+    for (const k of ['SKAFU_DOMAIN', 'SKAFU_READ_MODEL_TABLES', 'SKAFU_PROJECTION_DEFINITION_OVERRIDE']) process.env[k] = saved[k];
+  }
 });
