@@ -27,7 +27,8 @@ options:
   --retry-ms MS             the interval between a state machine task's retries; their number is kept (default: 100)
   --max-executions N        state machine executions interpreted at once, the others wait in order (default: 16)
   --no-backfill             do not backfill read models from the event store at start (by default a read model
-                            added to a domain that already has events is filled before the API answers)
+                            added to a domain that already has events, or raised to a new version, is filled
+                            before the API answers, and queries switch to a new version once it is filled)
   --scenario FILE           play a recorded scenario (JSON, see the README) and exit 0 if every step behaved
                             as expected, 1 otherwise; with ASSEMBLY (or without --base-url) against Skafu Local
                             started for the run, with --base-url against that URL instead
