@@ -136,3 +136,9 @@ describe('cdk-nag and cfn-lint with read models kept in two versions', () => {
     expect(cfnLint({ Platform: nagged.template })).toEqual([]);
   });
 });
+
+test('a read model kept in two versions in a domain without projections throws at synth, naming it (nothing would build or switch it)', () => {
+  const noProjections: DomainDeclaration = { ...vault, name: 'frozen', commands: [], readModels: vault.readModels!.map((r) => ({ ...r, version: 2, projections: [] })) };
+  expect(() => platformTemplate([noProjections], 'GqlFrozen')).toThrow(/read model frozen\.secrets is at version 2 with its previous version kept, but the domain has no projections/);
+  expect(() => platformTemplate([{ ...noProjections, readModels: noProjections.readModels!.map((r) => ({ ...r, retainPreviousVersion: false })) }], 'GqlFrozenOk')).not.toThrow();
+});
