@@ -15,11 +15,16 @@
  *   (again at most once a minute while it lasts), never a silent loop.
  * Each mapping polls in its own loop: again right away while a shard hands back a full batch (or a shard closed and
  * its children are to be read), otherwise every pollIntervalMs (default 250 ms: Lambda's poller reads each shard
- * about four times a second, Lambda developer guide, "Polling and batching streams"). Skafu Local also polls a
- * mapping at once when something it runs may just have written to the table (nudge: a function invocation, a
- * state machine's DynamoDB write task on that table), so that its own writes are read without waiting out the
- * interval; writes from outside (another client of DynamoDB Local) are read at the next interval. Nudges change
- * only when a shard is read, never what is read or in which order (one GetRecords at a time per shard).
+ * about four times a second, Lambda developer guide, "Polling and batching streams").
+ *
+ * Where Skafu Local is faster than AWS, on purpose: a mapping is also polled at once when something Skafu Local
+ * runs has just written to its table (nudge): a handler's DynamoDB write, reported by its worker as soon as
+ * DynamoDB answered it (dynamodb-writes.js), and a state machine's DynamoDB write task. On AWS the record would
+ * wait for the poller's next read (up to about 250 ms, plus the stream's own propagation delay); here it is read
+ * within milliseconds, which keeps a test suite fast. A write from outside (another client of DynamoDB Local) is
+ * read at the next interval, as on AWS. Nudges change only when a shard is read, never what is read, in which
+ * batches it may be cut or in which order (one GetRecords at a time per shard, a nudge during a read makes one
+ * more read after it), so ordering, retries and exactly-once delivery are those of the interval-only poller.
  */
 import { DescribeTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
@@ -67,8 +72,6 @@ export class StreamMapping {
   public busy = false;
   /** Records delivered to the function (after filtering). */
   public delivered = 0;
-  /** Called after each invocation of the function (it may have written to another stream's table). */
-  public afterInvoke?: () => void;
   private streamArn?: string;
   private readonly shards = new Map<string, ShardState>();
   private lastDescribe = 0;
@@ -280,7 +283,6 @@ export class StreamMapping {
         failedAt = batch[0].dynamodb.SequenceNumber;
         failure = `${(err as Error).name}: ${(err as Error).message}`;
       }
-      this.afterInvoke?.();
       if (!failedAt) {
         this.delivered += batch.length;
         return;
@@ -337,7 +339,6 @@ export class DynamoDbStreams {
       const table = /table\/([^/]+)\/stream/.exec(source)?.[1];
       if (!table) continue;
       const mapping = new StreamMapping(r.path, table, String(props.FunctionName), props, this.services);
-      mapping.afterInvoke = () => this.mappings.forEach((other) => other !== mapping && other.nudge());
       this.mappings.push(mapping);
       this.services.log(`  ${mapping.describe()}`);
     }
@@ -348,9 +349,9 @@ export class DynamoDbStreams {
   }
 
   /**
-   * Tells every idle mapping (or those on the given tables) to poll now: called after a function ran or a state
-   * machine task wrote, since a table may have new records. Only when the next poll happens changes; what is
-   * read, and in which order, does not.
+   * Tells every mapping (or those on the given tables) to poll now, or right after the read in progress: called
+   * when a handler's DynamoDB write or a state machine task wrote to them. Only when the next poll happens
+   * changes; what is read, and in which order, does not.
    */
   public nudge(tableNames?: readonly string[]): void {
     for (const m of this.mappings) if (!tableNames || tableNames.includes(m.table)) m.nudge();

@@ -51,7 +51,9 @@ interface Pending {
 
 interface WorkerMessage {
   readonly id?: string;
-  readonly type?: 'ready' | 'load-error';
+  readonly type?: 'ready' | 'load-error' | 'wrote';
+  /** For `wrote`: the tables a DynamoDB write of the handler wrote, `null` when they cannot be told. */
+  readonly tables?: string[] | null;
   readonly result?: unknown;
   readonly error?: { name: string; message: string; stack?: string };
 }
@@ -64,6 +66,11 @@ export class LambdaHost {
   constructor(
     private readonly baseEnvironment: Record<string, string>,
     private readonly logDirectory: string,
+    /**
+     * Told, while a handler runs, each time DynamoDB has answered one of its writes with success: the tables it
+     * wrote, or undefined when they cannot be told (a PartiQL statement naming none Skafu Local can read).
+     */
+    private readonly onWrite: (tables: readonly string[] | undefined) => void = () => undefined,
   ) {
     fs.mkdirSync(logDirectory, { recursive: true });
   }
@@ -158,6 +165,7 @@ export class LambdaHost {
     ready.catch(() => undefined); // observed by loadAll / invoke
     const slot = { worker, ready, pending };
     worker.on('message', (msg: WorkerMessage) => {
+      if (msg.type === 'wrote') return this.onWrite(msg.tables ?? undefined);
       if (msg.type === 'ready') return markReady();
       if (msg.type === 'load-error') return failLoad(new Error(`${msg.error?.name}: ${msg.error?.message}`));
       const p = msg.id ? pending.get(msg.id) : undefined;

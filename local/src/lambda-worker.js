@@ -3,6 +3,11 @@
 'use strict';
 const { parentPort, workerData } = require('node:worker_threads');
 const { randomUUID } = require('node:crypto');
+const { watchDynamoDbWrites } = require('./dynamodb-writes');
+
+// Skafu Local is told the tables a handler writes as soon as DynamoDB has answered each write, so that it reads
+// their streams at once (dynamodb-writes.js); the handler's requests are only observed.
+watchDynamoDbWrites((tables) => parentPort.postMessage({ type: 'wrote', tables }));
 
 const describe = (err) => ({
   name: (err && err.name) || 'Error',

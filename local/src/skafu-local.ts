@@ -49,9 +49,9 @@ export interface SkafuLocalOptions {
   readonly log?: (line: string) => void;
   /**
    * How often an idle stream or queue is polled, in milliseconds. Streams are also read at once after anything
-   * Skafu Local runs may have written to their table (a function invocation other than an API GET, a state
-   * machine's write task on it), and queues as soon as a message is sent to them; the interval is for writes
-   * from outside (another client of DynamoDB Local).
+   * Skafu Local runs has written to their table (a handler's DynamoDB write, as soon as DynamoDB answered it; a
+   * state machine's write task on it), and queues as soon as a message is sent to them; the interval is for
+   * writes from outside (another client of DynamoDB Local).
    * @default 250 (Lambda's stream poller reads each shard about four times a second)
    */
   readonly pollIntervalMs?: number;
@@ -228,6 +228,8 @@ export class SkafuLocal {
         NODE_PATH: [sdkModules(), process.env.NODE_PATH ?? ''].filter(Boolean).join(path.delimiter),
       },
       path.join(this.workDirectory, 'logs'),
+      // A handler's DynamoDB write, once answered: the streams of the tables it wrote are read at once.
+      (tables) => this.streams?.nudge(tables),
     );
     this.registerFunctions(resources);
     await this.loadFunctions();
@@ -250,12 +252,9 @@ export class SkafuLocal {
     this.bus.configure(resources, {
       startExecution: (arn, input) => this.stepFunctions!.startExecution(arn, input),
       sendMessage: (arn, body) => void this.sqs!.sendMessage(arn, body),
-      invokeFunction: (arn, event) => this.invokeAndNudge(arn, event),
+      invokeFunction: (arn, event) => this.host!.invoke(arn, event),
     });
-    // A GET, HEAD or OPTIONS integration is taken not to write (a table it writes is read at the next interval).
-    this.api = new ApiGateway(this.host, this.errorLog, (method) => {
-      if (!['GET', 'HEAD', 'OPTIONS'].includes(method)) this.streams?.nudge();
-    });
+    this.api = new ApiGateway(this.host, this.errorLog);
     this.api.configure(resources);
     this.routes.push(...this.api.routes);
     this.unsupported.push(...this.api.unsupported, ...this.bus.unsupported, ...this.stepFunctions.unsupported);
@@ -271,7 +270,7 @@ export class SkafuLocal {
     });
     this.streams.configure(resources);
     this.streams.start();
-    this.sqs.startMappings(resources, (fn, event) => this.invokeAndNudge(fn, event), this.pollIntervalMs);
+    this.sqs.startMappings(resources, (fn, event) => this.host!.invoke(fn, event), this.pollIntervalMs);
 
     // Read models added to domains that already have events are backfilled before the API answers.
     this.backfills = new Backfills((arn, event) => this.host!.invoke(arn, event), this.log);
@@ -339,11 +338,6 @@ export class SkafuLocal {
 
   private get pollIntervalMs(): number {
     return this.options.pollIntervalMs ?? 250;
-  }
-
-  /** Invokes a function for a bus rule or a queue, then reads the streams (the function may have written). */
-  private invokeAndNudge(fn: string, event: unknown): Promise<unknown> {
-    return this.host!.invoke(fn, event).finally(() => this.streams?.nudge());
   }
 
   /** PutEvents on the local buses, as a function Skafu Local runs would call it (e.g. to replay events). */
