@@ -26,22 +26,14 @@
  * batches it may be cut or in which order (one GetRecords at a time per shard, a nudge during a read makes one
  * more read after it), so ordering, retries and exactly-once delivery are those of the interval-only poller.
  */
-import { DescribeTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import {
-  DescribeStreamCommand,
-  GetRecordsCommand,
-  GetShardIteratorCommand,
-  type DynamoDBStreamsClient,
-  type Shard,
-  type _Record,
-} from '@aws-sdk/client-dynamodb-streams';
 import { LOCAL_REGION, type LocalResource } from './assembly';
+import type { DynamoDbJsonClient } from './dynamodb-json';
 import type { ErrorLog } from './error-log';
 import { matchesPattern, validatePattern } from './event-pattern';
 
 export interface StreamServices {
-  readonly client: DynamoDBClient;
-  readonly streams: DynamoDBStreamsClient;
+  /** DynamoDB's and DynamoDB Streams' JSON APIs (the Streams API as Lambda's poller reads it). */
+  readonly api: DynamoDbJsonClient;
   readonly errors: ErrorLog;
   readonly log: (line: string) => void;
   readonly invoke: (fn: string, event: unknown) => Promise<unknown>;
@@ -61,6 +53,21 @@ interface ShardState {
 }
 
 const REPORT_EVERY_MS = 60_000;
+
+/** A shard, as DescribeStream describes it. */
+interface Shard {
+  readonly ShardId?: string;
+  readonly ParentShardId?: string;
+  readonly SequenceNumberRange?: { StartingSequenceNumber?: string; EndingSequenceNumber?: string };
+}
+
+/** A record, as the Streams API's GetRecords answers it (JSON). */
+export interface StreamRecord {
+  readonly eventID?: string;
+  readonly eventName?: string;
+  readonly eventVersion?: string;
+  readonly dynamodb?: Record<string, any>;
+}
 
 /** What a stream handler may return (partial batch response). */
 interface BatchResponse {
@@ -178,7 +185,7 @@ export class StreamMapping {
     this.lastDescribe = Date.now();
     let latest: string | undefined;
     try {
-      latest = (await this.services.client.send(new DescribeTableCommand({ TableName: this.table }))).Table?.LatestStreamArn;
+      latest = (await this.services.api.dynamodb<{ Table?: { LatestStreamArn?: string } }>('DescribeTable', { TableName: this.table })).Table?.LatestStreamArn;
     } catch (err) {
       if ((err as Error).name !== 'ResourceNotFoundException') throw err;
       this.report('table', 'StreamReadFailed', `table ${this.table} does not exist (deleted?): its stream is read again once it is created`);
@@ -195,7 +202,7 @@ export class StreamMapping {
     const shards: Shard[] = [];
     let exclusiveStart: string | undefined;
     do {
-      const out = await this.services.streams.send(new DescribeStreamCommand({ StreamArn: latest, ExclusiveStartShardId: exclusiveStart }));
+      const out = await this.services.api.streams<{ StreamDescription?: { Shards?: Shard[]; LastEvaluatedShardId?: string } }>('DescribeStream', { StreamArn: latest, ExclusiveStartShardId: exclusiveStart });
       shards.push(...(out.StreamDescription?.Shards ?? []));
       exclusiveStart = out.StreamDescription?.LastEvaluatedShardId;
     } while (exclusiveStart);
@@ -214,13 +221,13 @@ export class StreamMapping {
       ? { StreamArn: this.streamArn, ShardId: shard.id, ShardIteratorType: 'AFTER_SEQUENCE_NUMBER' as const, SequenceNumber: shard.lastSequence }
       : { StreamArn: this.streamArn, ShardId: shard.id, ShardIteratorType: shard.start };
     try {
-      return (await this.services.streams.send(new GetShardIteratorCommand(input))).ShardIterator;
+      return (await this.services.api.streams<{ ShardIterator?: string }>('GetShardIterator', input)).ShardIterator;
     } catch (err) {
       if ((err as Error).name === 'TrimmedDataAccessException' && shard.lastSequence) {
         // The records after the last one read are gone (older than 24 hours): reported, then read from the oldest.
         this.report(shard.id, 'StreamRecordsLost', `records of ${this.table} shard ${shard.id} after ${shard.lastSequence} were trimmed before they were read`);
         shard.lastSequence = undefined;
-        return (await this.services.streams.send(new GetShardIteratorCommand({ StreamArn: this.streamArn, ShardId: shard.id, ShardIteratorType: 'TRIM_HORIZON' }))).ShardIterator;
+        return (await this.services.api.streams<{ ShardIterator?: string }>('GetShardIterator', { StreamArn: this.streamArn, ShardId: shard.id, ShardIteratorType: 'TRIM_HORIZON' })).ShardIterator;
       }
       if ((err as Error).name === 'ResourceNotFoundException') {
         shard.done = true; // the shard is gone with its stream
@@ -238,7 +245,7 @@ export class StreamMapping {
     }
     let out;
     try {
-      out = await this.services.streams.send(new GetRecordsCommand({ ShardIterator: shard.iterator, Limit: this.batchSize }));
+      out = await this.services.api.streams<{ Records?: StreamRecord[]; NextShardIterator?: string }>('GetRecords', { ShardIterator: shard.iterator, Limit: this.batchSize });
     } catch (err) {
       const name = (err as Error).name;
       if (name === 'TrimmedDataAccessException' || name === 'ExpiredIteratorException') {
@@ -367,8 +374,13 @@ export class DynamoDbStreams {
   }
 }
 
-/** A Streams API record in the shape Lambda hands to a stream handler (and that filter patterns match). */
-export function toLambdaRecord(record: _Record, streamArn?: string): Record<string, any> {
+/**
+ * A Streams API record in the shape Lambda hands to a stream handler (and that filter patterns match):
+ * ApproximateCreationDateTime in whole epoch seconds (the API's JSON has epoch seconds; an SDK client's output has
+ * a Date), binary attributes as base64 text, and an empty map, which DynamoDB Local's Streams API hands back as
+ * `{}`, as `{ "M": {} }`.
+ */
+export function toLambdaRecord(record: StreamRecord, streamArn?: string): Record<string, any> {
   const fix = (v: unknown): unknown => {
     if (v === null || typeof v !== 'object') return v;
     if (Array.isArray(v)) return v.map(fix);
@@ -388,9 +400,16 @@ export function toLambdaRecord(record: _Record, streamArn?: string): Record<stri
     awsRegion: LOCAL_REGION,
     dynamodb: {
       ...d,
-      ApproximateCreationDateTime: d?.ApproximateCreationDateTime ? Math.floor(new Date(d.ApproximateCreationDateTime).getTime() / 1000) : undefined,
+      ApproximateCreationDateTime: creationSeconds(d?.ApproximateCreationDateTime),
       NewImage: image(d?.NewImage),
       OldImage: image(d?.OldImage),
     },
   };
+}
+
+function creationSeconds(value: unknown): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === 'number') return Math.floor(value);
+  const ms = new Date(value as string | Date).getTime();
+  return Number.isNaN(ms) ? undefined : Math.floor(ms / 1000);
 }

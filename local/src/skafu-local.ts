@@ -17,12 +17,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CreateTableCommand, DescribeTableCommand, DynamoDBClient, UpdateTableCommand, type StreamViewType } from '@aws-sdk/client-dynamodb';
-import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { ApiGateway, type LocalRoute, type Unsupported } from './api-gateway';
 import { AppSync, appSyncFromTemplate } from './appsync';
 import { AppSyncServer } from './appsync-server';
 import { LocalAssembly, LOCAL_REGION, type LocalResource } from './assembly';
 import { Backfills, type BackfillOutcome } from './backfill';
+import { DynamoDbJsonClient } from './dynamodb-json';
 import { startDynamoDbLocal, type DynamoDbLocal } from './dynamodb-local';
 import { DynamoDbStreams } from './dynamodb-streams';
 import { ErrorLog } from './error-log';
@@ -138,7 +138,7 @@ export class SkafuLocal {
   private readonly assembly: LocalAssembly;
   private readonly log: (line: string) => void;
   private dynamo?: DynamoDbLocal;
-  private streamsClient?: DynamoDBStreamsClient;
+  private dynamodbJson?: DynamoDbJsonClient;
   private host?: LambdaHost;
   private issuer?: LocalIssuer;
   private api?: ApiGateway;
@@ -205,7 +205,8 @@ export class SkafuLocal {
     const endpoint = await this.startDynamoDb();
     const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
     this.client = new DynamoDBClient({ endpoint, region: LOCAL_REGION, credentials });
-    this.streamsClient = new DynamoDBStreamsClient({ endpoint, region: LOCAL_REGION, credentials });
+    // Skafu Local's own calls on its main thread (stream reads, state machine tasks): the JSON API, no SDK.
+    this.dynamodbJson = new DynamoDbJsonClient({ endpoint, region: LOCAL_REGION, accessKeyId: credentials.accessKeyId });
     await this.createTables(resources);
     this.setUpIdentity(resources);
     await this.startGraphql(resources);
@@ -239,6 +240,7 @@ export class SkafuLocal {
     this.sqs = new Sqs(this.assembly, this.log, track);
     this.stepFunctions = new StepFunctions({
       client: this.client,
+      dynamodb: this.dynamodbJson,
       putEvents: (input) => this.bus!.putEvents(input),
       waitMs: this.options.waitMs ?? 200,
       retryMs: this.options.retryMs ?? 100,
@@ -260,8 +262,7 @@ export class SkafuLocal {
     this.unsupported.push(...this.api.unsupported, ...this.bus.unsupported, ...this.stepFunctions.unsupported);
 
     this.streams = new DynamoDbStreams({
-      client: this.client,
-      streams: this.streamsClient,
+      api: this.dynamodbJson!,
       errors: this.errorLog,
       log: this.log,
       invoke: (fn, event) => this.host!.invoke(fn, event),
@@ -316,7 +317,7 @@ export class SkafuLocal {
     await this.host?.stop();
     await this.endpoints?.close();
     this.client?.destroy();
-    this.streamsClient?.destroy();
+    this.dynamodbJson?.destroy();
     await this.dynamo?.stop();
   }
 
