@@ -53,6 +53,8 @@ interface ShardState {
 }
 
 const REPORT_EVERY_MS = 60_000;
+/** How often the shards of an unchanged stream are listed again (the stream itself is looked up every second). */
+const SHARD_LISTING_EVERY_MS = 10_000;
 
 /** A shard, as DescribeStream describes it. */
 interface Shard {
@@ -82,6 +84,7 @@ export class StreamMapping {
   private streamArn?: string;
   private readonly shards = new Map<string, ShardState>();
   private lastDescribe = 0;
+  private lastShardListing = 0;
   private stopped = false;
   private loop?: Promise<void>;
   private wake?: () => void;
@@ -174,14 +177,19 @@ export class StreamMapping {
     const found = { read: results.reduce((a, r) => a + r.read, 0), more: results.some((r) => r.more) };
     if (stale && this.lastDescribe !== 0) {
       const [stream, shards] = [this.streamArn, this.shards.size];
-      await this.refresh();
+      await this.refresh(Date.now() - this.lastShardListing > SHARD_LISTING_EVERY_MS);
       if (this.streamArn !== stream || this.shards.size !== shards) found.more = true; // read what appeared at once
     }
     return found;
   }
 
-  /** Finds the table's current stream and its shards. */
-  private async refresh(): Promise<void> {
+  /**
+   * Finds the table's current stream (DescribeTable) and its shards (DescribeStream). The periodic look-up
+   * (`listShards` false) lists the shards only when the stream changed: a new shard of the same stream is the
+   * child of a shard that closed, and a closed shard's last read already asks for a full look-up. The shards are
+   * still listed every SHARD_LISTING_EVERY_MS, in case.
+   */
+  private async refresh(listShards = true): Promise<void> {
     this.lastDescribe = Date.now();
     let latest: string | undefined;
     try {
@@ -199,6 +207,8 @@ export class StreamMapping {
       this.streamArn = latest;
       this.shards.clear();
     }
+    if (!listShards && this.shards.size > 0) return;
+    this.lastShardListing = Date.now();
     const shards: Shard[] = [];
     let exclusiveStart: string | undefined;
     do {
