@@ -109,8 +109,6 @@ export class ApiGateway {
   constructor(
     private readonly host: LambdaHost,
     private readonly errors: ErrorLog,
-    /** Called with the request's method after an integration ran (it may have written to a table whose stream is read). */
-    private readonly afterIntegration: (method: string) => void = () => undefined,
   ) {}
 
   /** The stage names requests may use as their first path segment. */
@@ -385,8 +383,7 @@ export class ApiGateway {
     };
     const api = this.apis.get(route.apiId)!;
     try {
-      const invocation = this.host.invoke(route.integrationFunction!, event).finally(() => this.afterIntegration(request.method));
-      const out = (await invocation) as Partial<HttpReply> | null;
+      const out = (await this.host.invoke(route.integrationFunction!, event)) as Partial<HttpReply> | null;
       // API Gateway answers 502 "Malformed Lambda proxy response" to anything else than a status code and a string body.
       if (!out || typeof out !== 'object' || typeof out.statusCode !== 'number' || (out.body !== undefined && out.body !== null && typeof out.body !== 'string')) {
         this.errors.report({ kind: 'MalformedProxyResponse', resource: route.integrationFunction, message: `the handler returned ${JSON.stringify(out)?.slice(0, 200)}, not a proxy response`, correlationId: request.correlationId });

@@ -38,6 +38,11 @@ options:
   -h, --help                this help
   -v, --version             the version
 
+environment:
+  SKAFU_DYNAMODB_JAVA_OPTIONS  JVM options of the DynamoDB Local it starts (default: -XX:TieredStopAtLevel=1
+                            -XX:+UseSerialGC, about half the JVM CPU per request at test-run scale; empty: the
+                            JVM's defaults)
+
 Requests: http://127.0.0.1:PORT/<stage>/api/... (the API's real stage name) or http://127.0.0.1:PORT/api/...
 Errors (error events, handler crashes with their correlation id, handlers that cannot load, streams that
 cannot be read): the console and WORK_DIR/errors.log.

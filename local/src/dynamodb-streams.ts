@@ -15,28 +15,25 @@
  *   (again at most once a minute while it lasts), never a silent loop.
  * Each mapping polls in its own loop: again right away while a shard hands back a full batch (or a shard closed and
  * its children are to be read), otherwise every pollIntervalMs (default 250 ms: Lambda's poller reads each shard
- * about four times a second, Lambda developer guide, "Polling and batching streams"). Skafu Local also polls a
- * mapping at once when something it runs may just have written to the table (nudge: a function invocation, a
- * state machine's DynamoDB write task on that table), so that its own writes are read without waiting out the
- * interval; writes from outside (another client of DynamoDB Local) are read at the next interval. Nudges change
- * only when a shard is read, never what is read or in which order (one GetRecords at a time per shard).
+ * about four times a second, Lambda developer guide, "Polling and batching streams").
+ *
+ * Where Skafu Local is faster than AWS, on purpose: a mapping is also polled at once when something Skafu Local
+ * runs has just written to its table (nudge): a handler's DynamoDB write, reported by its worker as soon as
+ * DynamoDB answered it (dynamodb-writes.js), and a state machine's DynamoDB write task. On AWS the record would
+ * wait for the poller's next read (up to about 250 ms, plus the stream's own propagation delay); here it is read
+ * within milliseconds, which keeps a test suite fast. A write from outside (another client of DynamoDB Local) is
+ * read at the next interval, as on AWS. Nudges change only when a shard is read, never what is read, in which
+ * batches it may be cut or in which order (one GetRecords at a time per shard, a nudge during a read makes one
+ * more read after it), so ordering, retries and exactly-once delivery are those of the interval-only poller.
  */
-import { DescribeTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import {
-  DescribeStreamCommand,
-  GetRecordsCommand,
-  GetShardIteratorCommand,
-  type DynamoDBStreamsClient,
-  type Shard,
-  type _Record,
-} from '@aws-sdk/client-dynamodb-streams';
 import { LOCAL_REGION, type LocalResource } from './assembly';
+import type { DynamoDbJsonClient } from './dynamodb-json';
 import type { ErrorLog } from './error-log';
 import { matchesPattern, validatePattern } from './event-pattern';
 
 export interface StreamServices {
-  readonly client: DynamoDBClient;
-  readonly streams: DynamoDBStreamsClient;
+  /** DynamoDB's and DynamoDB Streams' JSON APIs (the Streams API as Lambda's poller reads it). */
+  readonly api: DynamoDbJsonClient;
   readonly errors: ErrorLog;
   readonly log: (line: string) => void;
   readonly invoke: (fn: string, event: unknown) => Promise<unknown>;
@@ -56,6 +53,23 @@ interface ShardState {
 }
 
 const REPORT_EVERY_MS = 60_000;
+/** How often the shards of an unchanged stream are listed again (the stream itself is looked up every second). */
+const SHARD_LISTING_EVERY_MS = 10_000;
+
+/** A shard, as DescribeStream describes it. */
+interface Shard {
+  readonly ShardId?: string;
+  readonly ParentShardId?: string;
+  readonly SequenceNumberRange?: { StartingSequenceNumber?: string; EndingSequenceNumber?: string };
+}
+
+/** A record, as the Streams API's GetRecords answers it (JSON). */
+export interface StreamRecord {
+  readonly eventID?: string;
+  readonly eventName?: string;
+  readonly eventVersion?: string;
+  readonly dynamodb?: Record<string, any>;
+}
 
 /** What a stream handler may return (partial batch response). */
 interface BatchResponse {
@@ -67,11 +81,10 @@ export class StreamMapping {
   public busy = false;
   /** Records delivered to the function (after filtering). */
   public delivered = 0;
-  /** Called after each invocation of the function (it may have written to another stream's table). */
-  public afterInvoke?: () => void;
   private streamArn?: string;
   private readonly shards = new Map<string, ShardState>();
   private lastDescribe = 0;
+  private lastShardListing = 0;
   private stopped = false;
   private loop?: Promise<void>;
   private wake?: () => void;
@@ -164,18 +177,23 @@ export class StreamMapping {
     const found = { read: results.reduce((a, r) => a + r.read, 0), more: results.some((r) => r.more) };
     if (stale && this.lastDescribe !== 0) {
       const [stream, shards] = [this.streamArn, this.shards.size];
-      await this.refresh();
+      await this.refresh(Date.now() - this.lastShardListing > SHARD_LISTING_EVERY_MS);
       if (this.streamArn !== stream || this.shards.size !== shards) found.more = true; // read what appeared at once
     }
     return found;
   }
 
-  /** Finds the table's current stream and its shards. */
-  private async refresh(): Promise<void> {
+  /**
+   * Finds the table's current stream (DescribeTable) and its shards (DescribeStream). The periodic look-up
+   * (`listShards` false) lists the shards only when the stream changed: a new shard of the same stream is the
+   * child of a shard that closed, and a closed shard's last read already asks for a full look-up. The shards are
+   * still listed every SHARD_LISTING_EVERY_MS, in case.
+   */
+  private async refresh(listShards = true): Promise<void> {
     this.lastDescribe = Date.now();
     let latest: string | undefined;
     try {
-      latest = (await this.services.client.send(new DescribeTableCommand({ TableName: this.table }))).Table?.LatestStreamArn;
+      latest = (await this.services.api.dynamodb<{ Table?: { LatestStreamArn?: string } }>('DescribeTable', { TableName: this.table })).Table?.LatestStreamArn;
     } catch (err) {
       if ((err as Error).name !== 'ResourceNotFoundException') throw err;
       this.report('table', 'StreamReadFailed', `table ${this.table} does not exist (deleted?): its stream is read again once it is created`);
@@ -189,10 +207,12 @@ export class StreamMapping {
       this.streamArn = latest;
       this.shards.clear();
     }
+    if (!listShards && this.shards.size > 0) return;
+    this.lastShardListing = Date.now();
     const shards: Shard[] = [];
     let exclusiveStart: string | undefined;
     do {
-      const out = await this.services.streams.send(new DescribeStreamCommand({ StreamArn: latest, ExclusiveStartShardId: exclusiveStart }));
+      const out = await this.services.api.streams<{ StreamDescription?: { Shards?: Shard[]; LastEvaluatedShardId?: string } }>('DescribeStream', { StreamArn: latest, ExclusiveStartShardId: exclusiveStart });
       shards.push(...(out.StreamDescription?.Shards ?? []));
       exclusiveStart = out.StreamDescription?.LastEvaluatedShardId;
     } while (exclusiveStart);
@@ -211,13 +231,13 @@ export class StreamMapping {
       ? { StreamArn: this.streamArn, ShardId: shard.id, ShardIteratorType: 'AFTER_SEQUENCE_NUMBER' as const, SequenceNumber: shard.lastSequence }
       : { StreamArn: this.streamArn, ShardId: shard.id, ShardIteratorType: shard.start };
     try {
-      return (await this.services.streams.send(new GetShardIteratorCommand(input))).ShardIterator;
+      return (await this.services.api.streams<{ ShardIterator?: string }>('GetShardIterator', input)).ShardIterator;
     } catch (err) {
       if ((err as Error).name === 'TrimmedDataAccessException' && shard.lastSequence) {
         // The records after the last one read are gone (older than 24 hours): reported, then read from the oldest.
         this.report(shard.id, 'StreamRecordsLost', `records of ${this.table} shard ${shard.id} after ${shard.lastSequence} were trimmed before they were read`);
         shard.lastSequence = undefined;
-        return (await this.services.streams.send(new GetShardIteratorCommand({ StreamArn: this.streamArn, ShardId: shard.id, ShardIteratorType: 'TRIM_HORIZON' }))).ShardIterator;
+        return (await this.services.api.streams<{ ShardIterator?: string }>('GetShardIterator', { StreamArn: this.streamArn, ShardId: shard.id, ShardIteratorType: 'TRIM_HORIZON' })).ShardIterator;
       }
       if ((err as Error).name === 'ResourceNotFoundException') {
         shard.done = true; // the shard is gone with its stream
@@ -235,7 +255,7 @@ export class StreamMapping {
     }
     let out;
     try {
-      out = await this.services.streams.send(new GetRecordsCommand({ ShardIterator: shard.iterator, Limit: this.batchSize }));
+      out = await this.services.api.streams<{ Records?: StreamRecord[]; NextShardIterator?: string }>('GetRecords', { ShardIterator: shard.iterator, Limit: this.batchSize });
     } catch (err) {
       const name = (err as Error).name;
       if (name === 'TrimmedDataAccessException' || name === 'ExpiredIteratorException') {
@@ -280,7 +300,6 @@ export class StreamMapping {
         failedAt = batch[0].dynamodb.SequenceNumber;
         failure = `${(err as Error).name}: ${(err as Error).message}`;
       }
-      this.afterInvoke?.();
       if (!failedAt) {
         this.delivered += batch.length;
         return;
@@ -337,7 +356,6 @@ export class DynamoDbStreams {
       const table = /table\/([^/]+)\/stream/.exec(source)?.[1];
       if (!table) continue;
       const mapping = new StreamMapping(r.path, table, String(props.FunctionName), props, this.services);
-      mapping.afterInvoke = () => this.mappings.forEach((other) => other !== mapping && other.nudge());
       this.mappings.push(mapping);
       this.services.log(`  ${mapping.describe()}`);
     }
@@ -348,9 +366,9 @@ export class DynamoDbStreams {
   }
 
   /**
-   * Tells every idle mapping (or those on the given tables) to poll now: called after a function ran or a state
-   * machine task wrote, since a table may have new records. Only when the next poll happens changes; what is
-   * read, and in which order, does not.
+   * Tells every mapping (or those on the given tables) to poll now, or right after the read in progress: called
+   * when a handler's DynamoDB write or a state machine task wrote to them. Only when the next poll happens
+   * changes; what is read, and in which order, does not.
    */
   public nudge(tableNames?: readonly string[]): void {
     for (const m of this.mappings) if (!tableNames || tableNames.includes(m.table)) m.nudge();
@@ -366,8 +384,13 @@ export class DynamoDbStreams {
   }
 }
 
-/** A Streams API record in the shape Lambda hands to a stream handler (and that filter patterns match). */
-export function toLambdaRecord(record: _Record, streamArn?: string): Record<string, any> {
+/**
+ * A Streams API record in the shape Lambda hands to a stream handler (and that filter patterns match):
+ * ApproximateCreationDateTime in whole epoch seconds (the API's JSON has epoch seconds; an SDK client's output has
+ * a Date), binary attributes as base64 text, and an empty map, which DynamoDB Local's Streams API hands back as
+ * `{}`, as `{ "M": {} }`.
+ */
+export function toLambdaRecord(record: StreamRecord, streamArn?: string): Record<string, any> {
   const fix = (v: unknown): unknown => {
     if (v === null || typeof v !== 'object') return v;
     if (Array.isArray(v)) return v.map(fix);
@@ -387,9 +410,16 @@ export function toLambdaRecord(record: _Record, streamArn?: string): Record<stri
     awsRegion: LOCAL_REGION,
     dynamodb: {
       ...d,
-      ApproximateCreationDateTime: d?.ApproximateCreationDateTime ? Math.floor(new Date(d.ApproximateCreationDateTime).getTime() / 1000) : undefined,
+      ApproximateCreationDateTime: creationSeconds(d?.ApproximateCreationDateTime),
       NewImage: image(d?.NewImage),
       OldImage: image(d?.OldImage),
     },
   };
+}
+
+function creationSeconds(value: unknown): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === 'number') return Math.floor(value);
+  const ms = new Date(value as string | Date).getTime();
+  return Number.isNaN(ms) ? undefined : Math.floor(ms / 1000);
 }

@@ -3,6 +3,11 @@
 'use strict';
 const { parentPort, workerData } = require('node:worker_threads');
 const { randomUUID } = require('node:crypto');
+const { watchDynamoDbWrites } = require('./dynamodb-writes');
+
+// Skafu Local is told the tables a handler writes as soon as DynamoDB has answered each write, so that it reads
+// their streams at once (dynamodb-writes.js); the handler's requests are only observed.
+watchDynamoDbWrites((tables) => parentPort.postMessage({ type: 'wrote', tables }));
 
 const describe = (err) => ({
   name: (err && err.name) || 'Error',
@@ -24,7 +29,7 @@ try {
   parentPort.postMessage({ type: 'load-error', error });
 }
 
-parentPort.on('message', async ({ id, event, timeoutMs }) => {
+parentPort.on('message', async ({ id, event: eventJson, timeoutMs }) => {
   const started = Date.now();
   const context = {
     functionName: workerData.functionName,
@@ -42,8 +47,9 @@ parentPort.on('message', async ({ id, event, timeoutMs }) => {
   };
   try {
     if (!handler) throw Object.assign(new Error('the handler could not be loaded'), { name: 'Runtime.ImportModuleError' });
-    const result = await handler(event, context);
-    parentPort.postMessage({ id, result: result === undefined ? null : JSON.parse(JSON.stringify(result)) });
+    // The event arrives as JSON text and the result leaves as JSON text, as Lambda passes them.
+    const result = await handler(JSON.parse(eventJson), context);
+    parentPort.postMessage({ id, result: result === undefined ? 'null' : (JSON.stringify(result) ?? 'null') });
   } catch (err) {
     parentPort.postMessage({ id, error: describe(err) });
   }

@@ -17,12 +17,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CreateTableCommand, DescribeTableCommand, DynamoDBClient, UpdateTableCommand, type StreamViewType } from '@aws-sdk/client-dynamodb';
-import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { ApiGateway, type LocalRoute, type Unsupported } from './api-gateway';
 import { AppSync, appSyncFromTemplate } from './appsync';
 import { AppSyncServer } from './appsync-server';
 import { LocalAssembly, LOCAL_REGION, type LocalResource } from './assembly';
 import { Backfills, type BackfillOutcome } from './backfill';
+import { DynamoDbJsonClient } from './dynamodb-json';
 import { startDynamoDbLocal, type DynamoDbLocal } from './dynamodb-local';
 import { DynamoDbStreams } from './dynamodb-streams';
 import { ErrorLog } from './error-log';
@@ -49,9 +49,9 @@ export interface SkafuLocalOptions {
   readonly log?: (line: string) => void;
   /**
    * How often an idle stream or queue is polled, in milliseconds. Streams are also read at once after anything
-   * Skafu Local runs may have written to their table (a function invocation other than an API GET, a state
-   * machine's write task on it), and queues as soon as a message is sent to them; the interval is for writes
-   * from outside (another client of DynamoDB Local).
+   * Skafu Local runs has written to their table (a handler's DynamoDB write, as soon as DynamoDB answered it; a
+   * state machine's write task on it), and queues as soon as a message is sent to them; the interval is for
+   * writes from outside (another client of DynamoDB Local).
    * @default 250 (Lambda's stream poller reads each shard about four times a second)
    */
   readonly pollIntervalMs?: number;
@@ -142,7 +142,7 @@ export class SkafuLocal {
   private readonly assembly: LocalAssembly;
   private readonly log: (line: string) => void;
   private dynamo?: DynamoDbLocal;
-  private streamsClient?: DynamoDBStreamsClient;
+  private dynamodbJson?: DynamoDbJsonClient;
   private host?: LambdaHost;
   private issuer?: LocalIssuer;
   private api?: ApiGateway;
@@ -209,7 +209,8 @@ export class SkafuLocal {
     const endpoint = await this.startDynamoDb();
     const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
     this.client = new DynamoDBClient({ endpoint, region: LOCAL_REGION, credentials });
-    this.streamsClient = new DynamoDBStreamsClient({ endpoint, region: LOCAL_REGION, credentials });
+    // Skafu Local's own calls on its main thread (stream reads, state machine tasks): the JSON API, no SDK.
+    this.dynamodbJson = new DynamoDbJsonClient({ endpoint, region: LOCAL_REGION, accessKeyId: credentials.accessKeyId });
     await this.createTables(resources);
     this.setUpIdentity(resources);
     await this.startGraphql(resources);
@@ -232,6 +233,8 @@ export class SkafuLocal {
         NODE_PATH: [sdkModules(), process.env.NODE_PATH ?? ''].filter(Boolean).join(path.delimiter),
       },
       path.join(this.workDirectory, 'logs'),
+      // A handler's DynamoDB write, once answered: the streams of the tables it wrote are read at once.
+      (tables) => this.streams?.nudge(tables),
     );
     this.registerFunctions(resources);
     await this.loadFunctions();
@@ -241,6 +244,7 @@ export class SkafuLocal {
     this.sqs = new Sqs(this.assembly, this.log, track);
     this.stepFunctions = new StepFunctions({
       client: this.client,
+      dynamodb: this.dynamodbJson,
       putEvents: (input) => this.bus!.putEvents(input),
       waitMs: this.options.waitMs ?? 200,
       retryMs: this.options.retryMs ?? 100,
@@ -254,19 +258,15 @@ export class SkafuLocal {
     this.bus.configure(resources, {
       startExecution: (arn, input) => this.stepFunctions!.startExecution(arn, input),
       sendMessage: (arn, body) => void this.sqs!.sendMessage(arn, body),
-      invokeFunction: (arn, event) => this.invokeAndNudge(arn, event),
+      invokeFunction: (arn, event) => this.host!.invoke(arn, event),
     });
-    // A GET, HEAD or OPTIONS integration is taken not to write (a table it writes is read at the next interval).
-    this.api = new ApiGateway(this.host, this.errorLog, (method) => {
-      if (!['GET', 'HEAD', 'OPTIONS'].includes(method)) this.streams?.nudge();
-    });
+    this.api = new ApiGateway(this.host, this.errorLog);
     this.api.configure(resources);
     this.routes.push(...this.api.routes);
     this.unsupported.push(...this.api.unsupported, ...this.bus.unsupported, ...this.stepFunctions.unsupported);
 
     this.streams = new DynamoDbStreams({
-      client: this.client,
-      streams: this.streamsClient,
+      api: this.dynamodbJson!,
       errors: this.errorLog,
       log: this.log,
       invoke: (fn, event) => this.host!.invoke(fn, event),
@@ -275,7 +275,7 @@ export class SkafuLocal {
     });
     this.streams.configure(resources);
     this.streams.start();
-    this.sqs.startMappings(resources, (fn, event) => this.invokeAndNudge(fn, event), this.pollIntervalMs);
+    this.sqs.startMappings(resources, (fn, event) => this.host!.invoke(fn, event), this.pollIntervalMs);
 
     // Read models added to domains that already have events are backfilled before the API answers.
     this.backfills = new Backfills((arn, event) => this.host!.invoke(arn, event), this.log);
@@ -321,7 +321,7 @@ export class SkafuLocal {
     await this.host?.stop();
     await this.endpoints?.close();
     this.client?.destroy();
-    this.streamsClient?.destroy();
+    this.dynamodbJson?.destroy();
     await this.dynamo?.stop();
   }
 
@@ -343,11 +343,6 @@ export class SkafuLocal {
 
   private get pollIntervalMs(): number {
     return this.options.pollIntervalMs ?? 250;
-  }
-
-  /** Invokes a function for a bus rule or a queue, then reads the streams (the function may have written). */
-  private invokeAndNudge(fn: string, event: unknown): Promise<unknown> {
-    return this.host!.invoke(fn, event).finally(() => this.streams?.nudge());
   }
 
   /** PutEvents on the local buses, as a function Skafu Local runs would call it (e.g. to replay events). */

@@ -1,8 +1,9 @@
 /**
  * Executes a state machine definition (Amazon States Language, JSONPath) with aws-local-stepfunctions, with the
- * task integrations Skafu's constructs use emulated: DynamoDB tasks send exactly the task's parameters through
- * the SDK (errors renamed the way Step Functions names them), and `events:putEvents` goes to a callback. Used by
- * Skafu Local and by the tests that run the constructs' synthesized definitions.
+ * task integrations Skafu's constructs use emulated: DynamoDB tasks send exactly the task's parameters to
+ * DynamoDB's JSON API (Skafu Local) or through an SDK client (tests that meter it), errors renamed the way Step
+ * Functions names them, and `events:putEvents` goes to a callback. Used by Skafu Local and by the tests that run
+ * the constructs' synthesized definitions.
  */
 import './polyfills';
 import './jsonpath-fast';
@@ -16,23 +17,31 @@ import {
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import { StateMachine } from 'aws-local-stepfunctions';
+import type { DynamoDbJsonClient } from './dynamodb-json';
 
 export const PUT_EVENTS_TASK = 'arn:aws:states:::events:putEvents';
 
-/** DynamoDB task resources and the prefix Step Functions puts on their errors. */
-const DYNAMODB_TASKS: Record<string, { prefix: string; command: (input: any) => unknown }> = {
-  'arn:aws:states:::aws-sdk:dynamodb:transactWriteItems': { prefix: 'DynamoDb', command: (i) => new TransactWriteItemsCommand(i) },
-  'arn:aws:states:::dynamodb:getItem': { prefix: 'DynamoDB', command: (i) => new GetItemCommand(i) },
-  'arn:aws:states:::dynamodb:putItem': { prefix: 'DynamoDB', command: (i) => new PutItemCommand(i) },
-  'arn:aws:states:::dynamodb:updateItem': { prefix: 'DynamoDB', command: (i) => new UpdateItemCommand(i) },
-  'arn:aws:states:::dynamodb:deleteItem': { prefix: 'DynamoDB', command: (i) => new DeleteItemCommand(i) },
+/** DynamoDB task resources: the API operation, and the prefix Step Functions puts on their errors. */
+const DYNAMODB_TASKS: Record<string, { prefix: string; operation: string; command: (input: any) => unknown }> = {
+  'arn:aws:states:::aws-sdk:dynamodb:transactWriteItems': { prefix: 'DynamoDb', operation: 'TransactWriteItems', command: (i) => new TransactWriteItemsCommand(i) },
+  'arn:aws:states:::dynamodb:getItem': { prefix: 'DynamoDB', operation: 'GetItem', command: (i) => new GetItemCommand(i) },
+  'arn:aws:states:::dynamodb:putItem': { prefix: 'DynamoDB', operation: 'PutItem', command: (i) => new PutItemCommand(i) },
+  'arn:aws:states:::dynamodb:updateItem': { prefix: 'DynamoDB', operation: 'UpdateItem', command: (i) => new UpdateItemCommand(i) },
+  'arn:aws:states:::dynamodb:deleteItem': { prefix: 'DynamoDB', operation: 'DeleteItem', command: (i) => new DeleteItemCommand(i) },
 };
 
 /** Every task resource this runner emulates. */
 export const EMULATED_TASKS: ReadonlySet<string> = new Set([PUT_EVENTS_TASK, ...Object.keys(DYNAMODB_TASKS)]);
 
 export interface RunDefinitionOptions {
+  /** The DynamoDB client the tasks go through (unless `dynamodb` is given). */
   readonly client: DynamoDBClient;
+  /**
+   * When given, DynamoDB tasks send their parameters as they are to DynamoDB's JSON API through it, as Step
+   * Functions does, instead of through the SDK client (whose per-call CPU is several times the request's; see
+   * dynamodb-json.ts). Skafu Local gives it; tests that meter the SDK client's requests do not.
+   */
+  readonly dynamodb?: DynamoDbJsonClient;
   /** Handles an `events:putEvents` task's parameters and returns its result. */
   readonly putEvents: (input: { Entries: Array<Record<string, unknown>> }) => unknown;
   /** The state machine's ARN and name, for the context object. */
@@ -127,6 +136,8 @@ async function task(resource: string, input: any, options: RunDefinitionOptions)
   const dynamodb = DYNAMODB_TASKS[resource];
   if (!dynamodb) throw Object.assign(new Error(`task ${resource} is not emulated`), { name: 'States.TaskFailed' });
   try {
+    // The JSON API's answer is fresh JSON already; the SDK's output is copied to plain JSON (no Dates, no $metadata).
+    if (options.dynamodb) return await options.dynamodb.dynamodb(dynamodb.operation, input);
     const { $metadata: _, ...out } = (await options.client.send(dynamodb.command(input) as never)) as unknown as Record<string, unknown>;
     return JSON.parse(JSON.stringify(out));
   } catch (err) {

@@ -13,10 +13,13 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Unsupported } from './api-gateway';
 import type { LocalResource } from './assembly';
+import type { DynamoDbJsonClient } from './dynamodb-json';
 import { allStates, EMULATED_TASKS, PreparedDefinition } from './state-machines';
 
 export interface StepFunctionsOptions {
   readonly client: DynamoDBClient;
+  /** DynamoDB's JSON API, which the DynamoDB tasks go through when given (see state-machines.ts). */
+  readonly dynamodb?: DynamoDbJsonClient;
   readonly putEvents: (input: { Entries: Array<Record<string, unknown>> }) => unknown;
   /** Milliseconds every Wait state lasts (instead of its seconds). */
   readonly waitMs: number;
@@ -58,6 +61,7 @@ export class StepFunctions {
       const type = r.properties.StateMachineType === 'EXPRESS' ? 'EXPRESS' : 'STANDARD';
       const prepared = new PreparedDefinition(definition, {
         client: this.options.client,
+        dynamodb: this.options.dynamodb,
         putEvents: this.options.putEvents,
         stateMachine: { id: arn, name, type },
         waitMs: this.options.waitMs,

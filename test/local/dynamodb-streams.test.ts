@@ -7,17 +7,17 @@
  */
 import { randomUUID } from 'node:crypto';
 import { CreateTableCommand, DeleteTableCommand, DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
-import { DynamoDBStreamsClient } from '@aws-sdk/client-dynamodb-streams';
 import { errorEntries, loadAssembly } from './support/assembly';
+import { DynamoDbJsonClient } from '../../local/src/dynamodb-json';
 import { DynamoDbStreams } from '../../local/src/dynamodb-streams';
 
 const endpoint = process.env.SKAFU_TEST_DYNAMODB_ENDPOINT!;
 const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
 const client = new DynamoDBClient({ endpoint, region: 'us-east-1', credentials });
-const streamsClient = new DynamoDBStreamsClient({ endpoint, region: 'us-east-1', credentials });
+const api = new DynamoDbJsonClient({ endpoint, region: 'us-east-1' });
 afterAll(() => {
   client.destroy();
-  streamsClient.destroy();
+  api.destroy();
 });
 
 const createTable = (name: string, stream = true) =>
@@ -45,8 +45,7 @@ function start(templates: Record<string, Record<string, unknown>>, invoke: (fn: 
   const { resources, errors, lines } = loadAssembly(templates);
   const destinations: Array<{ arn: string; body: any }> = [];
   const streams = new DynamoDbStreams({
-    client,
-    streams: streamsClient,
+    api,
     errors,
     log: (line) => lines.push(line),
     invoke,
@@ -173,6 +172,37 @@ test('an idle mapping reads its table at once when nudged for it, not for anothe
     await waitFor(() => batches.flat().length === 26);
     expect(batches.slice(1).map((b) => b.length)).toEqual([10, 10, 5]); // batch size 10, read back to back
     expect(batches.flat()).toEqual(Array.from({ length: 26 }, (_, i) => `x${i}`));
+  } finally {
+    await streams.stop();
+  }
+});
+
+test('records reach the handler in Lambda\'s shape: whole epoch seconds, binary as base64 text, empty maps as maps, the stream named', async () => {
+  const table = `streams-shape-${randomUUID()}`;
+  await createTable(table);
+  const records: any[] = [];
+  const { streams } = start({ Stack: { Map: mapping(table, 'fn') } }, async (_fn, event) => {
+    records.push(...event.Records);
+    return null;
+  });
+  try {
+    const before = Math.floor(Date.now() / 1000) - 1;
+    await client.send(new PutItemCommand({ TableName: table, Item: { id: { S: 'shape' }, bin: { B: new Uint8Array([1, 2, 255]) }, empty: { M: {} }, nested: { M: { inner: { M: {} }, list: { L: [{ N: '1' }] } } } } }));
+    streams.nudge([table]);
+    await waitFor(() => records.length === 1);
+    const [r] = records;
+    expect(r).toMatchObject({ eventName: 'INSERT', eventSource: 'aws:dynamodb', awsRegion: 'us-east-1', eventSourceARN: expect.stringContaining(`table/${table}/stream/`) });
+    expect(Number.isInteger(r.dynamodb.ApproximateCreationDateTime)).toBe(true);
+    // The Streams API rounds it down to the minute (DynamoDB Streams API reference, StreamRecord).
+    expect(r.dynamodb.ApproximateCreationDateTime).toBeGreaterThanOrEqual(before - 60);
+    expect(r.dynamodb.ApproximateCreationDateTime).toBeLessThanOrEqual(Math.ceil(Date.now() / 1000));
+    expect(r.dynamodb.NewImage).toEqual({
+      id: { S: 'shape' },
+      bin: { B: Buffer.from([1, 2, 255]).toString('base64') },
+      empty: { M: {} },
+      nested: { M: { inner: { M: {} }, list: { L: [{ N: '1' }] } } },
+    });
+    expect(r.dynamodb.Keys).toEqual({ id: { S: 'shape' } });
   } finally {
     await streams.stop();
   }
