@@ -9,7 +9,7 @@ import { buildSchema } from 'graphql';
 import { AppSync, type AppSyncIdentity, type GraphqlResponse } from '../../local/src/appsync';
 import { APPSYNC_DEFINITIONS } from '../../local/src/appsync-schema';
 import { renderTemplate, TemplateError } from '../../local/src/appsync-vtl';
-import { ProjectionAction, ProjectionValue, QueryInput, type DomainDeclaration } from '../../src';
+import { ProjectionAction, ProjectionValue, QueryInput, QueryInputType, type DomainDeclaration } from '../../src';
 import { generateGraphqlSchema, type GraphqlDomainInput } from '../../src/graphql/schema';
 
 const user = (sub: string, groups: string[]): AppSyncIdentity => ({ kind: 'cognito', sub, username: sub, groups, claims: {}, issuer: 'https://issuer' });
@@ -202,7 +202,7 @@ test('an argument starting with __ is refused at synth, naming it', () => {
 
 test('a numeric sort-key range with reversed bounds is a ValidationError; equal bounds pass', () => {
   const g = generateGraphqlSchema([
-    docsDomain([{ name: 'ListDocs', path: 'docs', allowedGroups: ['Admin'], readModel: 'docs', partitionKey: { attribute: 'scope', input: QueryInput.queryParameter('scope') }, sortKeyRange: { attribute: 'docId', type: 'N', fromParameter: 'min', toParameter: 'max' } }]),
+    docsDomain([{ name: 'ListDocs', path: 'docs', allowedGroups: ['Admin'], readModel: 'docs', partitionKey: { attribute: 'scope', input: QueryInput.queryParameter('scope') }, sortKeyRange: { attribute: 'docId', type: QueryInputType.NUMBER, fromParameter: 'min', toParameter: 'max' } }]),
   ]);
   const list = g.resolvers.find((r) => r.fieldName === 'listDocs')!;
   const render = (args: Record<string, unknown>) => renderTemplate(list.requestTemplate, { args, arguments: args, identity: { sub: 'a', groups: ['Admin'] } });

@@ -100,7 +100,7 @@ beforeAll(async () => {
   const refs: Record<string, string> = { ...tables };
   for (const id of Object.keys(template.findResources('AWS::Events::EventBus'))) refs[id] = id === Object.keys(template.findResources('AWS::Events::EventBus'))[1] ? 'skafu-errors' : 'skafu-errors';
   const [machine] = Object.values(template.findResources('AWS::StepFunctions::StateMachine'));
-  definition = definitionFrom(machine, refs);
+  definition = definitionFrom(machine as { Properties: Record<string, unknown> }, refs);
 });
 afterAll(() => client.destroy());
 beforeEach(() => (errors.length = 0));
