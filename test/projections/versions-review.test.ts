@@ -19,7 +19,8 @@ import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { DomainEventBus, ErrorBus, EventStoreTable, ProjectionAction, ProjectionStateMachine, ProjectionValue, ReadModelTable, ValueType } from '../../src';
 import { handler as backfillStep, type BackfillStepOutput } from '../../src/projections/backfill.lambda';
-import { guardDecision, readActivePointer, type GuardRequest } from '../../src/projections/versions.runtime';
+import { parseParkedEventsRequest } from '../../src/projections/parked-events.runtime';
+import { guardDecision, parseVersionedReadModel, readActivePointer, type GuardRequest } from '../../src/projections/versions.runtime';
 import { EventStore } from '../../src/runtime';
 import { appendEvents, createTemplateTables, machineDefinition, scanTable, tableOf } from '../support/projection-harness';
 import { createTableInputFromCfn, localClient } from '../support/tables';
@@ -79,6 +80,32 @@ describe('the version guard, as CloudFormation asks it', () => {
   // rollback, and succeeds. The FAILED "never lowered" branch is reachable only on Create.
   test.failing('a deployment that lowers the version by hand (an Update 3 → 2 while the pointer names 3) is refused, as the README says', () => {
     expect(ask({ version: 2, previousPropertiesVersion: 3 }, { version: 3, switchedAt: '2026-11-01T00:00:00Z' })).toMatchObject({ status: 'FAILED' });
+  });
+});
+
+describe('fixed in review', () => {
+  // A deployment the guard refuses (version 1 → 3: version 2 never became active) used to start the refused
+  // version's backfill all the same (the backfill custom resource did not wait for the guard): after the rollback
+  // the execution went on, wrote `Totals@v3#...` checkpoints and switched the pointer to 3, so that the version the
+  // guard then asks for (2) was refused as "lowered", and a later version 3 started from those checkpoints.
+  test("a version's backfill starts only after its version guard let the deployment through", () => {
+    const resources = synth(3).toJSON().Resources as Record<string, { Type: string; DependsOn?: string[]; Properties?: Record<string, unknown> }>;
+    const guard = Object.entries(resources).find(([, r]) => r.Type === 'Custom::SkafuReadModelVersionGuard')!;
+    const backfill = Object.entries(resources).find(([, r]) => r.Type === 'Custom::SkafuReadModelBackfill' && r.Properties?.ReadModel === 'Totals@v3')!;
+    expect(guard).toBeDefined();
+    expect(backfill[1].DependsOn).toContain(guard[0]);
+  });
+
+  // `Totals@v1` named no version (version 1's identity is `Totals`) but was accepted by the operator and drift:
+  // a careless operator's `{"action":"list","readModel":"Totals@v1"}` answered "nothing parked" instead of an error.
+  test('`<name>@v1` is not a read model identity: the operator says so', () => {
+    expect(() => parseParkedEventsRequest({ action: 'list', readModel: 'Totals@v1' })).toThrow(/read model version's identity/);
+    expect(() => parseVersionedReadModel('Totals@v1')).toThrow(/not a read model identity/);
+    for (const ok of ['Totals', 'Totals@v2', 'Totals@v10', 'Totals@v9999']) expect(() => parseParkedEventsRequest({ action: 'list', readModel: ok })).not.toThrow();
+    for (const bad of ['Totals@v0', 'Totals@v01', 'Totals@v10000', 'Totals@v2@v3', '__proto__', 'constructor@v1']) {
+      expect(() => parseParkedEventsRequest({ action: 'list', readModel: bad })).toThrow(/read model version's identity/);
+    }
+    expect(parseVersionedReadModel('constructor@v2')).toEqual({ readModelName: 'constructor', version: 2 });
   });
 });
 
