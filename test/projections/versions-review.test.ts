@@ -27,8 +27,8 @@ import { createTableInputFromCfn, localClient } from '../support/tables';
 
 jest.setTimeout(120_000);
 
-/** A platform with one read model `Totals` at `version`, keyed by `partitionKey`. */
-function synth(version: number, partitionKey = 'customer'): Template {
+/** A platform with one read model `Totals` at `version`, keyed by `partitionKey` (`fixed`: a changed projection). */
+function synth(version: number, partitionKey = 'customer', fixed = false): Template {
   const stack = new Stack(new App(), 'Review', { env: { account: '111111111111', region: 'us-east-1' } });
   const store = new EventStoreTable(stack, 'Store');
   const bus = new DomainEventBus(stack, 'Events');
@@ -44,7 +44,11 @@ function synth(version: number, partitionKey = 'customer'): Template {
       {
         eventType: 'OrderPlaced',
         readModel: totals,
-        action: ProjectionAction.updateItem({ key: { [partitionKey]: ProjectionValue.fromData('customer') }, add: { amount: ProjectionValue.fromData('amount', ValueType.NUMBER) } }),
+        action: ProjectionAction.updateItem({
+          key: { [partitionKey]: ProjectionValue.fromData('customer') },
+          // `fixed`: a projection that no longer adds `amount` (which a poison event holds as text).
+          add: fixed ? { orders: ProjectionValue.number(1) } : { amount: ProjectionValue.fromData('amount', ValueType.NUMBER) },
+        }),
       },
     ],
   });
@@ -231,5 +235,58 @@ describe('a version whose table is replaced while its checkpoints and pointer st
     const out = await backfill(`deploy-${first}`);
     console.log(`version 2's backfill started again with its rebuildId: status ${out.status}, eventsApplied ${out.eventsApplied} (was ${done.eventsApplied})`);
     expect((await scanTable(client, first, ['customer'])).find((i) => i.customer === 'c0')).toEqual({ customer: 'c0', amount: 1 + 3 + 5 + 100 });
+  });
+  // MEDIUM. The backfill function caches the projection definition (DescribeStateMachine) for the container's life.
+  // The README's remedy for a backfill that caught up with failures is "fix the projection at the same version,
+  // deploy, and resume with the same rebuildId"; that deployment changes the projection state machine only, not the
+  // function, so a warm container (Lambda keeps them for minutes) resumes with the definition it read before the
+  // fix: the same events fail again, and the backfill ends CAUGHT_UP_WITH_FAILURES again (or, for a fix that
+  // changes what a write does, applies the old projection). DescribeStateMachine has no local engine: a fake of
+  // @aws-sdk/client-sfn answers it, first with the definition as deployed, then with the fixed one.
+  test("a resumed backfill in a warm container applies the projection as deployed now, not the one it read before the fix", async () => {
+    const table = await newTable();
+    const first = tableOf(names, 'TotalsTableV2');
+    const retarget = (definition: Record<string, any>) => JSON.parse(JSON.stringify(definition).split(first).join(table));
+    const broken = retarget(v2);
+    const fixed = retarget(machineDefinition(synth(2, 'customer', true), 'EXPRESS', names));
+    const poisonStore = new EventStore({ tableName: tableOf(names, 'Store'), domain: 'review-poison', client });
+    await appendEvents(poisonStore, 'good', [{ eventType: 'OrderPlaced', data: { customer: 'p', amount: 2 } }], 'no-stream', 'Order');
+    await appendEvents(poisonStore, 'bad', [{ eventType: 'OrderPlaced', data: { customer: 'p', amount: 'lots' } }], 'no-stream', 'Order');
+    env({ 'Totals@v2': table }, broken);
+    delete process.env.SKAFU_PROJECTION_DEFINITION_OVERRIDE;
+    process.env.SKAFU_DOMAIN = 'review-poison';
+    let step!: typeof backfillStep;
+    let answers = 0;
+    jest.isolateModules(() => {
+      // One container: the function module and the SDK module it requires (not installed here; the Lambda runtime
+      // provides it), faked for DescribeStateMachine only.
+      jest.doMock(
+        '@aws-sdk/client-sfn',
+        () => ({
+          SFNClient: class {
+            public async send() {
+              return { definition: JSON.stringify(answers++ === 0 ? broken : fixed) };
+            }
+          },
+          DescribeStateMachineCommand: class {
+            constructor(public readonly input: unknown) {}
+          },
+          StartExecutionCommand: class {},
+        }),
+        { virtual: true },
+      );
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      step = require('../../src/projections/backfill.lambda').handler;
+    });
+    const run = async () => {
+      let out = await step({ readModel: 'Totals@v2', rebuildId: 'poison' }, { getRemainingTimeInMillis: () => 70_000 });
+      while (out.status === 'RUNNING') out = await step({ readModel: 'Totals@v2', rebuildId: 'poison' }, { getRemainingTimeInMillis: () => 70_000 });
+      return out;
+    };
+    expect(await run()).toMatchObject({ status: 'CAUGHT_UP_WITH_FAILURES', failures: 1 });
+    // The fix is deployed (DescribeStateMachine now answers the fixed definition); resumed with the same rebuildId.
+    const resumed = await run();
+    console.log(`resumed after the fix in the same container: ${resumed.status}, ${resumed.failures} failure(s), DescribeStateMachine called ${answers} time(s)`);
+    expect(resumed).toMatchObject({ status: 'CAUGHT_UP', failures: 0 });
   });
 });
