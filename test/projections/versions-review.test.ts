@@ -243,7 +243,7 @@ describe('a version whose table is replaced while its checkpoints and pointer st
   // fix: the same events fail again, and the backfill ends CAUGHT_UP_WITH_FAILURES again (or, for a fix that
   // changes what a write does, applies the old projection). DescribeStateMachine has no local engine: a fake of
   // @aws-sdk/client-sfn answers it, first with the definition as deployed, then with the fixed one.
-  test("a resumed backfill in a warm container applies the projection as deployed now, not the one it read before the fix", async () => {
+  test('a resumed backfill in a warm container applies the projection as deployed now, not the one it read before the fix', async () => {
     const table = await newTable();
     const first = tableOf(names, 'TotalsTableV2');
     const retarget = (definition: Record<string, any>) => JSON.parse(JSON.stringify(definition).split(first).join(table));
