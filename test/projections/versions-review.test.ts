@@ -15,9 +15,22 @@
  */
 import { randomUUID } from 'node:crypto';
 import { CreateTableCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { App, Stack } from 'aws-cdk-lib';
+import { App, CfnElement, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
-import { DomainEventBus, ErrorBus, EventStoreTable, ProjectionAction, ProjectionStateMachine, ProjectionValue, ReadModelTable, ValueType } from '../../src';
+import {
+  AggregateIdSource,
+  DomainEventBus,
+  ErrorBus,
+  EventStoreTable,
+  ProjectionAction,
+  ProjectionStateMachine,
+  ProjectionValue,
+  QueryInput,
+  ReadModelTable,
+  SkafuEnvironment,
+  SkafuPlatform,
+  ValueType,
+} from '../../src';
 import { handler as backfillStep, type BackfillStepOutput } from '../../src/projections/backfill.lambda';
 import { parseParkedEventsRequest } from '../../src/projections/parked-events.runtime';
 import { guardDecision, parseVersionedReadModel, readActivePointer, type GuardRequest } from '../../src/projections/versions.runtime';
@@ -110,6 +123,66 @@ describe('fixed in review', () => {
       expect(() => parseParkedEventsRequest({ action: 'list', readModel: bad })).toThrow(/read model version's identity/);
     }
     expect(parseVersionedReadModel('constructor@v2')).toEqual({ readModelName: 'constructor', version: 2 });
+  });
+});
+
+describe('IAM of the query side', () => {
+  // Control (passes): what a query handler's role may do with DynamoDB, all statements together. The engineers'
+  // test finds the pointer statement; this one checks that nothing else reaches the checkpoint table or any table
+  // other than the read model's two versions (and their indexes).
+  test("a query role reads the read model's two tables and, in the checkpoint table, only the pointer item", () => {
+    const stack = new Stack(new App(), 'Skafu', { env: { account: '111111111111', region: 'us-east-1' } });
+    const platform = new SkafuPlatform(stack, 'Platform', { environment: SkafuEnvironment.PRODUCTION, nestedDomainStacks: false });
+    const domain = platform.addDomain({
+      name: 'orders',
+      commands: [
+        {
+          name: 'PlaceOrder',
+          path: 'orders',
+          allowedGroups: ['Developer'],
+          aggregateType: 'Order',
+          aggregateId: AggregateIdSource.generated(),
+          eventType: 'OrderPlaced',
+          bodySchema: { type: 'object', properties: { item: { type: 'string' } }, required: ['item'], additionalProperties: false },
+        },
+      ],
+      readModels: [
+        {
+          name: 'orders',
+          partitionKey: { name: 'orderId' },
+          version: 3,
+          indexes: [{ indexName: 'byItem', partitionKey: { name: 'item' } }],
+          projections: [{ eventType: 'OrderPlaced', action: ProjectionAction.putItem({ key: { orderId: ProjectionValue.fromEnvelope('aggregateId') }, attributes: { item: ProjectionValue.fromData('item') } }) }],
+        },
+      ],
+      queries: [{ name: 'GetOrder', path: 'orders/{orderId}', readModel: 'orders', allowedGroups: ['Developer'], key: { orderId: QueryInput.pathParameter('orderId') } }],
+    });
+    const template = Template.fromStack(stack);
+    const id = (c: { node: { defaultChild?: unknown } }) => stack.getLogicalId(c.node.defaultChild as CfnElement);
+    const roleId = id(domain.queryFunction!.role! as never);
+    const statements = Object.values(template.findResources('AWS::IAM::Policy'))
+      .filter((p) => JSON.stringify(p.Properties.Roles).includes(`"${roleId}"`))
+      .flatMap((p) => p.Properties.PolicyDocument.Statement as Array<Record<string, any>>)
+      .filter((st) => [st.Action].flat().some((a: string) => a.startsWith('dynamodb:')));
+    const rm = domain.readModels.orders;
+    const allowed = [id(rm.table), id(rm.previousVersionTable!)];
+    const checkpoints = id(domain.projections!.checkpointTable);
+    const seen = new Set<string>();
+    for (const st of statements) {
+      const resources = JSON.stringify(st.Resource);
+      expect(resources).not.toContain('"*"');
+      const tables = [...resources.matchAll(/"Fn::GetAtt":\["([^"]+)","Arn"\]/g)].map((m) => m[1]);
+      expect(tables.length).toBeGreaterThan(0);
+      tables.forEach((t) => seen.add(t));
+      if (tables.includes(checkpoints)) {
+        expect(tables).toEqual([checkpoints]);
+        expect(st).toMatchObject({ Action: 'dynamodb:GetItem', Condition: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['#active#orders'] } } });
+      } else {
+        expect(tables.every((t) => allowed.includes(t))).toBe(true);
+        expect([st.Action].flat().sort()).toEqual(['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:Scan']);
+      }
+    }
+    expect([...seen].sort()).toEqual([...allowed, checkpoints].sort());
   });
 });
 
