@@ -147,7 +147,6 @@ async function onDeploy(request: CfnRequest): Promise<void> {
 }
 
 let dynamodb: DynamoDBClient | undefined;
-let definition: { States: Record<string, any> } | undefined;
 
 function env(name: string): string {
   const value = process.env[name];
@@ -184,9 +183,13 @@ export const handler = async (input: unknown, context?: { getRemainingTimeInMill
   const rebuildId = own('rebuildId');
   if (typeof rebuildId !== 'string' || !ID.test(rebuildId)) throw new Error('"rebuildId" must be 1-255 letters, digits, _ . : -');
   dynamodb ??= traced(tools, new DynamoDBClient({}));
-  // Skafu Local gives the definition (it emulates no DescribeStateMachine); on AWS it is read from the machine.
-  if (!definition && process.env.SKAFU_PROJECTION_DEFINITION_OVERRIDE) definition = JSON.parse(process.env.SKAFU_PROJECTION_DEFINITION_OVERRIDE);
-  if (!definition) {
+  // Skafu Local gives the definition (it emulates no DescribeStateMachine); on AWS it is read from the machine, at
+  // every step: a deployment that fixes the projection changes the state machine, not this function, so a warm
+  // container must not resume a backfill with the definition it read before the fix (one read per step of minutes).
+  let definition: { States: Record<string, any> };
+  if (process.env.SKAFU_PROJECTION_DEFINITION_OVERRIDE) {
+    definition = JSON.parse(process.env.SKAFU_PROJECTION_DEFINITION_OVERRIDE);
+  } else {
     const sfn = sfnModule();
     const out = await traced(tools, new sfn.SFNClient({})).send(new sfn.DescribeStateMachineCommand({ stateMachineArn: env('SKAFU_PROJECTION_STATE_MACHINE_ARN') }));
     definition = JSON.parse(out.definition ?? '{}');
@@ -200,7 +203,7 @@ export const handler = async (input: unknown, context?: { getRemainingTimeInMill
       eventStoreTable: env('SKAFU_EVENT_STORE_TABLE'),
       domain: env('SKAFU_DOMAIN'),
       aggregateTypes: env('SKAFU_AGGREGATE_TYPES').split(',').filter(Boolean),
-      definition: definition!,
+      definition,
       readModelTable: tables[readModel],
       targetTable: tables[readModel],
       stateTable: env('SKAFU_REBUILD_STATE_TABLE'),

@@ -536,7 +536,7 @@ export class ProjectionStateMachine extends Construct {
         // From version 2 on: refuses a deployment that would remove the previous version's table before queries
         // switched away from it and the retention passed (see onVersionGuard in backfill.lambda.ts for why a
         // FAILED answer keeps CloudFormation from deleting it). Reads the pointer only, with the function's GetItem.
-        new CustomResource(this, `VersionGuard${rm.readModelName.replace(/[^A-Za-z0-9]/g, '')}`, {
+        const guard = new CustomResource(this, `VersionGuard${rm.readModelName.replace(/[^A-Za-z0-9]/g, '')}`, {
           serviceToken: fn.functionArn,
           resourceType: 'Custom::SkafuReadModelVersionGuard',
           properties: {
@@ -547,6 +547,11 @@ export class ProjectionStateMachine extends Construct {
             CheckpointTable: this.checkpointTable.tableName,
           },
         });
+        // The backfill starts only after the guard let the deployment through: a refused deployment (a version
+        // raised while the one before it never became active) must not leave a backfill running that writes the
+        // refused version's checkpoints and switches the pointer to it after the rollback (CloudFormation does not
+        // create a resource whose dependency failed).
+        trigger.node.addDependency(guard);
       }
     }
     return { fn, machine };

@@ -42,5 +42,8 @@ export function activeVersionKey(readModelName: string): string {
   return `#active#${readModelName}`;
 }
 
-/** The pattern of a read model version's identity (versionedReadModel). */
-export const VERSIONED_READ_MODEL = /^[A-Za-z][A-Za-z0-9_-]{0,63}(@v[1-9][0-9]{0,3})?$/;
+/**
+ * The pattern of a read model version's identity (versionedReadModel): the bare name, or `@v2` to `@v9999` after
+ * it. Never `@v1`: version 1's identity is the bare name, and `<name>@v1` would name keys no version owns.
+ */
+export const VERSIONED_READ_MODEL = /^[A-Za-z][A-Za-z0-9_-]{0,63}(@v([2-9]|[1-9][0-9]{1,3}))?$/;
