@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { CfnDeletionPolicy, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct } from 'constructs';
@@ -180,7 +180,14 @@ export class ReadModelTable extends Construct {
     };
     // The previous version is removed only by a deployment a guard lets through (after the switch and the
     // retention), so it may be destroyed then; the current one keeps the removal policy asked for.
-    if (version > 1 && props.retainPreviousVersion !== false) this.previousVersionTable = tableOf(version - 1, RemovalPolicy.DESTROY);
+    if (version > 1 && props.retainPreviousVersion !== false) {
+      this.previousVersionTable = tableOf(version - 1, RemovalPolicy.DESTROY);
+      // The previous table is synthesized from this version's keys: a version that changes them would make
+      // CloudFormation replace the previous table, and a replaced table is deleted in the cleanup unless its
+      // UpdateReplacePolicy is Retain. Retain keeps its items in the account (orphaned) if that happens; the keys
+      // must stay the same across versions (see `version`).
+      (this.previousVersionTable.node.defaultChild as dynamodb.CfnTable).cfnOptions.updateReplacePolicy = CfnDeletionPolicy.RETAIN;
+    }
     this.table = tableOf(version, props.removalPolicy ?? RemovalPolicy.RETAIN);
     this.tableName = this.table.tableName;
     this.tableArn = this.table.tableArn;
