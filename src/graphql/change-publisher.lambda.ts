@@ -8,6 +8,11 @@
  * the mapping's retries the batch's metadata goes to the failed-changes queue (an alarm watches it). A lost live
  * update never loses data: the read model holds the item, and a client re-reads it with a query.
  *
+ * A refusal that no retry can change (permanentRefusal: HTTP 400, or GraphQL errors of a validation kind, e.g. an
+ * item written before an attribute changed type) is not retried: that record alone is parked on the failed-changes
+ * queue (its table, keys, sequence number and the refusal, as a message of its own) and the batch goes on, so one
+ * bad item never takes the healthy changes after it down with it. If parking fails, the record is retried as above.
+ *
  * A read model kept in two versions (a rebuild, issue 12) is streamed from its current version's table only. Until
  * the active-version pointer names that version, its records are the rebuild's writes into a table no query reads
  * yet: they are dropped (counted as ChangesDroppedDuringRebuild), and subscribers receive nothing of the read model
@@ -57,6 +62,26 @@ export interface ChangePublisherDeps {
   readonly count?: (metric: 'ChangesPublished' | 'ChangesNotPublished' | 'ChangesDroppedDuringRebuild', n: number) => void;
   /** Reads an active-version pointer, strongly consistent (required when a model has `activeVersion`). */
   readonly readPointer?: (checkpointTable: string, key: string) => Promise<ActivePointer | undefined>;
+  /**
+   * Parks one record AppSync refused for good (a message of its own on the failed-changes queue).
+   * @default - none: such a record is retried like any failure, and its batch's tail with it
+   */
+  readonly park?: (message: Record<string, unknown>) => Promise<void>;
+}
+
+/** GraphQL error types (and messages) that the same request always gets again: validation of the mutation's variables. */
+const PERMANENT_ERROR = /^(ValidationError|BadRequestException|MalformedHttpRequestException)$/;
+const PERMANENT_MESSAGE = /Can't serialize value|Validation error|Variable '[^']*' has an invalid value/;
+
+/**
+ * Whether AppSync's answer refuses the request for good: HTTP 400 (a malformed request), or HTTP 200 whose every
+ * error is of a validation kind. Throttling (429), 5xx, 401/403 (a permission being deployed) and other errors
+ * (a timeout, an unknown type) are retried. The error types AppSync gives are not verified against the service here.
+ */
+export function permanentRefusal(status: number, body: any): boolean {
+  if (status === 400) return true;
+  if (status !== 200 || !Array.isArray(body?.errors) || body.errors.length === 0) return false;
+  return body.errors.every((e: any) => PERMANENT_ERROR.test(String(e?.errorType ?? '')) || PERMANENT_MESSAGE.test(String(e?.message ?? '')));
 }
 
 /** A pointer's `switchedAt` as epoch milliseconds: an ISO 8601 text or epoch seconds or milliseconds; undefined otherwise. */
@@ -119,6 +144,7 @@ export function createChangePublisher(deps: ChangePublisherDeps) {
     const pointers = new Map<string, Promise<number | undefined>>();
     let published = 0;
     let dropped = 0;
+    let parked = 0;
     for (let i = 0; i < records.length; i++) {
       const record = records[i];
       const table = tableOfRecord(record);
@@ -145,8 +171,22 @@ export function createChangePublisher(deps: ChangePublisherDeps) {
             const out = await deps.post(JSON.stringify({ query: model.document, variables: changeVariables(model, record) }));
             if (out.status !== 200) problem = `HTTP ${out.status}: ${JSON.stringify(out.body).slice(0, 500)}`;
             else if (Array.isArray(out.body?.errors) && out.body.errors.length > 0) problem = `GraphQL errors: ${JSON.stringify(out.body.errors).slice(0, 500)}`;
+            if (problem && deps.park && permanentRefusal(out.status, out.body)) {
+              // Refused for good: park this record alone and go on (a failed park falls through to the retry).
+              await deps.park({
+                reason: 'RefusedByAppSync',
+                table,
+                sequenceNumber: record.dynamodb?.SequenceNumber,
+                eventName: record.eventName,
+                keys: record.dynamodb?.Keys,
+                problem,
+              });
+              deps.log?.('change refused for good by AppSync; parked on the failed-changes queue', { table, sequenceNumber: record.dynamodb?.SequenceNumber, problem });
+              parked++;
+              continue;
+            }
           } catch (err) {
-            problem = (err as Error).message;
+            problem ??= (err as Error).message;
           }
         }
       }
@@ -154,13 +194,14 @@ export function createChangePublisher(deps: ChangePublisherDeps) {
         deps.log?.('change not published; retried from this record', { table, sequenceNumber: record.dynamodb?.SequenceNumber, problem });
         deps.count?.('ChangesPublished', published);
         deps.count?.('ChangesDroppedDuringRebuild', dropped);
-        deps.count?.('ChangesNotPublished', records.length - i);
+        deps.count?.('ChangesNotPublished', records.length - i + parked);
         return { batchItemFailures: records.slice(i).map((r) => ({ itemIdentifier: r.dynamodb?.SequenceNumber ?? '' })) };
       }
       published++;
     }
     deps.count?.('ChangesPublished', published);
     deps.count?.('ChangesDroppedDuringRebuild', dropped);
+    if (parked > 0) deps.count?.('ChangesNotPublished', parked);
     return { batchItemFailures: [] };
   };
 }
@@ -220,6 +261,38 @@ export function signedPost(url: string, env: Record<string, string | undefined> 
   };
 }
 
+/**
+ * Sends one message to an SQS queue with the function's credentials: SendMessage in the AWS JSON 1.0 protocol
+ * (`X-Amz-Target: AmazonSQS.SendMessage`, SQS API Reference), signed with SigV4 for service `sqs`, POSTed to the
+ * queue's own endpoint. No SQS client in the bundle for one call.
+ */
+export function signedSqsSend(queueUrl: string, env: Record<string, string | undefined> = process.env) {
+  // The service endpoint: AWS_ENDPOINT_URL_SQS when set (as the SDK reads it; Skafu Local sets it), else the
+  // queue URL's host (`https://sqs.<region>.amazonaws.com/`).
+  const endpoint = new URL(env.AWS_ENDPOINT_URL_SQS || `${new URL(queueUrl).origin}/`);
+  const signer = new SignatureV4({
+    service: 'sqs',
+    region: env.AWS_REGION ?? 'us-east-1',
+    sha256: Sha256 as never,
+    credentials: async () => ({ accessKeyId: env.AWS_ACCESS_KEY_ID ?? '', secretAccessKey: env.AWS_SECRET_ACCESS_KEY ?? '', sessionToken: env.AWS_SESSION_TOKEN }),
+  });
+  return async (message: Record<string, unknown>): Promise<void> => {
+    const body = JSON.stringify({ QueueUrl: queueUrl, MessageBody: JSON.stringify(message) });
+    const request = await signer.sign({
+      method: 'POST',
+      protocol: endpoint.protocol,
+      hostname: endpoint.hostname,
+      port: endpoint.port ? Number(endpoint.port) : undefined,
+      path: endpoint.pathname,
+      headers: { 'host': endpoint.host, 'content-type': 'application/x-amz-json-1.0', 'x-amz-target': 'AmazonSQS.SendMessage' },
+      body,
+    });
+    const response = await fetch(endpoint.href, { method: 'POST', headers: request.headers as Record<string, string>, body, signal: AbortSignal.timeout(10_000) });
+    const text = await response.text();
+    if (response.status !== 200) throw new Error(`SQS SendMessage answered HTTP ${response.status}: ${text.slice(0, 300)}`);
+  };
+}
+
 /** A pointer read with the function's credentials (GetItem, strongly consistent: the switch is seen at once). */
 export function pointerReader(client: DynamoDBClient) {
   return async (checkpointTable: string, key: string): Promise<ActivePointer | undefined> => {
@@ -237,6 +310,7 @@ export const handler = async (event: DynamoDBStreamEvent): Promise<DynamoDBBatch
       models: decodeModels(process.env.SKAFU_GRAPHQL_MODELS ?? '', process.env),
       post: signedPost(process.env.SKAFU_GRAPHQL_URL ?? ''),
       readPointer: pointerReader(new DynamoDBClient({})),
+      ...(process.env.SKAFU_GRAPHQL_FAILED_CHANGES_QUEUE_URL ? { park: signedSqsSend(process.env.SKAFU_GRAPHQL_FAILED_CHANGES_QUEUE_URL) } : {}),
       log: (message, detail) => tools.logger.warn(message, detail),
       count: (metric, n) => {
         if (n > 0) tools.metrics.addMetric(metric, MetricUnit.Count, n);

@@ -392,6 +392,9 @@ export class SkafuGraphqlApi extends Construct {
     }
     const failed = skafuQueue(this, 'FailedChanges');
     acknowledgeNag(failed, [{ id: 'AwsSolutions-SQS3', reason: "This queue is itself the on-failure destination of the change publisher's stream mappings (it holds batch metadata, no dead-letter queue of its own)." }]);
+    // A change AppSync refuses for good is parked there alone by the function (the rest of its batch goes on).
+    failed.grantSendMessages(fn);
+    fn.addEnvironment('SKAFU_GRAPHQL_FAILED_CHANGES_QUEUE_URL', failed.queueUrl);
     const streamIds = new Set<string>();
     served.forEach(({ generated, model }) => {
       const streamArn = readModelStreamArn(model);
