@@ -120,7 +120,9 @@ export interface GuardRequest {
 /**
  * Whether a stack status is a rollback's: CloudFormation sends the custom resource of a stack rolling back an update
  * the same Update (old and new properties swapped) as a deployment that lowered the value by hand; only the stack's
- * status (UPDATE_ROLLBACK_IN_PROGRESS, IMPORT_ROLLBACK_IN_PROGRESS, ROLLBACK_IN_PROGRESS) tells them apart.
+ * status (UPDATE_ROLLBACK_IN_PROGRESS, IMPORT_ROLLBACK_IN_PROGRESS, ROLLBACK_IN_PROGRESS) tells them apart. A nested
+ * stack rolled back by its parent is taken to show UPDATE_ROLLBACK_IN_PROGRESS itself (its own StackId is what the
+ * request carries); not verified against CloudFormation here.
  */
 export function isRollingBack(stackStatus: string): boolean {
   return /(^|_)ROLLBACK_IN_PROGRESS$/.test(stackStatus);
