@@ -25,7 +25,7 @@ import * as https from 'node:https';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { runRebuildStep, type RebuildProgress } from './rebuild.runtime';
-import { guardDecision, parseVersionedReadModel, readActivePointer, switchActiveVersion } from './versions.runtime';
+import { guardDecision, hasReadModelItems, parseVersionedReadModel, readActivePointer, switchActiveVersion } from './versions.runtime';
 import { powertools, traced } from '../internal/powertools';
 
 interface SfnModule {
@@ -59,7 +59,7 @@ interface CfnRequest {
     RetentionSeconds?: string;
     CheckpointTable?: string;
   };
-  OldResourceProperties?: { Version?: string };
+  OldResourceProperties?: { Version?: string; RetainPreviousVersion?: string; RetentionSeconds?: string };
 }
 
 /** Answers CloudFormation on the pre-signed URL (the custom resource response object, CloudFormation User Guide). */
@@ -96,8 +96,11 @@ const VERSION_GUARD = 'Custom::SkafuReadModelVersionGuard';
  * was created or updated successfully; a custom resource that answers FAILED fails the update, CloudFormation
  * rolls the stack back to the previous template, and the cleanup (the deletion) never happens. The guard's
  * properties change whenever the version or retainPreviousVersion does, so it is asked on every such deployment.
- * A rollback (an Update to a lower version) and a Delete are never refused: a failed rollback leaves the stack
- * stuck. Reads only the pointer item (GetItem).
+ * A Delete is never refused, nor an Update to a lower version while the stack is rolling back (DescribeStacks on
+ * the request's StackId; a failed rollback leaves the stack stuck), nor one whose stack status cannot be read; an
+ * Update to a lower version on a stack that is not rolling back (lowered by hand) is refused. Reads the pointer item
+ * (GetItem) and, on a Create at version 3 or more with no pointer, scans the checkpoint table's keys for an item of
+ * this read model (hasReadModelItems) to tell a new environment from a jump.
  */
 async function onVersionGuard(request: CfnRequest): Promise<void> {
   try {
@@ -110,7 +113,17 @@ async function onVersionGuard(request: CfnRequest): Promise<void> {
     }
     dynamodb ??= new DynamoDBClient({});
     const pointer = await readActivePointer(dynamodb, p.CheckpointTable, p.ReadModelName);
-    const old = Number(request.OldResourceProperties?.Version);
+    const oldProps = request.RequestType === 'Update' ? request.OldResourceProperties : undefined;
+    const old = Number(oldProps?.Version);
+    const previousPropertiesVersion = Number.isSafeInteger(old) ? old : undefined;
+    const oldRetention = Number(oldProps?.RetentionSeconds);
+    // A Create with no pointer at version 3 or more: a new environment, or a jump on an existing one (guardDecision);
+    // the checkpoint table says which (hasReadModelItems: its cost is there). Bounded well inside the function's
+    // 15 minutes, so CloudFormation always gets an answer.
+    const readModelHasItems =
+      request.RequestType === 'Create' && !pointer && version >= 3 ? await hasReadModelItems(dynamodb, p.CheckpointTable, p.ReadModelName, { deadline: Date.now() + 10 * 60_000 }) : undefined;
+    // An Update to a lower version: a rollback only if the stack is rolling back.
+    const stack = previousPropertiesVersion !== undefined && version < previousPropertiesVersion ? await stackStatus(request.StackId) : {};
     const decision = guardDecision(
       {
         requestType: request.RequestType,
@@ -118,7 +131,11 @@ async function onVersionGuard(request: CfnRequest): Promise<void> {
         version,
         retainPreviousVersion: p.RetainPreviousVersion !== 'false',
         retentionSeconds,
-        previousPropertiesVersion: request.RequestType === 'Update' && Number.isSafeInteger(old) ? old : undefined,
+        previousPropertiesVersion,
+        previousPropertiesRetainedPreviousVersion: oldProps ? oldProps.RetainPreviousVersion !== 'false' : undefined,
+        previousPropertiesRetentionSeconds: Number.isFinite(oldRetention) && oldProps?.RetentionSeconds !== undefined ? oldRetention : undefined,
+        readModelHasItems,
+        ...stack,
       },
       pointer,
       new Date(),
@@ -127,6 +144,29 @@ async function onVersionGuard(request: CfnRequest): Promise<void> {
   } catch (err) {
     // Unreadable pointer or bad properties: refuse rather than let a table be removed unchecked.
     await respond(request, 'FAILED', `the read model version guard could not decide: ${(err as Error).message}`);
+  }
+}
+
+interface CloudFormationModule {
+  CloudFormationClient: new (config: object) => { send(command: unknown): Promise<{ Stacks?: Array<{ StackStatus?: string }> }> };
+  DescribeStacksCommand: new (input: { StackName: string }) => unknown;
+}
+
+/**
+ * The status of the guard's own stack (a nested stack's own), to tell a rollback from a version lowered by hand.
+ * `@aws-sdk/client-cloudformation` is provided by the Lambda Node 22 runtime (not bundled, as the SFN client). Any
+ * failure (module, permission, throttling) is returned as `stackStatusError`: the guard then lets the Update through.
+ */
+async function stackStatus(stackId: string): Promise<{ stackStatus?: string; stackStatusError?: string }> {
+  try {
+    const moduleName = '@aws-sdk/client-cloudformation';
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const cfn = require(moduleName) as CloudFormationModule;
+    const out = await new cfn.CloudFormationClient({}).send(new cfn.DescribeStacksCommand({ StackName: stackId }));
+    const status = out.Stacks?.[0]?.StackStatus;
+    return status ? { stackStatus: status } : { stackStatusError: `DescribeStacks returned no status for ${stackId}` };
+  } catch (err) {
+    return { stackStatusError: `DescribeStacks failed: ${(err as Error).name}: ${(err as Error).message}` };
   }
 }
 

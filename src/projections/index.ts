@@ -521,6 +521,7 @@ export class ProjectionStateMachine extends Construct {
       statements: [new iam.PolicyStatement({ actions: ['states:StartExecution'], resources: [machine.stateMachineArn] })],
       roles: [options.role],
     });
+    let guarded = false;
     for (const rm of readModels) {
       // Version 1 keeps its construct id (and properties) of before versions existed: no update, no new backfill.
       const id = `Backfill${rm.readModelName.replace(/[^A-Za-z0-9]/g, '')}${rm.version === 1 ? '' : `@v${rm.version}`}`;
@@ -535,7 +536,15 @@ export class ProjectionStateMachine extends Construct {
       if (rm.version > 1) {
         // From version 2 on: refuses a deployment that would remove the previous version's table before queries
         // switched away from it and the retention passed (see onVersionGuard in backfill.lambda.ts for why a
-        // FAILED answer keeps CloudFormation from deleting it). Reads the pointer only, with the function's GetItem.
+        // FAILED answer keeps CloudFormation from deleting it). Reads the pointer with the function's GetItem and, on
+        // a Create at version 3 or more with no pointer, the checkpoint table's keys with its Scan (granted above for
+        // the backfill): one page in a new environment, the whole table once where other read models have
+        // checkpoints (hasReadModelItems in versions.runtime.ts says what that costs). It reads its own stack's status
+        // (DescribeStacks, this stack only) to tell a rollback from a version lowered by hand.
+        if (!guarded) {
+          iam.Grant.addToPrincipal({ grantee: fn, actions: ['cloudformation:DescribeStacks'], resourceArns: [Stack.of(this).stackId] });
+          guarded = true;
+        }
         const guard = new CustomResource(this, `VersionGuard${rm.readModelName.replace(/[^A-Za-z0-9]/g, '')}`, {
           serviceToken: fn.functionArn,
           resourceType: 'Custom::SkafuReadModelVersionGuard',

@@ -4,6 +4,8 @@
  * backfill and version guard custom resources, and the query side's pointer grants. Executions are proven in
  * versioned-rebuild.test.ts.
  */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { App, CfnElement, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -263,6 +265,21 @@ test('a platform with a read model at version 3 is cdk-nag clean and passes cfn-
   expect(nagErrors(stack)).toEqual([]);
   const templates = Object.fromEntries(assembly.stacks.map((s) => [s.stackName, s.template]));
   expect(cfnLint(templates).filter((f) => f.level !== 'Informational')).toEqual([]);
+  // The guard reads its own stack's status (a rollback or a version lowered by hand): DescribeStacks on that stack
+  // only (a nested stack's own id where the guard is in one), in the template that holds the guard, nowhere else.
+  // Nested stacks' templates are files of the assembly, not among its stacks.
+  const all: Record<string, unknown> = { ...templates };
+  for (const file of readdirSync(assembly.directory).filter((f) => f.endsWith('.nested.template.json'))) all[file] = JSON.parse(readFileSync(join(assembly.directory, file), 'utf8'));
+  const describeStacks = Object.entries(all).flatMap(([name, template]) =>
+    Object.values((template as { Resources: Record<string, any> }).Resources)
+      .filter((r) => r.Type === 'AWS::IAM::Policy')
+      .flatMap((r) => r.Properties.PolicyDocument.Statement as Array<Record<string, any>>)
+      .filter((st) => [st.Action].flat().some((a: string) => a.startsWith('cloudformation:')))
+      .map((st) => ({ name, st })),
+  );
+  const guarded = Object.entries(all).filter(([, template]) => JSON.stringify(template).includes('Custom::SkafuReadModelVersionGuard')).map(([name]) => name);
+  expect(describeStacks).toEqual([{ name: guarded[0], st: { Action: 'cloudformation:DescribeStacks', Effect: 'Allow', Resource: { Ref: 'AWS::StackId' } } }]);
+  expect(guarded).toHaveLength(1);
   // Version 3 keeps version 2's table and has its guard; version 1's table is gone from the template.
   const t = Template.fromStack(stack);
   const readModelTables = Object.keys(t.findResources('AWS::DynamoDB::Table')).filter((k) => /ReadModelOrders/.test(k));

@@ -14,7 +14,7 @@
  *   change is a rollback or a deployment that lowered the value by hand: the request does not say which.
  */
 import { randomUUID } from 'node:crypto';
-import { CreateTableCommand, PutItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, DeleteItemCommand, PutItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { App, CfnElement, Stack } from 'aws-cdk-lib';
@@ -37,7 +37,7 @@ import { createQueryHandler } from '../../src/domain/query.lambda';
 import { powertools } from '../../src/internal/powertools';
 import { handler as backfillStep, type BackfillStepOutput } from '../../src/projections/backfill.lambda';
 import { parseParkedEventsRequest } from '../../src/projections/parked-events.runtime';
-import { guardDecision, parseVersionedReadModel, readActivePointer, type GuardRequest } from '../../src/projections/versions.runtime';
+import { guardDecision, hasReadModelItems, parseVersionedReadModel, readActivePointer, switchActiveVersion, type GuardRequest } from '../../src/projections/versions.runtime';
 import { ErrorReporter, EventStore, type DomainSpec } from '../../src/runtime';
 import { apiEvent } from '../support/api-events';
 import { appendEvents, createTemplateTables, machineDefinition, scanTable, tableOf } from '../support/projection-harness';
@@ -81,18 +81,38 @@ describe('the version guard, as CloudFormation asks it', () => {
   // model is already at version 3: the guard is Created, there is no pointer (no version was ever active there),
   // and it answers FAILED ("version 2 never became active"), so the stack's creation fails and rolls back. The
   // only way to deploy that code is to edit it down to version 1, then 2, then 3, three deployments with backfills.
-  test.failing('a new environment deployed straight from code at version 3 is created', () => {
-    expect(ask({ requestType: 'Create', version: 3 }, undefined)).toMatchObject({ status: 'SUCCESS' });
+  // Fixed: on a Create with no pointer the function looks in the checkpoint table for any item of the read model
+  // (readModelHasItems; the look-up itself is tested against DynamoDB Local below). None: a new environment.
+  test('a new environment deployed straight from code at version 3 is created', () => {
+    expect(ask({ requestType: 'Create', version: 3, readModelHasItems: false }, undefined)).toMatchObject({ status: 'SUCCESS', reason: expect.stringMatching(/Totals: a new environment/) });
+    // The same Create where the read model has checkpoints (an existing environment jumping 1 → 3) is refused as before.
+    expect(ask({ requestType: 'Create', version: 3, readModelHasItems: true }, undefined)).toMatchObject({ status: 'FAILED', reason: expect.stringMatching(/version 2 never became active/) });
+    expect(ask({ requestType: 'Create', version: 3 }, undefined)).toMatchObject({ status: 'FAILED' });
+    // An Update (the guard existed: not a new environment) is never taken for one.
+    expect(ask({ version: 3, previousPropertiesVersion: 2, readModelHasItems: false }, undefined)).toMatchObject({ status: 'FAILED' });
   });
 
   // MEDIUM. The README promises "the old version is removed after a retention you choose", and the guard refuses
   // `retainPreviousVersion: false` before `previousVersionRetention` has passed since the switch. Raising version 2
   // to 3 one minute after the switch to 2 removes version 1's table (it leaves the template, DESTROY) with no
   // retention at all: the fallback the retention was meant to keep is gone.
-  test.failing("raising version 2 to 3 a minute after the switch to 2 does not remove version 1's table before the retention", () => {
+  test("raising version 2 to 3 a minute after the switch to 2 does not remove version 1's table before the retention", () => {
     const now = new Date('2026-11-10T00:00:00Z');
     const switchedToV2 = { version: 2, switchedAt: new Date(now.getTime() - 60_000).toISOString() };
-    expect(ask({ version: 3, previousPropertiesVersion: 2 }, switchedToV2, now)).toMatchObject({ status: 'FAILED' });
+    expect(ask({ version: 3, previousPropertiesVersion: 2 }, switchedToV2, now)).toMatchObject({
+      status: 'FAILED',
+      reason: expect.stringMatching(/read model Totals: raising version 2 to 3 removes version 1's table, but the retention \(259200 s\) after the switch to version 2 at 2026-11-09T23:59:00.000Z ends at 2026-11-12T23:59:00.000Z/),
+    });
+    // The old properties' retention counts (version 1's table was kept under them), not the new one's.
+    expect(ask({ version: 3, previousPropertiesVersion: 2, previousPropertiesRetentionSeconds: 30, retentionSeconds: 7 * 86400 }, switchedToV2, now)).toMatchObject({ status: 'SUCCESS' });
+    expect(ask({ version: 3, previousPropertiesVersion: 2, previousPropertiesRetentionSeconds: 120, retentionSeconds: 0 }, switchedToV2, now)).toMatchObject({ status: 'FAILED', reason: expect.stringMatching(/\(120 s\)/) });
+    // After the retention: raised. Version 1's table already gone at version 2 (retainPreviousVersion was false): nothing to wait for.
+    expect(ask({ version: 3, previousPropertiesVersion: 2 }, switchedToV2, new Date(now.getTime() + 3 * 86400_000))).toMatchObject({ status: 'SUCCESS' });
+    expect(ask({ version: 3, previousPropertiesVersion: 2, previousPropertiesRetainedPreviousVersion: false }, switchedToV2, now)).toMatchObject({ status: 'SUCCESS' });
+    // A pointer without a readable switchedAt never lets version 1's table go.
+    expect(ask({ version: 3, previousPropertiesVersion: 2 }, { version: 2 }, now)).toMatchObject({ status: 'FAILED', reason: expect.stringMatching(/no readable switchedAt/) });
+    // 3 → 4 the same way: version 2's table.
+    expect(ask({ version: 4, previousPropertiesVersion: 3 }, { version: 3, switchedAt: switchedToV2.switchedAt }, now)).toMatchObject({ status: 'FAILED', reason: expect.stringMatching(/raising version 3 to 4 removes version 2's table/) });
   });
 
   // MEDIUM (a promise the code does not keep). The README says "The guard also refuses ... lowering a version (its
@@ -100,8 +120,17 @@ describe('the version guard, as CloudFormation asks it', () => {
   // as previousPropertiesVersion on every Update, and guardDecision lets every Update to a lower version through as
   // "a rollback, or a lowered version": a deployment that lowers 3 to 2 by hand is an Update 3 → 2, exactly like a
   // rollback, and succeeds. The FAILED "never lowered" branch is reachable only on Create.
-  test.failing('a deployment that lowers the version by hand (an Update 3 → 2 while the pointer names 3) is refused, as the README says', () => {
-    expect(ask({ version: 2, previousPropertiesVersion: 3 }, { version: 3, switchedAt: '2026-11-01T00:00:00Z' })).toMatchObject({ status: 'FAILED' });
+  // Fixed: the function reads the stack's status (DescribeStacks on the request's StackId); a deployment is
+  // UPDATE_IN_PROGRESS, a rollback UPDATE_ROLLBACK_IN_PROGRESS (through the function: the test further down).
+  test('a deployment that lowers the version by hand (an Update 3 → 2 while the pointer names 3) is refused, as the README says', () => {
+    const v3 = { version: 3, switchedAt: '2026-11-01T00:00:00Z' };
+    expect(ask({ version: 2, previousPropertiesVersion: 3, stackStatus: 'UPDATE_IN_PROGRESS' }, v3)).toMatchObject({
+      status: 'FAILED',
+      reason: expect.stringMatching(/read model Totals: this deployment lowers the version from 3 to 2 \(the stack is UPDATE_IN_PROGRESS, not rolling back\)/),
+    });
+    // The same Update during a rollback, or when the status could not be read, goes through.
+    expect(ask({ version: 2, previousPropertiesVersion: 3, stackStatus: 'UPDATE_ROLLBACK_IN_PROGRESS' }, v3)).toMatchObject({ status: 'SUCCESS', reason: expect.stringMatching(/a rollback/) });
+    expect(ask({ version: 2, previousPropertiesVersion: 3, stackStatusError: 'AccessDenied' }, v3)).toMatchObject({ status: 'SUCCESS', reason: expect.stringMatching(/could not be read \(AccessDenied\)/) });
   });
 });
 
@@ -110,6 +139,15 @@ describe('fixed in review', () => {
   // version's backfill all the same (the backfill custom resource did not wait for the guard): after the rollback
   // the execution went on, wrote `Totals@v3#...` checkpoints and switched the pointer to 3, so that the version the
   // guard then asks for (2) was refused as "lowered", and a later version 3 started from those checkpoints.
+  test('the backfill function may read its own stack\'s status (DescribeStacks on this stack only) where a guard is, and nothing of CloudFormation without one', () => {
+    const cfnStatements = (t: Template) =>
+      Object.values(t.findResources('AWS::IAM::Policy'))
+        .flatMap((r) => r.Properties.PolicyDocument.Statement as Array<Record<string, any>>)
+        .filter((st) => JSON.stringify(st.Action).includes('cloudformation:'));
+    expect(cfnStatements(synth(3))).toEqual([{ Action: 'cloudformation:DescribeStacks', Effect: 'Allow', Resource: { Ref: 'AWS::StackId' } }]);
+    expect(cfnStatements(synth(1))).toEqual([]);
+  });
+
   test("a version's backfill starts only after its version guard let the deployment through", () => {
     const resources = synth(3).toJSON().Resources as Record<string, { Type: string; DependsOn?: string[]; Properties?: Record<string, unknown> }>;
     const guard = Object.entries(resources).find(([, r]) => r.Type === 'Custom::SkafuReadModelVersionGuard')!;
@@ -128,6 +166,136 @@ describe('fixed in review', () => {
       expect(() => parseParkedEventsRequest({ action: 'list', readModel: bad })).toThrow(/read model version's identity/);
     }
     expect(parseVersionedReadModel('constructor@v2')).toEqual({ readModelName: 'constructor', version: 2 });
+  });
+});
+
+describe('the version guard through the backfill function (DynamoDB Local; CloudFormation faked)', () => {
+  let client: DynamoDBClient;
+  let checkpointTable: string;
+  const stackId = `arn:aws:cloudformation:us-east-1:111111111111:stack/Review-${randomUUID().slice(0, 6)}/${randomUUID()}`;
+  const put = (aggregateId: string) => client.send(new PutItemCommand({ TableName: checkpointTable, Item: { aggregateId: { S: aggregateId }, lastEventSequence: { N: '1' } } }));
+
+  beforeAll(async () => {
+    client = localClient();
+    checkpointTable = `ReviewCheckpoints-${randomUUID().slice(0, 8)}`;
+    await client.send(
+      new CreateTableCommand({ TableName: checkpointTable, KeySchema: [{ AttributeName: 'aggregateId', KeyType: 'HASH' }], AttributeDefinitions: [{ AttributeName: 'aggregateId', AttributeType: 'S' }], BillingMode: 'PAY_PER_REQUEST' }),
+    );
+    // Other read models' items, including names that extend or prefix the one looked for, and one's pointer.
+    for (const key of ['Orders#o-1', 'Orders@v2#o-1', '#backfill#Orders', '#backfill#Orders@v2', '#active#Orders', 'Totals2#a', 'Totals2@v3#a', '#backfill#Totals2', '#backfill#Totals2@v2', 'Total#a', 'TotalsX@v2#a']) await put(key);
+    for (let i = 0; i < 30; i++) await put(`Orders#filler-${i}`);
+  });
+  afterAll(() => client.destroy());
+
+  test("the look-up finds any version's checkpoints or backfill status of the read model, page after page, and nothing of other read models", async () => {
+    const fresh = `Fresh${randomUUID().slice(0, 6)}`;
+    expect(await hasReadModelItems(client, checkpointTable, fresh, { pageSize: 5 })).toBe(false);
+    // Names sharing a prefix are other read models ('Totals2', 'TotalsX', 'Total'): none of them is 'Totals'.
+    expect(await hasReadModelItems(client, checkpointTable, 'Totals', { pageSize: 5 })).toBe(false);
+    for (const key of [`${fresh}#agg-1`, `${fresh}@v2#agg-1`, `${fresh}@v7#x#y`, `#backfill#${fresh}`, `#backfill#${fresh}@v3`]) {
+      await put(key);
+      // Pages of 5 items: the match is on a later page than the first (found wherever it is).
+      expect(await hasReadModelItems(client, checkpointTable, fresh, { pageSize: 5 })).toBe(true);
+      await client.send(new DeleteItemCommand({ TableName: checkpointTable, Key: { aggregateId: { S: key } } }));
+    }
+    // A pointer alone is not a checkpoint (the guard reads it separately), nor a key that only starts like one.
+    await put(`#active#${fresh}`);
+    await put(`${fresh}@v#x`);
+    expect(await hasReadModelItems(client, checkpointTable, fresh, { pageSize: 5 })).toBe(false);
+    await expect(hasReadModelItems(client, checkpointTable, fresh, { deadline: Date.now() - 1 })).rejects.toThrow(/did not finish in time/);
+  });
+
+  test('Create with no pointer: a new environment at version 3 is created, a jump on an existing one refused; a version lowered by hand is refused unless the stack rolls back (DescribeStacks faked: no local engine)', async () => {
+    // The pre-signed response URL is captured (node:https stubbed, nothing sent).
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const httpsModule = require('node:https') as typeof import('node:https');
+    const answers: Array<Record<string, any>> = [];
+    const spy = jest.spyOn(httpsModule, 'request').mockImplementation(((url: string, _options: unknown, callback: (res: unknown) => void) => ({
+      on: () => undefined,
+      end: (payload: string) => {
+        answers.push({ url, ...JSON.parse(payload) });
+        callback({ resume: () => undefined, on: (event: string, fn: () => void) => (event === 'end' ? fn() : undefined) });
+      },
+    })) as never);
+    // @aws-sdk/client-cloudformation is provided by the Lambda runtime, not installed here: a virtual fake answers
+    // DescribeStacks with `stackStatus`, or fails with `describeError`.
+    let stackStatus = 'UPDATE_IN_PROGRESS';
+    let describeError: Error | undefined;
+    const described: unknown[] = [];
+    let step!: typeof backfillStep;
+    jest.isolateModules(() => {
+      jest.doMock(
+        '@aws-sdk/client-cloudformation',
+        () => ({
+          CloudFormationClient: class {
+            public async send(command: { input: unknown }) {
+              described.push(command.input);
+              if (describeError) throw describeError;
+              return { Stacks: [{ StackStatus: stackStatus }] };
+            }
+          },
+          DescribeStacksCommand: class {
+            constructor(public readonly input: unknown) {}
+          },
+        }),
+        { virtual: true },
+      );
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      step = require('../../src/projections/backfill.lambda').handler;
+    });
+    try {
+      const request = (name: string, type: 'Create' | 'Update', properties: Record<string, string>, old?: Record<string, string>) => ({
+        RequestType: type,
+        ResponseURL: 'https://cloudformation-custom-resource-response.example/answer',
+        StackId: stackId,
+        RequestId: randomUUID(),
+        ResourceType: 'Custom::SkafuReadModelVersionGuard',
+        LogicalResourceId: 'ProjectionsVersionGuardTotals',
+        ...(type === 'Create' ? {} : { PhysicalResourceId: `version-guard-${name}` }),
+        ResourceProperties: { ServiceToken: 'arn', ReadModelName: name, Version: '3', RetainPreviousVersion: 'true', RetentionSeconds: '3600', CheckpointTable: checkpointTable, ...properties },
+        ...(old ? { OldResourceProperties: { ServiceToken: 'arn', ReadModelName: name, RetainPreviousVersion: 'true', RetentionSeconds: '3600', CheckpointTable: checkpointTable, ...old } } : {}),
+      });
+      const answer = async (event: object) => {
+        await step(event);
+        return answers[answers.length - 1];
+      };
+      // 1. A new environment (nothing of the read model in the table, other read models' items around it).
+      const fresh = `Fresh${randomUUID().slice(0, 6)}`;
+      expect(await answer(request(fresh, 'Create', {}))).toMatchObject({ Status: 'SUCCESS', Reason: expect.stringMatching(new RegExp(`read model ${fresh}: a new environment`)), Data: { ActiveVersion: '1' } });
+      expect(await answer(request(fresh, 'Create', { Version: '5' }))).toMatchObject({ Status: 'SUCCESS' });
+      // An existing environment at version 1 (its checkpoints are there) jumping to 3: refused as before.
+      await put(`${fresh}#order-1`);
+      expect(await answer(request(fresh, 'Create', {}))).toMatchObject({ Status: 'FAILED', Reason: expect.stringMatching(/version 2 never became active/) });
+
+      // 2. Version 2 switched a minute ago, raised to 3: version 1's table would go; refused until the old retention passed.
+      const raised = `Raised${randomUUID().slice(0, 6)}`;
+      await switchActiveVersion(client, { checkpointTable, readModelName: raised, version: 2, tableName: 't2', rebuildId: 'r', now: new Date(Date.now() - 60_000) });
+      const early = await answer(request(raised, 'Update', { Version: '3' }, { Version: '2' }));
+      expect(early).toMatchObject({ Status: 'FAILED', Reason: expect.stringMatching(new RegExp(`read model ${raised}: raising version 2 to 3 removes version 1's table, but the retention \\(3600 s\\)`)) });
+      // The old properties' retention decides (30 s, passed), whatever the new one says.
+      expect(await answer(request(raised, 'Update', { Version: '3', RetentionSeconds: '86400' }, { Version: '2', RetentionSeconds: '30' }))).toMatchObject({ Status: 'SUCCESS' });
+      // Version 1's table already gone at version 2: nothing left to wait for.
+      expect(await answer(request(raised, 'Update', { Version: '3' }, { Version: '2', RetainPreviousVersion: 'false' }))).toMatchObject({ Status: 'SUCCESS' });
+      expect(described).toEqual([]);
+
+      // 3. Version 3 active, an Update 3 → 2: refused on a stack that is updating, let through when it rolls back.
+      await switchActiveVersion(client, { checkpointTable, readModelName: raised, version: 3, tableName: 't3', rebuildId: 'r' });
+      const lowered = await answer(request(raised, 'Update', { Version: '2' }, { Version: '3' }));
+      expect(lowered).toMatchObject({ Status: 'FAILED', Reason: expect.stringMatching(/lowers the version from 3 to 2 \(the stack is UPDATE_IN_PROGRESS, not rolling back\)/) });
+      expect(described).toEqual([{ StackName: stackId }]);
+      stackStatus = 'UPDATE_ROLLBACK_IN_PROGRESS';
+      expect(await answer(request(raised, 'Update', { Version: '2' }, { Version: '3' }))).toMatchObject({ Status: 'SUCCESS', Reason: expect.stringMatching(/a rollback \(the stack is UPDATE_ROLLBACK_IN_PROGRESS\)/) });
+      // DescribeStacks failing (denied, throttled): let through, never failing a rollback, and the reason says why.
+      describeError = Object.assign(new Error('not authorized to perform cloudformation:DescribeStacks'), { name: 'AccessDenied' });
+      expect(await answer(request(raised, 'Update', { Version: '2' }, { Version: '3' }))).toMatchObject({
+        Status: 'SUCCESS',
+        Reason: expect.stringMatching(/the stack's status could not be read \(DescribeStacks failed: AccessDenied: not authorized.*\), and a rollback is never failed/),
+      });
+      expect(described).toHaveLength(3);
+      expect(answers.every((a) => a.Reason.length <= 1000)).toBe(true);
+    } finally {
+      spy.mockRestore();
+    }
   });
 });
 
