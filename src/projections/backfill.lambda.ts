@@ -25,7 +25,7 @@ import * as https from 'node:https';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { runRebuildStep, type RebuildProgress } from './rebuild.runtime';
-import { guardDecision, hasReadModelItems, parseVersionedReadModel, readActivePointer, switchActiveVersion } from './versions.runtime';
+import { guardDecision, isRollingBack, hasReadModelItems, parseVersionedReadModel, readActivePointer, switchActiveVersion } from './versions.runtime';
 import { powertools, traced } from '../internal/powertools';
 
 interface SfnModule {
@@ -148,23 +148,32 @@ async function onVersionGuard(request: CfnRequest): Promise<void> {
 }
 
 interface CloudFormationModule {
-  CloudFormationClient: new (config: object) => { send(command: unknown): Promise<{ Stacks?: Array<{ StackStatus?: string }> }> };
+  CloudFormationClient: new (config: object) => { send(command: unknown): Promise<{ Stacks?: Array<{ StackStatus?: string; RootId?: string }> }> };
   DescribeStacksCommand: new (input: { StackName: string }) => unknown;
 }
 
 /**
- * The status of the guard's own stack (a nested stack's own), to tell a rollback from a version lowered by hand.
- * `@aws-sdk/client-cloudformation` is provided by the Lambda Node 22 runtime (not bundled, as the SFN client). Any
- * failure (module, permission, throttling) is returned as `stackStatusError`: the guard then lets the Update through.
+ * The status of the guard's own stack, to tell a rollback from a version lowered by hand. In a nested stack whose
+ * own status does not say it rolls back, the root stack's status is read too (DescribeStacks gives a nested stack's
+ * RootId; CloudFormation rolls nested stacks back with their root, and which status a nested stack shows meanwhile
+ * is not verified here): a root rolling back counts. `@aws-sdk/client-cloudformation` is provided by the Lambda
+ * Node 22 runtime (not bundled, as the SFN client). Any failure (module, permission, throttling) is returned as
+ * `stackStatusError`: the guard then lets the Update through (a rollback is never failed).
  */
 async function stackStatus(stackId: string): Promise<{ stackStatus?: string; stackStatusError?: string }> {
   try {
     const moduleName = '@aws-sdk/client-cloudformation';
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const cfn = require(moduleName) as CloudFormationModule;
-    const out = await new cfn.CloudFormationClient({}).send(new cfn.DescribeStacksCommand({ StackName: stackId }));
-    const status = out.Stacks?.[0]?.StackStatus;
-    return status ? { stackStatus: status } : { stackStatusError: `DescribeStacks returned no status for ${stackId}` };
+    const client = new cfn.CloudFormationClient({});
+    const out = await client.send(new cfn.DescribeStacksCommand({ StackName: stackId }));
+    const own = out.Stacks?.[0];
+    const status = own?.StackStatus;
+    if (!status) return { stackStatusError: `DescribeStacks returned no status for ${stackId}` };
+    if (isRollingBack(status) || !own?.RootId || own.RootId === stackId) return { stackStatus: status };
+    const root = (await client.send(new cfn.DescribeStacksCommand({ StackName: own.RootId }))).Stacks?.[0]?.StackStatus;
+    if (!root) return { stackStatusError: `DescribeStacks returned no status for the root stack ${own.RootId}` };
+    return { stackStatus: isRollingBack(root) ? root : status };
   } catch (err) {
     return { stackStatusError: `DescribeStacks failed: ${(err as Error).name}: ${(err as Error).message}` };
   }

@@ -542,7 +542,11 @@ export class ProjectionStateMachine extends Construct {
         // checkpoints (hasReadModelItems in versions.runtime.ts says what that costs). It reads its own stack's status
         // (DescribeStacks, this stack only) to tell a rollback from a version lowered by hand.
         if (!guarded) {
-          iam.Grant.addToPrincipal({ grantee: fn, actions: ['cloudformation:DescribeStacks'], resourceArns: [Stack.of(this).stackId] });
+          // In a nested stack, the root's status too (a nested stack rolls back with its root).
+          let root = Stack.of(this);
+          while (root.nestedStackParent) root = root.nestedStackParent;
+          const stacks = root === Stack.of(this) ? [Stack.of(this).stackId] : [Stack.of(this).stackId, root.stackId];
+          iam.Grant.addToPrincipal({ grantee: fn, actions: ['cloudformation:DescribeStacks'], resourceArns: stacks });
           guarded = true;
         }
         const guard = new CustomResource(this, `VersionGuard${rm.readModelName.replace(/[^A-Za-z0-9]/g, '')}`, {

@@ -220,6 +220,9 @@ describe('the version guard through the backfill function (DynamoDB Local; Cloud
     // @aws-sdk/client-cloudformation is provided by the Lambda runtime, not installed here: a virtual fake answers
     // DescribeStacks with `stackStatus`, or fails with `describeError`.
     let stackStatus = 'UPDATE_IN_PROGRESS';
+    // A nested stack: its RootId, and the root's status.
+    let rootId: string | undefined;
+    let rootStatus = 'UPDATE_IN_PROGRESS';
     let describeError: Error | undefined;
     const described: unknown[] = [];
     let step!: typeof backfillStep;
@@ -231,7 +234,9 @@ describe('the version guard through the backfill function (DynamoDB Local; Cloud
             public async send(command: { input: unknown }) {
               described.push(command.input);
               if (describeError) throw describeError;
-              return { Stacks: [{ StackStatus: stackStatus }] };
+              const asked = (command.input as { StackName: string }).StackName;
+              if (rootId && asked === rootId) return { Stacks: [{ StackStatus: rootStatus }] };
+              return { Stacks: [{ StackStatus: stackStatus, ...(rootId ? { RootId: rootId } : {}) }] };
             }
           },
           DescribeStacksCommand: class {
@@ -292,6 +297,15 @@ describe('the version guard through the backfill function (DynamoDB Local; Cloud
         Reason: expect.stringMatching(/the stack's status could not be read \(DescribeStacks failed: AccessDenied: not authorized.*\), and a rollback is never failed/),
       });
       expect(described).toHaveLength(3);
+      // A nested stack whose own status does not say it rolls back: its root's does (rolled back with it), or not.
+      describeError = undefined;
+      stackStatus = 'UPDATE_IN_PROGRESS';
+      rootId = 'arn:aws:cloudformation:us-east-1:111111111111:stack/Root/abc';
+      rootStatus = 'UPDATE_ROLLBACK_IN_PROGRESS';
+      expect(await answer(request(raised, 'Update', { Version: '2' }, { Version: '3' }))).toMatchObject({ Status: 'SUCCESS', Reason: expect.stringMatching(/UPDATE_ROLLBACK_IN_PROGRESS/) });
+      expect(described.slice(-2)).toEqual([{ StackName: stackId }, { StackName: rootId }]);
+      rootStatus = 'UPDATE_IN_PROGRESS';
+      expect(await answer(request(raised, 'Update', { Version: '2' }, { Version: '3' }))).toMatchObject({ Status: 'FAILED', Reason: expect.stringMatching(/the stack is UPDATE_IN_PROGRESS, not rolling back/) });
       expect(answers.every((a) => a.Reason.length <= 1000)).toBe(true);
     } finally {
       spy.mockRestore();
