@@ -17,7 +17,7 @@ import { EventStore } from '../../src/runtime';
 import { definitionFrom, runLocal } from '../support/asl';
 import { createTableInputFromCfn, localClient } from '../support/tables';
 
-jest.setTimeout(240_000);
+jest.setTimeout(600_000); // the longest test took 238 s on a loaded 2-core machine
 
 let client: DynamoDBClient;
 let template: Template;
