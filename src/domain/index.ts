@@ -836,6 +836,14 @@ function validate(path: string, props: EventSourcedDomainProps): void {
     }
     if ((q.pageSize ?? 25) > (q.maxPageSize ?? 100)) errors.push(`query ${q.name}: pageSize is over maxPageSize`);
   }
+  // Query handlers find a read model's table in SKAFU_READ_MODEL_<NAME> (upper case, other characters '_'): two
+  // names that map to one variable would make a query read the other read model's table.
+  const byEnv = new Map<string, string>();
+  for (const rm of readModels) {
+    const other = byEnv.get(readModelEnvName(rm.name));
+    if (other !== undefined && other !== rm.name) errors.push(`read models '${other}' and '${rm.name}' have the same environment variable ${readModelEnvName(rm.name)}: rename one`);
+    byEnv.set(readModelEnvName(rm.name), rm.name);
+  }
   for (const rm of readModels) {
     if ((rm.version ?? 1) > 1 && rm.projections.length === 0) errors.push(`read model ${rm.name}: version ${rm.version} is filled by its projections from the event store, but it has none`);
     for (const p of rm.projections) {

@@ -179,6 +179,13 @@ describe('SkafuPlatform presets and options', () => {
     expect(() => p.addDomain({ ...observability, name: 'Bad Name' })).toThrow(/'name' 'Bad Name' must be/);
     expect(() => p.addDomain({ ...observability, name: 'obs2', queries: [{ name: 'Q', path: 'q', allowedGroups: ['Admin'], readModel: 'nope' }] })).toThrow(/read model 'nope' is not declared/);
     expect(() => p.addDomain({ name: 'empty' })).toThrow(/at least one command or query/);
+    // Two read model names that one query environment variable would hold ('alerts' and 'Alerts', 'a-b' and 'a_b').
+    const twin = (name: string) => ({ ...observability.readModels![0], name });
+    const first = observability.readModels![0].name;
+    expect(() => p.addDomain({ ...observability, name: 'obs6', readModels: [...observability.readModels!, twin(first.toUpperCase())] })).toThrow(
+      new RegExp(`read models '${first}' and '${first.toUpperCase()}' have the same environment variable SKAFU_READ_MODEL_${first.toUpperCase()}`),
+    );
+    expect(() => p.addDomain({ ...observability, name: 'obs7', readModels: [...observability.readModels!, twin('a-b'), twin('a_b')] })).toThrow(/read models 'a-b' and 'a_b' have the same environment variable SKAFU_READ_MODEL_A_B/);
     expect(() => p.addDomain({ ...observability, name: 'obs3', commands: [{ ...observability.commands![2], path: 'alerts/trigger' }], readModels: [], queries: [] })).toThrow(
       /aggregateId comes from path parameter 'alertId', which 'alerts\/trigger' does not have/,
     );
