@@ -14,7 +14,7 @@
  *   change is a rollback or a deployment that lowered the value by hand: the request does not say which.
  */
 import { randomUUID } from 'node:crypto';
-import { CreateTableCommand, PutItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, DeleteTableCommand, GetItemCommand, PutItemCommand, ScanCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { App, CfnElement, Stack } from 'aws-cdk-lib';
@@ -35,12 +35,13 @@ import {
 } from '../../src';
 import { createQueryHandler } from '../../src/domain/query.lambda';
 import { powertools } from '../../src/internal/powertools';
-import { handler as backfillStep, type BackfillStepOutput } from '../../src/projections/backfill.lambda';
+import { handler as backfillStep, deployRebuildId, type BackfillStepOutput } from '../../src/projections/backfill.lambda';
+import { runRebuildStep } from '../../src/projections/rebuild.runtime';
 import { parseParkedEventsRequest } from '../../src/projections/parked-events.runtime';
 import { guardDecision, parseVersionedReadModel, readActivePointer, type GuardRequest } from '../../src/projections/versions.runtime';
 import { ErrorReporter, EventStore, type DomainSpec } from '../../src/runtime';
 import { apiEvent } from '../support/api-events';
-import { appendEvents, createTemplateTables, machineDefinition, scanTable, tableOf } from '../support/projection-harness';
+import { appendEvents, createTemplateTables, LiveProjection, machineDefinition, scanTable, tableOf } from '../support/projection-harness';
 import { createTableInputFromCfn, localClient } from '../support/tables';
 
 jest.setTimeout(120_000);
@@ -367,6 +368,97 @@ describe('a version whose table is replaced while its checkpoints and pointer st
     console.log(`resumed after the fix in the same container: ${resumed.status}, ${resumed.failures} failure(s), DescribeStateMachine called ${answers} time(s)`);
     expect(resumed).toMatchObject({ status: 'CAUGHT_UP', failures: 0 });
   });
+  /** The checkpoints of a read model identity (`<identity>#...`), by key. */
+  const checkpointsOf = async (identity: string) => {
+    const out = await client.send(new ScanCommand({ TableName: tableOf(names, 'ProjectionsCheckpoints'), ConsistentRead: true }));
+    return (out.Items ?? []).filter((i) => i.aggregateId.S!.startsWith(`${identity}#`)).map((i) => i.aggregateId.S!).sort();
+  };
+
+  test("the backfill custom resource's Create starts a rebuildId of its own: a table deleted and created again under the same name is filled again, the live projection leaving gaps to the backfill meanwhile", async () => {
+    // A user-given tableName: the same RebuildId (`deploy-<tableName>`) on every Create; the RequestId differs.
+    const base = 'deploy-totals-v2-fixed-name';
+    const [first, second] = [deployRebuildId(base, randomUUID()), deployRebuildId(base, randomUUID())];
+    expect(first).not.toBe(second);
+    expect(first.startsWith(`${base}:`)).toBe(true);
+    const long = deployRebuildId('x'.repeat(255), randomUUID());
+    expect(long.length).toBeLessThanOrEqual(255);
+    expect(long).toMatch(/^[A-Za-z0-9_.:-]{1,255}$/);
+    const table = await newTable();
+    const definition = JSON.parse(JSON.stringify(v2).split(tableOf(names, 'TotalsTableV2')).join(table));
+    env({ 'Totals@v2': table }, definition);
+    expect(await backfill(first)).toMatchObject({ status: 'CAUGHT_UP', switched: true, activeVersion: 2 });
+    const full = await scanTable(client, table, ['customer']);
+    expect(full.length).toBe(2);
+    // The table deleted and created again with the same name (empty); checkpoints and pointer stay.
+    await client.send(new DeleteTableCommand({ TableName: table }));
+    const [, resource] = Object.entries(synth(2).findResources('AWS::DynamoDB::Table')).find(([id]) => id.startsWith('TotalsTableV2'))!;
+    await client.send(new CreateTableCommand(createTableInputFromCfn(resource.Properties, table)));
+    expect((await checkpointsOf('Totals@v2')).length).toBeGreaterThan(0);
+    // The old rebuildId is finished: it would apply nothing (what `deploy-<tableName>` alone did).
+    expect((await backfill(first)).status).toBe('CAUGHT_UP');
+    expect(await scanTable(client, table, ['customer'])).toEqual([]);
+    // The new Create's rebuildId: its start (no time for a page) clears the stale checkpoints and the pointer.
+    const config = {
+      client,
+      eventStoreTable: tableOf(names, 'Store'),
+      domain: 'review',
+      aggregateTypes: ['Order'],
+      definition: definition as { States: Record<string, any> },
+      readModelTable: table,
+      targetTable: table,
+      stateTable: tableOf(names, 'ProjectionsRebuildState'),
+      rebuildId: `Totals@v2:${second}`,
+      backfill: { checkpointTable: tableOf(names, 'ProjectionsCheckpoints'), readModel: 'Totals@v2' },
+    };
+    await runRebuildStep(config, 0);
+    expect(await checkpointsOf('Totals@v2')).toEqual([]);
+    expect(await readActivePointer(client, tableOf(names, 'ProjectionsCheckpoints'), 'Totals')).toBeUndefined();
+    const status = await client.send(new GetItemCommand({ TableName: tableOf(names, 'ProjectionsCheckpoints'), Key: { aggregateId: { S: '#backfill#Totals@v2' } }, ConsistentRead: true }));
+    expect(status.Item?.status?.S).toBe('BACKFILLING');
+    // Meanwhile, an event of an aggregate the live projection had checkpoints for: a gap now, left to the backfill.
+    const live = new LiveProjection(client, 'skafu.review');
+    const late = await appendEvents(store, 'order-0', [{ eventType: 'OrderPlaced', data: { customer: 'c0', amount: 1000 } }], 1, 'Order');
+    await live.project(definition, late);
+    expect(live.errors).toEqual([]);
+    expect(live.outcomes.get('LEFT_TO_BACKFILL')).toBe(1);
+    expect(await scanTable(client, table, ['customer'])).toEqual([]);
+    // The backfill goes on with the same rebuildId: everything, the late event once, and queries switched back.
+    expect(await backfill(second)).toMatchObject({ status: 'CAUGHT_UP', switched: true, activeVersion: 2 });
+    expect(await scanTable(client, table, ['customer'])).toEqual(full.map((i) => (i.customer === 'c0' ? { ...i, amount: (i.amount as number) + 1000 } : i)));
+  });
+
+  test('version 1: an empty table with checkpoints `<name>#...` is the same staleness (filled again); the other version\'s checkpoints are left alone', async () => {
+    const v1Table = await newTable();
+    const v1 = JSON.parse(JSON.stringify(machineDefinition(synth(1), 'EXPRESS', names)).split(tableOf(names, 'TotalsTable', ['TotalsTableV2'])).join(v1Table));
+    const run = async (rebuildId: string) => {
+      let step!: typeof backfillStep;
+      jest.isolateModules(() => {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        step = require('../../src/projections/backfill.lambda').handler;
+      });
+      let out = await step({ readModel: 'Totals', rebuildId }, { getRemainingTimeInMillis: () => 70_000 });
+      while (out.status === 'RUNNING') out = await step({ readModel: 'Totals', rebuildId }, { getRemainingTimeInMillis: () => 70_000 });
+      return out;
+    };
+    env({ Totals: v1Table }, v1);
+    const pointerBefore = await readActivePointer(client, tableOf(names, 'ProjectionsCheckpoints'), 'Totals');
+    expect(await run('v1-first')).toMatchObject({ status: 'CAUGHT_UP' });
+    const full = await scanTable(client, v1Table, ['customer']);
+    expect(full.length).toBe(2);
+    const v1Checkpoints = await checkpointsOf('Totals');
+    expect(v1Checkpoints.length).toBeGreaterThan(0);
+    const v2Checkpoints = await checkpointsOf('Totals@v2');
+    // A new, empty version 1 table; the checkpoints say it is filled.
+    const again = await newTable();
+    env({ Totals: again }, JSON.parse(JSON.stringify(v1).split(v1Table).join(again)));
+    expect(await run('v1-again')).toMatchObject({ status: 'CAUGHT_UP' });
+    expect(await scanTable(client, again, ['customer'])).toEqual(full);
+    expect(await checkpointsOf('Totals')).toEqual(v1Checkpoints);
+    expect(await checkpointsOf('Totals@v2')).toEqual(v2Checkpoints);
+    // Version 1 has no pointer of its own: whatever another version's backfill wrote stays.
+    expect(await readActivePointer(client, tableOf(names, 'ProjectionsCheckpoints'), 'Totals')).toEqual(pointerBefore);
+  });
+
   // LOW. A REST page token is bound to its query and route, not to the version that issued it (GraphQL's are, and
   // refuse a token of another version with InvalidNextToken). Page 1 read before the switch, page 2 after it: the
   // listing silently goes on in the other version's table from the first page's last key, one listing made of two
