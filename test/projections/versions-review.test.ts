@@ -36,8 +36,8 @@ import {
 import { createQueryHandler } from '../../src/domain/query.lambda';
 import { powertools } from '../../src/internal/powertools';
 import { handler as backfillStep, deployRebuildId, type BackfillStepOutput } from '../../src/projections/backfill.lambda';
-import { runRebuildStep } from '../../src/projections/rebuild.runtime';
 import { parseParkedEventsRequest } from '../../src/projections/parked-events.runtime';
+import { runRebuildStep } from '../../src/projections/rebuild.runtime';
 import { guardDecision, parseVersionedReadModel, readActivePointer, type GuardRequest } from '../../src/projections/versions.runtime';
 import { ErrorReporter, EventStore, type DomainSpec } from '../../src/runtime';
 import { apiEvent } from '../support/api-events';
@@ -495,5 +495,61 @@ describe('a version whose table is replaced while its checkpoints and pointer st
     console.log(`REST page 2 after the switch: HTTP ${page2.statusCode} ${page2.body.slice(0, 200)}`);
     expect(page2.statusCode).toBe(400);
     expect(JSON.parse(page2.body)).toMatchObject({ error: 'InvalidNextToken', parameter: 'nextToken' });
+  });
+  test('REST page tokens: bound to the version that issued them (each version pages through its own table; a pre-versions token only on the previous one), unversioned tokens unchanged byte for byte', async () => {
+    const spec: DomainSpec = {
+      domain: 'review',
+      commands: [],
+      queries: [{ name: 'ListTotals', resource: '/api/v1/review/totals', readModel: 'totals', kind: 'list', filters: [], pageSize: 1, maxPageSize: 100, newestFirst: false, startKey: [{ name: 'customer', type: 'S' }] }],
+    };
+    const [v1, v2Table] = [await newTable(), await newTable()];
+    for (const [table, amount] of [[v1, 1], [v2Table, 2]] as const) {
+      for (const c of ['a', 'b', 'c']) await client.send(new PutItemCommand({ TableName: table, Item: { customer: { S: c }, amount: { N: String(amount) } } }));
+    }
+    const pointerKey = `#active#Rest${randomUUID().slice(0, 6)}`;
+    const checkpointTable = tableOf(names, 'ProjectionsCheckpoints');
+    const reporter = new ErrorReporter({ component: 'review', busName: 'errors', client: new EventBridgeClient({ region: 'us-east-1' }), log: () => undefined });
+    const handlerOn = (tables: Record<string, string>, versions?: Record<string, any>) =>
+      createQueryHandler({ spec, doc: DynamoDBDocumentClient.from(client), tables, ...(versions ? { versions, pointerClient: client } : {}), tools: powertools('test'), reporter });
+    const versioned = handlerOn({ totals: v2Table }, { totals: { version: 2, previousTable: v1, checkpointTable, pointerKey } });
+    const unversioned = handlerOn({ totals: v1 });
+    const listAll = async (h: ReturnType<typeof createQueryHandler>, token?: string) => {
+      const amounts: number[] = [];
+      const tokens: string[] = [];
+      do {
+        const page = JSON.parse((await h(apiEvent('GET', '/api/v1/review/totals', token ? { queryStringParameters: { nextToken: token } } : {}))).body);
+        amounts.push(...page.items.map((i: { amount: number }) => i.amount));
+        token = page.nextToken;
+        if (token) tokens.push(token);
+      } while (token);
+      return { amounts, tokens };
+    };
+    // Unversioned: the token is exactly `{q, r, k}`, as before versions existed.
+    const plain = await listAll(unversioned);
+    expect(plain.amounts).toEqual([1, 1, 1]);
+    const decoded = JSON.parse(Buffer.from(plain.tokens[0], 'base64url').toString('utf8'));
+    expect(Object.keys(decoded)).toEqual(['q', 'r', 'k']);
+    expect(plain.tokens[0]).toBe(Buffer.from(JSON.stringify({ q: 'ListTotals', r: '/api/v1/review/totals', k: decoded.k }), 'utf8').toString('base64url'));
+    // Before the switch: version 1 answers, its tokens say so, and a token of the unversioned deployment goes on there.
+    const before = await listAll(versioned);
+    expect(before.amounts).toEqual([1, 1, 1]);
+    expect(JSON.parse(Buffer.from(before.tokens[0], 'base64url').toString('utf8')).v).toBe(1);
+    expect((await listAll(versioned, plain.tokens[0])).amounts.every((a) => a === 1)).toBe(true);
+    // An unversioned handler refuses a version-bound token (not its own shape).
+    const refusedPlain = await unversioned(apiEvent('GET', '/api/v1/review/totals', { queryStringParameters: { nextToken: before.tokens[0] } }));
+    expect(refusedPlain.statusCode).toBe(400);
+    // The switch: version 2 answers and pages through its own table with its own tokens.
+    await client.send(new PutItemCommand({ TableName: checkpointTable, Item: { aggregateId: { S: pointerKey }, version: { N: '2' }, switchedAt: { S: new Date().toISOString() } } }));
+    const after = await listAll(versioned);
+    expect(after.amounts).toEqual([2, 2, 2]);
+    expect(JSON.parse(Buffer.from(after.tokens[0], 'base64url').toString('utf8')).v).toBe(2);
+    // Refused after the switch: a version 1 token, a token from before versions, a forged version; the body names
+    // the problem and the caller's correlation id.
+    const forged = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(after.tokens[0], 'base64url').toString('utf8')), v: 3 }), 'utf8').toString('base64url');
+    for (const [token, message] of [[before.tokens[0], /another version/], [plain.tokens[0], /not a token this query returned/], [forged, /another version/]] as const) {
+      const refused = await versioned(apiEvent('GET', '/api/v1/review/totals', { queryStringParameters: { nextToken: token }, correlationId: 'corr-token-1' }));
+      expect(refused.statusCode).toBe(400);
+      expect(JSON.parse(refused.body)).toMatchObject({ error: 'InvalidNextToken', parameter: 'nextToken', message: expect.stringMatching(message), correlationId: 'corr-token-1' });
+    }
   });
 });
