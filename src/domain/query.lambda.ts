@@ -69,7 +69,7 @@ export function createQueryHandler(deps: QueryHandlerDeps) {
   const { spec, doc, tools } = deps;
   const responder = new Responder(deps.corsOrigins ?? []);
   const queries = new Map(spec.queries.map((q) => [q.resource, q]));
-  // One resolver per read model for the container's life: it stops reading the pointer once it has switched.
+  // One resolver per read model for the container's life: once switched, it reads the pointer once a minute.
   const resolvers = new Map<string, ActiveReadModelTable>();
   /** The table that answers now, and (for a read model kept in two versions) the version it holds. */
   const tableOf = async (readModel: string): Promise<{ table: string; binding?: TokenBinding }> => {
