@@ -52,6 +52,8 @@ class BadRequest extends Error {
 }
 
 const INVALID_TOKEN = 'nextToken is not a token this query returned';
+/** A token of the other version of a read model kept in two versions (the words GraphQL's resolvers use). */
+const STALE_TOKEN = 'nextToken was issued by another version of this read model (queries switched to a rebuilt version since): list again without nextToken';
 /** DynamoDB's key size limits (ServiceQuotas: partition key 2048 bytes, sort key 1024 bytes). */
 const MAX_PARTITION_KEY_BYTES = 2048;
 const MAX_SORT_KEY_BYTES = 1024;
@@ -67,9 +69,10 @@ export function createQueryHandler(deps: QueryHandlerDeps) {
   const { spec, doc, tools } = deps;
   const responder = new Responder(deps.corsOrigins ?? []);
   const queries = new Map(spec.queries.map((q) => [q.resource, q]));
-  // One resolver per read model for the container's life: it stops reading the pointer once it has switched.
+  // One resolver per read model for the container's life: once switched, it reads the pointer once a minute.
   const resolvers = new Map<string, ActiveReadModelTable>();
-  const tableOf = (readModel: string): Promise<string> => {
+  /** The table that answers now, and (for a read model kept in two versions) the version it holds. */
+  const tableOf = async (readModel: string): Promise<{ table: string; binding?: TokenBinding }> => {
     let resolver = resolvers.get(readModel);
     if (!resolver) {
       const table = Object.prototype.hasOwnProperty.call(deps.tables, readModel) ? deps.tables[readModel] : undefined;
@@ -79,7 +82,12 @@ export function createQueryHandler(deps: QueryHandlerDeps) {
       resolver = new ActiveReadModelTable(deps.pointerClient!, table, versions);
       resolvers.set(readModel, resolver);
     }
-    return resolver.tableName();
+    const table = await resolver.tableName();
+    const versions = deps.versions && Object.prototype.hasOwnProperty.call(deps.versions, readModel) ? deps.versions[readModel] : undefined;
+    // The previous version is the one before this deployment's (ReadModelTable keeps `version - 1`).
+    if (!versions) return { table };
+    const previous = table === versions.previousTable;
+    return { table, binding: { version: previous ? versions.version - 1 : versions.version, previous } };
   };
 
   return async (event: APIGatewayProxyEvent, context?: Context): Promise<APIGatewayProxyResult> => {
@@ -87,7 +95,7 @@ export function createQueryHandler(deps: QueryHandlerDeps) {
     const query = event.httpMethod === 'GET' ? queries.get(event.resource) : undefined;
     try {
       if (!query) return responder.error(event, 404, 'NotFound', `no query is declared for ${event.httpMethod} ${event.resource}`, correlationId);
-      const table = await tableOf(query.readModel);
+      const { table, binding } = await tableOf(query.readModel);
       if (query.kind === 'get') {
         const partitionAttribute = query.startKey?.[0]?.name;
         const key = Object.fromEntries(
@@ -101,7 +109,7 @@ export function createQueryHandler(deps: QueryHandlerDeps) {
         checkItemOwner(query, event, out.Item);
         return responder.json(event, 200, { item: out.Item }, correlationId);
       }
-      const page = await list(query, table, event);
+      const page = await list(query, table, event, binding);
       tools.metrics.addMetric('QueryServed', MetricUnit.Count, 1);
       return responder.json(event, 200, page, correlationId);
     } catch (err) {
@@ -125,7 +133,8 @@ export function createQueryHandler(deps: QueryHandlerDeps) {
     }
   };
 
-  async function list(query: QuerySpec, table: string, event: APIGatewayProxyEvent) {
+  /** `binding`: the version answering, for a read model kept in two versions (its tokens are bound to it). */
+  async function list(query: QuerySpec, table: string, event: APIGatewayProxyEvent, binding?: TokenBinding) {
     const params = event.queryStringParameters ?? {};
     const limitParam = own(params, 'limit');
     let limit = query.pageSize;
@@ -171,7 +180,7 @@ export function createQueryHandler(deps: QueryHandlerDeps) {
       }
     }
     const tokenParam = own(params, 'nextToken');
-    const startKey = tokenParam !== undefined ? decodeToken(tokenParam, query, values[':pk'] as string | number | undefined, bounds) : undefined;
+    const startKey = tokenParam !== undefined ? decodeToken(tokenParam, query, values[':pk'] as string | number | undefined, bounds, binding) : undefined;
     const owner = ownerCondition(query, event);
     if (owner) {
       names['#owner'] = owner.attribute;
@@ -206,7 +215,7 @@ export function createQueryHandler(deps: QueryHandlerDeps) {
     return {
       items: out.Items ?? [],
       count: out.Items?.length ?? 0,
-      ...(out.LastEvaluatedKey ? { nextToken: encodeToken(query, out.LastEvaluatedKey) } : {}),
+      ...(out.LastEvaluatedKey ? { nextToken: encodeToken(query, out.LastEvaluatedKey, binding?.version) } : {}),
     };
   }
 }
@@ -246,9 +255,20 @@ function compareKeys(a: string | number, b: string | number): number {
   return Buffer.compare(Buffer.from(String(a), 'utf8'), Buffer.from(String(b), 'utf8'));
 }
 
-/** A page token: the query, its route and the key DynamoDB returned. Opaque to clients, not a secret. */
-function encodeToken(query: QuerySpec, key: Record<string, unknown>): string {
-  return Buffer.from(JSON.stringify({ q: query.name, r: query.resource, k: key }), 'utf8').toString('base64url');
+/**
+ * A page token: the query, its route and the key DynamoDB returned, and for a read model kept in two versions the
+ * version whose table issued it (`v`), so that a listing never goes on in the other version's table after the
+ * switch. Opaque to clients, not a secret. Without versions, the token is what it always was.
+ */
+/** The version a read model kept in two versions answers from now, and whether it is the previous one. */
+interface TokenBinding {
+  readonly version: number;
+  readonly previous: boolean;
+}
+
+function encodeToken(query: QuerySpec, key: Record<string, unknown>, version?: number): string {
+  const body = version === undefined ? { q: query.name, r: query.resource, k: key } : { q: query.name, r: query.resource, v: version, k: key };
+  return Buffer.from(JSON.stringify(body), 'utf8').toString('base64url');
 }
 
 /**
@@ -260,6 +280,7 @@ function decodeToken(
   query: QuerySpec,
   partition: string | number | undefined,
   bounds: { from?: string | number; to?: string | number },
+  binding?: TokenBinding,
 ): Record<string, unknown> {
   const invalid = () => new BadRequest(INVALID_TOKEN, 'nextToken', 'InvalidNextToken');
   let parsed: unknown;
@@ -270,6 +291,14 @@ function decodeToken(
     throw invalid();
   }
   if (!isPlainObject(parsed) || parsed.q !== query.name || parsed.r !== query.resource || !isPlainObject(parsed.k)) throw invalid();
+  const bound = Object.prototype.hasOwnProperty.call(parsed, 'v');
+  if (binding && bound && parsed.v !== binding.version) {
+    // Issued by the other version's table (read before the switch): its key means nothing in this one.
+    throw new BadRequest(STALE_TOKEN, 'nextToken', 'InvalidNextToken');
+  }
+  // A token without `v` was issued before this read model was kept in two versions, by the table that is now the
+  // previous version's: it goes on there only. A read model without versions takes no token with `v`.
+  if (binding ? !bound && !binding.previous : bound) throw invalid();
   const key = parsed.k;
   const entries = Object.entries(key);
   const expected = query.startKey;

@@ -15,8 +15,8 @@
  *
  * The same function is two custom resources:
  * - `Custom::SkafuReadModelBackfill` starts a read model version's backfill after deployment (one per read model
- *   version, created with it): a CloudFormation Create starts the backfill state machine for that read model and
- *   answers at once; Update and Delete do nothing.
+ *   version, created with it): a CloudFormation Create starts the backfill state machine for that read model, with
+ *   a rebuildId of its own (deployRebuildId), and answers at once; Update and Delete do nothing.
  * - `Custom::SkafuReadModelVersionGuard` (one per read model from version 2 on) answers FAILED to a deployment that
  *   would remove the previous version's table before queries switched away from it and the retention passed, or
  *   make queries read an incomplete version (versions.runtime.ts guardDecision).
@@ -183,8 +183,11 @@ async function stackStatus(stackId: string): Promise<{ stackStatus?: string; sta
 async function onDeploy(request: CfnRequest): Promise<void> {
   try {
     if (request.RequestType !== 'Create') return await respond(request, 'SUCCESS', `${request.RequestType}: nothing to do`);
-    const { StateMachineArn: arn, ReadModel: readModel, RebuildId: rebuildId } = request.ResourceProperties;
-    if (!arn || !readModel || !rebuildId) throw new Error('StateMachineArn, ReadModel and RebuildId are required');
+    const { StateMachineArn: arn, ReadModel: readModel, RebuildId: base } = request.ResourceProperties;
+    if (!arn || !readModel || !base) throw new Error('StateMachineArn, ReadModel and RebuildId are required');
+    // Unique to this Create: a table created again under the same name (a user-given tableName, after a rollback
+    // or a replacement) is new and empty, and `deploy-<tableName>` alone would name a backfill that has finished.
+    const rebuildId = deployRebuildId(base, request.RequestId);
     const sfn = sfnModule();
     const start = new sfn.StartExecutionCommand({ stateMachineArn: arn, input: JSON.stringify({ readModel, rebuildId }) });
     const out = await new sfn.SFNClient({}).send(start);
@@ -193,6 +196,15 @@ async function onDeploy(request: CfnRequest): Promise<void> {
     // Never leave CloudFormation waiting: a backfill that did not start is reported (and can be started by hand).
     await respond(request, 'FAILED', `the backfill could not be started: ${(err as Error).message}`);
   }
+}
+
+/**
+ * The rebuildId a Create of the backfill custom resource starts: the resource's RebuildId (`deploy-<tableName>`)
+ * and the request's id (a UUID, unique per request), within the 255 characters a rebuildId may hold.
+ */
+export function deployRebuildId(base: string, requestId: string): string {
+  const suffix = requestId.replace(/[^A-Za-z0-9_.:-]/g, '').slice(0, 64);
+  return `${base.slice(0, 255 - suffix.length - 1)}:${suffix}`;
 }
 
 let dynamodb: DynamoDBClient | undefined;

@@ -25,6 +25,7 @@ import {
   QueryCommand,
   TransactWriteItemsCommand,
   UpdateItemCommand,
+  DeleteItemCommand,
   GetItemCommand,
   PutItemCommand,
   ScanCommand,
@@ -34,7 +35,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
 import { evaluateTemplate } from './asl-template.runtime';
-import { BACKFILLING, backfillStatusKey, streamKey } from './keys';
+import { activeVersionKey, BACKFILLING, backfillStatusKey, streamKey, VERSIONED_READ_MODEL } from './keys';
 import { migrateCheckpoints } from './parked-events.runtime';
 import { runUpcastStates } from './upcast-states';
 import { envelopeFromItem } from '../runtime/envelope';
@@ -302,24 +303,124 @@ async function setBackfillStatus(config: RebuildConfig, target: BackfillTarget, 
 }
 
 /**
- * Before the first pass of a backfill: the live projection leaves the read model's unapplied events to it. A
- * table that already holds items while its first aggregate has no checkpoint is a read model upgraded from
- * per-domain checkpoints: its legacy checkpoints are copied first (never applied twice); if that does not give
- * it checkpoints, the backfill refuses to write over the items.
+ * Before the first pass of a backfill: the live projection leaves the read model's unapplied events to it.
+ *
+ * - A table that already holds items while its first aggregate has no checkpoint is a read model upgraded from
+ *   per-domain checkpoints: its legacy checkpoints are copied first (never applied twice); if that does not give
+ *   it checkpoints, the backfill refuses to write over the items.
+ * - An empty table while its first aggregate has a checkpoint is a table created again under an identity that
+ *   was filled before (a deployment rolled back after this version's backfill, then deployed again; a table
+ *   replaced): the checkpoints describe the table that is gone. They are deleted (clearStaleCheckpoints), and a
+ *   pointer naming this version is deleted too, so that queries read the previous version again until this
+ *   backfill switches them back. Both checks sample the first aggregate only (a few reads).
  */
 async function startBackfill(config: RebuildConfig, target: BackfillTarget): Promise<void> {
   if (config.targetTable !== config.readModelTable) throw new Error('a backfill writes the live read model: targetTable must be readModelTable');
   const occupied = await config.client.send(new ScanCommand({ TableName: config.targetTable, Limit: 1, ProjectionExpression: '#k', ExpressionAttributeNames: { '#k': 'x' } }));
+  const sample = await firstAggregateKey(config);
   if ((occupied.Count ?? 0) > 0 || (occupied.ScannedCount ?? 0) > 0) {
-    const sample = await firstAggregateKey(config);
     if (sample && !(await hasCheckpoint(config, target, sample))) {
       await migrateCheckpoints({ client: config.client, checkpointTable: target.checkpointTable, readModels: [target.readModel] });
       if (!(await hasCheckpoint(config, target, sample))) {
         throw new Error(`read model ${target.readModel}: its table holds items but it has no checkpoints; a backfill would apply events twice. Empty the table (or rebuild into a fresh one) first`);
       }
     }
+  } else if (sample) {
+    const sampleKey = await checkpointKeyOf(config, target, sample);
+    if (sampleKey && (await checkpointExists(config, target, sampleKey))) {
+      // BACKFILLING first: an event the live projection finds without its (deleted) checkpoint is a gap it leaves
+      // to this backfill instead of waiting for it and parking it.
+      await setBackfillStatus(config, target, BACKFILLING);
+      await clearStaleCheckpoints(config, target, sampleKey);
+    }
   }
   await setBackfillStatus(config, target, BACKFILLING);
+}
+
+/**
+ * Deletes a read model version's checkpoints (`<identity>#<aggregateId>`), and the active-version pointer if it
+ * names this version (conditioned on that version: a pointer another version's backfill moved on stays).
+ *
+ * Cost: a Scan of the whole checkpoint table (every read model's checkpoints of the domain: 0.5 read capacity
+ * unit per 4 KB read, eventually consistent, paginated by DynamoDB at 1 MB), filtered on the key prefix (a filter
+ * does not reduce what is read), plus one DeleteItem per checkpoint of this version (one write unit each). It
+ * runs only at the start of a backfill into an empty table that has checkpoints, i.e. once per re-created table.
+ *
+ * Each delete is conditioned on the checkpoint read by the Scan: a checkpoint the live projection advanced since
+ * then means it wrote into the new table on top of the stale checkpoint, which no backfill can undo (it would
+ * apply that event twice): the step fails naming the read model, and the operator empties the table.
+ */
+async function clearStaleCheckpoints(config: RebuildConfig, target: BackfillTarget, sampleKey: string): Promise<void> {
+  const { name, version } = identityParts(target.readModel);
+  // The pointer first, the sampled checkpoint last: a step that dies half-way is started again (its progress was
+  // not saved), finds the sampled checkpoint still there and clears the rest.
+  if (version >= 2) await deletePointerNaming(config, target, name, version);
+  const prefix = `${target.readModel}#`;
+  let start: Record<string, AttributeValue> | undefined;
+  do {
+    const page = await config.client.send(
+      new ScanCommand({
+        TableName: target.checkpointTable,
+        FilterExpression: 'begins_with(#id, :prefix)',
+        ProjectionExpression: '#id, #seq',
+        ExpressionAttributeNames: { '#id': 'aggregateId', '#seq': 'lastEventSequence' },
+        ExpressionAttributeValues: { ':prefix': { S: prefix } },
+        ExclusiveStartKey: start,
+      }),
+    );
+    for (const item of page.Items ?? []) {
+      if (item.aggregateId?.S === sampleKey) continue;
+      await deleteCheckpoint(config, target, item);
+    }
+    start = page.LastEvaluatedKey;
+  } while (start);
+  const sampleKeyItem = { aggregateId: { S: sampleKey } };
+  const sample = await config.client.send(new GetItemCommand({ TableName: target.checkpointTable, Key: sampleKeyItem, ConsistentRead: true }));
+  if (sample.Item) await deleteCheckpoint(config, target, sample.Item);
+}
+
+async function deleteCheckpoint(config: RebuildConfig, target: BackfillTarget, item: Record<string, AttributeValue>): Promise<void> {
+  const seq = item.lastEventSequence;
+  try {
+    await config.client.send(
+      new DeleteItemCommand({
+        TableName: target.checkpointTable,
+        Key: { aggregateId: item.aggregateId },
+        ...(seq
+          ? { ConditionExpression: '#seq = :seq', ExpressionAttributeNames: { '#seq': 'lastEventSequence' }, ExpressionAttributeValues: { ':seq': seq } }
+          : {}),
+      }),
+    );
+  } catch (err) {
+    if ((err as Error).name !== 'ConditionalCheckFailedException') throw err;
+    throw new Error(
+      `read model ${target.readModel}: its table was created again (empty) while its checkpoints said it was filled, and the live projection applied an event of ${item.aggregateId?.S} to it on top of them; empty the table and start the backfill again`,
+    );
+  }
+}
+
+/** Deletes the active-version pointer if it names `version` (version 1 has none of its own). */
+async function deletePointerNaming(config: RebuildConfig, target: BackfillTarget, name: string, version: number): Promise<void> {
+  try {
+    await config.client.send(
+      new DeleteItemCommand({
+        TableName: target.checkpointTable,
+        Key: { aggregateId: { S: activeVersionKey(name) } },
+        ConditionExpression: '#v = :v',
+        ExpressionAttributeNames: { '#v': 'version' },
+        ExpressionAttributeValues: { ':v': { N: String(version) } },
+      }),
+    );
+  } catch (err) {
+    if ((err as Error).name !== 'ConditionalCheckFailedException') throw err;
+  }
+}
+
+/** `Totals` → version 1, `Totals@v2` → 2 (keys.ts VERSIONED_READ_MODEL; anything else: no pointer to touch). */
+function identityParts(identity: string): { name: string; version: number } {
+  if (!VERSIONED_READ_MODEL.test(identity)) return { name: identity, version: 0 };
+  const at = identity.indexOf('@v');
+  return at < 0 ? { name: identity, version: 1 } : { name: identity.slice(0, at), version: Number(identity.slice(at + 2)) };
 }
 
 async function firstAggregateKey(config: RebuildConfig): Promise<AttributeValue | undefined> {
@@ -354,13 +455,22 @@ async function firstStoredItem(config: RebuildConfig, storedKey: AttributeValue)
   return first.Items?.[0] ? unmarshall(first.Items[0]) : undefined;
 }
 
-async function hasCheckpoint(config: RebuildConfig, target: BackfillTarget, storedKey: AttributeValue): Promise<boolean> {
+/** This read model's checkpoint key of a stored stream (read from its first event), or undefined without events. */
+async function checkpointKeyOf(config: RebuildConfig, target: BackfillTarget, storedKey: AttributeValue): Promise<string | undefined> {
   const first = await firstStoredItem(config, storedKey);
-  if (!first) return true;
-  const id = envelopeFromItem(first).aggregateId;
-  const key = { aggregateId: { S: streamKey(target.readModel, id) } };
-  const cp = await config.client.send(new GetItemCommand({ TableName: target.checkpointTable, Key: key, ConsistentRead: true }));
+  if (!first || first[S.ITEM_TYPE_ATTRIBUTE] !== S.ITEM_TYPE_EVENT) return undefined;
+  return streamKey(target.readModel, envelopeFromItem(first).aggregateId);
+}
+
+async function checkpointExists(config: RebuildConfig, target: BackfillTarget, key: string): Promise<boolean> {
+  const keyItem = { aggregateId: { S: key } };
+  const cp = await config.client.send(new GetItemCommand({ TableName: target.checkpointTable, Key: keyItem, ConsistentRead: true }));
   return cp.Item !== undefined;
+}
+
+async function hasCheckpoint(config: RebuildConfig, target: BackfillTarget, storedKey: AttributeValue): Promise<boolean> {
+  const key = await checkpointKeyOf(config, target, storedKey);
+  return key === undefined || (await checkpointExists(config, target, key));
 }
 
 /**

@@ -1,10 +1,12 @@
 /**
  * Which table of a read model answers queries: the version a deployment built (`version`), once its backfill has
  * caught up and switched the active-version pointer to it, and until then the previous version's table, complete
- * but no longer updated. The pointer (`#active#<readModelName>` in the projections' checkpoint table) only moves
- * forward, so once it names this version the answer is kept for the container's life; before that it is read on
- * every call (one strongly consistent GetItem: a query never reads the new version before the switch, and every
- * query after the PutItem that switched reads it). Only the pointer's `version` is used, never the table it names.
+ * but no longer updated. Before the switch the pointer (`#active#<readModelName>` in the projections' checkpoint
+ * table) is read on every call (one strongly consistent GetItem: a query never reads the new version before the
+ * switch, and every query after the PutItem that switched reads it). Once it names this version the answer is kept
+ * for RECHECK_AFTER_SWITCH_MS, then the pointer is read again: a backfill into a re-created (empty) table of this
+ * version deletes the pointer (rebuild.runtime.ts clearStaleCheckpoints), and queries go back to the previous version
+ * within that time. Only the pointer's `version` is used, never the table it names.
  *
  * EventSourcedDomain gives the bundled query handler and custom query handlers the environment this reads:
  * `SKAFU_READ_MODEL_<NAME>` (this version's table) and, while the previous version is kept,
@@ -31,9 +33,13 @@ export interface PointerReader {
   send(command: GetItemCommand): Promise<{ Item?: Record<string, { N?: string } | undefined> }>;
 }
 
+/** How long a container that has seen the switch answers from this version without reading the pointer again. */
+export const RECHECK_AFTER_SWITCH_MS = 60_000;
+
 /** Resolves a read model's table for each request (one instance per read model and container). */
 export class ActiveReadModelTable {
-  private switched = false;
+  /** When this container last read a pointer naming this version (epoch ms), or 0. */
+  private switchedSeenAt = 0;
 
   /**
    * @param client reads the pointer
@@ -48,7 +54,7 @@ export class ActiveReadModelTable {
 
   /** The table that answers now. */
   public async tableName(): Promise<string> {
-    if (!this.versions || this.switched) return this.table;
+    if (!this.versions || (this.switchedSeenAt > 0 && Date.now() - this.switchedSeenAt < RECHECK_AFTER_SWITCH_MS)) return this.table;
     const out = await this.client.send(
       new GetItemCommand({
         TableName: this.versions.checkpointTable,
@@ -60,10 +66,12 @@ export class ActiveReadModelTable {
     );
     const active = Number(out.Item?.version?.N);
     if (Number.isSafeInteger(active) && active >= this.versions.version) {
-      // The pointer never moves back: this version answers from now on, without another read.
-      this.switched = true;
+      // This version answers, without another read for a while (the pointer moves back only when this version's
+      // table was created again and is being filled again).
+      this.switchedSeenAt = Date.now();
       return this.table;
     }
+    this.switchedSeenAt = 0;
     return this.versions.previousTable;
   }
 }

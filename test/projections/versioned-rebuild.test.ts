@@ -397,7 +397,7 @@ test('a backfill that caught up with failures does not switch and is reported on
   expect(dying.reported[0].Detail).toMatchObject({ errorType: 'BackfillFailed', context: { readModel: 'Totals@v2', rebuildId: 'y' } });
 });
 
-test("a custom query handler's activeReadModelTable follows the pointer the same way, and keeps the switch for the container's life", async () => {
+test("a custom query handler's activeReadModelTable follows the pointer the same way, keeps the switch for a minute, then reads the pointer again", async () => {
   const key = `#active#Reports${randomUUID().slice(0, 6)}`;
   Object.assign(process.env, {
     SKAFU_READ_MODEL_REPORTS: 'reports-v3',
@@ -413,13 +413,22 @@ test("a custom query handler's activeReadModelTable follows the pointer the same
   expect(reads).toBe(2);
   await client.send(new PutItemCommand({ TableName: T.checkpoints(), Item: { aggregateId: { S: key }, version: { N: '3' } } }));
   expect(await activeReadModelTable('reports')).toBe('reports-v3');
-  // Switched: no more reads, even if the pointer item went away.
+  // Switched: no more reads for a minute, even if the pointer item went away (a backfill into a re-created table
+  // of this version deletes it); after that minute the pointer is read again, and the previous version answers.
   await client.send(new DeleteItemCommand({ TableName: T.checkpoints(), Key: { aggregateId: { S: key } } }));
   expect(await activeReadModelTable('reports')).toBe('reports-v3');
   expect(reads).toBe(3);
+  const now = Date.now();
+  const clock = jest.spyOn(Date, 'now').mockReturnValue(now + 61_000);
+  try {
+    expect(await activeReadModelTable('reports')).toBe('reports-v2');
+    expect(reads).toBe(4);
+  } finally {
+    clock.mockRestore();
+  }
   // A read model without versions reads its table, without a pointer; an unknown name is an error, not a table.
   expect(await activeReadModelTable('plain', { client: counting })).toBe('plain-v1');
-  expect(reads).toBe(3);
+  expect(reads).toBe(4);
   for (const bad of ['__proto__', 'constructor', 'unknown']) await expect(activeReadModelTable(bad)).rejects.toThrow(/has no table name/);
 });
 
