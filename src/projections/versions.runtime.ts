@@ -6,7 +6,10 @@
  * The active-version pointer is one item of the projection's checkpoint table, `#active#<readModelName>`
  * (keys.ts activeVersionKey): `version` (N), `readModel` (`<name>@v<N>`), `tableName`, `rebuildId`,
  * `switchedAt`. It is written once per version, by the backfill of that version when it ends CAUGHT_UP, and never
- * moves to an older version. Queries compare its `version` with the version they were deployed with; they never
+ * moves to an older version. It is deleted (conditioned on naming that version) only by a backfill that finds its
+ * version's table empty while the version has checkpoints (a re-created table, rebuild.runtime.ts startBackfill):
+ * queries then read the previous version until the refill switches again (query containers that had switched
+ * re-read the pointer a minute later, read-model-version.ts). Queries compare its `version` with the version they were deployed with; they never
  * read the table it names (a forged or stale `tableName` cannot send them elsewhere).
  */
 import { ConditionalCheckFailedException, GetItemCommand, PutItemCommand, ScanCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';

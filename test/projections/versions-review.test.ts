@@ -494,6 +494,9 @@ describe('a version whose table is replaced while its checkpoints and pointer st
   // CAUGHT_UP, so the backfill returns at once: the events appended while version 3 was deployed (which the live
   // projection wrote to version 3 only) never reach version 2, and the next event of each of those aggregates is a
   // gap for version 2's live projection (ProjectionGap, parked). Queries read version 2 (the pointer names 3 >= 2).
+  // Mitigated, not fixed (lead): the guard now refuses a lowered version unless the stack rolls back, and each
+  // deployment's Create starts a rebuildId of its own; a finished rebuildId started again by hand still returns at
+  // once (Skafu Local relies on that to start cheaply). Start a new rebuildId to catch a version up.
   test.failing('the same rebuildId started again after events it did not see applies them', async () => {
     const first = tableOf(names, 'TotalsTableV2');
     env({ 'Totals@v2': first }, v2);
