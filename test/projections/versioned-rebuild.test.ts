@@ -3,7 +3,7 @@
  * against DynamoDB Local with the synthesized definitions (the live projection and the backfill state machine)
  * run by aws-local-stepfunctions, and the bundled query handler reading the tables:
  *
- * - the store holds about two thousand events over two hundred aggregates (three with more than 100), version 1
+ * - the store holds about three thousand events over two hundred aggregates (three with more than 100), version 1
  *   built live; version 2 is backfilled (killed half-way, resumed with the same rebuildId through the backfill
  *   state machine and the backfill function) while live events keep arriving;
  * - until the switch the query handler answers from version 1, never from the half-built version 2; after it,
@@ -179,13 +179,13 @@ async function runBackfillMachine(input: Record<string, unknown>, step: (payload
 test('version 2 is rebuilt from the store into its own table, queries read version 1 until it has caught up, then version 2 at once', async () => {
   projection = live();
   const started = Date.now();
-  // Version 1 live: 200 aggregates, three with more than 100 events, the others 3 to 14.
+  // Version 1 live: 200 aggregates, three with more than 100 events, the others 5 to 24 (about 3,200 events in all).
   const ids = Array.from({ length: 200 }, (_, a) => `order-${String(a).padStart(3, '0')}-${randomUUID().slice(0, 6)}`);
   const streams: Detail[][] = [];
   const versions = new Map<string, number>();
   const customerOf = (a: number) => customers[a % customers.length];
   for (let a = 0; a < ids.length; a++) {
-    const total = a < 3 ? 101 + a * 3 : 3 + (a % 12);
+    const total = a < 3 ? 101 + a * 3 : 5 + (a % 20);
     const events = Array.from({ length: total }, (_e, i) =>
       i === 0
         ? { eventType: 'OrderPlaced', data: { customer: customerOf(a), amount: a + 0.5 } }
@@ -197,7 +197,7 @@ test('version 2 is rebuilt from the store into its own table, queries read versi
     versions.set(ids[a], total);
   }
   const total = streams.reduce((n, s) => n + s.length, 0);
-  expect(total).toBeGreaterThan(1900);
+  expect(total).toBeGreaterThan(3000);
   const appended = Date.now();
   // Version 1 live, and the reference (version 2 live from the first event) at the same time.
   await Promise.all([projection.projectAll(v1, streams, 12), projection.projectAll(reference, streams, 12)]);
