@@ -151,6 +151,9 @@ export class StackContext {
       'AWS::Partition': 'aws',
       'AWS::URLSuffix': 'amazonaws.com',
       'AWS::StackName': this.name,
+      // A stack id as CloudFormation gives it (arn:aws:cloudformation:<region>:<account>:stack/<name>/<uuid>): a fixed
+      // id per stack name here, since nothing local calls CloudFormation with it.
+      'AWS::StackId': `arn:aws:cloudformation:${LOCAL_REGION}:${LOCAL_ACCOUNT}:stack/${this.name}/00000000-0000-0000-0000-000000000000`,
       'AWS::NoValue': '',
     };
     if (pseudo[name] !== undefined) return pseudo[name];

@@ -71,3 +71,13 @@ test('a Python function and a Kinesis mapping are named at start as not emulated
     await local.stop();
   }
 });
+
+test('pseudo parameters resolve as CloudFormation gives them, AWS::StackId included (a nested stack may get it as a parameter)', () => {
+  const dir = writeAssembly({
+    Ids: { Fn: { ...fnTemplate.Fn, Properties: { ...fnTemplate.Fn.Properties, Environment: { Variables: { ID: { Ref: 'AWS::StackId' }, NAME: { Ref: 'AWS::StackName' } } } } } },
+  }, { 'asset.abc/index.js': '' });
+  const fn = new LocalAssembly(dir).allResources().find((r) => r.type === 'AWS::Lambda::Function')!;
+  const vars = fn.stack.resolve(fn.properties.Environment.Variables) as Record<string, string>;
+  expect(vars.NAME).toBe('Ids');
+  expect(vars.ID).toMatch(/^arn:aws:cloudformation:[a-z0-9-]+:\d{12}:stack\/Ids\/[0-9a-f-]{36}$/);
+});
