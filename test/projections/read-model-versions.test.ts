@@ -11,7 +11,6 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import type { IConstruct } from 'constructs';
 import {
-  AggregateIdSource,
   DomainEventBus,
   ErrorBus,
   EventStoreTable,
@@ -29,6 +28,7 @@ import { parseParkedEventsRequest } from '../../src/projections/parked-events.ru
 import { writesFor } from '../../src/projections/rebuild.runtime';
 import { cfnLint } from '../support/cfn-lint';
 import { applyAwsSolutions, nagErrors } from '../support/nag';
+import { ordersDomain } from '../support/orders-domain';
 
 function synth(totalsProps: { version?: number; retainPreviousVersion?: boolean; previousVersionRetention?: Duration } = {}, explicitV1 = false) {
   const stack = new Stack(new App(), 'Shop', { env: { account: '111111111111', region: 'us-east-1' } });
@@ -154,33 +154,12 @@ describe('queries of a domain whose read model is at version 2', () => {
     const stack = new Stack(new App(), 'Skafu', { env: { account: '111111111111', region: 'us-east-1' } });
     const platform = new SkafuPlatform(stack, 'Platform', { environment: SkafuEnvironment.PRODUCTION, nestedDomainStacks: false });
     const custom = new lambda.Function(stack, 'CustomQuery', { runtime: lambda.Runtime.NODEJS_22_X, handler: 'index.handler', code: lambda.Code.fromInline('exports.handler = async () => ({})') });
-    const domain = platform.addDomain({
-      name: 'orders',
-      commands: [
-        {
-          name: 'PlaceOrder',
-          path: 'orders',
-          allowedGroups: ['Developer'],
-          aggregateType: 'Order',
-          aggregateId: AggregateIdSource.generated(),
-          eventType: 'OrderPlaced',
-          bodySchema: { type: 'object', properties: { item: { type: 'string' } }, required: ['item'], additionalProperties: false },
-        },
-      ],
-      readModels: [
-        {
-          name: 'orders',
-          partitionKey: { name: 'orderId' },
-          indexes: [{ indexName: 'byItem', partitionKey: { name: 'item' } }],
-          projections: [{ eventType: 'OrderPlaced', action: ProjectionAction.putItem({ key: { orderId: ProjectionValue.fromEnvelope('aggregateId') }, attributes: { item: ProjectionValue.fromData('item') } }) }],
-          ...readModel,
-        },
-      ],
-      queries: [
+    const domain = platform.addDomain(
+      ordersDomain({ indexes: [{ indexName: 'byItem', partitionKey: { name: 'item' } }], ...readModel }, [
         { name: 'GetOrder', path: 'orders/{orderId}', readModel: 'orders', allowedGroups: ['Developer'], key: { orderId: QueryInput.pathParameter('orderId') } },
         { name: 'Report', path: 'report', readModel: 'orders', allowedGroups: ['Developer'], handler: custom },
-      ],
-    });
+      ]),
+    );
     return { template: Template.fromStack(stack), stack, domain, custom };
   }
 
@@ -238,29 +217,9 @@ test('a platform with a read model at version 3 is cdk-nag clean and passes cfn-
   const stack = new Stack(new App(), 'Skafu', { env: { account: '111111111111', region: 'us-east-1' } });
   applyAwsSolutions(stack);
   const platform = new SkafuPlatform(stack, 'Platform', { environment: SkafuEnvironment.PRODUCTION });
-  platform.addDomain({
-    name: 'orders',
-    commands: [
-      {
-        name: 'PlaceOrder',
-        path: 'orders',
-        allowedGroups: ['Developer'],
-        aggregateType: 'Order',
-        aggregateId: AggregateIdSource.generated(),
-        eventType: 'OrderPlaced',
-        bodySchema: { type: 'object', properties: { item: { type: 'string' } }, required: ['item'], additionalProperties: false },
-      },
-    ],
-    readModels: [
-      {
-        name: 'orders',
-        version: 3,
-        partitionKey: { name: 'orderId' },
-        projections: [{ eventType: 'OrderPlaced', action: ProjectionAction.putItem({ key: { orderId: ProjectionValue.fromEnvelope('aggregateId') }, attributes: { item: ProjectionValue.fromData('item') } }) }],
-      },
-    ],
-    queries: [{ name: 'GetOrder', path: 'orders/{orderId}', readModel: 'orders', allowedGroups: ['Developer'], key: { orderId: QueryInput.pathParameter('orderId') } }],
-  });
+  platform.addDomain(
+    ordersDomain({ version: 3 }, [{ name: 'GetOrder', path: 'orders/{orderId}', readModel: 'orders', allowedGroups: ['Developer'], key: { orderId: QueryInput.pathParameter('orderId') } }]),
+  );
   const assembly = (stack.node.root as App).synth();
   expect(nagErrors(stack)).toEqual([]);
   const templates = Object.fromEntries(assembly.stacks.map((s) => [s.stackName, s.template]));

@@ -6,7 +6,6 @@
 import { App, NestedStack, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import {
-  AggregateIdSource,
   DomainEventBus,
   ErrorBus,
   ProjectionAction,
@@ -15,30 +14,10 @@ import {
   ReadModelTable,
   SkafuEnvironment,
   SkafuPlatform,
-  type DomainDeclaration,
 } from '../../src';
+import { ordersDomain } from '../support/orders-domain';
 
-const orders: DomainDeclaration = {
-  name: 'orders',
-  commands: [
-    {
-      name: 'PlaceOrder',
-      path: 'orders',
-      allowedGroups: ['Developer'],
-      aggregateType: 'Order',
-      aggregateId: AggregateIdSource.generated(),
-      eventType: 'OrderPlaced',
-      bodySchema: { type: 'object', properties: { item: { type: 'string' } }, required: ['item'], additionalProperties: false },
-    },
-  ],
-  readModels: [
-    {
-      name: 'orders',
-      partitionKey: { name: 'orderId' },
-      projections: [{ eventType: 'OrderPlaced', action: ProjectionAction.putItem({ key: { orderId: ProjectionValue.fromEnvelope('aggregateId') }, attributes: { item: ProjectionValue.fromData('item') } }) }],
-    },
-  ],
-};
+const orders = ordersDomain();
 
 function platformTables(nestedDomainStacks: boolean, environment: SkafuEnvironment) {
   const app = new App();

@@ -20,7 +20,6 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { App, CfnElement, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import {
-  AggregateIdSource,
   DomainEventBus,
   ErrorBus,
   EventStoreTable,
@@ -41,6 +40,7 @@ import { runRebuildStep } from '../../src/projections/rebuild.runtime';
 import { guardDecision, hasReadModelItems, parseVersionedReadModel, readActivePointer, switchActiveVersion, type GuardRequest } from '../../src/projections/versions.runtime';
 import { ErrorReporter, EventStore, type DomainSpec } from '../../src/runtime';
 import { apiEvent } from '../support/api-events';
+import { ordersDomain } from '../support/orders-domain';
 import { appendEvents, createTemplateTables, LiveProjection, machineDefinition, scanTable, tableOf } from '../support/projection-harness';
 import { createTableInputFromCfn, localClient } from '../support/tables';
 
@@ -321,30 +321,11 @@ describe('IAM of the query side', () => {
   test("a query role reads the read model's two tables and, in the checkpoint table, only the pointer item", () => {
     const stack = new Stack(new App(), 'Skafu', { env: { account: '111111111111', region: 'us-east-1' } });
     const platform = new SkafuPlatform(stack, 'Platform', { environment: SkafuEnvironment.PRODUCTION, nestedDomainStacks: false });
-    const domain = platform.addDomain({
-      name: 'orders',
-      commands: [
-        {
-          name: 'PlaceOrder',
-          path: 'orders',
-          allowedGroups: ['Developer'],
-          aggregateType: 'Order',
-          aggregateId: AggregateIdSource.generated(),
-          eventType: 'OrderPlaced',
-          bodySchema: { type: 'object', properties: { item: { type: 'string' } }, required: ['item'], additionalProperties: false },
-        },
-      ],
-      readModels: [
-        {
-          name: 'orders',
-          partitionKey: { name: 'orderId' },
-          version: 3,
-          indexes: [{ indexName: 'byItem', partitionKey: { name: 'item' } }],
-          projections: [{ eventType: 'OrderPlaced', action: ProjectionAction.putItem({ key: { orderId: ProjectionValue.fromEnvelope('aggregateId') }, attributes: { item: ProjectionValue.fromData('item') } }) }],
-        },
-      ],
-      queries: [{ name: 'GetOrder', path: 'orders/{orderId}', readModel: 'orders', allowedGroups: ['Developer'], key: { orderId: QueryInput.pathParameter('orderId') } }],
-    });
+    const domain = platform.addDomain(
+      ordersDomain({ version: 3, indexes: [{ indexName: 'byItem', partitionKey: { name: 'item' } }] }, [
+        { name: 'GetOrder', path: 'orders/{orderId}', readModel: 'orders', allowedGroups: ['Developer'], key: { orderId: QueryInput.pathParameter('orderId') } },
+      ]),
+    );
     const template = Template.fromStack(stack);
     const id = (c: { node: { defaultChild?: unknown } }) => stack.getLogicalId(c.node.defaultChild as CfnElement);
     const roleId = id(domain.queryFunction!.role! as never);
