@@ -13,6 +13,7 @@ import { observability, projectManagement } from '../../examples/platform/domain
 import { DemoClient } from '../../local/src/demo';
 import { SkafuLocal } from '../../local/src/skafu-local';
 import { ProjectionAction, ProjectionValue, QueryInput, SkafuEnvironment, SkafuPlatform } from '../../src';
+import { until } from './support/until';
 
 jest.setTimeout(300_000);
 
@@ -45,15 +46,6 @@ function synth(outdir: string, v2: boolean): void {
   app.synth();
 }
 
-async function until<T>(probe: () => Promise<T>, ready: (value: T) => boolean, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = await probe();
-  while (!ready(last) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 200));
-    last = await probe();
-  }
-  return last;
-}
 
 test('a read model added in v2 is backfilled at start from the events written under v1, and its query answers', async () => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'skafu-backfill-e2e-'));

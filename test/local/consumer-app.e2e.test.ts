@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildConsumerApp } from './support/consumer-app';
+import { until as waitUntil } from './support/until';
 import { freePort } from '../../local/src/dynamodb-local';
 
 const REPO = path.join(__dirname, '..', '..');
@@ -43,15 +44,6 @@ async function call(method: string, url: string, options: { as?: string; body?: 
   return { status: response.status, body, headers: response.headers };
 }
 
-async function until<T>(probe: () => Promise<T>, ready: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = await probe();
-  while (!ready(last) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 150));
-    last = await probe();
-  }
-  return last;
-}
 
 beforeAll(async () => {
   compileLocal();
@@ -182,3 +174,8 @@ test('--help documents every option the command accepts', () => {
   expect(unknown.status).toBe(1);
   expect(unknown.stderr).toContain('unknown option --prot (see --help)');
 });
+
+/** Its own pace: 30 s at most, every 150 ms. */
+function until<T>(probe: () => Promise<T>, ready: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
+  return waitUntil(probe, ready, timeoutMs, 150);
+}

@@ -15,6 +15,7 @@ import { observability, projectManagement } from '../../examples/platform/domain
 import { DemoClient } from '../../local/src/demo';
 import { SkafuLocal } from '../../local/src/skafu-local';
 import { ProjectionAction, ProjectionValue, SkafuEnvironment, SkafuPlatform, type DomainDeclaration } from '../../src';
+import { until } from './support/until';
 
 jest.setTimeout(300_000);
 
@@ -64,15 +65,6 @@ function synth(outdir: string, v2: boolean): void {
   app.synth();
 }
 
-async function until<T>(probe: () => Promise<T>, ready: (value: T) => boolean, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = await probe();
-  while (!ready(last) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 200));
-    last = await probe();
-  }
-  return last;
-}
 
 test('a read model raised to version 2 is rebuilt at start from the events written under v1, and queries answer from it', async () => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'skafu-versions-e2e-'));
