@@ -104,6 +104,9 @@ interface Context {
   readonly identity: AppSyncIdentity;
 }
 
+/** How many document texts are kept parsed and validated. */
+const DOCUMENTS_KEPT = 256;
+
 const unauthorized = (field: string, type: string) => new TemplateError(`Not Authorized to access ${field} on type ${type}`, 'Unauthorized');
 
 export class AppSync {
@@ -111,6 +114,8 @@ export class AppSync {
   private readonly resolvers = new Map<string, AppSyncResolverConfig>();
   private readonly subscribers = new Map<string, Subscriber>();
   private readonly tokenKey = randomBytes(32);
+  /** Documents parsed and validated, by their text (see checked()). */
+  private readonly documents = new Map<string, { document: DocumentNode; operations: OperationDefinitionNode[] } | { errors: AppSyncError[] }>();
   private nextId = 0;
 
   constructor(private readonly options: AppSyncOptions) {
@@ -205,19 +210,39 @@ export class AppSync {
   }
 
   private prepare(request: GraphqlRequest): { document: DocumentNode; operation: OperationDefinitionNode } | { errors: AppSyncError[] } {
-    let document: DocumentNode;
-    try {
-      document = parse(request.query);
-    } catch (err) {
-      return { errors: [{ message: (err as Error).message, errorType: 'MalformedHttpRequestException' }] };
-    }
-    const problems = validate(this.schema, document);
-    if (problems.length > 0) return { errors: problems.map((p) => ({ message: p.message, errorType: 'ValidationError' })) };
-    const operations = document.definitions.filter((d): d is OperationDefinitionNode => d.kind === 'OperationDefinition');
+    const checked = this.checked(request.query);
+    if ('errors' in checked) return checked;
+    const { document, operations } = checked;
     const single = operations.length === 1 ? operations[0] : undefined;
     const operation = request.operationName ? operations.find((o) => o.name?.value === request.operationName) : single;
     if (!operation) return { errors: [{ message: 'the operation to run is not named (operationName) or not found', errorType: 'ValidationError' }] };
     return { document, operation };
+  }
+
+  /**
+   * A document parsed and validated against the schema, kept by its text: both depend only on the text and the
+   * schema, which does not change, and a client (the change publisher above all) sends the same few documents
+   * with new variables every time. Parsing and validating them again cost about 2 ms of this thread per request.
+   * Bounded: the oldest text is forgotten first.
+   */
+  private checked(query: string): { document: DocumentNode; operations: OperationDefinitionNode[] } | { errors: AppSyncError[] } {
+    if (typeof query !== 'string') return { errors: [{ message: 'the request has no "query" string', errorType: 'MalformedHttpRequestException' }] };
+    const known = this.documents.get(query);
+    if (known) return known;
+    let result: { document: DocumentNode; operations: OperationDefinitionNode[] } | { errors: AppSyncError[] };
+    try {
+      const document = parse(query);
+      const problems = validate(this.schema, document);
+      result =
+        problems.length > 0
+          ? { errors: problems.map((p) => ({ message: p.message, errorType: 'ValidationError' })) }
+          : { document, operations: document.definitions.filter((d): d is OperationDefinitionNode => d.kind === 'OperationDefinition') };
+    } catch (err) {
+      result = { errors: [{ message: (err as Error).message, errorType: 'MalformedHttpRequestException' }] };
+    }
+    if (this.documents.size >= DOCUMENTS_KEPT) this.documents.delete(this.documents.keys().next().value!);
+    this.documents.set(query, result);
+    return result;
   }
 
   /** Every field: its authorization, then its resolver (or the default property read). */
