@@ -27,6 +27,7 @@ import { DynamoDBClient, GetItemCommand, type AttributeValue } from '@aws-sdk/cl
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { DynamoDBBatchResponse, DynamoDBRecord, DynamoDBStreamEvent } from 'aws-lambda';
+import { post } from '../internal/https-post';
 import { powertools } from '../internal/powertools';
 
 /** What the publisher knows of a read model (from SKAFU_GRAPHQL_MODELS). */
@@ -249,8 +250,8 @@ export function signedPost(url: string, env: Record<string, string | undefined> 
       headers: { 'host': endpoint.host, 'content-type': 'application/json' },
       body,
     });
-    const response = await fetch(url, { method: 'POST', headers: request.headers as Record<string, string>, body, signal: AbortSignal.timeout(10_000) });
-    const text = await response.text();
+    const response = await post(url, request.headers as Record<string, string>, body, 10_000);
+    const text = response.text;
     let parsed: unknown = text;
     try {
       parsed = JSON.parse(text);
@@ -287,8 +288,8 @@ export function signedSqsSend(queueUrl: string, env: Record<string, string | und
       headers: { 'host': endpoint.host, 'content-type': 'application/x-amz-json-1.0', 'x-amz-target': 'AmazonSQS.SendMessage' },
       body,
     });
-    const response = await fetch(endpoint.href, { method: 'POST', headers: request.headers as Record<string, string>, body, signal: AbortSignal.timeout(10_000) });
-    const text = await response.text();
+    const response = await post(endpoint.href, request.headers as Record<string, string>, body, 10_000);
+    const text = response.text;
     if (response.status !== 200) throw new Error(`SQS SendMessage answered HTTP ${response.status}: ${text.slice(0, 300)}`);
   };
 }

@@ -1,0 +1,108 @@
+/**
+ * The handlers' one-request POST (src/internal/https-post.ts) against a real local HTTP server: exact headers and
+ * body, any status answered, a kept-alive socket the server dropped in the meantime (what a frozen Lambda
+ * environment finds) sent again once on a new socket, a silent server timed out, and no second send otherwise.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { post } from '../../src/internal/https-post';
+
+interface Seen {
+  readonly method?: string;
+  readonly url?: string;
+  readonly headers: IncomingMessage['headers'];
+  readonly body: string;
+  readonly socket: Socket;
+}
+
+async function serve(answer: (seen: Seen, res: ServerResponse, index: number) => void): Promise<{ url: string; seen: Seen[]; server: Server }> {
+  const seen: Seen[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => (body += c));
+    req.on('end', () => {
+      const s = { method: req.method, url: req.url, headers: req.headers, body, socket: req.socket };
+      seen.push(s);
+      answer(s, res, seen.length - 1);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen, server };
+}
+
+const close = (server: Server) => new Promise<void>((r) => {
+  server.closeAllConnections();
+  server.close(() => r());
+});
+
+test('sends exactly the given headers (and content-length) and body; answers the status and text of any answer', async () => {
+  const { url, seen, server } = await serve((_s, res, i) => {
+    res.writeHead(i === 0 ? 200 : 503, { 'content-type': 'application/json' });
+    res.end(i === 0 ? '{"data":{"ok":true}}' : 'été indisponible');
+  });
+  try {
+    const body = JSON.stringify({ query: 'mutation { x }', variables: { name: 'Zoë', n: 1 } });
+    const first = await post(`${url}/graphql?x=1`, { 'authorization': 'AWS4-HMAC-SHA256 sig', 'content-type': 'application/json', 'x-amz-date': '20261130T000000Z' }, body, 5_000);
+    expect(first).toEqual({ status: 200, text: '{"data":{"ok":true}}' });
+    expect(seen[0]).toMatchObject({ method: 'POST', url: '/graphql?x=1', body });
+    expect(seen[0].headers).toMatchObject({ 'authorization': 'AWS4-HMAC-SHA256 sig', 'content-type': 'application/json', 'x-amz-date': '20261130T000000Z', 'content-length': String(Buffer.byteLength(body)) });
+    // A non-2xx answer is an answer (the caller decides), in UTF-8.
+    expect(await post(`${url}/`, {}, 'x', 5_000)).toEqual({ status: 503, text: 'été indisponible' });
+    expect(seen).toHaveLength(2);
+  } finally {
+    await close(server);
+  }
+});
+
+test('a kept-alive socket the server has dropped is not the caller\'s failure: the request is sent again once, on a new socket', async () => {
+  // The server answers, keeps the socket open, then resets it when the next request arrives on it without answering
+  // (as a peer that closed the connection while the client was frozen).
+  const used = new Set<Socket>();
+  const { url, seen, server } = await serve((s, res) => {
+    if (used.has(s.socket)) {
+      s.socket.destroy();
+      return;
+    }
+    used.add(s.socket);
+    res.end(`answer ${seen.length}`);
+  });
+  try {
+    expect(await post(url, {}, 'one', 5_000)).toEqual({ status: 200, text: 'answer 1' });
+    const again = await post(url, {}, 'two', 5_000);
+    expect(again.status).toBe(200);
+    // Received twice ('two' on the dropped socket, then on a new one), answered once.
+    expect(seen.map((s) => s.body)).toEqual(['one', 'two', 'two']);
+    expect(seen[2].socket).not.toBe(seen[0].socket);
+  } finally {
+    await close(server);
+  }
+});
+
+test('a failure on a NEW socket is not sent again; a server that never answers is timed out', async () => {
+  let resets = 0;
+  const { url, server } = await serve((s) => {
+    resets++;
+    s.socket.destroy();
+  });
+  try {
+    await expect(post(`${url}/fresh`, {}, 'x', 5_000)).rejects.toMatchObject({ code: 'ECONNRESET' });
+    expect(resets).toBe(1);
+  } finally {
+    await close(server);
+  }
+  const silent = await serve(() => undefined);
+  try {
+    const started = Date.now();
+    await expect(post(silent.url, {}, 'x', 300)).rejects.toThrow(/no answer from 127\.0\.0\.1:\d+ within 300 ms/);
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(silent.seen).toHaveLength(1);
+  } finally {
+    await close(silent.server);
+  }
+});
+
+test('only http and https URLs', async () => {
+  await expect(post('file:///etc/passwd', {}, 'x', 1_000)).rejects.toThrow(/cannot POST to file: URL/);
+  await expect(post('not a url', {}, 'x', 1_000)).rejects.toThrow();
+});
