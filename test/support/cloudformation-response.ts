@@ -16,7 +16,10 @@ export type CustomResourceHandler = (event: any) => Promise<unknown>;
 export interface CapturedResponses {
   /** Every response PUT since the capture started, oldest first: the parsed body and `url`. */
   readonly answers: Array<Record<string, any>>;
-  /** Runs `handler` on `event`, then returns the last response captured. */
+  /**
+   * Runs `handler` on `event`, then returns the last response captured. It does not check that this call sent one
+   * (a handler that sent none would show the previous response), as the tests it replaced did not.
+   */
   answer(handler: CustomResourceHandler, event: object): Promise<Record<string, any>>;
   /** Puts `node:https`'s `request` back. Call it in a `finally`. */
   restore(): void;
