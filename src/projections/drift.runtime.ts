@@ -7,9 +7,10 @@
  */
 import { GetItemCommand, QueryCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
+import { aggregateStreamKeys } from './aggregate-index.runtime';
 import { streamKey, VERSIONED_READ_MODEL } from './keys';
 import { envelopeFromItem } from '../runtime/envelope';
-import { aggregateListKey, EventStoreSchema as S } from '../runtime/event-store-schema';
+import { EventStoreSchema as S } from '../runtime/event-store-schema';
 
 export interface DriftConfig {
   readonly client: DynamoDBClient;
@@ -83,66 +84,53 @@ export async function driftReport(config: DriftConfig): Promise<DriftReport> {
   const counted = new Set<string>();
   const perReadModel: DriftReport['readModels'] = Object.fromEntries(config.readModels.map((rm) => [rm, { drifting: 0, maxLagEvents: 0, maxLagSeconds: 0 }]));
   for (const aggregateType of config.aggregateTypes) {
-    let start: Record<string, AttributeValue> | undefined;
-    do {
-      const page = await config.client.send(
-        new QueryCommand({
-          TableName: config.eventStoreTable,
-          IndexName: S.AGGREGATE_INDEX_NAME,
-          KeyConditionExpression: '#type = :type',
-          ExpressionAttributeNames: { '#type': S.AGGREGATE_INDEX_PARTITION_KEY },
-          ExpressionAttributeValues: { ':type': { S: aggregateListKey(config.domain, aggregateType) } },
-          ExclusiveStartKey: start,
-        }),
-      );
-      for (const entry of page.Items ?? []) {
-        aggregates++;
-        const last = await lastEvent(config, entry[S.PARTITION_KEY]);
-        if (!last || last[S.ITEM_TYPE_ATTRIBUTE] !== S.ITEM_TYPE_EVENT) continue;
-        // The public id the events carry (what the live checkpoints are keyed by), whatever the stored key.
-        const aggregateId = envelopeFromItem(last).aggregateId;
-        for (const readModel of config.readModels) {
-          const cp = await config.client.send(
-            new GetItemCommand({
-              TableName: config.checkpointTable,
-              Key: { aggregateId: { S: streamKey(readModel, aggregateId) } },
-              ConsistentRead: true,
-            }),
-          );
-          const checkpoint = cp.Item ? unmarshall(cp.Item) : {};
-          const checkpointSequence = Number(checkpoint.lastEventSequence ?? 0);
-          const storeLastSequence = Number(last[S.SORT_KEY]);
-          if (checkpointSequence === storeLastSequence) continue;
-          // One drifting aggregate counts once, however many of its read models trail.
-          if (!counted.has(aggregateId)) drifting++;
-          counted.add(aggregateId);
-          const behind = checkpointSequence < storeLastSequence;
-          const firstMissing = behind ? await lastEvent(config, entry[S.PARTITION_KEY], checkpointSequence + 1) : undefined;
-          const lagEvents = storeLastSequence - checkpointSequence;
-          const lagSeconds = firstMissing ? Math.max(0, Math.round((now.getTime() - Date.parse(String(firstMissing.timestamp))) / 1000)) : 0;
-          totalLagEvents += Math.max(0, lagEvents);
-          maxLagEvents = Math.max(maxLagEvents, lagEvents);
-          maxLagSeconds = Math.max(maxLagSeconds, lagSeconds);
-          const mine = perReadModel[readModel];
-          mine.drifting++;
-          mine.maxLagEvents = Math.max(mine.maxLagEvents, lagEvents);
-          mine.maxLagSeconds = Math.max(mine.maxLagSeconds, lagSeconds);
-          list.push({
-            readModel,
-            aggregateId,
-            aggregateType,
-            storeLastSequence,
-            checkpointSequence,
-            lagEvents,
-            lagSeconds,
-            ...(checkpoint.parkedSequence !== undefined ? { parkedSequence: Number(checkpoint.parkedSequence) } : {}),
-          });
-          list.sort((a, b) => b.lagSeconds - a.lagSeconds || b.lagEvents - a.lagEvents);
-          list.splice(config.limit ?? 100);
-        }
+    const index = { client: config.client, eventStoreTable: config.eventStoreTable, domain: config.domain, aggregateType };
+    for await (const storedKey of aggregateStreamKeys(index)) {
+      aggregates++;
+      const last = await lastEvent(config, storedKey);
+      if (!last || last[S.ITEM_TYPE_ATTRIBUTE] !== S.ITEM_TYPE_EVENT) continue;
+      // The public id the events carry (what the live checkpoints are keyed by), whatever the stored key.
+      const aggregateId = envelopeFromItem(last).aggregateId;
+      for (const readModel of config.readModels) {
+        const cp = await config.client.send(
+          new GetItemCommand({
+            TableName: config.checkpointTable,
+            Key: { aggregateId: { S: streamKey(readModel, aggregateId) } },
+            ConsistentRead: true,
+          }),
+        );
+        const checkpoint = cp.Item ? unmarshall(cp.Item) : {};
+        const checkpointSequence = Number(checkpoint.lastEventSequence ?? 0);
+        const storeLastSequence = Number(last[S.SORT_KEY]);
+        if (checkpointSequence === storeLastSequence) continue;
+        // One drifting aggregate counts once, however many of its read models trail.
+        if (!counted.has(aggregateId)) drifting++;
+        counted.add(aggregateId);
+        const behind = checkpointSequence < storeLastSequence;
+        const firstMissing = behind ? await lastEvent(config, storedKey, checkpointSequence + 1) : undefined;
+        const lagEvents = storeLastSequence - checkpointSequence;
+        const lagSeconds = firstMissing ? Math.max(0, Math.round((now.getTime() - Date.parse(String(firstMissing.timestamp))) / 1000)) : 0;
+        totalLagEvents += Math.max(0, lagEvents);
+        maxLagEvents = Math.max(maxLagEvents, lagEvents);
+        maxLagSeconds = Math.max(maxLagSeconds, lagSeconds);
+        const mine = perReadModel[readModel];
+        mine.drifting++;
+        mine.maxLagEvents = Math.max(mine.maxLagEvents, lagEvents);
+        mine.maxLagSeconds = Math.max(mine.maxLagSeconds, lagSeconds);
+        list.push({
+          readModel,
+          aggregateId,
+          aggregateType,
+          storeLastSequence,
+          checkpointSequence,
+          lagEvents,
+          lagSeconds,
+          ...(checkpoint.parkedSequence !== undefined ? { parkedSequence: Number(checkpoint.parkedSequence) } : {}),
+        });
+        list.sort((a, b) => b.lagSeconds - a.lagSeconds || b.lagEvents - a.lagEvents);
+        list.splice(config.limit ?? 100);
       }
-      start = page.LastEvaluatedKey;
-    } while (start);
+    }
   }
   return { aggregates, drifting, totalLagEvents, maxLagEvents, maxLagSeconds, readModels: perReadModel, list, generatedAt: now.toISOString() };
 }

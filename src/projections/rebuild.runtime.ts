@@ -34,12 +34,13 @@ import {
   type TransactWriteItem,
 } from '@aws-sdk/client-dynamodb';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
+import { aggregateIndexPage } from './aggregate-index.runtime';
 import { evaluateTemplate } from './asl-template.runtime';
 import { activeVersionKey, BACKFILLING, backfillStatusKey, streamKey, VERSIONED_READ_MODEL } from './keys';
 import { migrateCheckpoints } from './parked-events.runtime';
 import { runUpcastStates } from './upcast-states';
 import { envelopeFromItem } from '../runtime/envelope';
-import { aggregateListKey, EventStoreSchema as S } from '../runtime/event-store-schema';
+import { EventStoreSchema as S } from '../runtime/event-store-schema';
 
 export interface RebuildConfig {
   readonly client: DynamoDBClient;
@@ -425,17 +426,9 @@ function identityParts(identity: string): { name: string; version: number } {
 
 async function firstAggregateKey(config: RebuildConfig): Promise<AttributeValue | undefined> {
   for (const type of config.aggregateTypes) {
-    const page = await config.client.send(
-      new QueryCommand({
-        TableName: config.eventStoreTable,
-        IndexName: S.AGGREGATE_INDEX_NAME,
-        KeyConditionExpression: '#type = :type',
-        ExpressionAttributeNames: { '#type': S.AGGREGATE_INDEX_PARTITION_KEY },
-        ExpressionAttributeValues: { ':type': { S: aggregateListKey(config.domain, type) } },
-        Limit: 1,
-      }),
-    );
-    if (page.Items?.[0]) return page.Items[0][S.PARTITION_KEY];
+    const index = { client: config.client, eventStoreTable: config.eventStoreTable, domain: config.domain, aggregateType: type };
+    const page = await aggregateIndexPage({ ...index, limit: 1 });
+    if (page.streamKeys[0]) return page.streamKeys[0];
   }
   return undefined;
 }
@@ -510,23 +503,20 @@ export async function runRebuildStep(config: RebuildConfig, deadline: number): P
   const concurrency = config.concurrency ?? 8;
   while (Date.now() < deadline) {
     const type = config.aggregateTypes[progress.typeIndex];
-    const page = await config.client.send(
-      new QueryCommand({
-        TableName: config.eventStoreTable,
-        IndexName: S.AGGREGATE_INDEX_NAME,
-        KeyConditionExpression: '#type = :type',
-        ExpressionAttributeNames: { '#type': S.AGGREGATE_INDEX_PARTITION_KEY },
-        ExpressionAttributeValues: { ':type': { S: aggregateListKey(config.domain, type) } },
-        Limit: config.pageSize ?? 100,
-        ExclusiveStartKey: progress.cursor ? JSON.parse(progress.cursor) : undefined,
-      }),
-    );
+    const page = await aggregateIndexPage({
+      client: config.client,
+      eventStoreTable: config.eventStoreTable,
+      domain: config.domain,
+      aggregateType: type,
+      limit: config.pageSize ?? 100,
+      startKey: progress.cursor ? JSON.parse(progress.cursor) : undefined,
+    });
     const counters: Counters = { applied: 0, writes: 0, reads: 1, failures: [] };
-    const keys = (page.Items ?? []).map((i) => i[S.PARTITION_KEY]);
+    const keys = page.streamKeys;
     for (let i = 0; i < keys.length; i += concurrency) {
       await Promise.all(keys.slice(i, i + concurrency).map((k) => rebuildAggregate(config, k, writes, counters)));
     }
-    const next = page.LastEvaluatedKey ? JSON.stringify(page.LastEvaluatedKey) : undefined;
+    const next = page.next ? JSON.stringify(page.next) : undefined;
     const lastType = progress.typeIndex === config.aggregateTypes.length - 1;
     const appliedThisPass = progress.appliedThisPass + counters.applied;
     const seen = new Set(progress.failures.map((f) => `${f.aggregateId}#${f.eventSequence}`));

@@ -29,6 +29,7 @@ import { guardDecision, readActivePointer, switchActiveVersion, type GuardReques
 import { activeReadModelTable, ErrorReporter, EventStore, type DomainSpec } from '../../src/runtime';
 import { apiEvent } from '../support/api-events';
 import { runLocal } from '../support/asl';
+import { captureCloudFormationResponses, RESPONSE_URL, versionGuardRequest } from '../support/cloudformation-response';
 import { appendEvents, createTemplateTables, LiveProjection, machineDefinition, scanTable, tableOf, type Detail } from '../support/projection-harness';
 import { createTableInputFromCfn, localClient } from '../support/tables';
 
@@ -434,33 +435,19 @@ test("a custom query handler's activeReadModelTable follows the pointer the same
 
 test('the version guard answers CloudFormation through the backfill function: properties as strings, FAILED with the reason, never stuck', async () => {
   // CloudFormation has no local engine: the pre-signed response URL is captured (node:https stubbed, nothing sent).
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const httpsModule = require('node:https') as typeof import('node:https');
-  const answers: Array<Record<string, any>> = [];
-  const spy = jest.spyOn(httpsModule, 'request').mockImplementation(((url: string, _options: unknown, callback: (res: unknown) => void) => ({
-    on: () => undefined,
-    end: (payload: string) => {
-      answers.push({ url, ...JSON.parse(payload) });
-      callback({ resume: () => undefined, on: (event: string, fn: () => void) => (event === 'end' ? fn() : undefined) });
-    },
-  })) as never);
+  const captured = captureCloudFormationResponses();
+  const answers = captured.answers;
   try {
     const name = `Cfn${randomUUID().slice(0, 6)}`;
-    const request = (type: 'Create' | 'Update' | 'Delete', properties: Record<string, string>, old?: Record<string, string>) => ({
-      RequestType: type,
-      ResponseURL: 'https://cloudformation-custom-resource-response.example/answer',
-      StackId: 'arn:aws:cloudformation:us-east-1:111111111111:stack/Shop/1',
-      RequestId: randomUUID(),
-      ResourceType: 'Custom::SkafuReadModelVersionGuard',
-      LogicalResourceId: 'ProjectionsVersionGuardTotals',
-      ...(type === 'Create' ? {} : { PhysicalResourceId: `version-guard-${name}` }),
-      ResourceProperties: { ServiceToken: 'arn', ReadModelName: name, Version: '2', RetainPreviousVersion: 'true', RetentionSeconds: '3600', CheckpointTable: T.checkpoints(), ...properties },
-      ...(old ? { OldResourceProperties: old } : {}),
-    });
-    const answer = async (event: object) => {
-      await backfillStep(event);
-      return answers[answers.length - 1];
-    };
+    const request = (type: 'Create' | 'Update' | 'Delete', properties: Record<string, string>, old?: Record<string, string>) =>
+      versionGuardRequest({
+        requestType: type,
+        readModelName: name,
+        stackId: 'arn:aws:cloudformation:us-east-1:111111111111:stack/Shop/1',
+        properties: { Version: '2', RetainPreviousVersion: 'true', RetentionSeconds: '3600', CheckpointTable: T.checkpoints(), ...properties },
+        oldProperties: old,
+      });
+    const answer = (event: object) => captured.answer(backfillStep, event);
     expect(await answer(request('Create', {}))).toMatchObject({ Status: 'SUCCESS', PhysicalResourceId: `version-guard-${name}`, Data: { ActiveVersion: '1' } });
     const early = await answer(request('Update', { RetainPreviousVersion: 'false' }));
     expect(early).toMatchObject({ Status: 'FAILED', PhysicalResourceId: `version-guard-${name}` });
@@ -476,9 +463,9 @@ test('the version guard answers CloudFormation through the backfill function: pr
     expect(await answer(request('Delete', { Version: 'garbage' }))).toMatchObject({ Status: 'SUCCESS' });
     expect(await answer(request('Update', { Version: 'x' }))).toMatchObject({ Status: 'FAILED', Reason: expect.stringMatching(/could not decide: .*Version \(2 or more\)/) });
     expect(await answer(request('Update', { CheckpointTable: 'no-such-table' }))).toMatchObject({ Status: 'FAILED', Reason: expect.stringMatching(/could not decide/) });
-    expect(answers.every((a) => a.url === 'https://cloudformation-custom-resource-response.example/answer' && a.Reason.length <= 1000)).toBe(true);
+    expect(answers.every((a) => a.url === RESPONSE_URL && a.Reason.length <= 1000)).toBe(true);
   } finally {
-    spy.mockRestore();
+    captured.restore();
   }
 });
 

@@ -40,6 +40,7 @@ import { runRebuildStep } from '../../src/projections/rebuild.runtime';
 import { guardDecision, hasReadModelItems, parseVersionedReadModel, readActivePointer, switchActiveVersion, type GuardRequest } from '../../src/projections/versions.runtime';
 import { ErrorReporter, EventStore, type DomainSpec } from '../../src/runtime';
 import { apiEvent } from '../support/api-events';
+import { captureCloudFormationResponses, versionGuardRequest } from '../support/cloudformation-response';
 import { ordersDomain } from '../support/orders-domain';
 import { appendEvents, createTemplateTables, LiveProjection, machineDefinition, scanTable, tableOf } from '../support/projection-harness';
 import { createTableInputFromCfn, localClient } from '../support/tables';
@@ -208,16 +209,8 @@ describe('the version guard through the backfill function (DynamoDB Local; Cloud
 
   test('Create with no pointer: a new environment at version 3 is created, a jump on an existing one refused; a version lowered by hand is refused unless the stack rolls back (DescribeStacks faked: no local engine)', async () => {
     // The pre-signed response URL is captured (node:https stubbed, nothing sent).
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const httpsModule = require('node:https') as typeof import('node:https');
-    const answers: Array<Record<string, any>> = [];
-    const spy = jest.spyOn(httpsModule, 'request').mockImplementation(((url: string, _options: unknown, callback: (res: unknown) => void) => ({
-      on: () => undefined,
-      end: (payload: string) => {
-        answers.push({ url, ...JSON.parse(payload) });
-        callback({ resume: () => undefined, on: (event: string, fn: () => void) => (event === 'end' ? fn() : undefined) });
-      },
-    })) as never);
+    const captured = captureCloudFormationResponses();
+    const answers = captured.answers;
     // @aws-sdk/client-cloudformation is provided by the Lambda runtime, not installed here: a virtual fake answers
     // DescribeStacks with `stackStatus`, or fails with `describeError`.
     let stackStatus = 'UPDATE_IN_PROGRESS';
@@ -250,21 +243,15 @@ describe('the version guard through the backfill function (DynamoDB Local; Cloud
       step = require('../../src/projections/backfill.lambda').handler;
     });
     try {
-      const request = (name: string, type: 'Create' | 'Update', properties: Record<string, string>, old?: Record<string, string>) => ({
-        RequestType: type,
-        ResponseURL: 'https://cloudformation-custom-resource-response.example/answer',
-        StackId: stackId,
-        RequestId: randomUUID(),
-        ResourceType: 'Custom::SkafuReadModelVersionGuard',
-        LogicalResourceId: 'ProjectionsVersionGuardTotals',
-        ...(type === 'Create' ? {} : { PhysicalResourceId: `version-guard-${name}` }),
-        ResourceProperties: { ServiceToken: 'arn', ReadModelName: name, Version: '3', RetainPreviousVersion: 'true', RetentionSeconds: '3600', CheckpointTable: checkpointTable, ...properties },
-        ...(old ? { OldResourceProperties: { ServiceToken: 'arn', ReadModelName: name, RetainPreviousVersion: 'true', RetentionSeconds: '3600', CheckpointTable: checkpointTable, ...old } } : {}),
-      });
-      const answer = async (event: object) => {
-        await step(event);
-        return answers[answers.length - 1];
-      };
+      const request = (name: string, type: 'Create' | 'Update', properties: Record<string, string>, old?: Record<string, string>) =>
+        versionGuardRequest({
+          requestType: type,
+          readModelName: name,
+          stackId,
+          properties: { Version: '3', RetainPreviousVersion: 'true', RetentionSeconds: '3600', CheckpointTable: checkpointTable, ...properties },
+          oldProperties: old ? { ServiceToken: 'arn', ReadModelName: name, RetainPreviousVersion: 'true', RetentionSeconds: '3600', CheckpointTable: checkpointTable, ...old } : undefined,
+        });
+      const answer = (event: object) => captured.answer(step, event);
       // 1. A new environment (nothing of the read model in the table, other read models' items around it).
       const fresh = `Fresh${randomUUID().slice(0, 6)}`;
       expect(await answer(request(fresh, 'Create', {}))).toMatchObject({ Status: 'SUCCESS', Reason: expect.stringMatching(new RegExp(`read model ${fresh}: a new environment`)), Data: { ActiveVersion: '1' } });
@@ -309,7 +296,7 @@ describe('the version guard through the backfill function (DynamoDB Local; Cloud
       expect(await answer(request(raised, 'Update', { Version: '2' }, { Version: '3' }))).toMatchObject({ Status: 'FAILED', Reason: expect.stringMatching(/the stack is UPDATE_IN_PROGRESS, not rolling back/) });
       expect(answers.every((a) => a.Reason.length <= 1000)).toBe(true);
     } finally {
-      spy.mockRestore();
+      captured.restore();
     }
   });
 });
