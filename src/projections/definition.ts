@@ -14,7 +14,11 @@ export interface DefinitionInput {
   readonly parkingTableName: string;
   readonly errorBusName: string;
   readonly gapWaits: number[];
-  /** How many times a transaction cancelled by a `TransactionConflict` is tried again before the event is parked. */
+  /**
+   * How many times an apply refused for a conflict with another transaction (a transaction cancelled by a
+   * `TransactionConflict`, a checkpoint-only UpdateItem refused with `TransactionConflictException`) is tried
+   * again before the event is parked.
+   */
   readonly conflictRetries: number;
   /** Upgrades of stored events of older schema versions, applied before any projection reads them (upcast-states.ts). */
   readonly upcasters?: readonly UpcasterSpec[];
@@ -22,6 +26,15 @@ export interface DefinitionInput {
 
 /** Errors of a transaction that the cancellation reasons must explain (an order problem, a conflict, a bad value). */
 const CANCELLED = ['TransactionCanceledException', 'ConditionalCheckFailedException'].flatMap((e) => [`DynamoDb.${e}`, `DynamoDB.${e}`]);
+/**
+ * Errors of a checkpoint-only advance (a standard UpdateItem) that its error name explains: its condition failed
+ * (an order problem), or another transaction on the checkpoint item refused it ("A PutItem, UpdateItem, or
+ * DeleteItem request for an item conflicts with an ongoing TransactWriteItems request that includes the same
+ * item": `TransactionConflictException`, "Transaction conflict handling in DynamoDB", DynamoDB developer guide).
+ * The optimized integration prefixes them `DynamoDB.` ("Call DynamoDB APIs with Step Functions", exception prefix
+ * differences); the SDK integration's spelling is listed too, as above.
+ */
+const REFUSED = ['ConditionalCheckFailedException', 'TransactionConflictException'].flatMap((e) => [`DynamoDB.${e}`, `DynamoDb.${e}`]);
 const TASK_RETRY = { ErrorEquals: ['States.TaskFailed'], IntervalSeconds: 2, MaxAttempts: 3, BackoffRate: 2.0 };
 
 /** What the checks before an apply require of a value: the Choice rule that holds when it is NOT satisfied. */
@@ -53,12 +66,13 @@ export function fieldsRead(
  *
  * Each read model has its own branch (a Parallel state), its own checkpoint per aggregate
  * (`<readModel>#<aggregateId>` in the checkpoint table) and its own parking keys. Outcomes of one event, per read
- * model: applied (its writes and that read model's checkpoint in one transaction); already applied (a
- * duplicate); or parked. It is parked, and reported once on the error bus, when a field a projection reads is
+ * model: applied (its writes and that read model's checkpoint in one transaction; for an event type the read
+ * model does not project, the checkpoint alone in one conditional UpdateItem); already applied (a duplicate); or
+ * parked. It is parked, and reported once on the error bus, when a field a projection reads is
  * missing or has the wrong type (checked before the write: in AWS a missing path fails the execution with
  * `States.Runtime`, which no Catch sees), when DynamoDB refuses the write after retries, when an earlier event
- * of the aggregate does not arrive in time (`ProjectionGap`), or when transaction conflicts outlast their
- * retries. An event behind a parked event of its aggregate is parked at once, without waiting and without a
+ * of the aggregate does not arrive in time (`ProjectionGap`), or when conflicts with other transactions outlast
+ * their retries. An event behind a parked event of its aggregate is parked at once, without waiting and without a
  * second report. A replay (input with `skafuReplay`, from the parked-events function) is applied even though
  * the aggregate has parked events.
  */
@@ -136,7 +150,7 @@ export function buildDefinition(input: DefinitionInput): Record<string, unknown>
   // or gap never holds back another's.
   states.ApplyPerReadModel = {
     Type: 'Parallel',
-    Comment: 'Each read model applies the event in its own transaction with its own checkpoint',
+    Comment: 'Each read model applies the event with its own checkpoint: its writes and the checkpoint in one transaction, or the checkpoint alone',
     Branches: input.readModels.map((rm) => branchOf(input, rm, upcast !== undefined)),
     ResultPath: '$.readModels',
     Next: 'Outcome',
@@ -239,23 +253,47 @@ function branchOf(input: DefinitionInput, readModel: string, upcasts: boolean): 
       };
     }
     const actions = projections.map((p) => p.action._render(p.tableName, p.ttlAttribute));
-    states[`Apply ${eventType}`] = {
-      Type: 'Task',
-      Comment: actions.length === 0 ? `${eventType}: advances the checkpoint only` : `${eventType}: ${actions.length} read-model write(s) and the checkpoint, atomically`,
-      Resource: 'arn:aws:states:::aws-sdk:dynamodb:transactWriteItems',
-      Parameters: { TransactItems: [checkpoint, ...actions] },
-      ResultPath: null,
-      Retry: [
-        // A cancelled transaction is not retried blindly: its cancellation reasons say what to do.
-        { ErrorEquals: CANCELLED, MaxAttempts: 0 },
-        TASK_RETRY,
-      ],
-      Catch: [
-        { ErrorEquals: CANCELLED, ResultPath: '$.failure', Next: 'WhyCancelled' },
-        { ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'NotApplied' },
-      ],
-      Next: 'Applied',
-    };
+    // The state keeps its name whatever it holds: the rebuild (rebuild.runtime.ts writesFor) finds the writes of
+    // an event type in the `Apply <type>` states, and a checkpoint-only one has none.
+    states[`Apply ${eventType}`] =
+      actions.length === 0
+        ? {
+          Type: 'Task',
+          // One item needs no transaction: a standard write costs 1 write unit per KB, a transactional one 2
+          // (prepare and commit: "Capacity management for transactions", DynamoDB developer guide).
+          Comment: `${eventType}: advances the checkpoint only, in one conditional write`,
+          Resource: 'arn:aws:states:::dynamodb:updateItem',
+          Parameters: checkpoint.Update,
+          ResultPath: null,
+          Retry: [
+            // As a cancelled transaction: a failed condition or a conflict is not retried blindly (States.TaskFailed
+            // in TASK_RETRY would match them), WhyCancelled decides from the error's name.
+            { ErrorEquals: REFUSED, MaxAttempts: 0 },
+            TASK_RETRY,
+          ],
+          Catch: [
+            { ErrorEquals: REFUSED, ResultPath: '$.failure', Next: 'WhyCancelled' },
+            { ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'NotApplied' },
+          ],
+          Next: 'Applied',
+        }
+        : {
+          Type: 'Task',
+          Comment: `${eventType}: ${actions.length} read-model write(s) and the checkpoint, atomically`,
+          Resource: 'arn:aws:states:::aws-sdk:dynamodb:transactWriteItems',
+          Parameters: { TransactItems: [checkpoint, ...actions] },
+          ResultPath: null,
+          Retry: [
+            // A cancelled transaction is not retried blindly: its cancellation reasons say what to do.
+            { ErrorEquals: CANCELLED, MaxAttempts: 0 },
+            TASK_RETRY,
+          ],
+          Catch: [
+            { ErrorEquals: CANCELLED, ResultPath: '$.failure', Next: 'WhyCancelled' },
+            { ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'NotApplied' },
+          ],
+          Next: 'Applied',
+        };
   }
   states.RouteByDetailType = {
     Type: 'Choice',
@@ -264,17 +302,20 @@ function branchOf(input: DefinitionInput, readModel: string, upcasts: boolean): 
   };
   states.Applied = { Type: 'Pass', Result: 'APPLIED', End: true };
 
-  // The error message of a cancelled transaction lists one reason per item, in order ("... specific reasons
-  // [ConditionalCheckFailed, None]"; see TransactWriteItems, "TransactionCanceledException", in the DynamoDB API
-  // reference). Only the checkpoint has a condition; a conflict with another transaction on any item is
-  // "TransactionConflict"; anything else (ValidationError, ...) cannot be fixed by waiting.
+  // Why an apply was refused. A checkpoint-only advance (a standard UpdateItem) says it in its error's name:
+  // `ConditionalCheckFailedException` (an order problem) or `TransactionConflictException` (another transaction
+  // holds the checkpoint item). The error message of a cancelled transaction lists one reason per item, in order
+  // ("... specific reasons [ConditionalCheckFailed, None]"; see TransactWriteItems, "TransactionCanceledException",
+  // in the DynamoDB API reference). Only the checkpoint has a condition; a conflict with another transaction on
+  // any item is "TransactionConflict"; anything else (ValidationError, ...) cannot be fixed by waiting.
   states.WhyCancelled = {
     Type: 'Choice',
     Choices: [
+      { Variable: '$.failure.Error', StringMatches: '*.TransactionConflictException', Next: 'MayRetryConflict' },
+      { Variable: '$.failure.Error', StringMatches: '*.ConditionalCheckFailedException', Next: 'ReadCheckpoint' },
       { Not: { Variable: '$.failure.Cause', IsPresent: true }, Next: 'ReadCheckpoint' },
       { Variable: '$.failure.Cause', StringMatches: '*TransactionConflict*', Next: 'MayRetryConflict' },
       { Variable: '$.failure.Cause', StringMatches: '*ConditionalCheckFailed*', Next: 'ReadCheckpoint' },
-      { Variable: '$.failure.Error', StringMatches: '*ConditionalCheckFailedException', Next: 'ReadCheckpoint' },
     ],
     Default: 'NotApplied',
   };

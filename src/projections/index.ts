@@ -94,8 +94,10 @@ export interface ProjectionStateMachineProps {
    */
   readonly ruleRetryAttempts?: number;
   /**
-   * How many times a write cancelled by a `TransactionConflict` (another transaction on a shared item) is tried
-   * again, after a random wait of 1 to n+1 seconds, before the event is parked.
+   * How many times a write refused for a conflict with another transaction on one of its items (a shared item,
+   * or the checkpoint) is tried again, after a random wait of 1 to n+1 seconds, before the event is parked: a
+   * transaction cancelled with reason `TransactionConflict`, or a checkpoint-only advance (a standard UpdateItem)
+   * refused with `TransactionConflictException`.
    * @default 10
    */
   readonly conflictRetries?: number;

@@ -120,6 +120,8 @@ export function writesFor(definition: { States: Record<string, any> }, tableName
     // The branch name is the read model version's identity (`Totals`, `Totals@v2`: keys.ts VERSIONED_READ_MODEL).
     const match = /^Apply (.+?)(?: \([A-Za-z][A-Za-z0-9_-]*(?:@v[1-9][0-9]*)?\))?$/.exec(name);
     if (!match || state.Type !== 'Task') continue;
+    // A transaction: the checkpoint first, then the writes. A checkpoint-only apply (a `dynamodb:updateItem` task
+    // of the checkpoint alone) has no TransactItems and no writes: the rebuild advances the checkpoint for it.
     const items = (state.Parameters?.TransactItems ?? []) as Array<Record<string, { TableName?: string }>>;
     out.set(match[1], [...(out.get(match[1]) ?? []), ...items.slice(1).filter((i) => Object.values(i)[0]?.TableName === tableName)]);
   }

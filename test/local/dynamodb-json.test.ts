@@ -34,7 +34,9 @@ function definition(table: string, id: string) {
     States: {
       Put: task('Put', 'arn:aws:states:::dynamodb:putItem', { TableName: table, Item: { ...key, n: { N: '1' }, bin: { B: 'AQL/' }, m: { M: {} } } }, 'PutAgain'),
       PutAgain: task('PutAgain', 'arn:aws:states:::dynamodb:putItem', { TableName: table, Item: key, ConditionExpression: 'attribute_not_exists(id)' }, 'Update'),
-      Update: task('Update', 'arn:aws:states:::dynamodb:updateItem', { TableName: table, Key: key, UpdateExpression: 'SET n = n + :one', ExpressionAttributeValues: { ':one': { N: '1' } }, ReturnValues: 'ALL_NEW' }, 'Get'),
+      Update: task('Update', 'arn:aws:states:::dynamodb:updateItem', { TableName: table, Key: key, UpdateExpression: 'SET n = n + :one', ExpressionAttributeValues: { ':one': { N: '1' } }, ReturnValues: 'ALL_NEW' }, 'UpdateIf'),
+      // A conditional UpdateItem refused (a projection's checkpoint-only advance delivered twice).
+      UpdateIf: task('UpdateIf', 'arn:aws:states:::dynamodb:updateItem', { TableName: table, Key: key, UpdateExpression: 'SET n = :one', ConditionExpression: 'attribute_not_exists(id)', ExpressionAttributeValues: { ':one': { N: '1' } } }, 'Get'),
       Get: task('Get', 'arn:aws:states:::dynamodb:getItem', { TableName: table, Key: key, ConsistentRead: true }, 'GetMissing'),
       GetMissing: task('GetMissing', 'arn:aws:states:::dynamodb:getItem', { TableName: table, Key: { id: { S: `${id}-missing` } } }, 'Transact'),
       Transact: task('Transact', 'arn:aws:states:::aws-sdk:dynamodb:transactWriteItems', { TransactItems: [{ Put: { TableName: table, Item: key, ConditionExpression: 'attribute_not_exists(id)' } }] }, 'NoTable'),
@@ -73,6 +75,7 @@ test('state machine DynamoDB tasks answer and fail through the JSON API exactly 
   expect(viaJson.results.GetMissing).toEqual({});
   expect(Object.fromEntries(Object.entries(viaJson.errors).map(([k, v]: [string, any]) => [k, v.Error]))).toEqual({
     PutAgain: 'DynamoDB.ConditionalCheckFailedException',
+    UpdateIf: 'DynamoDB.ConditionalCheckFailedException',
     Transact: 'DynamoDb.TransactionCanceledException',
     NoTable: 'DynamoDB.ResourceNotFoundException',
   });

@@ -5,7 +5,7 @@
  * machine itself as its replay engine.
  */
 import { randomUUID } from 'node:crypto';
-import { CreateTableCommand, DeleteTableCommand, DynamoDBClient, GetItemCommand, TransactWriteItemsCommand } from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, DeleteTableCommand, DynamoDBClient, GetItemCommand, TransactWriteItemsCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
@@ -277,23 +277,42 @@ test('operator requests are checked: unknown actions, prototype keys, missing re
 
 /**
  * DynamoDB cancels a transaction with reason TransactionConflict when another transaction is in progress on one
- * of its items ("Transaction conflict handling in DynamoDB", DynamoDB Developer Guide; TransactWriteItems,
- * TransactionCanceledException, DynamoDB API Reference). DynamoDB Local serializes transactions and never
- * raises it, so this model does: it runs the real transaction against DynamoDB Local, and refuses one that
- * overlaps another in flight on the same item, with the error the way Step Functions names it.
+ * of its items, and refuses a standard write (PutItem, UpdateItem, DeleteItem) of such an item with
+ * TransactionConflictException ("Transaction conflict handling in DynamoDB", DynamoDB Developer Guide;
+ * TransactWriteItems, TransactionCanceledException, DynamoDB API Reference). DynamoDB Local serializes
+ * transactions and never raises either, so this model does: it runs the real request against DynamoDB Local, and
+ * refuses one that overlaps a transaction in flight on the same item, with the error the way Step Functions names
+ * it (`DynamoDb.` for the SDK integration's transaction, `DynamoDB.` for the optimized integration's UpdateItem of
+ * a checkpoint-only apply).
  */
 function conflictModel(windowMs = 5) {
   // A transaction holds its items for windowMs (on AWS a transaction lasts tens of milliseconds while the
   // definition's conflict waits last seconds; DynamoDB Local's own latency under test load is kept out of the
   // window so that this ratio stays realistic). A transaction that finds one of its items held is cancelled.
   const heldUntil = new Map<string, number>();
-  const stats = { conflicts: 0, applied: 0 };
+  const stats = { conflicts: 0, applied: 0, standardConflicts: 0 };
   const override: Override = async (state, input) => {
     if (!state.startsWith('Apply ')) return undefined;
     type Op = { TableName: string; Key?: unknown; Item?: unknown };
+    const now = Date.now();
+    if (!input.TransactItems) {
+      // A checkpoint-only apply: one standard UpdateItem, refused while a transaction holds its item.
+      const op = input as Op;
+      if ((heldUntil.get(`${op.TableName}|${JSON.stringify(op.Key)}`) ?? 0) > now) {
+        stats.conflicts++;
+        stats.standardConflicts++;
+        throw Object.assign(new Error('Transaction is ongoing for the item'), { name: 'DynamoDB.TransactionConflictException' });
+      }
+      try {
+        await client.send(new UpdateItemCommand(input));
+        stats.applied++;
+        return {};
+      } catch (err) {
+        throw Object.assign(new Error((err as Error).message), { name: `DynamoDB.${(err as Error).name}` });
+      }
+    }
     const items = (input.TransactItems as Array<Record<string, Op>>).map((i) => Object.values(i)[0]);
     const keys = items.map((op) => `${op.TableName}|${JSON.stringify(op.Key ?? op.Item)}`);
-    const now = Date.now();
     const held = keys.map((k) => (heldUntil.get(k) ?? 0) > now);
     if (held.some(Boolean)) {
       stats.conflicts++;
@@ -326,6 +345,25 @@ test('a shared counter hammered by 50 aggregates converges: conflicts are retrie
   expect(model.stats.conflicts).toBeGreaterThan(0); // the model did produce conflicts
   expect(errors).toEqual([]);
   expect(await item('Totals', { scope: 'all' })).toMatchObject({ count: before.count + 50, sum: before.sum + (50 * 51) / 2 });
+});
+
+test("an unprojected event's checkpoint advance refused while the previous event's transaction holds the checkpoint: retried as a conflict, then applied in order", async () => {
+  // Each transaction holds its items for 300 ms after it ran (a slow transaction, or one in flight); the
+  // definition's conflict waits last 100 ms each here, up to 10 of them: the next event outwaits it.
+  const model = conflictModel(300);
+  const id = `o-${randomUUID()}`;
+  expect(await outcome(event('OrderPlaced', id, 1, { amount: 3 }), { taskOverride: model.override })).toBe('succeeded');
+  expect(model.stats.conflicts).toBe(0);
+  // OrderNoted: Orders applies a write and its checkpoint in one transaction; Totals only advances its checkpoint
+  // (a standard UpdateItem), on the item event 1's transaction still holds.
+  expect(branch('Totals')['Apply OrderNoted'].Resource).toBe('arn:aws:states:::dynamodb:updateItem');
+  expect(await outcome(event('OrderNoted', id, 2, { note: 'n' }), { waitMs: 100, taskOverride: model.override })).toBe('succeeded');
+  expect(model.stats.standardConflicts).toBeGreaterThan(0);
+  expect(errors).toEqual([]);
+  expect(await item('ProjectionsCheckpoints', { aggregateId: key('Totals', id) })).toMatchObject({ lastEventSequence: 2, lastEventType: 'OrderNoted' });
+  expect(await item('ProjectionsCheckpoints', { aggregateId: key('Orders', id) })).toMatchObject({ lastEventSequence: 2 });
+  expect(await item('Orders', { orderId: id })).toMatchObject({ notes: ['n'], version: 2 });
+  expect(await item('ProjectionsParkedEvents', { aggregateId: key('Totals', id), eventSequence: 2 })).toBeUndefined();
 });
 
 test('conflicts that outlast their retries park the event as a conflict, not as a gap', async () => {

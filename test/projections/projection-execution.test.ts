@@ -4,7 +4,7 @@
  * task is captured (EventBridge has no local engine).
  */
 import { randomUUID } from 'node:crypto';
-import { CreateTableCommand, DeleteTableCommand, DynamoDBClient, GetItemCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, DeleteTableCommand, DynamoDBClient, GetItemCommand, ScanCommand, TransactionConflictException } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
@@ -15,6 +15,8 @@ import { createTableInputFromCfn, localClient } from '../support/tables';
 
 let client: DynamoDBClient;
 let definition: Record<string, any>;
+/** The definition as synthesized (aws-local-stepfunctions adds defaults such as QueryLanguage to the one it runs). */
+let synthesized: Record<string, any>;
 const tables: Record<string, string> = {};
 const errors: Array<Record<string, any>> = [];
 
@@ -101,6 +103,7 @@ beforeAll(async () => {
   for (const id of Object.keys(template.findResources('AWS::Events::EventBus'))) refs[id] = id === Object.keys(template.findResources('AWS::Events::EventBus'))[1] ? 'skafu-errors' : 'skafu-errors';
   const [machine] = Object.values(template.findResources('AWS::StepFunctions::StateMachine'));
   definition = definitionFrom(machine as { Properties: Record<string, unknown> }, refs);
+  synthesized = JSON.parse(JSON.stringify(definition));
 });
 afterAll(() => client.destroy());
 beforeEach(() => (errors.length = 0));
@@ -299,4 +302,236 @@ test('a missing read-model table (a real DynamoDB error from DynamoDB Local) tak
     const [, resource] = Object.entries(template.findResources('AWS::DynamoDB::Table')).find(([id]) => id.startsWith('Metrics'))!;
     await client.send(new CreateTableCommand(createTableInputFromCfn(resource.Properties, name)));
   }
+});
+
+// ---- an event type a read model does not project: its checkpoint alone, in one conditional UpdateItem ----------
+
+/** The states of one read model's branch, as synthesized, by their names without the read model suffix. */
+function branch(readModel: string): Record<string, any> {
+  const b = synthesized.States.ApplyPerReadModel.Branches.find((x: { StartAt: string }) => x.StartAt.endsWith(`(${readModel})`));
+  return Object.fromEntries(Object.entries(b.States as Record<string, any>).map(([k, v]) => [k.replace(` (${readModel})`, ''), v]));
+}
+const READ_MODELS = ['Projects', 'Metrics', 'Totals'];
+async function checkpointOf(readModel: string, id: string) {
+  const out = await client.send(new GetItemCommand({ TableName: table('ProjectionsCheckpoints'), Key: { aggregateId: { S: `${readModel}#${id}` } }, ConsistentRead: true }));
+  return out.Item ? unmarshall(out.Item) : undefined;
+}
+const checkpoints = async (id: string) =>
+  Object.fromEntries(await Promise.all(READ_MODELS.map(async (rm) => [rm, await checkpointOf(rm, id)] as const)));
+/** Runs one execution; `applies` collects the Apply states entered, one entry per attempt. */
+type Override = (state: string, input: any) => Promise<unknown> | undefined;
+function runCounting(input: unknown, applies: string[], options: { waitMs?: number; taskOverride?: Override } = {}) {
+  return runLocal(definition, input, {
+    client,
+    waitMs: options.waitMs ?? 20,
+    onPutEvents: (entries) => errors.push(...entries),
+    taskOverride: (state, taskInput) => {
+      if (state.startsWith('Apply ')) applies.push(state);
+      return options.taskOverride?.(state, taskInput);
+    },
+  }) as Promise<{ readModels: string[] }>;
+}
+const conflict = () => Object.assign(new Error('Transaction is ongoing for the item'), { name: 'DynamoDB.TransactionConflictException' });
+
+test('the definition: a checkpoint-only apply is one conditional UpdateItem of exactly the checkpoint; one with writes stays one transaction, checkpoint first', () => {
+  const checkpointTable = table('ProjectionsCheckpoints');
+  for (const rm of READ_MODELS) {
+    const states = branch(rm);
+    const applies = Object.entries(states).filter(([name]) => name.startsWith('Apply '));
+    expect(applies.length).toBe(6); // ProjectCreated, ProjectRenamed, ProjectArchived, ProjectDeleted, MetricCollected, ProjectNoteAdded
+    const transactions = applies.filter(([, s]) => s.Resource === 'arn:aws:states:::aws-sdk:dynamodb:transactWriteItems');
+    const updates = applies.filter(([, s]) => s.Resource === 'arn:aws:states:::dynamodb:updateItem');
+    expect(transactions.length + updates.length).toBe(applies.length);
+    expect(transactions.length).toBeGreaterThan(0);
+    // The checkpoint update of this read model's transactions, the same in every one of them.
+    const [checkpoint] = transactions[0][1].Parameters.TransactItems;
+    expect(checkpoint.Update).toMatchObject({
+      TableName: checkpointTable,
+      Key: { aggregateId: { 'S.$': `States.Format('${rm}#{}', $.detail.aggregateId)` } },
+      ConditionExpression: '(attribute_not_exists(#seq) AND :seq = :one) OR #seq = :prev',
+    });
+    for (const [name, s] of transactions) {
+      // Never a one-item transaction: the checkpoint first, then at least one read-model write.
+      expect(s.Parameters.TransactItems.length).toBeGreaterThan(1);
+      expect(s.Parameters.TransactItems[0]).toEqual(checkpoint);
+      const written = s.Parameters.TransactItems.slice(1).map((i: Record<string, { TableName: string }>) => Object.values(i)[0].TableName);
+      expect(written).not.toContain(checkpointTable);
+      expect(s.Retry[0]).toEqual({ ErrorEquals: expect.arrayContaining(['DynamoDb.TransactionCanceledException']), MaxAttempts: 0 });
+      expect(name).not.toBe('Apply ProjectNoteAdded');
+    }
+    for (const [, s] of updates) {
+      expect(s).toEqual({
+        Type: 'Task',
+        Comment: expect.stringMatching(/advances the checkpoint only/),
+        Resource: 'arn:aws:states:::dynamodb:updateItem',
+        Parameters: checkpoint.Update,
+        ResultPath: null,
+        // The refusals WhyCancelled explains are not retried blindly, and come before the generic retry whose
+        // States.TaskFailed would match them too.
+        Retry: [
+          { ErrorEquals: ['DynamoDB.ConditionalCheckFailedException', 'DynamoDb.ConditionalCheckFailedException', 'DynamoDB.TransactionConflictException', 'DynamoDb.TransactionConflictException'], MaxAttempts: 0 },
+          { ErrorEquals: ['States.TaskFailed'], IntervalSeconds: 2, MaxAttempts: 3, BackoffRate: 2 },
+        ],
+        Catch: [
+          { ErrorEquals: ['DynamoDB.ConditionalCheckFailedException', 'DynamoDb.ConditionalCheckFailedException', 'DynamoDB.TransactionConflictException', 'DynamoDb.TransactionConflictException'], ResultPath: '$.failure', Next: `WhyCancelled (${rm})` },
+          { ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: `NotApplied (${rm})` },
+        ],
+        Next: `Applied (${rm})`,
+      });
+    }
+    expect(states['Apply ProjectNoteAdded'].Resource).toBe('arn:aws:states:::dynamodb:updateItem');
+  }
+  // Which read model projects what: Projects the Project* types, Metrics and Totals MetricCollected.
+  const kinds = (rm: string) => Object.fromEntries(Object.entries(branch(rm)).filter(([n]) => n.startsWith('Apply ')).map(([n, s]) => [n.slice(6), s.Resource.endsWith('updateItem') ? 'checkpoint only' : 'transaction']));
+  expect(kinds('Projects')).toEqual({ ProjectCreated: 'transaction', ProjectRenamed: 'transaction', ProjectArchived: 'transaction', ProjectDeleted: 'transaction', MetricCollected: 'checkpoint only', ProjectNoteAdded: 'checkpoint only' });
+  expect(kinds('Metrics')).toEqual({ ProjectCreated: 'checkpoint only', ProjectRenamed: 'checkpoint only', ProjectArchived: 'checkpoint only', ProjectDeleted: 'checkpoint only', MetricCollected: 'transaction', ProjectNoteAdded: 'checkpoint only' });
+  // WhyCancelled reads a standard write's refusal from its error name, before the transaction's reasons.
+  expect(branch('Metrics').WhyCancelled.Choices.slice(0, 2)).toEqual([
+    { Variable: '$.failure.Error', StringMatches: '*.TransactionConflictException', Next: 'MayRetryConflict (Metrics)' },
+    { Variable: '$.failure.Error', StringMatches: '*.ConditionalCheckFailedException', Next: 'ReadCheckpoint (Metrics)' },
+  ]);
+});
+
+test('an unprojected event advances every read model\'s checkpoint (1, then 2); a duplicate delivery is AlreadyApplied, one refused attempt, nothing written', async () => {
+  const id = `p-${randomUUID()}`;
+  const applies: string[] = [];
+  const first = bridgeEvent('ProjectNoteAdded', id, 1, { note: 'one' });
+  expect((await runCounting(first, applies)).readModels).toEqual(['APPLIED', 'APPLIED', 'APPLIED']);
+  for (const rm of READ_MODELS) expect(await checkpointOf(rm, id)).toMatchObject({ readModel: rm, lastEventSequence: 1, lastEventId: first.detail.eventId, lastEventType: 'ProjectNoteAdded' });
+  const second = bridgeEvent('ProjectNoteAdded', id, 2, { note: 'two' });
+  expect((await runCounting(second, applies)).readModels).toEqual(['APPLIED', 'APPLIED', 'APPLIED']);
+  for (const rm of READ_MODELS) expect(await checkpointOf(rm, id)).toMatchObject({ lastEventSequence: 2, lastEventId: second.detail.eventId });
+  expect(applies.sort()).toEqual(READ_MODELS.flatMap((rm) => [`Apply ProjectNoteAdded (${rm})`, `Apply ProjectNoteAdded (${rm})`]).sort());
+
+  // Delivered again (the latest, then an older one): refused by the condition once per read model (no blind
+  // retry: DynamoDB Local's ConditionalCheckFailedException reaches the ASL as DynamoDB.ConditionalCheckFailedException),
+  // found applied, nothing written (appliedAt, set on every write, is unchanged).
+  const before = await checkpoints(id);
+  for (const again of [second, first]) {
+    applies.length = 0;
+    expect((await runCounting(again, applies)).readModels).toEqual(['DUPLICATE', 'DUPLICATE', 'DUPLICATE']);
+    expect(applies).toHaveLength(3);
+  }
+  expect(await checkpoints(id)).toEqual(before);
+  // Not parked either.
+  const parked = await client.send(new ScanCommand({ TableName: table('ProjectionsParkedEvents'), FilterExpression: 'eventAggregateId = :id', ExpressionAttributeValues: { ':id': { S: id } } }));
+  expect(parked.Items).toEqual([]);
+  expect(errors).toEqual([]);
+});
+
+test('out of order: an unprojected event 3 refused before 2 waits on the gap path, then applies after 2, in order', async () => {
+  const id = `p-${randomUUID()}`;
+  await run(bridgeEvent('ProjectCreated', id, 1, { name: 'n', configuration: {} }));
+  const second = bridgeEvent('ProjectNoteAdded', id, 2, { note: 'two' });
+  const third = bridgeEvent('ProjectNoteAdded', id, 3, { note: 'three' });
+  const applies: string[] = [];
+  let delivered: Promise<unknown> | undefined;
+  // Event 3 runs first. When its first read model, refused by the condition, reaches the gap path (it reads the
+  // backfill status there, just before it waits), event 2 is delivered and applied.
+  const out = await runCounting(third, applies, {
+    waitMs: 50,
+    taskOverride: async (state) => {
+      if (state.startsWith('ReadBackfill (') && !delivered) {
+        delivered = runCounting(second, []);
+        await delivered;
+      }
+      return undefined;
+    },
+  });
+  expect(out.readModels).toEqual(['APPLIED', 'APPLIED', 'APPLIED']);
+  expect(delivered).toBeDefined();
+  for (const rm of READ_MODELS) {
+    expect(await checkpointOf(rm, id)).toMatchObject({ lastEventSequence: 3, lastEventId: third.detail.eventId });
+    // Refused once (event 2 missing), then applied after a wait: no blind retry, no parking.
+    expect(applies.filter((a) => a === `Apply ProjectNoteAdded (${rm})`).length).toBeGreaterThanOrEqual(2);
+  }
+  expect(errors).toEqual([]);
+});
+
+test('a transaction conflict on the checkpoint (DynamoDB.TransactionConflictException from the UpdateItem) goes through the conflict retries, then applies', async () => {
+  const id = `p-${randomUUID()}`;
+  await run(bridgeEvent('ProjectNoteAdded', id, 1, { note: 'one' }));
+  // The SDK client refuses Metrics' checkpoint UpdateItem 4 times with DynamoDB's own TransactionConflictException
+  // (what DynamoDB answers a standard write of an item an ongoing transaction holds; DynamoDB Local serializes
+  // transactions and never does): the runner names it DynamoDB.TransactionConflictException, as Step Functions
+  // names the optimized integration's errors, and WhyCancelled sends it to the conflict retries. (That it is not
+  // retried blindly first is shown by the next test's count of attempts.)
+  const refusing = localClient();
+  let refused = 0;
+  refusing.middlewareStack.add(
+    (next, context) => async (args) => {
+      const input = args.input as { TableName?: string; Key?: { aggregateId?: { S?: string } } };
+      if (context.commandName === 'UpdateItemCommand' && input.Key?.aggregateId?.S === `Metrics#${id}` && refused < 4) {
+        refused++;
+        throw new TransactionConflictException({ message: 'Transaction is ongoing for the item', $metadata: {} });
+      }
+      return next(args);
+    },
+    { step: 'initialize', name: 'refuse-checkpoint' },
+  );
+  const applies: string[] = [];
+  try {
+    const out = (await runLocal(definition, bridgeEvent('ProjectNoteAdded', id, 2, { note: 'two' }), {
+      client: refusing,
+      waitMs: 1,
+      onPutEvents: (entries) => errors.push(...entries),
+      taskOverride: (state) => {
+        if (state.startsWith('Apply ')) applies.push(state);
+        return undefined;
+      },
+    })) as { readModels: string[] };
+    expect(out.readModels).toEqual(['APPLIED', 'APPLIED', 'APPLIED']);
+  } finally {
+    refusing.destroy();
+  }
+  expect(refused).toBe(4);
+  expect(applies.filter((a) => a === 'Apply ProjectNoteAdded (Metrics)')).toHaveLength(5);
+  expect(applies.filter((a) => a === 'Apply ProjectNoteAdded (Projects)')).toHaveLength(1);
+  for (const rm of READ_MODELS) expect(await checkpointOf(rm, id)).toMatchObject({ lastEventSequence: 2 });
+  expect(errors).toEqual([]);
+});
+
+test('conflicts on a checkpoint-only advance that outlast the conflict retries park it as ProjectionConflict, not WriteFailed', async () => {
+  const id = `p-${randomUUID()}`;
+  const applies: string[] = [];
+  const event = bridgeEvent('ProjectNoteAdded', id, 1, { note: 'one' });
+  const failed = failureOf(
+    runCounting(event, applies, {
+      waitMs: 1,
+      taskOverride: (state) => {
+        if (state !== 'Apply ProjectNoteAdded (Totals)') return undefined;
+        throw conflict();
+      },
+    }),
+  );
+  expect(await failed).toBe('ProjectionEventParked');
+  expect(applies.filter((a) => a === 'Apply ProjectNoteAdded (Totals)')).toHaveLength(11); // the first try and 10 conflict retries
+  expect(errors).toHaveLength(1);
+  expect(errors[0].Detail).toMatchObject({
+    errorType: 'ProjectionConflict',
+    context: { readModel: 'Totals' },
+    metadata: { conflicts: 10, retryCount: 0, parked: true, original: event.detail, failure: { Error: 'DynamoDB.TransactionConflictException' } },
+  });
+  expect(await item('ProjectionsParkedEvents', { aggregateId: `Totals#${id}`, eventSequence: 1 })).toMatchObject({ status: 'PARKED', reason: 'TransactionConflict' });
+  expect(await checkpointOf('Totals', id)).toMatchObject({ parkedSequence: 1 });
+  expect((await checkpointOf('Totals', id))?.lastEventSequence).toBeUndefined();
+  expect(await checkpointOf('Metrics', id)).toMatchObject({ lastEventSequence: 1 });
+});
+
+test('a parked event still blocks the unprojected events behind it: parked at once behind it, without waiting and without a second report', async () => {
+  const id = `p-${randomUUID()}`;
+  await run(bridgeEvent('ProjectCreated', id, 1, { name: 'n', configuration: {} }));
+  // ProjectRenamed without its name: parked by Projects (InvalidEvent, reported); Metrics and Totals advance.
+  expect(await failureOf(run(bridgeEvent('ProjectRenamed', id, 2, {})))).toBe('ProjectionEventParked');
+  expect(errors).toHaveLength(1);
+  expect(errors[0].Detail).toMatchObject({ context: { readModel: 'Projects' }, message: expect.stringMatching(/InvalidEvent/) });
+  const applies: string[] = [];
+  const out = await runCounting(bridgeEvent('ProjectNoteAdded', id, 3, { note: 'behind' }), applies);
+  expect(out.readModels).toEqual(['PARKED_BEHIND', 'APPLIED', 'APPLIED']);
+  // Refused once by the condition, then parked behind event 2: no gap waits.
+  expect(applies.filter((a) => a === 'Apply ProjectNoteAdded (Projects)')).toHaveLength(1);
+  expect(await item('ProjectionsParkedEvents', { aggregateId: `Projects#${id}`, eventSequence: 3 })).toMatchObject({ status: 'PARKED', reason: 'BehindParkedEvent', errorType: 'ProjectionBlocked' });
+  expect(await checkpointOf('Projects', id)).toMatchObject({ lastEventSequence: 1, parkedSequence: 2 });
+  for (const rm of ['Metrics', 'Totals']) expect(await checkpointOf(rm, id)).toMatchObject({ lastEventSequence: 3 });
+  expect(errors).toHaveLength(1);
 });

@@ -238,6 +238,43 @@ test('the definition yields exactly the read model\'s own writes, aimed at the t
   expect(writes.get('OrderNoted')).toEqual([]);
 });
 
+test('a backfill of Totals, which projects neither OrderNoted nor OrderPaid (checkpoint-only applies live), gives the checkpoints and the read model the live projection gave', async () => {
+  // Every published event was projected live (the first test). The same read model backfilled into a fresh table
+  // with fresh checkpoints: the definition aimed at them, as a deployment of a new read model would be.
+  const totals = await freshTable('Totals');
+  const checkpoints = await freshTable('ProjectionsCheckpoints');
+  const idOf = (prefix: string) => Object.keys(tables).find((k) => k.startsWith(prefix))!;
+  const refs: Record<string, string> = { ...tables, [idOf('Totals')]: totals, [idOf('ProjectionsCheckpoints')]: checkpoints };
+  for (const id of Object.keys(template.findResources('AWS::Events::EventBus'))) refs[id] = 'skafu-errors';
+  const [machine] = Object.values(template.findResources('AWS::StepFunctions::StateMachine'));
+  const aimed = definitionFrom(machine as never, refs);
+  const totalsBranch = aimed.States.ApplyPerReadModel.Branches.find((b: { StartAt: string }) => b.StartAt.endsWith('(Totals)')).States;
+  expect(totalsBranch['Apply OrderNoted (Totals)'].Resource).toBe('arn:aws:states:::dynamodb:updateItem');
+  expect(totalsBranch['Apply OrderPaid (Totals)'].Resource).toBe('arn:aws:states:::dynamodb:updateItem');
+  const backfill = { ...config('Totals', totals, `backfill-${randomUUID().slice(0, 8)}`), definition: aimed as never, readModelTable: totals, backfill: { checkpointTable: checkpoints, readModel: 'Totals' } };
+  let progress = await runRebuildStep(backfill, Date.now() + 120_000);
+  while (progress.status === 'RUNNING') progress = await runRebuildStep(backfill, Date.now() + 120_000);
+  expect(progress).toMatchObject({ status: 'CAUGHT_UP', failures: [], handedOver: true });
+  expect(await scanAll(totals)).toEqual(await scanAll(table('Totals')));
+  // Every aggregate's Totals checkpoint is where the live projection's is (its last event, projected or not).
+  const sequences = async (name: string) => {
+    const out = new Map<string, number>();
+    let start: Record<string, AttributeValue> | undefined;
+    do {
+      const page = await client.send(new ScanCommand({ TableName: name, ExclusiveStartKey: start, ConsistentRead: true }));
+      for (const i of page.Items ?? []) if (i.aggregateId.S!.startsWith('Totals#') && i.lastEventSequence) out.set(i.aggregateId.S!, Number(i.lastEventSequence.N));
+      start = page.LastEvaluatedKey;
+    } while (start);
+    return out;
+  };
+  const live = await sequences(table('ProjectionsCheckpoints'));
+  expect(live.size).toBeGreaterThanOrEqual(201);
+  expect(await sequences(checkpoints)).toEqual(live);
+  // Every seeded aggregate's events after the first (OrderNoted, OrderPaid) are ones Totals does not project: its
+  // checkpoint reached the stream's last event by checkpoint-only advances live, by the rebuild's own advance here.
+  for (const a of [0, 2, 10, 100]) expect(live.get(`Totals#${ids[a]}`)).toBe(a < 2 ? 130 : 4 + (a % 9));
+});
+
 test('an event the projection cannot apply stops its aggregate, is recorded, and the rebuild says so', async () => {
   const id = `order-bad-${randomUUID().slice(0, 6)}`;
   await append(id, [{ eventType: 'OrderPlaced', data: { customer: 'customer-2', amount: 'lots', lines: [] } }, { eventType: 'OrderNoted', data: { note: 'after' } }], 'no-stream');
