@@ -260,15 +260,8 @@ async function rebuildAggregate(
       } catch (err) {
         const e = err as Error & { CancellationReasons?: Array<{ Code?: string }> };
         const codes = (e.CancellationReasons ?? []).map((r) => r.Code);
-        if (e.name === 'TransactionCanceledException' && codes[0] === 'ConditionalCheckFailed') {
-          // Another step (a resumed or concurrent one) got there first: start again from the checkpoint.
-          return rebuildAggregate(config, storedKey, writes, counters, conflicts);
-        }
-        if (e.name === 'TransactionCanceledException' && codes.includes('TransactionConflict') && conflicts < 10) {
-          // A shared item (a counter fed by many aggregates) held by another transaction: again, after a jitter.
-          await new Promise((r) => setTimeout(r, 20 + Math.random() * 20 * 2 ** Math.min(conflicts, 5)));
-          return rebuildAggregate(config, storedKey, writes, counters, conflicts + 1);
-        }
+        const again = afterCancellation(e);
+        if (again) return again;
         // What the live projection would park (a missing path, a value DynamoDB refuses) is recorded and stops
         // the aggregate; anything else (throttling past the SDK's retries, a crash) fails the step, which is
         // resumed from its last saved page.
@@ -281,11 +274,33 @@ async function rebuildAggregate(
     start = page.LastEvaluatedKey;
   } while (start);
   if (pending > applied) {
+    // The aggregate's last events are ones this read model does not project: the checkpoint alone advances. The
+    // live projection may have advanced it meanwhile (a late event it applied while this step read the store):
+    // then this starts again from the checkpoint, as above, never leaving it behind the events it skipped.
     try {
       await commit(pending, []);
     } catch (err) {
-      if ((err as Error).name !== 'TransactionCanceledException') throw err;
+      const again = afterCancellation(err as Error & { CancellationReasons?: Array<{ Code?: string }> });
+      if (again) return again;
+      throw err;
     }
+  }
+
+  /**
+   * A transaction cancelled by another writer: the checkpoint moved (another step, resumed or concurrent, or the
+   * live projection, got there first: start again from the checkpoint), or an item was held by another
+   * transaction (a counter fed by many aggregates: again, after a jitter, at most 10 times). Anything else: undefined.
+   */
+  function afterCancellation(e: Error & { CancellationReasons?: Array<{ Code?: string }> }): Promise<void> | undefined {
+    if (e.name !== 'TransactionCanceledException') return undefined;
+    const codes = (e.CancellationReasons ?? []).map((r) => r.Code);
+    if (codes[0] === 'ConditionalCheckFailed') return rebuildAggregate(config, storedKey, writes, counters, conflicts);
+    if (codes.includes('TransactionConflict') && conflicts < 10) {
+      return new Promise((r) => setTimeout(r, 20 + Math.random() * 20 * 2 ** Math.min(conflicts, 5))).then(() =>
+        rebuildAggregate(config, storedKey, writes, counters, conflicts + 1),
+      );
+    }
+    return undefined;
   }
 }
 
