@@ -9,11 +9,12 @@
  * invocation, on Lambda (billed duration) and in Skafu Local.
  *
  * A kept-alive socket can have been closed by the server while the function was frozen (Lambda freezes the
- * execution environment between invocations): a request that fails with ECONNRESET or EPIPE on a REUSED socket is
- * sent once more on a new socket, as Node.js's documentation advises ("http.Agent", `request.reusedSocket`). Such
- * a request almost always died with the stale socket; if the server did receive it, it is received twice, which is
- * what the callers' own retry (a stream batch retried from the failed record) would do anyway: the callers here are
- * at-least-once. Any other failure, and a timeout, is the caller's.
+ * execution environment between invocations): a request that fails with ECONNRESET or EPIPE on a REUSED socket
+ * before any answer arrived is sent once more, on a new connection of its own, as Node.js's documentation advises
+ * ("http.Agent", `request.reusedSocket`). Such a request almost always died with the stale socket; if the server
+ * did receive it, it is received twice, which is what the callers' own retry (a stream batch retried from the failed
+ * record) would do anyway: the callers here are at-least-once. A request whose answer had begun is never sent
+ * again. Any other failure, an answer over MAX_ANSWER_BYTES, and a timeout, are the caller's.
  */
 import * as http from 'node:http';
 import * as https from 'node:https';
@@ -23,6 +24,9 @@ export interface PostResult {
   /** The response body, as text (UTF-8). */
   readonly text: string;
 }
+
+/** The largest answer read (AppSync's and SQS's answers to these requests are a few KB): beyond it, a failure. */
+export const MAX_ANSWER_BYTES = 1024 * 1024;
 
 const agents = {
   'http:': new http.Agent({ keepAlive: true }),
@@ -37,31 +41,39 @@ export async function post(url: string, headers: Record<string, string>, body: s
   const target = new URL(url);
   if (target.protocol !== 'http:' && target.protocol !== 'https:') throw new Error(`cannot POST to ${target.protocol} URL`);
   try {
-    return await once(target, headers, body, timeoutMs);
+    return await once(target, headers, body, timeoutMs, false);
   } catch (err) {
-    if ((err as { reusedSocket?: boolean }).reusedSocket && ['ECONNRESET', 'EPIPE'].includes((err as NodeJS.ErrnoException).code ?? '')) {
-      return once(target, headers, body, timeoutMs);
-    }
+    const e = err as NodeJS.ErrnoException & { resendable?: boolean };
+    if (e.resendable && ['ECONNRESET', 'EPIPE'].includes(e.code ?? '')) return once(target, headers, body, timeoutMs, true);
     throw err;
   }
 }
 
-function once(target: URL, headers: Record<string, string>, body: string, timeoutMs: number): Promise<PostResult> {
+function once(target: URL, headers: Record<string, string>, body: string, timeoutMs: number, ownConnection: boolean): Promise<PostResult> {
   const send = target.protocol === 'https:' ? https.request : http.request;
   return new Promise((resolve, reject) => {
     const request = send(target, {
       method: 'POST',
-      agent: agents[target.protocol as 'http:' | 'https:'],
+      // A resend goes on a connection of its own (`agent: false`), not on another idle socket of the pool.
+      agent: ownConnection ? false : agents[target.protocol as 'http:' | 'https:'],
       headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
     });
+    let answered = false;
     const timer = setTimeout(() => request.destroy(Object.assign(new Error(`no answer from ${target.host} within ${timeoutMs} ms`), { name: 'TimeoutError' })), timeoutMs);
     request.on('error', (err) => {
       clearTimeout(timer);
-      reject(Object.assign(err, { reusedSocket: request.reusedSocket }));
+      // Resendable only if it failed on a kept-alive socket before any answer (see above).
+      reject(Object.assign(err, { resendable: request.reusedSocket && !answered }));
     });
     request.on('response', (response) => {
+      answered = true;
       const chunks: Buffer[] = [];
-      response.on('data', (c: Buffer) => chunks.push(c));
+      let size = 0;
+      response.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_ANSWER_BYTES) request.destroy(new Error(`the answer from ${target.host} is over ${MAX_ANSWER_BYTES} bytes`));
+        else chunks.push(c);
+      });
       response.on('error', (err) => {
         clearTimeout(timer);
         reject(err);

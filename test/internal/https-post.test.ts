@@ -5,7 +5,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { post } from '../../src/internal/https-post';
+import { MAX_ANSWER_BYTES, post } from '../../src/internal/https-post';
 
 interface Seen {
   readonly method?: string;
@@ -74,6 +74,50 @@ test('a kept-alive socket the server has dropped is not the caller\'s failure: t
     // Received twice ('two' on the dropped socket, then on a new one), answered once.
     expect(seen.map((s) => s.body)).toEqual(['one', 'two', 'two']);
     expect(seen[2].socket).not.toBe(seen[0].socket);
+  } finally {
+    await close(server);
+  }
+});
+
+test('a kept-alive socket reset after the answer began is the caller\'s failure: the request is not sent again', async () => {
+  const used = new Set<Socket>();
+  const { url, seen, server } = await serve((s, res) => {
+    if (used.has(s.socket)) {
+      // The answer begins (status and part of the body), then the connection is reset.
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' });
+      res.write('{"data":');
+      setTimeout(() => s.socket.resetAndDestroy(), 20);
+      return;
+    }
+    used.add(s.socket);
+    res.end('first');
+  });
+  try {
+    expect(await post(url, {}, 'one', 5_000)).toEqual({ status: 200, text: 'first' });
+    await expect(post(url, {}, 'two', 5_000)).rejects.toThrow();
+    expect(seen.map((s) => s.body)).toEqual(['one', 'two']);
+  } finally {
+    await close(server);
+  }
+});
+
+test('an answer over MAX_ANSWER_BYTES is a failure, not read into memory', async () => {
+  const { url, server } = await serve((_s, res) => {
+    res.writeHead(200);
+    const chunk = Buffer.alloc(64 * 1024, 'a');
+    let sent = 0;
+    const more = () => {
+      while (sent < 2 * MAX_ANSWER_BYTES) {
+        sent += chunk.length;
+        if (!res.write(chunk)) return void res.once('drain', more);
+      }
+      res.end();
+    };
+    res.on('error', () => undefined);
+    more();
+  });
+  try {
+    await expect(post(url, {}, 'x', 5_000)).rejects.toThrow();
   } finally {
     await close(server);
   }
