@@ -104,8 +104,9 @@ interface Context {
   readonly identity: AppSyncIdentity;
 }
 
-/** How many document texts are kept parsed and validated. */
+/** How many document texts are kept parsed and validated (the oldest kept is forgotten first), and up to which length. */
 const DOCUMENTS_KEPT = 256;
+const DOCUMENT_KEPT_MAX_LENGTH = 16 * 1024;
 
 const unauthorized = (field: string, type: string) => new TemplateError(`Not Authorized to access ${field} on type ${type}`, 'Unauthorized');
 
@@ -211,7 +212,8 @@ export class AppSync {
 
   private prepare(request: GraphqlRequest): { document: DocumentNode; operation: OperationDefinitionNode } | { errors: AppSyncError[] } {
     const checked = this.checked(request.query);
-    if ('errors' in checked) return checked;
+    // A copy: what a request answers never shares an object with what is kept for the next one.
+    if ('errors' in checked) return { errors: checked.errors.map((e) => ({ ...e })) };
     const { document, operations } = checked;
     const single = operations.length === 1 ? operations[0] : undefined;
     const operation = request.operationName ? operations.find((o) => o.name?.value === request.operationName) : single;
@@ -223,7 +225,8 @@ export class AppSync {
    * A document parsed and validated against the schema, kept by its text: both depend only on the text and the
    * schema, which does not change, and a client (the change publisher above all) sends the same few documents
    * with new variables every time. Parsing and validating them again cost about 2 ms of this thread per request.
-   * Bounded: the oldest text is forgotten first.
+   * Bounded: DOCUMENTS_KEPT texts of at most DOCUMENT_KEPT_MAX_LENGTH characters (a longer one is checked every
+   * time), the oldest forgotten first.
    */
   private checked(query: string): { document: DocumentNode; operations: OperationDefinitionNode[] } | { errors: AppSyncError[] } {
     if (typeof query !== 'string') return { errors: [{ message: 'the request has no "query" string', errorType: 'MalformedHttpRequestException' }] };
@@ -240,8 +243,10 @@ export class AppSync {
     } catch (err) {
       result = { errors: [{ message: (err as Error).message, errorType: 'MalformedHttpRequestException' }] };
     }
-    if (this.documents.size >= DOCUMENTS_KEPT) this.documents.delete(this.documents.keys().next().value!);
-    this.documents.set(query, result);
+    if (query.length <= DOCUMENT_KEPT_MAX_LENGTH) {
+      if (this.documents.size >= DOCUMENTS_KEPT) this.documents.delete(this.documents.keys().next().value!);
+      this.documents.set(query, result);
+    }
     return result;
   }
 

@@ -51,6 +51,15 @@ test('many distinct documents: the oldest are forgotten, and any of them still a
   const appsync = new AppSync({ sdl: SDL, resolvers, client });
   const doc = (i: number) => `query Q${i} { echo(x: ${i}) { n } }`;
   for (let i = 0; i < 600; i++) expect(await appsync.execute({ query: doc(i) }, who)).toEqual({ data: { echo: { n: i } } });
-  expect((appsync as unknown as { documents: Map<string, unknown> }).documents.size).toBeLessThanOrEqual(256);
+  const kept = (appsync as unknown as { documents: Map<string, unknown> }).documents;
+  expect(kept.size).toBeLessThanOrEqual(256);
   for (const i of [0, 300, 599]) expect(await appsync.execute({ query: doc(i) }, who)).toEqual({ data: { echo: { n: i } } });
+  // A long text (a query padded with 100 KB of comment) is answered, and not kept.
+  const long = `# ${'x'.repeat(100_000)}\nquery L { echo(x: 7) { n } }`;
+  for (let i = 0; i < 2; i++) expect(await appsync.execute({ query: long }, who)).toEqual({ data: { echo: { n: 7 } } });
+  expect(kept.has(long)).toBe(false);
+  // What an invalid text answers is a copy: changing it does not change the next answer.
+  const first = await appsync.execute({ query: '{ nope }' }, who);
+  (first.errors![0] as { message: string }).message = 'changed by a caller';
+  expect((await appsync.execute({ query: '{ nope }' }, who)).errors![0].message).toMatch(/nope/);
 });
