@@ -37,6 +37,26 @@ const CANCELLED = ['TransactionCanceledException', 'ConditionalCheckFailedExcept
 const REFUSED = ['ConditionalCheckFailedException', 'TransactionConflictException'].flatMap((e) => [`DynamoDB.${e}`, `DynamoDb.${e}`]);
 const TASK_RETRY = { ErrorEquals: ['States.TaskFailed'], IntervalSeconds: 2, MaxAttempts: 3, BackoffRate: 2.0 };
 
+/**
+ * An `Apply <type>` task: the errors in `refused` are never retried blindly (States.TaskFailed in TASK_RETRY would
+ * match them) and go to WhyCancelled; anything else after TASK_RETRY is NotApplied.
+ */
+function applyTask(comment: string, resource: string, parameters: unknown, refused: string[]): Record<string, unknown> {
+  return {
+    Type: 'Task',
+    Comment: comment,
+    Resource: resource,
+    Parameters: parameters,
+    ResultPath: null,
+    Retry: [{ ErrorEquals: refused, MaxAttempts: 0 }, TASK_RETRY],
+    Catch: [
+      { ErrorEquals: refused, ResultPath: '$.failure', Next: 'WhyCancelled' },
+      { ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'NotApplied' },
+    ],
+    Next: 'Applied',
+  };
+}
+
 /** What the checks before an apply require of a value: the Choice rule that holds when it is NOT satisfied. */
 const TYPE_TEST: Record<ValueType, string | undefined> = {
   [ValueType.STRING]: 'IsString',
@@ -254,46 +274,19 @@ function branchOf(input: DefinitionInput, readModel: string, upcasts: boolean): 
     }
     const actions = projections.map((p) => p.action._render(p.tableName, p.ttlAttribute));
     // The state keeps its name whatever it holds: the rebuild (rebuild.runtime.ts writesFor) finds the writes of
-    // an event type in the `Apply <type>` states, and a checkpoint-only one has none.
+    // an event type in the `Apply <type>` states, and a checkpoint-only one has none. One item needs no
+    // transaction: a standard write costs 1 write unit per KB, a transactional one 2 (prepare and commit:
+    // "Capacity management for transactions", DynamoDB developer guide). Neither is retried blindly when refused:
+    // WhyCancelled decides, from a standard write's error name or a transaction's cancellation reasons.
     states[`Apply ${eventType}`] =
       actions.length === 0
-        ? {
-          Type: 'Task',
-          // One item needs no transaction: a standard write costs 1 write unit per KB, a transactional one 2
-          // (prepare and commit: "Capacity management for transactions", DynamoDB developer guide).
-          Comment: `${eventType}: advances the checkpoint only, in one conditional write`,
-          Resource: 'arn:aws:states:::dynamodb:updateItem',
-          Parameters: checkpoint.Update,
-          ResultPath: null,
-          Retry: [
-            // As a cancelled transaction: a failed condition or a conflict is not retried blindly (States.TaskFailed
-            // in TASK_RETRY would match them), WhyCancelled decides from the error's name.
-            { ErrorEquals: REFUSED, MaxAttempts: 0 },
-            TASK_RETRY,
-          ],
-          Catch: [
-            { ErrorEquals: REFUSED, ResultPath: '$.failure', Next: 'WhyCancelled' },
-            { ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'NotApplied' },
-          ],
-          Next: 'Applied',
-        }
-        : {
-          Type: 'Task',
-          Comment: `${eventType}: ${actions.length} read-model write(s) and the checkpoint, atomically`,
-          Resource: 'arn:aws:states:::aws-sdk:dynamodb:transactWriteItems',
-          Parameters: { TransactItems: [checkpoint, ...actions] },
-          ResultPath: null,
-          Retry: [
-            // A cancelled transaction is not retried blindly: its cancellation reasons say what to do.
-            { ErrorEquals: CANCELLED, MaxAttempts: 0 },
-            TASK_RETRY,
-          ],
-          Catch: [
-            { ErrorEquals: CANCELLED, ResultPath: '$.failure', Next: 'WhyCancelled' },
-            { ErrorEquals: ['States.ALL'], ResultPath: '$.failure', Next: 'NotApplied' },
-          ],
-          Next: 'Applied',
-        };
+        ? applyTask(`${eventType}: advances the checkpoint only, in one conditional write`, 'arn:aws:states:::dynamodb:updateItem', checkpoint.Update, REFUSED)
+        : applyTask(
+          `${eventType}: ${actions.length} read-model write(s) and the checkpoint, atomically`,
+          'arn:aws:states:::aws-sdk:dynamodb:transactWriteItems',
+          { TransactItems: [checkpoint, ...actions] },
+          CANCELLED,
+        );
   }
   states.RouteByDetailType = {
     Type: 'Choice',
