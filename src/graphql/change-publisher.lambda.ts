@@ -231,30 +231,36 @@ class Sha256 {
   }
 }
 
-/** A POST to the GraphQL endpoint signed with the function's credentials (SigV4, service `appsync`). */
-export function signedPost(url: string, env: Record<string, string | undefined> = process.env) {
-  const endpoint = new URL(url);
+/** POSTs to one endpoint, signed with SigV4 for `service` with the function's credentials (from `env`). */
+function signedPoster(service: string, endpoint: URL, env: Record<string, string | undefined>) {
   const signer = new SignatureV4({
-    service: 'appsync',
+    service,
     region: env.AWS_REGION ?? 'us-east-1',
     sha256: Sha256 as never,
     credentials: async () => ({ accessKeyId: env.AWS_ACCESS_KEY_ID ?? '', secretAccessKey: env.AWS_SECRET_ACCESS_KEY ?? '', sessionToken: env.AWS_SESSION_TOKEN }),
   });
-  return async (body: string): Promise<{ status: number; body: any }> => {
+  return async (headers: Record<string, string>, body: string) => {
     const request = await signer.sign({
       method: 'POST',
       protocol: endpoint.protocol,
       hostname: endpoint.hostname,
       port: endpoint.port ? Number(endpoint.port) : undefined,
       path: endpoint.pathname,
-      headers: { 'host': endpoint.host, 'content-type': 'application/json' },
+      headers: { host: endpoint.host, ...headers },
       body,
     });
-    const response = await post(url, request.headers as Record<string, string>, body, 10_000);
-    const text = response.text;
-    let parsed: unknown = text;
+    return post(endpoint.href, request.headers as Record<string, string>, body, 10_000);
+  };
+}
+
+/** A POST to the GraphQL endpoint signed with the function's credentials (SigV4, service `appsync`). */
+export function signedPost(url: string, env: Record<string, string | undefined> = process.env) {
+  const send = signedPoster('appsync', new URL(url), env);
+  return async (body: string): Promise<{ status: number; body: any }> => {
+    const response = await send({ 'content-type': 'application/json' }, body);
+    let parsed: unknown = response.text;
     try {
-      parsed = JSON.parse(text);
+      parsed = JSON.parse(response.text);
     } catch {
       // not JSON: kept as text for the log
     }
@@ -270,27 +276,11 @@ export function signedPost(url: string, env: Record<string, string | undefined> 
 export function signedSqsSend(queueUrl: string, env: Record<string, string | undefined> = process.env) {
   // The service endpoint: AWS_ENDPOINT_URL_SQS when set (as the SDK reads it; Skafu Local sets it), else the
   // queue URL's host (`https://sqs.<region>.amazonaws.com/`).
-  const endpoint = new URL(env.AWS_ENDPOINT_URL_SQS || `${new URL(queueUrl).origin}/`);
-  const signer = new SignatureV4({
-    service: 'sqs',
-    region: env.AWS_REGION ?? 'us-east-1',
-    sha256: Sha256 as never,
-    credentials: async () => ({ accessKeyId: env.AWS_ACCESS_KEY_ID ?? '', secretAccessKey: env.AWS_SECRET_ACCESS_KEY ?? '', sessionToken: env.AWS_SESSION_TOKEN }),
-  });
+  const send = signedPoster('sqs', new URL(env.AWS_ENDPOINT_URL_SQS || `${new URL(queueUrl).origin}/`), env);
   return async (message: Record<string, unknown>): Promise<void> => {
     const body = JSON.stringify({ QueueUrl: queueUrl, MessageBody: JSON.stringify(message) });
-    const request = await signer.sign({
-      method: 'POST',
-      protocol: endpoint.protocol,
-      hostname: endpoint.hostname,
-      port: endpoint.port ? Number(endpoint.port) : undefined,
-      path: endpoint.pathname,
-      headers: { 'host': endpoint.host, 'content-type': 'application/x-amz-json-1.0', 'x-amz-target': 'AmazonSQS.SendMessage' },
-      body,
-    });
-    const response = await post(endpoint.href, request.headers as Record<string, string>, body, 10_000);
-    const text = response.text;
-    if (response.status !== 200) throw new Error(`SQS SendMessage answered HTTP ${response.status}: ${text.slice(0, 300)}`);
+    const response = await send({ 'content-type': 'application/x-amz-json-1.0', 'x-amz-target': 'AmazonSQS.SendMessage' }, body);
+    if (response.status !== 200) throw new Error(`SQS SendMessage answered HTTP ${response.status}: ${response.text.slice(0, 300)}`);
   };
 }
 
