@@ -307,13 +307,7 @@ function conflictModel(windowMs = 5, options: { releaseOnRefusal?: boolean } = {
         if (options.releaseOnRefusal) heldUntil.delete(heldKey);
         throw Object.assign(new Error('Transaction is ongoing for the item'), { name: 'DynamoDB.TransactionConflictException' });
       }
-      try {
-        await client.send(new UpdateItemCommand(input));
-        stats.applied++;
-        return {};
-      } catch (err) {
-        throw Object.assign(new Error((err as Error).message), { name: `DynamoDB.${(err as Error).name}` });
-      }
+      return send(new UpdateItemCommand(input), 'DynamoDB');
     }
     const items = (input.TransactItems as Array<Record<string, Op>>).map((i) => Object.values(i)[0]);
     const keys = items.map((op) => `${op.TableName}|${JSON.stringify(op.Key ?? op.Item)}`);
@@ -325,12 +319,16 @@ function conflictModel(windowMs = 5, options: { releaseOnRefusal?: boolean } = {
       throw Object.assign(new Error(`Transaction cancelled, please refer cancellation reasons for specific reasons [${reasons}]`), { name: 'DynamoDb.TransactionCanceledException' });
     }
     keys.forEach((k) => heldUntil.set(k, now + windowMs));
+    return send(new TransactWriteItemsCommand(input), 'DynamoDb');
+  };
+  /** Sends the apply to DynamoDB Local; a refusal is named as Step Functions names it (`<prefix>.<exception>`). */
+  const send = async (command: UpdateItemCommand | TransactWriteItemsCommand, prefix: 'DynamoDB' | 'DynamoDb') => {
     try {
-      await client.send(new TransactWriteItemsCommand(input));
+      await client.send(command as never);
       stats.applied++;
       return {};
     } catch (err) {
-      throw Object.assign(new Error((err as Error).message), { name: `DynamoDb.${(err as Error).name}` });
+      throw Object.assign(new Error((err as Error).message), { name: `${prefix}.${(err as Error).name}` });
     }
   };
   return { override, stats };
