@@ -3,6 +3,7 @@
  * HTTP with the demo users, then prints a summary. Exits 0 when every step behaved as expected.
  */
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DeleteTableCommand, CreateTableCommand, DescribeTableCommand } from '@aws-sdk/client-dynamodb';
@@ -25,6 +26,13 @@ interface Reply {
 }
 
 export class DemoClient {
+  /**
+   * The client's connections to Skafu Local, kept open between requests. node:http costs this thread about a
+   * millisecond less per request than fetch (Node 20's undici), and the client shares the thread (and the
+   * machine's cores) with the Skafu Local it measures. An idle connection is closed after 4 s, before the
+   * server's keep-alive timeout (5 s), so that a request never goes out on a connection the server is closing.
+   */
+  private static readonly agent = new http.Agent({ keepAlive: true, timeout: 4_000 });
   private n = 0;
 
   constructor(
@@ -34,18 +42,31 @@ export class DemoClient {
 
   public async call(method: string, route: string, options: { as?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<Reply> {
     const token = options.as === undefined ? undefined : this.local.tokens[options.as];
-    const response = await fetch(`${this.local.url}${route}`, {
-      method,
-      headers: {
-        'Content-Type': 'application/json',
-        'X-Correlation-Id': `${this.correlationPrefix}-${++this.n}`,
-        ...(token ? { Authorization: `Bearer ${token}` } : {}),
-        ...(options.headers ?? {}),
-      },
-      body: options.body === undefined ? undefined : JSON.stringify(options.body),
+    const body = options.body === undefined ? undefined : JSON.stringify(options.body);
+    const url = new URL(`${this.local.url}${route}`);
+    if (url.protocol !== 'http:') throw new Error(`DemoClient speaks plain HTTP to Skafu Local, not ${url.protocol} (${url.origin})`);
+    const headers: Record<string, string> = {
+      'Content-Type': 'application/json',
+      'X-Correlation-Id': `${this.correlationPrefix}-${++this.n}`,
+      ...(token ? { Authorization: `Bearer ${token}` } : {}),
+      ...(options.headers ?? {}),
+    };
+    if (body !== undefined) headers['Content-Length'] = String(Buffer.byteLength(body));
+    const { status, text, headers: received } = await new Promise<{ status: number; text: string; headers: http.IncomingHttpHeaders }>((resolve, reject) => {
+      const request = http.request({ hostname: url.hostname, port: url.port, path: `${url.pathname}${url.search}`, method, headers, agent: DemoClient.agent }, (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), headers: response.headers }));
+        response.on('error', reject);
+      });
+      request.on('error', reject);
+      request.end(body);
     });
-    const text = await response.text();
-    return { status: response.status, body: text ? (JSON.parse(text) as Record<string, any>) : {}, headers: response.headers };
+    const replyHeaders = new Headers();
+    for (const [name, value] of Object.entries(received)) {
+      for (const one of Array.isArray(value) ? value : value === undefined ? [] : [value]) replyHeaders.append(name, one);
+    }
+    return { status, body: text ? (JSON.parse(text) as Record<string, any>) : {}, headers: replyHeaders };
   }
 
   /** Queries until `ready` holds (the projections are asynchronous), at most `timeoutMs`, every `intervalMs`. */
