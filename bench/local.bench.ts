@@ -49,7 +49,15 @@ function cpuMs(jvmPid: number | undefined): { node: number; jvm: number } | unde
 }
 
 /** Adds the CPU used since `from` (see cpuMs) to `into`. */
-function addCpu(into: { node: number; jvm: number; wallMs: number; n: number }, from: ReturnType<typeof cpuMs>, jvmPid: number | undefined, wallMs: number): void {
+/** CPU used over some timed samples (see cpuMs): Node.js and JVM ms, their wall-clock ms, how many samples. */
+interface CpuTally {
+  node: number;
+  jvm: number;
+  wallMs: number;
+  n: number;
+}
+
+function addCpu(into: CpuTally, from: ReturnType<typeof cpuMs>, jvmPid: number | undefined, wallMs: number): void {
   const to = cpuMs(jvmPid);
   if (!from || !to) return;
   into.node += to.node - from.node;
@@ -62,7 +70,7 @@ function addCpu(into: { node: number; jvm: number; wallMs: number; n: number }, 
  * Where the visible latency's floor is: the CPU a one-query sample uses (every thread of this process and
  * DynamoDB Local's), spread over all the machine's cores, is the shortest it could last; against the baseline.
  */
-function cpuRows(sample: { node: number; jvm: number; wallMs: number; n: number }, roundTrip: { node: number; jvm: number; wallMs: number; n: number }, roundTripP50: number) {
+function cpuRows(sample: CpuTally, roundTrip: CpuTally, roundTripP50: number) {
   if (sample.n === 0 || roundTrip.n === 0) return [{ name: 'CPU per sample', value: 'not measured (needs /proc)' }];
   const cores = os.cpus().length;
   const perSample = (sample.node + sample.jvm) / sample.n;
@@ -123,8 +131,8 @@ export async function runLocalBench(): Promise<void> {
     // The CPU both sides use: what the machine's cores spent on a one-query sample (from the 201 to the answer
     // that shows the metric), and on a baseline round trip.
     const jvmPid = dynamo.process.pid;
-    const cpuOneQuery = { node: 0, jvm: 0, wallMs: 0, n: 0 };
-    const cpuRoundTrip = { node: 0, jvm: 0, wallMs: 0, n: 0 };
+    const cpuOneQuery: CpuTally = { node: 0, jvm: 0, wallMs: 0, n: 0 };
+    const cpuRoundTrip: CpuTally = { node: 0, jvm: 0, wallMs: 0, n: 0 };
     for (let i = 0; i < SAMPLES; i++) {
       const roundTripCpu = cpuMs(jvmPid);
       const roundTrip = (await timed(() => putThenGet(5000 + i))).ms;

@@ -52,7 +52,8 @@ export class DemoClient {
       ...(options.headers ?? {}),
     };
     if (body !== undefined) headers['Content-Length'] = String(Buffer.byteLength(body));
-    const { status, text, headers: received } = await new Promise<{ status: number; text: string; headers: http.IncomingHttpHeaders }>((resolve, reject) => {
+    type Raw = { status: number; text: string; headers: http.IncomingHttpHeaders };
+    const { status, text, headers: received } = await new Promise<Raw>((resolve, reject) => {
       const request = http.request({ hostname: url.hostname, port: url.port, path: `${url.pathname}${url.search}`, method, headers, agent: DemoClient.agent }, (response) => {
         const chunks: Buffer[] = [];
         response.on('data', (chunk: Buffer) => chunks.push(chunk));
