@@ -54,13 +54,16 @@ export class DemoClient {
     if (body !== undefined) headers['Content-Length'] = String(Buffer.byteLength(body));
     type Raw = { status: number; text: string; headers: http.IncomingHttpHeaders };
     const { status, text, headers: received } = await new Promise<Raw>((resolve, reject) => {
-      const request = http.request({ hostname: url.hostname, port: url.port, path: `${url.pathname}${url.search}`, method, headers, agent: DemoClient.agent }, (response) => {
+      // The URL object as it is (an IPv6 host keeps its meaning: node:http strips its brackets).
+      const request = http.request(url, { method, headers, agent: DemoClient.agent }, (response) => {
         const chunks: Buffer[] = [];
         response.on('data', (chunk: Buffer) => chunks.push(chunk));
         response.on('end', () => resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), headers: response.headers }));
         response.on('error', reject);
       });
       request.on('error', reject);
+      // No answer within a minute is a failure, not a hang (API Gateway's own integration timeout is 29 s).
+      request.setTimeout(60_000, () => request.destroy(new Error(`no answer from ${url.origin} to ${method} ${route} within 60 s`)));
       request.end(body);
     });
     const replyHeaders = new Headers();

@@ -52,6 +52,8 @@ export class EventBridge {
     private readonly errors: ErrorLog,
     private readonly log: (line: string) => void,
     private readonly track: (work: Promise<unknown>) => void,
+    /** Told after each event is put on a bus (recorded in `events`), before its targets run. */
+    private readonly onEvent: () => void = () => undefined,
   ) {}
 
   public configure(resources: LocalResource[], targets: Targets): void {
@@ -127,6 +129,7 @@ export class EventBridge {
 
   private route(bus: string, event: Record<string, any>): void {
     this.events.push({ bus, ...event });
+    this.onEvent();
     if (event['detail-type'] === 'Application Error') {
       const d = event.detail;
       this.errorEvents.push(d);

@@ -154,6 +154,8 @@ export class SkafuLocal {
   private streams?: DynamoDbStreams;
   private graphql?: AppSyncServer;
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** The pending waitFor checks, run after each bus event and each execution's end. */
+  private readonly waiters = new Set<() => void>();
 
   constructor(private readonly options: SkafuLocalOptions) {
     this.log = options.log ?? ((line) => console.log(line));
@@ -170,6 +172,36 @@ export class SkafuLocal {
   /** Every event put on a bus. */
   public get events(): Array<Record<string, any>> {
     return this.bus?.events ?? [];
+  }
+
+  /**
+   * Resolves true as soon as `condition` holds: checked now, and again each time an event is put on a bus or a
+   * state machine execution ends (synchronously, so a condition can note the moment it first sees an event);
+   * false once `timeoutMs` has passed. For tests and benchmarks that wait on the pipeline without polling it.
+   */
+  public waitFor(condition: () => boolean, timeoutMs = 30_000): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      // A condition that throws rejects this promise; it never breaks the delivery that ran it.
+      const check = () => {
+        try {
+          if (condition()) done(() => resolve(true));
+        } catch (err) {
+          done(() => reject(err));
+        }
+      };
+      const done = (settle: () => void) => {
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        settle();
+      };
+      const timer = setTimeout(() => done(() => resolve(false)), timeoutMs);
+      this.waiters.add(check);
+      check();
+    });
+  }
+
+  private progressed(): void {
+    for (const check of [...this.waiters]) check();
   }
 
   /** State machine executions started so far, and those that have ended (succeeded or failed). */
@@ -240,7 +272,7 @@ export class SkafuLocal {
     await this.loadFunctions();
 
     const track = (work: Promise<unknown>) => this.track(work);
-    this.bus = new EventBridge(this.workDirectory, this.errorLog, this.log, track);
+    this.bus = new EventBridge(this.workDirectory, this.errorLog, this.log, track, () => this.progressed());
     this.sqs = new Sqs(this.assembly, this.log, track);
     this.stepFunctions = new StepFunctions({
       client: this.client,
@@ -252,6 +284,7 @@ export class SkafuLocal {
       log: this.log,
       track,
       afterWrite: (tables) => this.streams?.nudge(tables),
+      onFinished: () => this.progressed(),
     });
     this.sqs.configure(resources);
     this.stepFunctions.configure(resources);

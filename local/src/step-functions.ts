@@ -32,6 +32,8 @@ export interface StepFunctionsOptions {
   readonly maxConcurrentExecutions?: number;
   /** Told the tables a DynamoDB write task wrote (their streams may have records to read now). */
   readonly afterWrite?: (tableNames: string[]) => void;
+  /** Told after each execution has ended (counted in finishedExecutions). */
+  readonly onFinished?: () => void;
 }
 
 export interface LocalStateMachine {
@@ -120,6 +122,7 @@ export class StepFunctions {
       return undefined;
     } finally {
       this.finishedExecutions++;
+      this.options.onFinished?.();
     }
   }
 }

@@ -110,3 +110,19 @@ test('a server that is gone is an error, not a hang', async () => {
   await new Promise((resolve) => gone.close(resolve));
   await expect(client(goneUrl).call('GET', '/x')).rejects.toThrow(/ECONNREFUSED/);
 });
+
+test('an IPv6 loopback URL ([::1]) reaches its server', async () => {
+  const v6 = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"family":"IPv6"}'));
+  const listening = await new Promise<boolean>((resolve) => {
+    v6.once('error', () => resolve(false));
+    v6.listen(0, '::1', () => resolve(true));
+  });
+  if (!listening) return; // a machine without IPv6 loopback: nothing to check
+  try {
+    const reply = await client(`http://[::1]:${(v6.address() as AddressInfo).port}`).call('GET', '/x');
+    expect([reply.status, reply.body]).toEqual([200, { family: 'IPv6' }]);
+  } finally {
+    v6.closeAllConnections();
+    await new Promise((resolve) => v6.close(resolve));
+  }
+});

@@ -89,6 +89,37 @@ test('every command of both domains: command -> store -> stream -> publisher -> 
   expect(published[0]).toMatchObject({ source: 'skafu.projects', detail: { eventSequence: 1, correlationId: expect.stringMatching(/^e2e-/) } });
 });
 
+test('waitFor: true once the condition holds, checked as events reach the bus and executions end; false on timeout; a throwing condition rejects', async () => {
+  await local.settle(30_000);
+  const [eventsBefore, finishedBefore] = [local.events.length, local.executions.finished];
+  let sawEventFirst: boolean | undefined;
+  const accepted = await api.call('POST', '/api/v1/observability/metrics', { as: 'Developer', body: { name: 'e2e.waitFor', value: 1, unit: 'Count', source: 'e2e' } });
+  expect(accepted.status).toBe(201);
+  const ended = await local.waitFor(() => {
+    sawEventFirst ??= local.events.length > eventsBefore ? local.executions.finished === finishedBefore : undefined;
+    return local.executions.finished > finishedBefore;
+  }, 20_000);
+  expect(ended).toBe(true);
+  // The check ran when the event was put on the bus, before the execution it starts had ended.
+  expect(sawEventFirst).toBe(true);
+  expect(local.events.slice(eventsBefore).map((e) => e['detail-type'])).toContain('MetricCollected');
+  const started = Date.now();
+  await expect(local.waitFor(() => false, 150)).resolves.toBe(false);
+  expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+  await expect(local.waitFor(() => true, 10)).resolves.toBe(true);
+  // A condition that throws rejects its own wait, and deliveries go on.
+  let calls = 0;
+  const failing = local.waitFor(() => {
+    if (++calls > 1) throw new Error('condition broke');
+    return false;
+  }, 20_000);
+  const more = await api.call('POST', '/api/v1/observability/metrics', { as: 'Developer', body: { name: 'e2e.waitFor.2', value: 2, unit: 'Count', source: 'e2e' } });
+  expect(more.status).toBe(201);
+  await expect(failing).rejects.toThrow('condition broke');
+  const visible = await api.until('/api/v1/observability/metrics?name=e2e.waitFor.2', 'Viewer', (r) => r.body.count === 1);
+  expect(visible.body.count).toBe(1);
+});
+
 test('RBAC refusals over HTTP: no token, a forged one, a user outside the route\'s groups', async () => {
   expect((await api.call('GET', '/api/v1/projects/projects')).status).toBe(401);
   expect((await api.call('GET', '/api/v1/projects/projects', { headers: { Authorization: 'Bearer a.b.c' } })).status).toBe(401);
