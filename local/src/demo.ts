@@ -62,8 +62,8 @@ export class DemoClient {
         response.on('error', reject);
       });
       request.on('error', reject);
-      // No answer within a minute is a failure, not a hang (API Gateway's own integration timeout is 29 s).
-      request.setTimeout(60_000, () => request.destroy(new Error(`no answer from ${url.origin} to ${method} ${route} within 60 s`)));
+      // A minute with nothing received is a failure, not a hang (API Gateway's own integration timeout is 29 s).
+      request.setTimeout(60_000, () => request.destroy(new Error(`nothing from ${url.origin} for ${method} ${route} in 60 s`)));
       request.end(body);
     });
     const replyHeaders = new Headers();

@@ -52,7 +52,10 @@ export class EventBridge {
     private readonly errors: ErrorLog,
     private readonly log: (line: string) => void,
     private readonly track: (work: Promise<unknown>) => void,
-    /** Told after each event is put on a bus (recorded in `events`), before its targets run. */
+    /**
+     * Told after each event is put on a bus: recorded in `events` (and `errorEvents`), its targets started (an
+     * execution it starts is counted), before any of them has run further.
+     */
     private readonly onEvent: () => void = () => undefined,
   ) {}
 
@@ -129,7 +132,6 @@ export class EventBridge {
 
   private route(bus: string, event: Record<string, any>): void {
     this.events.push({ bus, ...event });
-    this.onEvent();
     if (event['detail-type'] === 'Application Error') {
       const d = event.detail;
       this.errorEvents.push(d);
@@ -142,6 +144,7 @@ export class EventBridge {
       if (rule.bus !== bus || !matchesPattern(rule.pattern, event as never)) continue;
       for (const target of rule.targets) this.track(this.deliver(rule, target, event));
     }
+    this.onEvent();
   }
 
   private async deliver(rule: Rule, target: Rule['targets'][number], event: Record<string, any>): Promise<void> {

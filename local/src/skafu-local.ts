@@ -66,6 +66,9 @@ export interface SkafuLocalOptions {
 }
 
 /** Resource types that are emulated (the others are named at start). */
+/** The longest delay a Node.js timer takes (2^31 - 1 ms); a longer one fires at once. */
+const MAX_TIMER_MS = 2_147_483_647;
+
 const EMULATED = new Set([
   'AWS::DynamoDB::Table',
   'AWS::Lambda::Function',
@@ -154,8 +157,8 @@ export class SkafuLocal {
   private streams?: DynamoDbStreams;
   private graphql?: AppSyncServer;
   private readonly inFlight = new Set<Promise<unknown>>();
-  /** The pending waitFor checks, run after each bus event and each execution's end. */
-  private readonly waiters = new Set<() => void>();
+  /** The pending waitUntil checks (run after each bus event and each execution's end), each with its cancel. */
+  private readonly waiters = new Map<() => void, () => void>();
 
   constructor(private readonly options: SkafuLocalOptions) {
     this.log = options.log ?? ((line) => console.log(line));
@@ -175,14 +178,24 @@ export class SkafuLocal {
   }
 
   /**
-   * Resolves true as soon as `condition` holds: checked now, and again each time an event is put on a bus or a
-   * state machine execution ends (synchronously, so a condition can note the moment it first sees an event);
-   * false once `timeoutMs` has passed. For tests and benchmarks that wait on the pipeline without polling it.
+   * Waits for the pipeline without polling it: resolves true as soon as `condition` holds, checked now and again
+   * each time an event has been put on a bus (recorded in `events` and `errors`, the executions it starts
+   * counted in `executions.started`) and each time a state machine execution has ended (`executions.finished`).
+   * Nothing else triggers a check (a table, a queue, a Lambda invocation, the error log): a condition on those
+   * is checked only when one of the two happens. The condition must be synchronous (a promise counts as true); it
+   * runs inside the event's delivery, once per entry of a PutEvents batch, and should be cheap. Resolves false,
+   * without throwing, after `timeoutMs` (at most about 24.8 days) or when Skafu Local stops; rejects with the
+   * error a condition throws (the delivery that ran it goes on).
+   * @param condition what to wait for, e.g. `() => local.executions.finished > before`
+   * @param timeoutMs how long to wait at most. @default 30000
+   * @returns whether the condition held before the timeout
    */
-  public waitFor(condition: () => boolean, timeoutMs = 30_000): Promise<boolean> {
+  public waitUntil(condition: () => boolean, timeoutMs = 30_000): Promise<boolean> {
     return new Promise((resolve, reject) => {
+      let settled = false;
       // A condition that throws rejects this promise; it never breaks the delivery that ran it.
       const check = () => {
+        if (settled) return;
         try {
           if (condition()) done(() => resolve(true));
         } catch (err) {
@@ -190,18 +203,20 @@ export class SkafuLocal {
         }
       };
       const done = (settle: () => void) => {
+        settled = true;
         clearTimeout(timer);
         this.waiters.delete(check);
         settle();
       };
-      const timer = setTimeout(() => done(() => resolve(false)), timeoutMs);
-      this.waiters.add(check);
+      const timer = setTimeout(() => done(() => resolve(false)), Math.min(Math.max(0, timeoutMs), MAX_TIMER_MS));
+      timer.unref(); // a wait keeps no process alive
+      this.waiters.set(check, () => done(() => resolve(false)));
       check();
     });
   }
 
   private progressed(): void {
-    for (const check of [...this.waiters]) check();
+    for (const check of [...this.waiters.keys()]) check();
   }
 
   /** State machine executions started so far, and those that have ended (succeeded or failed). */
@@ -346,6 +361,8 @@ export class SkafuLocal {
 
   public async stop(): Promise<void> {
     process.off('unhandledRejection', this.onUnhandledRejection);
+    for (const cancel of [...this.waiters.values()]) cancel(); // pending waits answer false
+
     await this.api?.close();
     await this.graphql?.close();
     await this.streams?.stop();

@@ -89,34 +89,38 @@ test('every command of both domains: command -> store -> stream -> publisher -> 
   expect(published[0]).toMatchObject({ source: 'skafu.projects', detail: { eventSequence: 1, correlationId: expect.stringMatching(/^e2e-/) } });
 });
 
-test('waitFor: true once the condition holds, checked as events reach the bus and executions end; false on timeout; a throwing condition rejects', async () => {
+test('waitUntil: true once the condition holds, checked when an event is on the bus (its execution started) and when an execution ends; false on timeout or stop; a throwing condition rejects', async () => {
   await local.settle(30_000);
-  const [eventsBefore, finishedBefore] = [local.events.length, local.executions.finished];
-  let sawEventFirst: boolean | undefined;
-  const accepted = await api.call('POST', '/api/v1/observability/metrics', { as: 'Developer', body: { name: 'e2e.waitFor', value: 1, unit: 'Count', source: 'e2e' } });
+  const [eventsBefore, startedBefore, finishedBefore] = [local.events.length, local.executions.started, local.executions.finished];
+  const checks: Array<{ events: number; started: number; finished: number }> = [];
+  const accepted = await api.call('POST', '/api/v1/observability/metrics', { as: 'Developer', body: { name: 'e2e.waitUntil', value: 1, unit: 'Count', source: 'e2e' } });
   expect(accepted.status).toBe(201);
-  const ended = await local.waitFor(() => {
-    sawEventFirst ??= local.events.length > eventsBefore ? local.executions.finished === finishedBefore : undefined;
+  const ended = await local.waitUntil(() => {
+    const { started, finished } = local.executions;
+    checks.push({ events: local.events.length - eventsBefore, started: started - startedBefore, finished: finished - finishedBefore });
     return local.executions.finished > finishedBefore;
   }, 20_000);
   expect(ended).toBe(true);
-  // The check ran when the event was put on the bus, before the execution it starts had ended.
-  expect(sawEventFirst).toBe(true);
-  expect(local.events.slice(eventsBefore).map((e) => e['detail-type'])).toContain('MetricCollected');
+  // One check when the MetricCollected was put on the bus: the execution it starts already counted, none ended
+  // (the check ran inside the delivery, not on a timer); the last check when that execution ended.
+  expect(checks).toContainEqual({ events: 1, started: 1, finished: 0 });
+  expect(checks[checks.length - 1]).toEqual({ events: 1, started: 1, finished: 1 });
+  expect(local.events.slice(eventsBefore).map((e) => e['detail-type'])).toEqual(['MetricCollected']);
   const started = Date.now();
-  await expect(local.waitFor(() => false, 150)).resolves.toBe(false);
+  await expect(local.waitUntil(() => false, 150)).resolves.toBe(false);
   expect(Date.now() - started).toBeGreaterThanOrEqual(140);
-  await expect(local.waitFor(() => true, 10)).resolves.toBe(true);
-  // A condition that throws rejects its own wait, and deliveries go on.
-  let calls = 0;
-  const failing = local.waitFor(() => {
-    if (++calls > 1) throw new Error('condition broke');
+  await expect(local.waitUntil(() => true, 10)).resolves.toBe(true);
+  // A condition that throws when the next event reaches the bus rejects its own wait; the delivery goes on.
+  await local.settle(30_000);
+  const eventsNow = local.events.length;
+  const failing = local.waitUntil(() => {
+    if (local.events.length > eventsNow) throw new Error('condition broke');
     return false;
   }, 20_000);
-  const more = await api.call('POST', '/api/v1/observability/metrics', { as: 'Developer', body: { name: 'e2e.waitFor.2', value: 2, unit: 'Count', source: 'e2e' } });
+  const more = await api.call('POST', '/api/v1/observability/metrics', { as: 'Developer', body: { name: 'e2e.waitUntil.2', value: 2, unit: 'Count', source: 'e2e' } });
   expect(more.status).toBe(201);
   await expect(failing).rejects.toThrow('condition broke');
-  const visible = await api.until('/api/v1/observability/metrics?name=e2e.waitFor.2', 'Viewer', (r) => r.body.count === 1);
+  const visible = await api.until('/api/v1/observability/metrics?name=e2e.waitUntil.2', 'Viewer', (r) => r.body.count === 1);
   expect(visible.body.count).toBe(1);
 });
 
