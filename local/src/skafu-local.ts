@@ -65,10 +65,10 @@ export interface SkafuLocalOptions {
   readonly backfill?: boolean;
 }
 
-/** Resource types that are emulated (the others are named at start). */
 /** The longest delay a Node.js timer takes (2^31 - 1 ms); a longer one fires at once. */
 const MAX_TIMER_MS = 2_147_483_647;
 
+/** Resource types that are emulated (the others are named at start). */
 const EMULATED = new Set([
   'AWS::DynamoDB::Table',
   'AWS::Lambda::Function',
@@ -362,7 +362,6 @@ export class SkafuLocal {
   public async stop(): Promise<void> {
     process.off('unhandledRejection', this.onUnhandledRejection);
     for (const cancel of [...this.waiters.values()]) cancel(); // pending waits answer false
-
     await this.api?.close();
     await this.graphql?.close();
     await this.streams?.stop();
