@@ -3,38 +3,9 @@
  * body, any status answered, a kept-alive socket the server dropped in the meantime (what a frozen Lambda
  * environment finds) sent again once on a new socket, a silent server timed out, and no second send otherwise.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { MAX_ANSWER_BYTES, post } from '../../src/internal/https-post';
-
-interface Seen {
-  readonly method?: string;
-  readonly url?: string;
-  readonly headers: IncomingMessage['headers'];
-  readonly body: string;
-  readonly socket: Socket;
-}
-
-async function serve(answer: (seen: Seen, res: ServerResponse, index: number) => void): Promise<{ url: string; seen: Seen[]; server: Server }> {
-  const seen: Seen[] = [];
-  const server = createServer((req, res) => {
-    let body = '';
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => (body += c));
-    req.on('end', () => {
-      const s = { method: req.method, url: req.url, headers: req.headers, body, socket: req.socket };
-      seen.push(s);
-      answer(s, res, seen.length - 1);
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen, server };
-}
-
-const close = (server: Server) => new Promise<void>((r) => {
-  server.closeAllConnections();
-  server.close(() => r());
-});
+import { close, serve } from '../support/recording-server';
 
 test('sends exactly the given headers (and content-length) and body; answers the status and text of any answer', async () => {
   const { url, seen, server } = await serve((_s, res, i) => {

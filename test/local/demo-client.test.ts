@@ -4,48 +4,29 @@
  * header, repeated ones too), one kept-alive connection for consecutive requests, a request after the server closed
  * an idle connection, and a refusal of anything but plain HTTP. Against a real node:http server on loopback.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DemoClient } from '../../local/src/demo';
 import type { SkafuLocal } from '../../local/src/skafu-local';
-
-interface Seen {
-  method: string;
-  url: string;
-  headers: IncomingMessage['headers'];
-  body: string;
-  connection: number;
-}
+import { close, serve, type SeenRequest } from '../support/recording-server';
 
 let server: Server;
 let url: string;
-const seen: Seen[] = [];
+let seen: SeenRequest[];
 let connections = 0;
-let answer: (req: IncomingMessage, res: ServerResponse) => void;
+let answer: (res: ServerResponse) => void;
 
 beforeAll(async () => {
-  server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      seen.push({ method: req.method!, url: req.url!, headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), connection: (req.socket as any).__n });
-      answer(req, res);
-    });
-  });
-  server.on('connection', (socket) => ((socket as any).__n = ++connections));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  ({ url, seen, server } = await serve((_s, res) => answer(res)));
+  server.on('connection', () => connections++);
 });
 
-afterAll(async () => {
-  server.closeAllConnections();
-  await new Promise((resolve) => server.close(resolve));
-});
+afterAll(() => close(server));
 
 beforeEach(() => {
   seen.length = 0;
   server.keepAliveTimeout = 5_000;
-  answer = (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+  answer = (res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
 });
 
 const client = (base = url) => new DemoClient({ url: base, tokens: { Viewer: 'token-of-viewer' } } as unknown as SkafuLocal, 'dc');
@@ -68,13 +49,13 @@ test('sends the method, path and query, the JSON body with its length, the token
 });
 
 test('answers: status, parsed JSON, {} for an empty body, every header (repeated set-cookie headers kept apart, as fetch keeps them)', async () => {
-  answer = (_req, res) => res.writeHead(409, [['content-type', 'application/json'], ['set-cookie', 'a=1'], ['set-cookie', 'b=2'], ['x-correlation-id', 'dc-1']]).end('{"error":"Conflict"}');
+  answer = (res) => res.writeHead(409, [['content-type', 'application/json'], ['set-cookie', 'a=1'], ['set-cookie', 'b=2'], ['x-correlation-id', 'dc-1']]).end('{"error":"Conflict"}');
   const conflict = await client().call('POST', '/x', { body: {} });
   expect(conflict.status).toBe(409);
   expect(conflict.body).toEqual({ error: 'Conflict' });
   expect(conflict.headers.get('x-correlation-id')).toBe('dc-1');
   expect(conflict.headers.getSetCookie()).toEqual(['a=1', 'b=2']);
-  answer = (_req, res) => res.writeHead(204).end();
+  answer = (res) => res.writeHead(204).end();
   const empty = await client().call('OPTIONS', '/x');
   expect([empty.status, empty.body]).toEqual([204, {}]);
 });
@@ -83,7 +64,7 @@ test('consecutive requests share one kept-alive connection; after the server clo
   const api = client();
   const before = connections;
   for (let i = 0; i < 5; i++) await api.call('GET', `/n/${i}`);
-  expect(new Set(seen.map((s) => s.connection)).size).toBe(1);
+  expect(new Set(seen.map((s) => s.socket)).size).toBe(1);
   expect(connections - before).toBeLessThanOrEqual(1);
   // The server gives up idle connections after 200 ms (its keep-alive timeout): the client's pooled socket is
   // closed under it, and the next request must not fail on it.
@@ -92,11 +73,11 @@ test('consecutive requests share one kept-alive connection; after the server clo
   await new Promise((r) => setTimeout(r, 600));
   const after = await api.call('GET', '/after-idle');
   expect(after.status).toBe(200);
-  expect(seen[seen.length - 1].connection).not.toBe(seen[0].connection);
+  expect(seen[seen.length - 1].socket).not.toBe(seen[0].socket);
 });
 
 test('a non-JSON answer throws a SyntaxError; anything but plain HTTP is refused before sending', async () => {
-  answer = (_req, res) => res.writeHead(502, { 'content-type': 'text/html' }).end('<html>bad gateway</html>');
+  answer = (res) => res.writeHead(502, { 'content-type': 'text/html' }).end('<html>bad gateway</html>');
   await expect(client().call('GET', '/x')).rejects.toThrow(SyntaxError);
   const sent = seen.length;
   await expect(client(url.replace('http:', 'https:')).call('GET', '/x')).rejects.toThrow(/plain HTTP/);
