@@ -143,7 +143,7 @@ export async function runLocalBench(): Promise<void> {
     const putLatencies: number[] = [];
     const roundTrips: number[] = [];
     const stages = { published: [] as number[], projected: [] as number[], queried: [] as number[] };
-    // The CPU both sides use (see cpuRows): a one-query sample, its idle twin, a baseline round trip.
+    // The CPU both sides use (see cpuRows): a one-query sample, Skafu Local idle, a baseline round trip.
     const jvmPid = dynamo.process.pid;
     const [cpuOneQuery, cpuIdle, cpuRoundTrip] = [noCpu(), noCpu(), noCpu()];
     // Skafu Local's idle CPU rate (stream polling), over 5 s with nothing in flight, before the samples.
@@ -163,8 +163,9 @@ export async function runLocalBench(): Promise<void> {
       if (accepted.status !== 201) throw new Error(`command refused: ${accepted.status}`);
       const sampleCpu = cpuMs(jvmPid);
       const t0 = performance.now();
+      const oneQuery = i % 2 === 1;
       let projectedAt: number | undefined;
-      if (i % 2 === 1) {
+      if (oneQuery) {
         // Where the time goes, from what Skafu Local shows: the event on the bus (stream read + outbox publisher),
         // the projection's execution ended, the query. Waited for without polling (waitUntil runs the check when
         // an event is put on a bus and when an execution ends), so that the wait adds no load of its own.
@@ -185,11 +186,10 @@ export async function runLocalBench(): Promise<void> {
       }
       await api.until(`/api/v1/observability/metrics?name=bench.latency.${i}`, 'Viewer', (r) => r.body.count === 1, 30_000, 2);
       if (projectedAt !== undefined) stages.queried.push(performance.now() - projectedAt);
-      (i % 2 === 1 ? visibleOneQuery : visible).push(performance.now() - t0);
       const sampleMs = performance.now() - t0;
-      if (i % 2 === 1) addCpu(cpuOneQuery, sampleCpu, jvmPid, sampleMs);
+      (oneQuery ? visibleOneQuery : visible).push(sampleMs);
+      if (oneQuery) addCpu(cpuOneQuery, sampleCpu, jvmPid, sampleMs);
       await local.settle(30_000); // the next sample starts with nothing in flight
-
     }
 
     // Throughput: commands and bare puts at the same concurrency, in alternating blocks (commands, puts, puts,
