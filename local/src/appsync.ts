@@ -108,6 +108,9 @@ interface Context {
 const DOCUMENTS_KEPT = 256;
 const DOCUMENT_KEPT_MAX_LENGTH = 16 * 1024;
 
+/** A document text parsed and validated against the schema: its operations, or why it was refused. */
+type CheckedDocument = { document: DocumentNode; operations: OperationDefinitionNode[] } | { errors: AppSyncError[] };
+
 const unauthorized = (field: string, type: string) => new TemplateError(`Not Authorized to access ${field} on type ${type}`, 'Unauthorized');
 
 export class AppSync {
@@ -116,7 +119,7 @@ export class AppSync {
   private readonly subscribers = new Map<string, Subscriber>();
   private readonly tokenKey = randomBytes(32);
   /** Documents parsed and validated, by their text (see checked()). */
-  private readonly documents = new Map<string, { document: DocumentNode; operations: OperationDefinitionNode[] } | { errors: AppSyncError[] }>();
+  private readonly documents = new Map<string, CheckedDocument>();
   private nextId = 0;
 
   constructor(private readonly options: AppSyncOptions) {
@@ -228,11 +231,11 @@ export class AppSync {
    * Bounded: DOCUMENTS_KEPT texts of at most DOCUMENT_KEPT_MAX_LENGTH characters (a longer one is checked every
    * time), the oldest forgotten first.
    */
-  private checked(query: string): { document: DocumentNode; operations: OperationDefinitionNode[] } | { errors: AppSyncError[] } {
+  private checked(query: string): CheckedDocument {
     if (typeof query !== 'string') return { errors: [{ message: 'the request has no "query" string', errorType: 'MalformedHttpRequestException' }] };
     const known = this.documents.get(query);
     if (known) return known;
-    let result: { document: DocumentNode; operations: OperationDefinitionNode[] } | { errors: AppSyncError[] };
+    let result: CheckedDocument;
     try {
       const document = parse(query);
       const problems = validate(this.schema, document);
