@@ -173,6 +173,9 @@ interface Counters {
   failures: RebuildFailure[];
 }
 
+/** A write's error as the SDK throws it: a cancelled transaction carries one reason per item. */
+type CancelledWrite = Error & { CancellationReasons?: Array<{ Code?: string }> };
+
 /** Applies an aggregate's events after its rebuild checkpoint, in order; returns how many were applied. */
 async function rebuildAggregate(
   config: RebuildConfig,
@@ -258,7 +261,7 @@ async function rebuildAggregate(
         await commit(seq, actions);
         pending = seq;
       } catch (err) {
-        const e = err as Error & { CancellationReasons?: Array<{ Code?: string }> };
+        const e = err as CancelledWrite;
         const codes = (e.CancellationReasons ?? []).map((r) => r.Code);
         const again = afterCancellation(e);
         if (again) return again;
@@ -280,7 +283,7 @@ async function rebuildAggregate(
     try {
       await commit(pending, []);
     } catch (err) {
-      const again = afterCancellation(err as Error & { CancellationReasons?: Array<{ Code?: string }> });
+      const again = afterCancellation(err as CancelledWrite);
       if (again) return again;
       throw err;
     }
@@ -291,7 +294,7 @@ async function rebuildAggregate(
    * live projection, got there first: start again from the checkpoint), or an item was held by another
    * transaction (a counter fed by many aggregates: again, after a jitter, at most 10 times). Anything else: undefined.
    */
-  function afterCancellation(e: Error & { CancellationReasons?: Array<{ Code?: string }> }): Promise<void> | undefined {
+  function afterCancellation(e: CancelledWrite): Promise<void> | undefined {
     if (e.name !== 'TransactionCanceledException') return undefined;
     const codes = (e.CancellationReasons ?? []).map((r) => r.Code);
     if (codes[0] === 'ConditionalCheckFailed') return rebuildAggregate(config, storedKey, writes, counters, conflicts);
@@ -443,8 +446,8 @@ function identityParts(identity: string): { name: string; version: number } {
 
 async function firstAggregateKey(config: RebuildConfig): Promise<AttributeValue | undefined> {
   for (const type of config.aggregateTypes) {
-    const index = { client: config.client, eventStoreTable: config.eventStoreTable, domain: config.domain, aggregateType: type };
-    const page = await aggregateIndexPage({ ...index, limit: 1 });
+    const { client, eventStoreTable, domain } = config;
+    const page = await aggregateIndexPage({ client, eventStoreTable, domain, aggregateType: type, limit: 1 });
     if (page.streamKeys[0]) return page.streamKeys[0];
   }
   return undefined;
