@@ -43,6 +43,49 @@ export interface PublisherHandlerDeps {
   /** Where a hold's `UndeliveredEventsMessage` goes (the outbox's dead-letter queue). */
   readonly deadLetters?: { readonly sqs: SQSClient; readonly queueUrl: string };
   readonly clock?: () => Date;
+  /**
+   * How many aggregates this execution environment remembers as delivered in order up to a sequence, so that
+   * their next event skips the hold read (see `DeliveredUpTo`); 0 turns the skip off (the holds are read for every
+   * batch).
+   * @default 10000
+   */
+  readonly rememberedAggregates?: number;
+}
+
+/**
+ * Aggregates this execution environment published itself, each with the sequence up to which every event of the
+ * aggregate is known to have reached the bus at least once. The hold read of a batch is skipped for an aggregate
+ * whose first event in the batch is its first event (sequence 1: nothing can be undelivered before it) or
+ * directly follows the sequence remembered here.
+ *
+ * Why that is safe: a hold only keeps an event from overtaking an undelivered earlier event of its aggregate, and
+ * only a publisher that failed to deliver one of the aggregate's events creates a hold. Events of one aggregate
+ * reach the publisher in order (one partition key, and `parallelizationFactor: 1`: "Lambda processes ... in-order
+ * processing at the partition-key level", Lambda developer guide, "Using Lambda with DynamoDB"), so when event n
+ * follows an n-1 this environment delivered, every earlier event was delivered before n is published, whichever
+ * environment handled the batches in between. What the skip can miss is a hold created by a redelivery of an
+ * event this environment had already delivered (a batch retried after its invocation failed): that event is then
+ * on the bus twice, once now and once from the republish, as EventBridge's at-least-once delivery allows, and the
+ * projections' checkpoints ignore the second copy. A different environment, or one that forgot the aggregate,
+ * reads the holds as before. Lambda does not promise to reuse an environment for a shard's next batch: reuse only
+ * decides how often the read is skipped, not whether skipping is right.
+ */
+export class DeliveredUpTo {
+  private readonly upTo = new Map<string, number>();
+  constructor(private readonly capacity: number) {}
+
+  /** True when event `sequence` of the stream needs no hold read. */
+  public follows(streamId: string, sequence: number): boolean {
+    return this.capacity > 0 && (sequence === 1 || this.upTo.get(streamId) === sequence - 1);
+  }
+
+  /** Every event of the stream up to `sequence` reached the bus at least once. */
+  public record(streamId: string, sequence: number): void {
+    if (this.capacity <= 0) return;
+    this.upTo.delete(streamId); // the most recently published last, the first to be forgotten first
+    this.upTo.set(streamId, sequence);
+    if (this.upTo.size > this.capacity) this.upTo.delete(this.upTo.keys().next().value!);
+  }
 }
 
 const MAX_LISTED = 100;
@@ -51,11 +94,27 @@ export function createPublisherHandler(deps: PublisherHandlerDeps) {
   const { publisher, reporter, tools, holds } = deps;
   const clock = deps.clock ?? (() => new Date());
   const keyOf = (e: EventEnvelope) => streamKey(domainOf(e), e.aggregateId);
+  const delivered = new DeliveredUpTo(deps.rememberedAggregates ?? 10_000);
 
-  /** Leaves out the events of held aggregates (recording them on the hold); returns what may be published. */
+  /** The lowest sequence of each aggregate in these events. */
+  function firstOfEach(events: EventEnvelope[]): Map<string, number> {
+    const first = new Map<string, number>();
+    for (const e of events) {
+      const seen = first.get(keyOf(e));
+      if (seen === undefined || e.eventSequence < seen) first.set(keyOf(e), e.eventSequence);
+    }
+    return first;
+  }
+
+  /**
+   * Leaves out the events of held aggregates (recording them on the hold); returns what may be published. The
+   * holds are read for the aggregates `delivered` cannot vouch for, and not at all when it vouches for every one.
+   */
   async function withoutHeld(all: EventEnvelope[]): Promise<{ publishable: EventEnvelope[]; held: EventEnvelope[] }> {
     if (!holds) return { publishable: all, held: [] };
-    const current = await holds.get(all.map(keyOf));
+    const unsure = [...firstOfEach(all)].filter(([streamId, first]) => !delivered.follows(streamId, first)).map(([streamId]) => streamId);
+    if (unsure.length === 0) return { publishable: all, held: [] };
+    const current = await holds.get(unsure);
     if (current.size === 0) return { publishable: all, held: [] };
     const publishable: EventEnvelope[] = [];
     const held: EventEnvelope[] = [];
@@ -166,6 +225,17 @@ export function createPublisherHandler(deps: PublisherHandlerDeps) {
       });
     }
     const report = await publisher.publish(publishable);
+    // Each aggregate's published events, in order, up to its first undelivered one (the publisher sends none of an
+    // aggregate's events after an undelivered one). The first of them was vouched for above: sequence 1, a
+    // remembered predecessor, a hold read that found no hold, or a hold released meanwhile.
+    const sent = new Set(report.published.map((e) => `${keyOf(e)}\u0000${e.eventSequence}`));
+    const stopped = new Set<string>();
+    for (const e of [...publishable].sort((a, b) => a.eventSequence - b.eventSequence)) {
+      const streamId = keyOf(e);
+      if (stopped.has(streamId)) continue;
+      if (sent.has(`${streamId}\u0000${e.eventSequence}`)) delivered.record(streamId, e.eventSequence);
+      else stopped.add(streamId);
+    }
 
     tools.metrics.addMetric('EventsPublished', MetricUnit.Count, report.published.length);
     tools.metrics.addMetric('EventsUndelivered', MetricUnit.Count, report.undelivered.length);

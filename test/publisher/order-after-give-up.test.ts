@@ -140,3 +140,139 @@ test('an event committed while its aggregate is being republished is published a
   // Released: the publisher learns it when it tries to record the next event, and publishes it itself.
   expect(await holds.recordHeld('shop#cart-x', 4)).toBe(false);
 });
+
+/**
+ * The hold read a batch can skip (DeliveredUpTo in publisher.lambda.ts). Each `createPublisherHandler` is one
+ * Lambda execution environment (its own memory); the records are the real stream records of DynamoDB Local,
+ * handed to whichever environment the test names, as Lambda may hand a shard's batches to any of them.
+ */
+describe('the hold read: skipped only where no hold can stop the event', () => {
+  let tableName: string;
+  let holds: HoldStore;
+  let store: EventStore;
+  let accepted: EventEnvelope[];
+  let failing: (e: EventEnvelope) => boolean;
+  let reads: string[][];
+
+  beforeEach(async () => {
+    tableName = await createEventStoreTable(client);
+    holds = new HoldStore(await createHoldTable(), client);
+    store = new EventStore({ tableName, domain: 'shop', client });
+    accepted = [];
+    failing = () => false;
+    reads = [];
+    const get = holds.get.bind(holds);
+    jest.spyOn(holds, 'get').mockImplementation(async (ids) => {
+      reads.push([...ids]);
+      return get(ids);
+    });
+    eventBridge.reset();
+    eventBridge.on(PutEventsCommand).callsFake((input: PutEventsCommandInput) => {
+      const entries = input.Entries ?? [];
+      if (entries.every((x) => x.EventBusName === 'errors')) return { FailedEntryCount: 0, Entries: entries.map(() => ({ EventId: 'err' })) };
+      const results = entries.map((x) => {
+        const e = JSON.parse(x.Detail!) as EventEnvelope;
+        if (failing(e)) return { ErrorCode: 'InternalFailure', ErrorMessage: 'injected' };
+        accepted.push(e);
+        return { EventId: randomUUID() };
+      });
+      return { FailedEntryCount: results.filter((r) => 'ErrorCode' in r).length, Entries: results };
+    });
+    sqsMock.reset();
+    sqsMock.on(SendMessageCommand).resolves({ MessageId: 'm' });
+  });
+
+  const ebClient = new EventBridgeClient({ region: 'us-east-1' });
+  const publisher = new EventBusPublisher({ busName: 'domain', client: ebClient, maxAttempts: 2, sleep: async () => undefined });
+  /** A new execution environment of the publisher. */
+  const environment = (rememberedAggregates?: number) =>
+    createPublisherHandler({
+      tools: powertools('test'),
+      holds,
+      deadLetters: { sqs: new SQSClient({ region: 'us-east-1' }), queueUrl: 'https://sqs.local/dlq' },
+      reporter: new ErrorReporter({ component: 'outbox-publisher', busName: 'errors', client: ebClient, log: () => undefined }),
+      publisher,
+      rememberedAggregates,
+    });
+  /** Appends one event to each aggregate named, in that order, and returns the stream records of every event so far. */
+  async function append(...ids: string[]): Promise<DynamoDBRecord[]> {
+    for (const id of ids) await store.append(id, [{ eventType: 'ItemAdded', data: { id } }], { expectedVersion: ANY, aggregateType: 'Cart' });
+    const [shard] = await readStream(client, streams, tableName);
+    return shard.records as DynamoDBRecord[];
+  }
+  const record = (records: DynamoDBRecord[], id: string, seq: number) =>
+    records.find((r) => r.dynamodb?.NewImage?.aggregateId?.S === id && r.dynamodb?.NewImage?.eventSequence?.N === String(seq))!;
+  const sequences = (id: string) => accepted.filter((e) => e.aggregateId === id).map((e) => e.eventSequence);
+
+  test('first events and the successors of what the same environment delivered need no read; another environment reads', async () => {
+    const records = await append('cart-a', 'cart-b', 'cart-a', 'cart-b', 'cart-a', 'cart-a');
+    const one = environment();
+    await one({ Records: [record(records, 'cart-a', 1), record(records, 'cart-b', 1)] });
+    await one({ Records: [record(records, 'cart-a', 2), record(records, 'cart-b', 2), record(records, 'cart-a', 3)] });
+    expect(reads).toEqual([]);
+    // Another environment (a cold start, or one that served other shards) knows nothing of cart-a: it reads.
+    await environment()({ Records: [record(records, 'cart-a', 4)] });
+    expect(reads).toEqual([['shop#cart-a']]);
+    expect(sequences('cart-a')).toEqual([1, 2, 3, 4]);
+    expect(sequences('cart-b')).toEqual([1, 2]);
+  });
+
+  test('a hold created by another environment after this one delivered an earlier event stops this one', async () => {
+    const records = await append('cart-x', 'cart-x', 'cart-x', 'cart-x');
+    const one = environment();
+    const two = environment();
+    await one({ Records: [record(records, 'cart-x', 1)] }); // one remembers cart-x up to 1
+    failing = (e) => e.aggregateId === 'cart-x' && e.eventSequence === 3;
+    await two({ Records: [record(records, 'cart-x', 2), record(records, 'cart-x', 3)] }); // 2 delivered, 3 held
+    failing = () => false;
+    await one({ Records: [record(records, 'cart-x', 4)] }); // 4 does not follow 1: one reads, and holds 4
+    expect(reads.at(-1)).toEqual(['shop#cart-x']);
+    expect(sequences('cart-x')).toEqual([1, 2]);
+    expect((await holds.get(['shop#cart-x'])).get('shop#cart-x')).toEqual(expect.objectContaining({ fromSequence: 3, lastHeldSequence: 4 }));
+  });
+
+  test('an undelivered event is not remembered: the same environment reads for its aggregate next time', async () => {
+    const records = await append('cart-y', 'cart-y', 'cart-z', 'cart-y');
+    const one = environment();
+    failing = (e) => e.aggregateId === 'cart-y' && e.eventSequence === 2;
+    await one({ Records: [record(records, 'cart-y', 1), record(records, 'cart-y', 2), record(records, 'cart-z', 1)] });
+    failing = () => false;
+    await one({ Records: [record(records, 'cart-y', 3)] });
+    expect(reads).toEqual([['shop#cart-y']]);
+    expect(sequences('cart-y')).toEqual([1]);
+    expect(sequences('cart-z')).toEqual([1]);
+    expect((await holds.get(['shop#cart-y'])).get('shop#cart-y')).toEqual(expect.objectContaining({ fromSequence: 2, lastHeldSequence: 3 }));
+  });
+
+  test('what the skip does not see: a retried batch redelivers an event this environment delivered, another holds it', async () => {
+    const records = await append('cart-r', 'cart-r', 'cart-r');
+    const one = environment();
+    const two = environment();
+    await one({ Records: [record(records, 'cart-r', 1), record(records, 'cart-r', 2)] });
+    // Suppose one's invocation failed after sending: Lambda retries the batch, two gets it and fails to deliver 2.
+    failing = (e) => e.aggregateId === 'cart-r' && e.eventSequence === 2;
+    await two({ Records: [record(records, 'cart-r', 2)] });
+    failing = () => false;
+    await one({ Records: [record(records, 'cart-r', 3)] }); // follows 2, which one delivered: published without a read
+    expect(sequences('cart-r')).toEqual([1, 2, 3]); // nothing overtook an undelivered event
+    // The republish sends 2 and 3 again (marked replay), which consumers deduplicate, and releases the aggregate.
+    const [message] = sqsMock.commandCalls(SendMessageCommand).map((c) => JSON.parse(c.args[0].input.MessageBody!) as UndeliveredEventsMessage);
+    const republish = createRepublishHandler({ tools: powertools('test'), holds, store: new EventStore({ tableName, client }), publisher });
+    expect((await republish({ Records: [{ body: JSON.stringify(message) }] })).holds).toEqual(['released']);
+    expect(sequences('cart-r')).toEqual([1, 2, 3, 2, 3]);
+    expect(accepted.slice(3).every((e) => e.metadata.replay === true)).toBe(true);
+  });
+
+  test('an environment remembers a bounded number of aggregates; 0 turns the skip off', async () => {
+    const records = await append('cart-p', 'cart-q', 'cart-p', 'cart-q');
+    const small = environment(1);
+    await small({ Records: [record(records, 'cart-p', 1), record(records, 'cart-q', 1)] }); // cart-q pushes cart-p out
+    await small({ Records: [record(records, 'cart-p', 2), record(records, 'cart-q', 2)] });
+    expect(reads).toEqual([['shop#cart-p']]);
+    reads.length = 0;
+    const off = environment(0);
+    const more = await append('cart-n');
+    await off({ Records: [record(more, 'cart-n', 1)] });
+    expect(reads).toEqual([['shop#cart-n']]);
+  });
+});
