@@ -18,7 +18,8 @@
  * Events are immutable: a MODIFY or REMOVE of an event item (an unconditional PutItem over it, an UpdateItem, a
  * DeleteItem, from any principal) is never published; it raises a CRITICAL `EventTampered` error event naming
  * the aggregate, the sequence and the changed paths (not the values), and the `EventsTampered` metric, which
- * the outbox's tamper alarm watches.
+ * the outbox's tamper alarm watches. So does an INSERT of an event item whose partition key contradicts its
+ * envelope's `source` and `aggregateId` (a writer claiming to speak for another domain or aggregate).
  */
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -53,35 +54,44 @@ export interface PublisherHandlerDeps {
 }
 
 /**
- * Aggregates this execution environment published itself, each with the sequence up to which every event of the
- * aggregate is known to have reached the bus at least once. The hold read of a batch is skipped for an aggregate
- * whose first event in the batch is its first event (sequence 1: nothing can be undelivered before it) or
- * directly follows the sequence remembered here.
+ * Aggregates whose events this execution environment delivered itself, each from its first event (sequence 1) up
+ * to a sequence without a gap. The hold read of a batch is skipped for an aggregate whose first event in the batch
+ * is its first event (nothing can be undelivered before it) or directly follows the sequence remembered here.
  *
- * Why that is safe: a hold only keeps an event from overtaking an undelivered earlier event of its aggregate, and
- * only a publisher that failed to deliver one of the aggregate's events creates a hold. Events of one aggregate
- * reach the publisher in order (one partition key, and `parallelizationFactor: 1`: "Lambda processes ... in-order
- * processing at the partition-key level", Lambda developer guide, "Using Lambda with DynamoDB"), so when event n
- * follows an n-1 this environment delivered, every earlier event was delivered before n is published, whichever
- * environment handled the batches in between. What the skip can miss is a hold created by a redelivery of an
- * event this environment had already delivered (a batch retried after its invocation failed): that event is then
- * on the bus twice, once now and once from the republish, as EventBridge's at-least-once delivery allows, and the
- * projections' checkpoints ignore the second copy. A different environment, or one that forgot the aggregate,
- * reads the holds as before. Lambda does not promise to reuse an environment for a shard's next batch: reuse only
- * decides how often the read is skipped, not whether skipping is right.
+ * Why that is safe: a hold only keeps an event from overtaking an undelivered earlier event of its aggregate. When
+ * event n is 1, or follows a run 1..n-1 that this environment delivered, every earlier event has reached the bus,
+ * whatever other environments did meanwhile and in whatever order the stream showed the records. (DynamoDB Streams
+ * orders the records of each item, not those of the several items one transaction writes: "Change data capture
+ * for DynamoDB Streams", DynamoDB developer guide. That is why a hold read that finds no hold never starts a run:
+ * it does not prove that an earlier event was not handled after a later one.) What the skip does not see is a
+ * hold created by another environment for an event this one had already delivered (a batch redelivered after its
+ * invocation failed, or a record shown twice): this environment publishes the aggregate's next events; the
+ * republish later sends the held events again, after them, as EventBridge's at-least-once delivery allows, and
+ * the projections' checkpoints ignore the copies. A different environment, or one that forgot the aggregate,
+ * reads the holds. Lambda does not promise to reuse an environment for a shard's next batch: reuse decides how
+ * often the read is skipped, not whether skipping is right.
  */
 export class DeliveredUpTo {
   private readonly upTo = new Map<string, number>();
-  constructor(private readonly capacity: number) {}
+  constructor(private readonly capacity: number) {
+    if (!Number.isSafeInteger(capacity) || capacity < 0) throw new Error(`rememberedAggregates must be a whole number of 0 or more, not ${capacity}`);
+  }
 
   /** True when event `sequence` of the stream needs no hold read. */
   public follows(streamId: string, sequence: number): boolean {
     return this.capacity > 0 && (sequence === 1 || this.upTo.get(streamId) === sequence - 1);
   }
 
-  /** Every event of the stream up to `sequence` reached the bus at least once. */
-  public record(streamId: string, sequence: number): void {
-    if (this.capacity <= 0) return;
+  /**
+   * This environment delivered event `sequence` of the stream. Remembered only when it is the stream's first event
+   * or directly follows the sequence remembered, so that what is remembered is always a run this environment
+   * delivered itself from sequence 1 on. A hold read that finds no hold is not enough to start a run: a
+   * transaction's stream records may reach the publisher out of order ("Amazon DynamoDB Transactions: How it
+   * works", DynamoDB developer guide), so event n may be handled before event n-1 is.
+   */
+  public extend(streamId: string, sequence: number): void {
+    const known = this.upTo.get(streamId);
+    if ((known !== undefined && known >= sequence) || !this.follows(streamId, sequence)) return; // a copy, or a gap
     this.upTo.delete(streamId); // the most recently published last, the first to be forgotten first
     this.upTo.set(streamId, sequence);
     if (this.upTo.size > this.capacity) this.upTo.delete(this.upTo.keys().next().value!);
@@ -136,11 +146,30 @@ export function createPublisherHandler(deps: PublisherHandlerDeps) {
     return { publishable, held };
   }
 
-  /** Holds every aggregate with an undelivered event, dead-letters their pointers and reports them. */
+  /**
+   * Holds every aggregate with an undelivered event, dead-letters their pointers and reports them. The dead-letter
+   * message goes first: it is what an operator republishes from, and a hold without it would keep its aggregate
+   * with nothing to release it. When a hold then cannot be written, the caller falls back to a batch item
+   * failure: those events are tried again, and republishing the message later sends copies, which consumers ignore.
+   */
   async function holdUndelivered(report: PublishReport, functionName: string): Promise<void> {
     const byStream = new Map<string, PublishReport['undelivered']>();
     for (const u of report.undelivered) byStream.set(keyOf(u.event), [...(byStream.get(keyOf(u.event)) ?? []), u]);
-    const pointers: EventPointer[] = [];
+    const pointers: EventPointer[] = report.undelivered.map((u) => {
+      const { aggregateId, eventSequence, eventId, eventType } = u.event;
+      return { domain: domainOf(u.event), aggregateId, eventSequence, eventId, eventType, errorCode: u.errorCode };
+    });
+    const message: UndeliveredEventsMessage = {
+      kind: UNDELIVERED_EVENTS_KIND,
+      version: 1,
+      reason: 'the outbox could not deliver these events and holds their aggregates: no later event of them is published until they are republished in order',
+      events: pointers.slice(0, 1000),
+      republish: republishRequestsFor(pointers),
+      timestamp: clock().toISOString(),
+    };
+    if (deps.deadLetters) {
+      await deps.deadLetters.sqs.send(new SendMessageCommand({ QueueUrl: deps.deadLetters.queueUrl, MessageBody: JSON.stringify(message) }));
+    }
     for (const [streamId, list] of byStream) {
       const sequences = list.map((u) => u.event.eventSequence);
       const first = list.find((u) => u.event.eventSequence === Math.min(...sequences))!;
@@ -153,21 +182,6 @@ export function createPublisherHandler(deps: PublisherHandlerDeps) {
         errorCode: first.errorCode,
         heldAt: clock().toISOString(),
       });
-      for (const u of list) {
-        const { aggregateId, eventSequence, eventId, eventType } = u.event;
-        pointers.push({ domain: domainOf(u.event), aggregateId, eventSequence, eventId, eventType, errorCode: u.errorCode });
-      }
-    }
-    const message: UndeliveredEventsMessage = {
-      kind: UNDELIVERED_EVENTS_KIND,
-      version: 1,
-      reason: 'the outbox could not deliver these events and holds their aggregates: no later event of them is published until they are republished in order',
-      events: pointers.slice(0, 1000),
-      republish: republishRequestsFor(pointers),
-      timestamp: clock().toISOString(),
-    };
-    if (deps.deadLetters) {
-      await deps.deadLetters.sqs.send(new SendMessageCommand({ QueueUrl: deps.deadLetters.queueUrl, MessageBody: JSON.stringify(message) }));
     }
     tools.logger.error('aggregates held: events not delivered', { held: message.republish, undelivered: pointers.slice(0, MAX_LISTED) });
     const codes = [...new Set(report.undelivered.filter((u) => !u.blockedBy).map((u) => u.errorCode))];
@@ -194,7 +208,11 @@ export function createPublisherHandler(deps: PublisherHandlerDeps) {
       tools.metrics.publishStoredMetrics();
     }
     for (const t of tampered) {
-      const what = t.change === 'REMOVE' ? 'deleted' : `modified (${t.changedPaths.join(', ')})`;
+      const what = {
+        REMOVE: 'deleted',
+        MODIFY: `modified (${t.changedPaths.join(', ')})`,
+        INSERT: `written with an envelope its key contradicts (${t.changedPaths.join(', ')}); not published`,
+      }[t.change];
       tools.logger.critical('a committed event was changed in the event store', { ...t });
       await reporter.report(new Error(`event ${t.eventSequence} (${t.eventType}) of ${t.aggregateType} '${t.aggregateId}' in domain '${t.domain}' was ${what}: events are immutable`), {
         errorType: 'EventTampered',
@@ -225,17 +243,8 @@ export function createPublisherHandler(deps: PublisherHandlerDeps) {
       });
     }
     const report = await publisher.publish(publishable);
-    // Each aggregate's published events, in order, up to its first undelivered one (the publisher sends none of an
-    // aggregate's events after an undelivered one). The first of them was vouched for above: sequence 1, a
-    // remembered predecessor, a hold read that found no hold, or a hold released meanwhile.
-    const sent = new Set(report.published.map((e) => `${keyOf(e)}\u0000${e.eventSequence}`));
-    const stopped = new Set<string>();
-    for (const e of [...publishable].sort((a, b) => a.eventSequence - b.eventSequence)) {
-      const streamId = keyOf(e);
-      if (stopped.has(streamId)) continue;
-      if (sent.has(`${streamId}\u0000${e.eventSequence}`)) delivered.record(streamId, e.eventSequence);
-      else stopped.add(streamId);
-    }
+    // What this environment now knows it delivered itself, without a gap from sequence 1 (see DeliveredUpTo).
+    for (const e of [...report.published].sort((a, b) => a.eventSequence - b.eventSequence)) delivered.extend(keyOf(e), e.eventSequence);
 
     tools.metrics.addMetric('EventsPublished', MetricUnit.Count, report.published.length);
     tools.metrics.addMetric('EventsUndelivered', MetricUnit.Count, report.undelivered.length);
@@ -264,8 +273,8 @@ export function createPublisherHandler(deps: PublisherHandlerDeps) {
       }
     }
 
-    const undelivered = new Set(report.undelivered.map((u) => `${u.event.aggregateId}\u0000${u.event.eventSequence}`));
-    const firstFailed = events.find((e) => undelivered.has(`${e.envelope.aggregateId}\u0000${e.envelope.eventSequence}`))!;
+    const undelivered = new Set(report.undelivered.map((u) => `${keyOf(u.event)}\u0000${u.event.eventSequence}`));
+    const firstFailed = events.find((e) => undelivered.has(`${keyOf(e.envelope)}\u0000${e.envelope.eventSequence}`))!;
     const pointers = report.undelivered.map((u) => ({
       domain: domainOf(u.event),
       aggregateId: u.event.aggregateId,

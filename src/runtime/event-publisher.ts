@@ -55,6 +55,11 @@ export interface UndeliveredEvent {
   readonly blockedBy?: { readonly aggregateId: string; readonly eventSequence: number };
 }
 
+/** The queue of an event's aggregate in one publish: its source (`skafu.<domain>`) and its id. */
+function queueOf(event: EventEnvelope): string {
+  return `${event.source}\u0000${event.aggregateId}`;
+}
+
 export interface PublishReport {
   /** Published, in the order they were accepted. */
   readonly published: EventEnvelope[];
@@ -131,12 +136,13 @@ export class EventBusPublisher {
 
   /** Publishes events in per-aggregate order; never throws for delivery failures (see the report). */
   public async publish(events: ReadonlyArray<EventEnvelope>): Promise<PublishReport> {
-    // One queue per aggregate, in sequence order, duplicates dropped; aggregates keep first-seen order.
+    // One queue per aggregate, in sequence order, duplicates dropped; aggregates keep first-seen order. An
+    // aggregate is its source (the domain) and its id: two domains may use the same id in one batch.
     const queues = new Map<string, EventEnvelope[]>();
     for (const event of events) {
-      const queue = queues.get(event.aggregateId) ?? [];
+      const queue = queues.get(queueOf(event)) ?? [];
       if (!queue.some((e) => e.eventSequence === event.eventSequence)) queue.push(event);
-      queues.set(event.aggregateId, queue);
+      queues.set(queueOf(event), queue);
     }
     for (const queue of queues.values()) queue.sort((a, b) => a.eventSequence - b.eventSequence);
 
@@ -146,8 +152,9 @@ export class EventBusPublisher {
     const undelivered: UndeliveredEvent[] = [];
     let calls = 0;
 
-    const giveUp = (aggregateId: string, first: UndeliveredEvent) => {
-      const queue = queues.get(aggregateId) ?? [];
+    const giveUp = (first: UndeliveredEvent) => {
+      const { aggregateId } = first.event;
+      const queue = queues.get(queueOf(first.event)) ?? [];
       undelivered.push(first);
       for (const blocked of queue.slice(1)) {
         undelivered.push({
@@ -159,7 +166,7 @@ export class EventBusPublisher {
           blockedBy: { aggregateId, eventSequence: first.event.eventSequence },
         });
       }
-      queues.delete(aggregateId);
+      queues.delete(queueOf(first.event));
     };
 
     for (let wave = 0; queues.size > 0; wave++) {
@@ -176,15 +183,16 @@ export class EventBusPublisher {
           if (!failure) {
             published.push(event);
             if (item.claimChecked) claimChecked.push(event);
-            queues.get(event.aggregateId)!.shift();
-            if (queues.get(event.aggregateId)!.length === 0) queues.delete(event.aggregateId);
+            const queue = queues.get(queueOf(event))!;
+            queue.shift();
+            if (queue.length === 0) queues.delete(queueOf(event));
             return;
           }
           const tries = (attempts.get(event) ?? 0) + 1;
           attempts.set(event, tries);
           const retryable = failure.retryable ?? RETRYABLE_CODES.has(failure.errorCode);
           if (!retryable || tries >= this.maxAttempts) {
-            giveUp(event.aggregateId, { event, errorCode: failure.errorCode, errorMessage: failure.errorMessage, retryable, attempts: tries });
+            giveUp({ event, errorCode: failure.errorCode, errorMessage: failure.errorMessage, retryable, attempts: tries });
           }
         });
       });

@@ -1,7 +1,7 @@
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { envelopeFromItem, type EventEnvelope } from './envelope';
-import { EventStoreSchema as S } from './event-store-schema';
+import { EventStoreSchema as S, streamKey } from './event-store-schema';
 
 /** The part of a DynamoDB stream record (Lambda event or Streams API) that the publisher reads. */
 export interface StreamRecordLike {
@@ -21,8 +21,21 @@ export interface StreamEvent {
 }
 
 /**
+ * What an event item's envelope says that its key contradicts: `source` and `aggregateId` when the partition key
+ * is not `<domain>#<aggregateId>` of them (the sort key is the `eventSequence` attribute itself). The event store
+ * never writes such an item; a principal confined to its own domain's partition keys (LeadingKeys) can, and its
+ * envelope must not speak for another domain or aggregate.
+ */
+function keyMismatches(item: Record<string, unknown>): string[] {
+  const { source, aggregateId } = item;
+  const owner = typeof source === 'string' && source.startsWith('skafu.') && typeof aggregateId === 'string' ? streamKey(domainOf({ source }), aggregateId) : undefined;
+  return item[S.PARTITION_KEY] === owner ? [] : ['source', 'aggregateId'];
+}
+
+/**
  * The committed events in a batch of stream records: INSERTs of items whose `itemType` is `event`, turned from
- * DynamoDB JSON into clean envelopes. Snapshots, idempotency records, modifications and removals are skipped.
+ * DynamoDB JSON into clean envelopes. Snapshots, idempotency records, modifications and removals are skipped, and
+ * so are event items whose key contradicts their envelope (reported by tamperedEventsFromStreamRecords).
  */
 export function eventsFromStreamRecords(records: ReadonlyArray<StreamRecordLike>): StreamEvent[] {
   const events: StreamEvent[] = [];
@@ -30,7 +43,7 @@ export function eventsFromStreamRecords(records: ReadonlyArray<StreamRecordLike>
     const image = record.dynamodb?.NewImage;
     if (record.eventName !== 'INSERT' || !image) continue;
     const item = unmarshall(normalizeImage(image));
-    if (item[S.ITEM_TYPE_ATTRIBUTE] !== S.ITEM_TYPE_EVENT) continue;
+    if (item[S.ITEM_TYPE_ATTRIBUTE] !== S.ITEM_TYPE_EVENT || keyMismatches(item).length > 0) continue;
     events.push({ envelope: envelopeFromItem(item), sequenceNumber: record.dynamodb?.SequenceNumber ?? '' });
   }
   return events;
@@ -38,8 +51,12 @@ export function eventsFromStreamRecords(records: ReadonlyArray<StreamRecordLike>
 
 /** A change to a committed event: events are immutable, so every one of these is tampering. */
 export interface TamperedEvent {
-  /** MODIFY (the item was overwritten or updated) or REMOVE (deleted). */
-  readonly change: 'MODIFY' | 'REMOVE';
+  /**
+   * MODIFY (the item was overwritten or updated), REMOVE (deleted), or INSERT (written under a partition key its
+   * envelope contradicts: the `source` or `aggregateId` of another domain or aggregate; `streamId`, `domain` and
+   * `aggregateId` then come from the key, and `changedPaths` names the contradicted attributes).
+   */
+  readonly change: 'MODIFY' | 'REMOVE' | 'INSERT';
   /** The stored partition key, as is (`<domain>#<aggregateId>`). */
   readonly streamId: string;
   readonly domain: string;
@@ -58,13 +75,33 @@ export interface TamperedEvent {
 }
 
 /**
- * The MODIFY and REMOVE records of event items in a batch (needs a NEW_AND_OLD_IMAGES stream). Idempotency
- * records expiring by TTL, snapshots being replaced and other items are not events and are skipped.
+ * The MODIFY and REMOVE records of event items in a batch (needs a NEW_AND_OLD_IMAGES stream), and the INSERTs of
+ * event items whose key contradicts their envelope. Idempotency records expiring by TTL, snapshots being replaced
+ * and other items are not events and are skipped.
  */
 export function tamperedEventsFromStreamRecords(records: ReadonlyArray<StreamRecordLike>): TamperedEvent[] {
   const tampered: TamperedEvent[] = [];
   for (const record of records) {
     const change = record.eventName;
+    const inserted = change === 'INSERT' && record.dynamodb?.NewImage ? unmarshall(normalizeImage(record.dynamodb.NewImage)) : undefined;
+    const contradicted = inserted && inserted[S.ITEM_TYPE_ATTRIBUTE] === S.ITEM_TYPE_EVENT ? keyMismatches(inserted) : [];
+    if (inserted && contradicted.length > 0) {
+      const streamId = String(inserted[S.PARTITION_KEY]);
+      const at = streamId.indexOf(S.DOMAIN_SEPARATOR);
+      tampered.push({
+        change: 'INSERT',
+        streamId,
+        domain: at < 0 ? '' : streamId.slice(0, at),
+        aggregateId: at < 0 ? streamId : streamId.slice(at + 1),
+        aggregateType: String(inserted.aggregateType),
+        eventSequence: Number(inserted[S.SORT_KEY]),
+        eventId: String(inserted.eventId),
+        eventType: String(inserted.eventType),
+        changedPaths: contradicted,
+        sequenceNumber: record.dynamodb?.SequenceNumber ?? '',
+      });
+      continue;
+    }
     const oldImage = record.dynamodb?.OldImage;
     if ((change !== 'MODIFY' && change !== 'REMOVE') || !oldImage) continue;
     const before = unmarshall(normalizeImage(oldImage));

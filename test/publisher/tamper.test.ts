@@ -111,6 +111,50 @@ test('a stream MODIFY or REMOVE of an event raises a CRITICAL EventTampered erro
   doc.destroy();
 });
 
+test('an event item whose partition key contradicts its envelope (another domain or aggregate) is reported, never published', async () => {
+  const tableName = await createEventStoreTable(client);
+  const billing = new EventStore({ tableName, domain: 'billing', client });
+  await billing.append('c1', [{ eventType: 'InvoiceIssued', data: { amount: 5 } }], { expectedVersion: NO_STREAM, aggregateType: 'Invoice' });
+  const [genuine] = await billing.load('c1');
+  // A principal confined to billing's partition keys writes items that claim to be someone else's events.
+  const doc = DynamoDBDocumentClient.from(client);
+  const forge = (eventSequence: number, claims: Record<string, unknown>) =>
+    doc.send(
+      new PutCommand({ TableName: tableName, Item: { ...genuine, streamId: 'billing#c1', eventSequence, itemType: 'event', eventId: `forged-${eventSequence}`, ...claims } }),
+    );
+  await forge(2, { source: 'skafu.shop', eventType: 'OrderRefunded' }); // speaks for shop's c1
+  await forge(3, { aggregateId: 'c9' }); // speaks for billing's c9
+  await forge(4, { source: 'shop' }); // not a Skafu source at all
+
+  const filters = synthesizedFilters();
+  const delivered = (await readStream(client, streams, tableName)).flatMap((s) => s.records).filter((r) => filters.some((f) => matchesPattern(f, r as never)));
+  const accepted: EventEnvelope[] = [];
+  const errors: ErrorEventDetail[] = [];
+  eventBridge.reset();
+  eventBridge.on(PutEventsCommand).callsFake((input: PutEventsCommandInput) => {
+    for (const e of input.Entries ?? []) (e.EventBusName === 'errors' ? errors : accepted).push(JSON.parse(e.Detail!));
+    return { FailedEntryCount: 0, Entries: (input.Entries ?? []).map((_, i) => ({ EventId: `x${i}` })) };
+  });
+  const ebClient = new EventBridgeClient({ region: 'us-east-1' });
+  const handler = createPublisherHandler({
+    tools: powertools('test'),
+    reporter: new ErrorReporter({ component: 'outbox-publisher', busName: 'errors', client: ebClient, log: () => undefined }),
+    publisher: new EventBusPublisher({ busName: 'domain', client: ebClient, sleep: async () => undefined }),
+  });
+  expect((await handler({ Records: delivered as DynamoDBRecord[] })).batchItemFailures).toEqual([]);
+  expect(accepted.map((e) => `${e.source}/${e.aggregateId}#${e.eventSequence}`)).toEqual(['skafu.billing/c1#1']);
+  expect(errors.map((e) => [e.errorType, e.severity, e.context.domain, e.metadata])).toEqual(
+    [2, 3, 4].map((seq) => [
+      'EventTampered',
+      'CRITICAL',
+      'billing', // the domain the key belongs to, not the one claimed
+      expect.objectContaining({ change: 'INSERT', streamId: 'billing#c1', aggregateId: 'c1', eventSequence: seq, changedPaths: ['source', 'aggregateId'] }),
+    ]),
+  );
+  expect(errors[0].message).toMatch(/contradicts \(source, aggregateId\); not published/);
+  doc.destroy();
+});
+
 test('the outbox has a tamper alarm on the EventsTampered metric, and the platform lists it', () => {
   const stack = new Stack(new App(), 'Alarm');
   const outbox = new EventStorePublisher(stack, 'Outbox', { eventStore: new EventStoreTable(stack, 'Store'), eventBus: new DomainEventBus(stack, 'Bus').eventBus, errorBus: new ErrorBus(stack, 'Errors') });
