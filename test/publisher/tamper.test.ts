@@ -127,7 +127,8 @@ test('an event item whose partition key contradicts its envelope (another domain
   await forge(4, { source: 'shop' }); // not a Skafu source at all
 
   const filters = synthesizedFilters();
-  const delivered = (await readStream(client, streams, tableName)).flatMap((s) => s.records).filter((r) => filters.some((f) => matchesPattern(f, r as never)));
+  const records = (await readStream(client, streams, tableName)).flatMap((s) => s.records);
+  const delivered = records.filter((r) => filters.some((f) => matchesPattern(f, r as never)));
   const accepted: EventEnvelope[] = [];
   const errors: ErrorEventDetail[] = [];
   eventBridge.reset();
