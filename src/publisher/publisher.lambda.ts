@@ -56,7 +56,8 @@ export interface PublisherHandlerDeps {
 /**
  * Aggregates whose events this execution environment delivered itself, each from its first event (sequence 1) up
  * to a sequence without a gap. The hold read of a batch is skipped for an aggregate whose first event in the batch
- * is its first event (nothing can be undelivered before it) or directly follows the sequence remembered here.
+ * is its first event (nothing can be undelivered before it) or directly follows the sequence remembered here, and
+ * whose other events in the batch follow without a gap (withoutHeld).
  *
  * Why that is safe: a hold only keeps an event from overtaking an undelivered earlier event of its aggregate. When
  * event n is 1, or follows a run 1..n-1 that this environment delivered, every earlier event has reached the bus,
@@ -77,7 +78,7 @@ export class DeliveredUpTo {
     if (!Number.isSafeInteger(capacity) || capacity < 0) throw new Error(`rememberedAggregates must be a whole number of 0 or more, not ${capacity}`);
   }
 
-  /** True when event `sequence` of the stream needs no hold read. */
+  /** True when nothing before event `sequence` of the stream can be undelivered (sequence 1, or after the run remembered). */
   public follows(streamId: string, sequence: number): boolean {
     return this.capacity > 0 && (sequence === 1 || this.upTo.get(streamId) === sequence - 1);
   }
@@ -106,23 +107,25 @@ export function createPublisherHandler(deps: PublisherHandlerDeps) {
   const keyOf = (e: EventEnvelope) => streamKey(domainOf(e), e.aggregateId);
   const delivered = new DeliveredUpTo(deps.rememberedAggregates ?? 10_000);
 
-  /** The lowest sequence of each aggregate in these events. */
-  function firstOfEach(events: EventEnvelope[]): Map<string, number> {
-    const first = new Map<string, number>();
-    for (const e of events) {
-      const seen = first.get(keyOf(e));
-      if (seen === undefined || e.eventSequence < seen) first.set(keyOf(e), e.eventSequence);
-    }
-    return first;
+  /** Each aggregate's sequences in these events, lowest first. */
+  function sequencesOfEach(events: EventEnvelope[]): Map<string, number[]> {
+    const each = new Map<string, number[]>();
+    for (const e of events) each.set(keyOf(e), [...(each.get(keyOf(e)) ?? []), e.eventSequence]);
+    for (const list of each.values()) list.sort((a, b) => a - b);
+    return each;
   }
 
   /**
    * Leaves out the events of held aggregates (recording them on the hold); returns what may be published. The
-   * holds are read for the aggregates `delivered` cannot vouch for, and not at all when it vouches for every one.
+   * holds are read for the aggregates `delivered` cannot vouch for, and not at all when it vouches for every one:
+   * the aggregate's first event in the batch follows what it delivered, and the others follow without a gap (an
+   * event after a gap may be waiting behind a held one: a transaction's records can arrive out of order).
    */
   async function withoutHeld(all: EventEnvelope[]): Promise<{ publishable: EventEnvelope[]; held: EventEnvelope[] }> {
     if (!holds) return { publishable: all, held: [] };
-    const unsure = [...firstOfEach(all)].filter(([streamId, first]) => !delivered.follows(streamId, first)).map(([streamId]) => streamId);
+    const unsure = [...sequencesOfEach(all)]
+      .filter(([streamId, list]) => !delivered.follows(streamId, list[0]) || list.some((seq, i) => i > 0 && seq > list[i - 1] + 1))
+      .map(([streamId]) => streamId);
     if (unsure.length === 0) return { publishable: all, held: [] };
     const current = await holds.get(unsure);
     if (current.size === 0) return { publishable: all, held: [] };
@@ -130,10 +133,11 @@ export function createPublisherHandler(deps: PublisherHandlerDeps) {
     const held: EventEnvelope[] = [];
     for (const e of [...all].sort((a, b) => a.eventSequence - b.eventSequence)) {
       const hold = current.get(keyOf(e));
-      if (!hold) {
+      if (!hold || e.eventSequence < hold.fromSequence) {
+        // Not held, or before the hold: published. An event before the hold may be a redelivered record (a copy
+        // then reaches the bus, which consumers ignore) or one that arrived after a later event of the same
+        // transaction was held; leaving it out would lose it, as the hold and its republish start later.
         publishable.push(e);
-      } else if (e.eventSequence < hold.fromSequence) {
-        // Delivered before the hold: a redelivered record; not sent again.
       } else if (e.eventSequence <= hold.lastHeldSequence || (await holds.recordHeld(hold.streamId, e.eventSequence))) {
         held.push(e);
       } else {

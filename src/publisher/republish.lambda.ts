@@ -42,6 +42,9 @@ export function createRepublishHandler(deps: RepublishHandlerDeps) {
           .join(', ')}`,
       );
     if (result.undelivered.length > 0) throw fail(result);
+    if (result.refused.length > 0) {
+      deps.tools.logger.critical('items under a republished aggregate name another domain or aggregate: not published', { refused: result.refused.slice(0, 100) });
+    }
     const outcomes: RepublishOutcome['holds'] = [];
     for (const [i, request] of requests.entries()) {
       if (!deps.holds) break;

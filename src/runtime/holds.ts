@@ -52,15 +52,22 @@ export class HoldStore {
     return holds;
   }
 
-  /** Holds an aggregate from `fromSequence` (an existing hold is kept, and its last held sequence raised). */
+  /**
+   * Holds an aggregate from `fromSequence` (an existing hold is kept, and its last held sequence raised). When the
+   * existing hold is released between the two writes, the hold is written again.
+   */
   public async hold(hold: AggregateHold): Promise<void> {
-    try {
-      await this.doc.send(
-        new PutCommand({ TableName: this.tableName, Item: { ...hold }, ConditionExpression: 'attribute_not_exists(#pk)', ExpressionAttributeNames: { '#pk': HOLD_TABLE_PARTITION_KEY } }),
-      );
-    } catch (err) {
-      if ((err as Error).name !== 'ConditionalCheckFailedException') throw err;
-      await this.recordHeld(hold.streamId, hold.lastHeldSequence);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.doc.send(
+          new PutCommand({ TableName: this.tableName, Item: { ...hold }, ConditionExpression: 'attribute_not_exists(#pk)', ExpressionAttributeNames: { '#pk': HOLD_TABLE_PARTITION_KEY } }),
+        );
+        return;
+      } catch (err) {
+        if ((err as Error).name !== 'ConditionalCheckFailedException') throw err;
+        if (await this.recordHeld(hold.streamId, hold.lastHeldSequence)) return;
+        if (attempt >= 4) throw new Error(`the hold of ${hold.streamId} kept being released while it was written`);
+      }
     }
   }
 

@@ -51,6 +51,11 @@ export interface RepublishResult {
   readonly published: number;
   readonly claimChecked: number;
   readonly undelivered: UndeliveredEvent[];
+  /**
+   * Items stored under a requested aggregate's key whose envelope names another domain or aggregate (written by
+   * someone other than the event store): not published.
+   */
+  readonly refused: Array<{ readonly domain: string; readonly aggregateId: string; readonly eventSequence: number; readonly claims: string }>;
 }
 
 /** The smallest set of requests that republishes every pointed-to event, in order, per aggregate. */
@@ -109,13 +114,18 @@ export async function republishFromStore(
 ): Promise<RepublishResult> {
   const events: EventEnvelope[] = [];
   const lastSequences: number[] = [];
+  const refused: RepublishResult['refused'][number][] = [];
   for (const request of requests) {
     const loaded = await store.load(request.aggregateId, {
       domain: request.domain,
       fromSequence: request.fromSequence ?? 1,
       toSequence: request.toSequence,
     });
-    events.push(...loaded.map((e) => ({ ...e, metadata: { ...e.metadata, replay: true } })));
+    for (const e of loaded) {
+      // The key was the request's; the envelope must say the same, or it would speak for another domain or aggregate.
+      if (e.source === `skafu.${request.domain}` && e.aggregateId === request.aggregateId) events.push({ ...e, metadata: { ...e.metadata, replay: true } });
+      else refused.push({ domain: request.domain, aggregateId: request.aggregateId, eventSequence: e.eventSequence, claims: `${String(e.source)} ${String(e.aggregateId)}` });
+    }
     lastSequences.push(loaded.length > 0 ? loaded[loaded.length - 1].eventSequence : 0);
   }
   const report = await publisher.publish(events);
@@ -125,6 +135,7 @@ export async function republishFromStore(
     published: report.published.length,
     claimChecked: report.claimChecked.length,
     undelivered: report.undelivered,
+    refused,
   };
 }
 

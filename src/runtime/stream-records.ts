@@ -28,7 +28,9 @@ export interface StreamEvent {
  */
 function keyMismatches(item: Record<string, unknown>): string[] {
   const { source, aggregateId } = item;
-  const owner = typeof source === 'string' && source.startsWith('skafu.') && typeof aggregateId === 'string' ? streamKey(domainOf({ source }), aggregateId) : undefined;
+  const domain = typeof source === 'string' && source.startsWith('skafu.') ? domainOf({ source }) : undefined;
+  // A domain is a name without the separator (`skafu.billing#x` with id `y` would otherwise match `billing#x#y`).
+  const owner = domain && !domain.includes(S.DOMAIN_SEPARATOR) && typeof aggregateId === 'string' ? streamKey(domain, aggregateId) : undefined;
   return item[S.PARTITION_KEY] === owner ? [] : ['source', 'aggregateId'];
 }
 
@@ -54,7 +56,8 @@ export interface TamperedEvent {
   /**
    * MODIFY (the item was overwritten or updated), REMOVE (deleted), or INSERT (written under a partition key its
    * envelope contradicts: the `source` or `aggregateId` of another domain or aggregate; `streamId`, `domain` and
-   * `aggregateId` then come from the key, and `changedPaths` names the contradicted attributes).
+   * `aggregateId` then come from the key, and `changedPaths` is `['source', 'aggregateId']`, the pair the key
+   * must be made of).
    */
   readonly change: 'MODIFY' | 'REMOVE' | 'INSERT';
   /** The stored partition key, as is (`<domain>#<aggregateId>`). */

@@ -125,6 +125,10 @@ test('an event item whose partition key contradicts its envelope (another domain
   await forge(2, { source: 'skafu.shop', eventType: 'OrderRefunded' }); // speaks for shop's c1
   await forge(3, { aggregateId: 'c9' }); // speaks for billing's c9
   await forge(4, { source: 'shop' }); // not a Skafu source at all
+  // Under billing#x#y: a genuine event of billing's aggregate 'x#y' is published; 'skafu.billing#x' with id 'y' is not.
+  await billing.append('x#y', [{ eventType: 'InvoiceIssued', data: { amount: 1 } }], { expectedVersion: NO_STREAM, aggregateType: 'Invoice' });
+  const [genuineWithSeparator] = await billing.load('x#y');
+  await doc.send(new PutCommand({ TableName: tableName, Item: { ...genuineWithSeparator, streamId: 'billing#x#y', eventSequence: 2, itemType: 'event', source: 'skafu.billing#x', aggregateId: 'y' } }));
 
   const filters = synthesizedFilters();
   const records = (await readStream(client, streams, tableName)).flatMap((s) => s.records);
@@ -143,13 +147,16 @@ test('an event item whose partition key contradicts its envelope (another domain
     publisher: new EventBusPublisher({ busName: 'domain', client: ebClient, sleep: async () => undefined }),
   });
   expect((await handler({ Records: delivered as DynamoDBRecord[] })).batchItemFailures).toEqual([]);
-  expect(accepted.map((e) => `${e.source}/${e.aggregateId}#${e.eventSequence}`)).toEqual(['skafu.billing/c1#1']);
+  expect(accepted.map((e) => `${e.source}/${e.aggregateId}#${e.eventSequence}`)).toEqual(['skafu.billing/c1#1', 'skafu.billing/x#y#1']);
   expect(errors.map((e) => [e.errorType, e.severity, e.context.domain, e.metadata])).toEqual(
-    [2, 3, 4].map((seq) => [
+    [
+      ...[2, 3, 4].map((seq) => ['billing#c1', 'c1', seq]),
+      ['billing#x#y', 'x#y', 2],
+    ].map(([streamId, aggregateId, seq]) => [
       'EventTampered',
       'CRITICAL',
       'billing', // the domain the key belongs to, not the one claimed
-      expect.objectContaining({ change: 'INSERT', streamId: 'billing#c1', aggregateId: 'c1', eventSequence: seq, changedPaths: ['source', 'aggregateId'] }),
+      expect.objectContaining({ change: 'INSERT', streamId, aggregateId, eventSequence: seq, changedPaths: ['source', 'aggregateId'] }),
     ]),
   );
   expect(errors[0].message).toMatch(/contradicts \(source, aggregateId\); not published/);
