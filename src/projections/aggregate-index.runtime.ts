@@ -2,11 +2,11 @@
  * The event store's sparse `aggregates` index, read by the projection handlers (drift, rebuild and backfill):
  * a domain's aggregates of one type, keyed `<domain>#<aggregateType>`, oldest first. Each entry's partition key
  * is returned exactly as stored, to read the aggregate's stream with (never rebuilt from a public id: the store's
- * key layout is its own business). The index is eventually consistent: an aggregate created a moment ago may be
- * missing from it.
+ * key layout is its own business), and only when that key is in the domain. The index is eventually consistent: an
+ * aggregate created a moment ago may be missing from it.
  */
 import { QueryCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { aggregateListKey, EventStoreSchema as S } from '../runtime/event-store-schema';
+import { aggregateListKey, domainKeyPrefix, EventStoreSchema as S } from '../runtime/event-store-schema';
 
 export interface AggregateIndexQuery {
   readonly client: DynamoDBClient;
@@ -39,7 +39,12 @@ export async function aggregateIndexPage(query: AggregateIndexQuery): Promise<Ag
       ExclusiveStartKey: query.startKey,
     }),
   );
-  return { streamKeys: (page.Items ?? []).map((item) => item[S.PARTITION_KEY]), next: page.LastEvaluatedKey };
+  // An entry whose stream is not the domain's is left out: only a writer outside the event store makes one (IAM
+  // confines a domain's writers to its partition keys, not the index attributes they set), and its events are
+  // not this domain's to project. A page may then hold fewer keys than `limit`; `next` is unchanged.
+  const prefix = domainKeyPrefix(query.domain);
+  const streamKeys = (page.Items ?? []).map((item) => item[S.PARTITION_KEY]).filter((key) => key?.S?.startsWith(prefix));
+  return { streamKeys, next: page.LastEvaluatedKey };
 }
 
 /**

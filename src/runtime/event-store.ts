@@ -551,7 +551,8 @@ export class EventStore {
       }),
     );
     return {
-      aggregates: (out.Items ?? []).map((item) => {
+      // Only the domain's own streams: an index entry under another domain's key was written outside the store.
+      aggregates: (out.Items ?? []).filter((item) => String(item[S.PARTITION_KEY]).startsWith(domainKeyPrefix(domain!))).map((item) => {
         const sortKey = String(item[S.AGGREGATE_INDEX_SORT_KEY]);
         const cut = sortKey.indexOf('#'); // timestamps hold no '#'; the id after it may
         return {

@@ -4,7 +4,7 @@
  * the index's order, page after page, one Query a page and the next page only when the caller asks for it. Drift
  * reads pages of DynamoDB's 1 MB, which the other tests never fill: here small pages (`limit`) make it page.
  */
-import { QueryCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { QueryCommand, UpdateItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { aggregateIndexPage, aggregateStreamKeys } from '../../src/projections/aggregate-index.runtime';
 import { EventStore } from '../../src/runtime';
 import { createEventStoreTable, localClient } from '../support/tables';
@@ -81,4 +81,23 @@ test('another type, another domain, a domain that prefixes one, an unknown type:
   expect(await all('sho', 'Order')).toEqual([]);
   // Without a limit (DynamoDB's 1 MB pages), each of these listings is one Query.
   expect(log).toEqual(['Q', 'Q', 'Q', 'Q']);
+});
+
+test("an index entry set on another domain's stream (by a writer confined to that domain's keys) is not listed", async () => {
+  const billing = new EventStore({ tableName: table, domain: 'billing', client });
+  await billing.append('z', [{ eventType: 'InvoiceSent', data: {} }] as never, { expectedVersion: 'no-stream' as never, aggregateType: 'Invoice' });
+  // billing's writer may set any attribute on its own items, the index keys included: it claims shop's Order list.
+  await client.send(
+    new UpdateItemCommand({
+      TableName: table,
+      Key: { streamId: { S: 'billing#z' }, eventSequence: { N: '1' } },
+      UpdateExpression: 'SET aggregateListType = :t',
+      ExpressionAttributeValues: { ':t': { S: 'shop#Order' } },
+    }),
+  );
+  const keys: string[] = [];
+  for await (const key of aggregateStreamKeys({ client, eventStoreTable: table, domain: 'shop', aggregateType: 'Order' })) keys.push(key.S!);
+  expect([...keys].sort()).toEqual(orders.map((id) => `shop#${id}`));
+  const listed = await new EventStore({ tableName: table, domain: 'shop', client }).listAggregates({ aggregateType: 'Order', limit: 100 });
+  expect(listed.aggregates.map((a) => a.streamId).sort()).toEqual(orders.map((id) => `shop#${id}`));
 });
