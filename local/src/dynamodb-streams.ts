@@ -53,7 +53,12 @@ interface ShardState {
 }
 
 const REPORT_EVERY_MS = 60_000;
-/** How often the shards of an unchanged stream are listed again (the stream itself is looked up every second). */
+/**
+ * How often the table is described and the shards of an unchanged stream are listed again. In between, the
+ * stream is looked up every second with ListStreams, which is cheap: DescribeTable counts the table's items and
+ * its cost grows with them (measured on DynamoDB Local 3: 2 ms at 1,000 items, 8 ms at 8,000, against under 1 ms
+ * for ListStreams at any size).
+ */
 const SHARD_LISTING_EVERY_MS = 10_000;
 
 /** A shard, as DescribeStream describes it. */
@@ -177,10 +182,32 @@ export class StreamMapping {
     const found = { read: results.reduce((a, r) => a + r.read, 0), more: results.some((r) => r.more) };
     if (stale && this.lastDescribe !== 0) {
       const [stream, shards] = [this.streamArn, this.shards.size];
-      await this.refresh(Date.now() - this.lastShardListing > SHARD_LISTING_EVERY_MS);
+      const full = Date.now() - this.lastShardListing > SHARD_LISTING_EVERY_MS;
+      if (full || (await this.newerStreamListed())) await this.refresh(full);
+      else this.lastDescribe = Date.now();
       if (this.streamArn !== stream || this.shards.size !== shards) found.more = true; // read what appeared at once
     }
     return found;
+  }
+
+  /**
+   * Whether ListStreams names a stream of the table newer than the one read (the table was created again), or
+   * does not name the one read. ListStreams keeps naming the streams of a deleted table (for 24 hours on AWS), so
+   * it cannot tell that the table is gone: the full look-up every SHARD_LISTING_EVERY_MS does.
+   */
+  private async newerStreamListed(): Promise<boolean> {
+    const labels: string[] = [];
+    let exclusiveStart: string | undefined;
+    do {
+      const out = await this.services.api.streams<{ Streams?: Array<{ StreamArn?: string }>; LastEvaluatedStreamArn?: string }>('ListStreams', {
+        TableName: this.table,
+        ExclusiveStartStreamArn: exclusiveStart,
+      });
+      labels.push(...(out.Streams ?? []).map((st) => st.StreamArn ?? ''));
+      exclusiveStart = out.LastEvaluatedStreamArn;
+    } while (exclusiveStart);
+    // A stream's ARN ends with its label, the ISO 8601 time it was created: a later label sorts after.
+    return !labels.includes(this.streamArn!) || labels.some((arn) => arn > this.streamArn!);
   }
 
   /**

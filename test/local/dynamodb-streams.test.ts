@@ -3,7 +3,7 @@
  * empty still delivers the records written later (the iterator is asked for again); two tables are both read; a
  * table deleted and created again is read from its new stream's start; a stream that cannot be read is reported
  * on the console and in errors.log; a failing batch is retried, then its metadata goes to the on-failure
- * destination.
+ * destination; an idle mapping's periodic look-up does not describe the table every second.
  */
 import { randomUUID } from 'node:crypto';
 import { CreateTableCommand, DeleteTableCommand, DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
@@ -203,6 +203,30 @@ test('records reach the handler in Lambda\'s shape: whole epoch seconds, binary 
       nested: { M: { inner: { M: {} }, list: { L: [{ N: '1' }] } } },
     });
     expect(r.dynamodb.Keys).toEqual({ id: { S: 'shape' } });
+  } finally {
+    await streams.stop();
+  }
+});
+
+test('an idle mapping looks its stream up with ListStreams every second; DescribeTable, whose cost grows with the table, every 10 s', async () => {
+  const table = `streams-lookup-${randomUUID()}`;
+  await createTable(table);
+  const calls: string[] = [];
+  const counting = {
+    dynamodb: (operation: string, input: unknown) => (calls.push(operation), api.dynamodb(operation, input)),
+    streams: (operation: string, input: unknown) => (calls.push(operation), api.streams(operation, input)),
+  } as unknown as DynamoDbJsonClient;
+  const { resources, errors, lines } = loadAssembly({ Stack: { Map: mapping(table, 'fn') } });
+  const log = (line: string) => lines.push(line);
+  const streams = new DynamoDbStreams({ api: counting, errors, log, invoke: async () => null, sendToDestination: () => {}, pollIntervalMs: 30 });
+  streams.configure(resources);
+  streams.start();
+  try {
+    await new Promise((r) => setTimeout(r, 3500));
+    const count = (operation: string) => calls.filter((c) => c === operation).length;
+    expect(count('DescribeTable')).toBe(1); // the first look-up
+    expect(count('ListStreams')).toBeGreaterThanOrEqual(2);
+    expect(count('GetRecords')).toBeGreaterThan(20);
   } finally {
     await streams.stop();
   }
