@@ -447,8 +447,12 @@ function identityParts(identity: string): { name: string; version: number } {
 async function firstAggregateKey(config: RebuildConfig): Promise<AttributeValue | undefined> {
   for (const type of config.aggregateTypes) {
     const { client, eventStoreTable, domain } = config;
-    const page = await aggregateIndexPage({ client, eventStoreTable, domain, aggregateType: type, limit: 1 });
-    if (page.streamKeys[0]) return page.streamKeys[0];
+    // A page may be empty and still have a next one (an index entry of another domain's stream was left out).
+    for (let startKey: Record<string, AttributeValue> | undefined, first = true; first || startKey; first = false) {
+      const page = await aggregateIndexPage({ client, eventStoreTable, domain, aggregateType: type, limit: 1, startKey });
+      if (page.streamKeys[0]) return page.streamKeys[0];
+      startKey = page.next;
+    }
   }
   return undefined;
 }

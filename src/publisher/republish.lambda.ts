@@ -26,8 +26,11 @@ export interface RepublishHandlerDeps {
 }
 
 export interface RepublishOutcome extends RepublishResult {
-  /** Per request, what happened to the aggregate's hold. */
-  readonly holds: Array<'released' | 'not-held' | 'not-covered' | 'behind'>;
+  /**
+   * Per request, what happened to the aggregate's hold. 'refused': an item in the range was not the aggregate's
+   * own (see `refused`), so not everything was republished and the hold is kept for an operator to decide.
+   */
+  readonly holds: Array<'released' | 'not-held' | 'not-covered' | 'behind' | 'refused'>;
 }
 
 export function createRepublishHandler(deps: RepublishHandlerDeps) {
@@ -42,30 +45,35 @@ export function createRepublishHandler(deps: RepublishHandlerDeps) {
           .join(', ')}`,
       );
     if (result.undelivered.length > 0) throw fail(result);
-    if (result.refused.length > 0) {
-      deps.tools.logger.critical('items under a republished aggregate name another domain or aggregate: not published', { refused: result.refused.slice(0, 100) });
-    }
+    const refused = [...result.refused];
+    let published = result.published;
     const outcomes: RepublishOutcome['holds'] = [];
     for (const [i, request] of requests.entries()) {
       if (!deps.holds) break;
       const streamId = streamKey(request.domain, request.aggregateId);
+      const own = (r: RepublishResult['refused'][number]) => r.domain === request.domain && r.aggregateId === request.aggregateId;
       let last = result.lastSequences[i];
-      let outcome = await deps.holds.release(streamId, request.fromSequence ?? 1, last);
+      let outcome: RepublishOutcome['holds'][number] = refused.some(own) ? 'refused' : await deps.holds.release(streamId, request.fromSequence ?? 1, last);
       // Events held while this ran: publish them too (in order), then release.
       for (let round = 0; outcome === 'behind' && round < 10; round++) {
         const next = { domain: request.domain, aggregateId: request.aggregateId, fromSequence: last + 1 };
         const more = await republishFromStore(deps.store, deps.publisher, [next]);
         if (more.undelivered.length > 0) throw fail(more);
+        refused.push(...more.refused);
+        published += more.published;
         last = Math.max(last, more.lastSequences[0]);
-        outcome = await deps.holds.release(streamId, request.fromSequence ?? 1, last);
+        outcome = more.refused.length > 0 ? 'refused' : await deps.holds.release(streamId, request.fromSequence ?? 1, last);
       }
-      if (outcome === 'not-covered' || outcome === 'behind') {
+      if (outcome === 'not-covered' || outcome === 'behind' || outcome === 'refused') {
         deps.tools.logger.warn('aggregate still held', { request, outcome });
       }
       outcomes.push(outcome);
     }
-    deps.tools.logger.info('republished', { requests, published: result.published, holds: outcomes });
-    return { ...result, holds: outcomes };
+    if (refused.length > 0) {
+      deps.tools.logger.critical('items under a republished aggregate name another domain or aggregate: not published', { refused: refused.slice(0, 100) });
+    }
+    deps.tools.logger.info('republished', { requests, published, holds: outcomes });
+    return { ...result, published, refused, holds: outcomes };
   };
 }
 

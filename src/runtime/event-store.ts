@@ -202,7 +202,10 @@ export interface AggregateSummary {
 
 export interface ListAggregatesResult {
   readonly aggregates: AggregateSummary[];
-  /** Present when there are more. Opaque. */
+  /**
+   * Present when there may be more: ask for the next page even when this one listed none (an index entry of
+   * another domain's stream is left out of a page). Opaque.
+   */
   readonly nextToken?: string;
 }
 

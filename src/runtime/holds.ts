@@ -53,8 +53,8 @@ export class HoldStore {
   }
 
   /**
-   * Holds an aggregate from `fromSequence` (an existing hold is kept, and its last held sequence raised). When the
-   * existing hold is released between the two writes, the hold is written again.
+   * Holds an aggregate from `fromSequence` (an existing hold is kept, its first sequence lowered and its last held
+   * sequence raised as needed). When the existing hold is released meanwhile, the hold is written again.
    */
   public async hold(hold: AggregateHold): Promise<void> {
     for (let attempt = 0; ; attempt++) {
@@ -65,9 +65,33 @@ export class HoldStore {
         return;
       } catch (err) {
         if ((err as Error).name !== 'ConditionalCheckFailedException') throw err;
+        await this.lowerFrom(hold.streamId, hold.fromSequence);
         if (await this.recordHeld(hold.streamId, hold.lastHeldSequence)) return;
         if (attempt >= 4) throw new Error(`the hold of ${hold.streamId} kept being released while it was written`);
       }
+    }
+  }
+
+  /**
+   * Moves an existing hold's first sequence down to `fromSequence` when that is earlier: an earlier event of the
+   * aggregate (a transaction's record that arrived after a later one was held) could not be delivered either, so a
+   * republish must start from it, and a release from the later sequence answers 'not-covered'. Nothing happens
+   * when the hold starts at or before it, or is gone.
+   */
+  private async lowerFrom(streamId: string, fromSequence: number): Promise<void> {
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { [HOLD_TABLE_PARTITION_KEY]: streamId },
+          UpdateExpression: 'SET #from = :from',
+          ConditionExpression: 'attribute_exists(#pk) AND #from > :from',
+          ExpressionAttributeNames: { '#pk': HOLD_TABLE_PARTITION_KEY, '#from': 'fromSequence' },
+          ExpressionAttributeValues: { ':from': fromSequence },
+        }),
+      );
+    } catch (err) {
+      if ((err as Error).name !== 'ConditionalCheckFailedException') throw err;
     }
   }
 

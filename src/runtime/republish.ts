@@ -46,7 +46,10 @@ export const UNDELIVERED_EVENTS_KIND = 'skafu.undelivered-events';
 
 export interface RepublishResult {
   readonly requests: RepublishRequest[];
-  /** The last sequence loaded (and published) for each request, in request order (0 when none was loaded). */
+  /**
+   * The last sequence loaded for each request, in request order (0 when none was loaded); every genuine event up
+   * to it was published, an item listed in `refused` was not.
+   */
   readonly lastSequences: number[];
   readonly published: number;
   readonly claimChecked: number;

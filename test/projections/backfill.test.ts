@@ -234,6 +234,14 @@ test('a backfill refuses to write over a read model that holds items but has no 
     Date.now() + 60_000,
   );
   expect(again).toMatchObject({ status: 'CAUGHT_UP', eventsApplied: 0 });
+  // Another domain's writer sets shop's index keys on its own item, sorting first: the index leaves it out, and
+  // the backfill still finds its sample aggregate on a later page (an empty first page is not "no aggregates").
+  await client.send(
+    new PutItemCommand({
+      TableName: table(tables, 'Store'),
+      Item: { streamId: { S: 'billing#forged' }, eventSequence: { N: '1' }, aggregateListType: { S: 'shop#Order' }, aggregateListCreatedAt: { S: '0000#forged' } },
+    }),
+  );
   // A read model with items and no checkpoint at all (none to migrate either) is refused: the Totals table,
   // backfilled as if it were a read model named Invoices, would count every event twice.
   await expect(

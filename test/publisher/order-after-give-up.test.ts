@@ -311,6 +311,15 @@ describe('the hold read: skipped only where no hold can stop the event', () => {
     expect((await holds.get(['shop#cart-w'])).get('shop#cart-w')).toEqual(expect.objectContaining({ fromSequence: 5, lastHeldSequence: 6 }));
   });
 
+  test("an earlier event that cannot be delivered either lowers the hold's first sequence: a release from the later one is refused", async () => {
+    const base = { streamId: 'shop#cart-l', domain: 'shop', aggregateId: 'cart-l', errorCode: 'X', heldAt: new Date().toISOString() };
+    await holds.hold({ ...base, fromSequence: 7, lastHeldSequence: 7 });
+    await holds.hold({ ...base, fromSequence: 6, lastHeldSequence: 6 }); // 6 arrived after 7 (one transaction) and failed
+    expect((await holds.get(['shop#cart-l'])).get('shop#cart-l')).toEqual(expect.objectContaining({ fromSequence: 6, lastHeldSequence: 7 }));
+    expect(await holds.release('shop#cart-l', 7, 7)).toBe('not-covered'); // the first message's republish, from 7
+    expect(await holds.release('shop#cart-l', 6, 7)).toBe('released');
+  });
+
   test('the republish publishes only what the requested aggregate stored as itself, and names the rest', async () => {
     const billing = new EventStore({ tableName, domain: 'billing', client });
     await billing.append('c1', [{ eventType: 'InvoiceIssued', data: {} }], { expectedVersion: ANY, aggregateType: 'Invoice' });
@@ -319,10 +328,14 @@ describe('the hold read: skipped only where no hold can stop the event', () => {
     // filter never shows it to the publisher).
     const { itemType: _, ...forged } = { ...genuine, streamId: 'billing#c1', eventSequence: 2, eventId: 'forged', source: 'skafu.shop', itemType: '' };
     await DynamoDBDocumentClient.from(client).send(new PutCommand({ TableName: tableName, Item: forged }));
+    await holds.hold({ streamId: 'billing#c1', domain: 'billing', aggregateId: 'c1', fromSequence: 1, lastHeldSequence: 1, errorCode: 'X', heldAt: 'now' });
     const republish = createRepublishHandler({ tools: powertools('test'), holds, store: new EventStore({ tableName, client }), publisher });
     const outcome = await republish({ domain: 'billing', aggregateId: 'c1', fromSequence: 1 });
     expect(accepted.map((e) => `${e.source}/${e.aggregateId}#${e.eventSequence}`)).toEqual(['skafu.billing/c1#1']);
     expect(outcome.refused).toEqual([{ domain: 'billing', aggregateId: 'c1', eventSequence: 2, claims: 'skafu.shop c1' }]);
+    // Not everything in the range went out: the hold stays for an operator to decide.
+    expect(outcome.holds).toEqual(['refused']);
+    expect((await holds.get(['billing#c1'])).size).toBe(1);
   });
 
   test('the same aggregate id in two domains, in one batch: each is its own aggregate, every event is published', async () => {
