@@ -86,9 +86,9 @@ export class DeliveredUpTo {
   /**
    * This environment delivered event `sequence` of the stream. Remembered only when it is the stream's first event
    * or directly follows the sequence remembered, so that what is remembered is always a run this environment
-   * delivered itself from sequence 1 on. A hold read that finds no hold is not enough to start a run: a
-   * transaction's stream records may reach the publisher out of order ("Amazon DynamoDB Transactions: How it
-   * works", DynamoDB developer guide), so event n may be handled before event n-1 is.
+   * delivered itself from sequence 1 on. A hold read that finds no hold is not enough to start a run: the records
+   * of one transaction's items may reach the publisher in any order (see above), so event n may be handled before
+   * event n-1 is.
    */
   public extend(streamId: string, sequence: number): void {
     const known = this.upTo.get(streamId);
