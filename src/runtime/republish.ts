@@ -1,6 +1,8 @@
 import type { EventEnvelope } from './envelope';
 import type { EventBusPublisher, UndeliveredEvent } from './event-publisher';
 import type { EventStore } from './event-store';
+import { streamKey } from './event-store-schema';
+import { ownsKey } from './stream-records';
 import { isPlainObject } from './validation';
 
 /** Republish an aggregate's events from the store, from a sequence (inclusive) to an optional end. */
@@ -119,14 +121,15 @@ export async function republishFromStore(
   const lastSequences: number[] = [];
   const refused: RepublishResult['refused'][number][] = [];
   for (const request of requests) {
+    const key = streamKey(request.domain, request.aggregateId);
     const loaded = await store.load(request.aggregateId, {
       domain: request.domain,
       fromSequence: request.fromSequence ?? 1,
       toSequence: request.toSequence,
     });
     for (const e of loaded) {
-      // The key was the request's; the envelope must say the same, or it would speak for another domain or aggregate.
-      if (e.source === `skafu.${request.domain}` && e.aggregateId === request.aggregateId) events.push({ ...e, metadata: { ...e.metadata, replay: true } });
+      // The key was the request's; the envelope must name it, or it would speak for another domain or aggregate.
+      if (ownsKey(key, e.source, e.aggregateId)) events.push({ ...e, metadata: { ...e.metadata, replay: true } });
       else refused.push({ domain: request.domain, aggregateId: request.aggregateId, eventSequence: e.eventSequence, claims: `${String(e.source)} ${String(e.aggregateId)}` });
     }
     lastSequences.push(loaded.length > 0 ? loaded[loaded.length - 1].eventSequence : 0);

@@ -21,18 +21,19 @@ export interface StreamEvent {
 }
 
 /**
- * What an event item's envelope says that its key contradicts: `source` and `aggregateId` when the partition key
- * is not `<domain>#<aggregateId>` of them (the sort key is the `eventSequence` attribute itself). The event store
- * never writes such an item; a principal confined to its own domain's partition keys (LeadingKeys) can, and its
- * envelope must not speak for another domain or aggregate.
+ * Whether an envelope's `source` (`skafu.<domain>`) and `aggregateId` make exactly the partition key `key`
+ * (`<domain>#<aggregateId>`, a domain without `#`). The event store never writes an event item that fails this; a
+ * principal confined to its own domain's partition keys (LeadingKeys) can, and such an envelope must not speak for
+ * another domain or aggregate.
  */
-function keyMismatches(item: Record<string, unknown>): string[] {
-  const { source, aggregateId } = item;
+export function ownsKey(key: unknown, source: unknown, aggregateId: unknown): boolean {
   const domain = typeof source === 'string' && source.startsWith('skafu.') ? domainOf({ source }) : undefined;
   // A domain is a name without the separator (`skafu.billing#x` with id `y` would otherwise match `billing#x#y`).
-  const owner = domain && !domain.includes(S.DOMAIN_SEPARATOR) && typeof aggregateId === 'string' ? streamKey(domain, aggregateId) : undefined;
-  return item[S.PARTITION_KEY] === owner ? [] : ['source', 'aggregateId'];
+  return domain !== undefined && !domain.includes(S.DOMAIN_SEPARATOR) && typeof aggregateId === 'string' && key === streamKey(domain, aggregateId);
 }
+
+/** Whether an event item's envelope names the stream its partition key is (see ownsKey). */
+const ownsItsKey = (item: Record<string, unknown>) => ownsKey(item[S.PARTITION_KEY], item.source, item.aggregateId);
 
 /**
  * The committed events in a batch of stream records: INSERTs of items whose `itemType` is `event`, turned from
@@ -45,7 +46,7 @@ export function eventsFromStreamRecords(records: ReadonlyArray<StreamRecordLike>
     const image = record.dynamodb?.NewImage;
     if (record.eventName !== 'INSERT' || !image) continue;
     const item = unmarshall(normalizeImage(image));
-    if (item[S.ITEM_TYPE_ATTRIBUTE] !== S.ITEM_TYPE_EVENT || keyMismatches(item).length > 0) continue;
+    if (item[S.ITEM_TYPE_ATTRIBUTE] !== S.ITEM_TYPE_EVENT || !ownsItsKey(item)) continue;
     events.push({ envelope: envelopeFromItem(item), sequenceNumber: record.dynamodb?.SequenceNumber ?? '' });
   }
   return events;
@@ -87,8 +88,7 @@ export function tamperedEventsFromStreamRecords(records: ReadonlyArray<StreamRec
   for (const record of records) {
     const change = record.eventName;
     const inserted = change === 'INSERT' && record.dynamodb?.NewImage ? unmarshall(normalizeImage(record.dynamodb.NewImage)) : undefined;
-    const contradicted = inserted && inserted[S.ITEM_TYPE_ATTRIBUTE] === S.ITEM_TYPE_EVENT ? keyMismatches(inserted) : [];
-    if (inserted && contradicted.length > 0) {
+    if (inserted && inserted[S.ITEM_TYPE_ATTRIBUTE] === S.ITEM_TYPE_EVENT && !ownsItsKey(inserted)) {
       const streamId = String(inserted[S.PARTITION_KEY]);
       const at = streamId.indexOf(S.DOMAIN_SEPARATOR);
       tampered.push({
@@ -100,7 +100,7 @@ export function tamperedEventsFromStreamRecords(records: ReadonlyArray<StreamRec
         eventSequence: Number(inserted[S.SORT_KEY]),
         eventId: String(inserted.eventId),
         eventType: String(inserted.eventType),
-        changedPaths: contradicted,
+        changedPaths: ['source', 'aggregateId'],
         sequenceNumber: record.dynamodb?.SequenceNumber ?? '',
       });
       continue;
