@@ -79,19 +79,26 @@ export class HoldStore {
    * when the hold starts at or before it, or is gone.
    */
   private async lowerFrom(streamId: string, fromSequence: number): Promise<void> {
+    await this.setIf(streamId, 'fromSequence', '>', fromSequence);
+  }
+
+  /** Sets one number of an existing hold when its value is `comparison` `value`; false when not (or no hold). */
+  private async setIf(streamId: string, attribute: 'fromSequence' | 'lastHeldSequence', comparison: '<' | '>', value: number): Promise<boolean> {
     try {
       await this.doc.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: { [HOLD_TABLE_PARTITION_KEY]: streamId },
-          UpdateExpression: 'SET #from = :from',
-          ConditionExpression: 'attribute_exists(#pk) AND #from > :from',
-          ExpressionAttributeNames: { '#pk': HOLD_TABLE_PARTITION_KEY, '#from': 'fromSequence' },
-          ExpressionAttributeValues: { ':from': fromSequence },
+          UpdateExpression: 'SET #a = :v',
+          ConditionExpression: `attribute_exists(#pk) AND #a ${comparison} :v`,
+          ExpressionAttributeNames: { '#pk': HOLD_TABLE_PARTITION_KEY, '#a': attribute },
+          ExpressionAttributeValues: { ':v': value },
         }),
       );
+      return true;
     } catch (err) {
       if ((err as Error).name !== 'ConditionalCheckFailedException') throw err;
+      return false;
     }
   }
 
@@ -100,24 +107,11 @@ export class HoldStore {
    * meantime): the caller publishes the event itself.
    */
   public async recordHeld(streamId: string, sequence: number): Promise<boolean> {
-    try {
-      await this.doc.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: { [HOLD_TABLE_PARTITION_KEY]: streamId },
-          UpdateExpression: 'SET #last = :seq',
-          ConditionExpression: 'attribute_exists(#pk) AND #last < :seq',
-          ExpressionAttributeNames: { '#pk': HOLD_TABLE_PARTITION_KEY, '#last': 'lastHeldSequence' },
-          ExpressionAttributeValues: { ':seq': sequence },
-        }),
-      );
-      return true;
-    } catch (err) {
-      if ((err as Error).name !== 'ConditionalCheckFailedException') throw err;
-      const current = (await this.get([streamId])).get(streamId);
-      return current !== undefined; // still held (and already past this sequence), or released
-    }
+    if (await this.setIf(streamId, 'lastHeldSequence', '<', sequence)) return true;
+    const current = (await this.get([streamId])).get(streamId);
+    return current !== undefined; // still held (and already past this sequence), or released
   }
+
 
   /**
    * Releases a hold after its events were republished in order from `fromSequence` through `lastPublished`.
