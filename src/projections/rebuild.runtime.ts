@@ -34,7 +34,7 @@ import {
   type TransactWriteItem,
 } from '@aws-sdk/client-dynamodb';
 import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
-import { aggregateIndexPage } from './aggregate-index.runtime';
+import { aggregateIndexPage, aggregateStreamKeys } from './aggregate-index.runtime';
 import { evaluateTemplate } from './asl-template.runtime';
 import { activeVersionKey, BACKFILLING, backfillStatusKey, streamKey, VERSIONED_READ_MODEL } from './keys';
 import { migrateCheckpoints } from './parked-events.runtime';
@@ -447,12 +447,8 @@ function identityParts(identity: string): { name: string; version: number } {
 async function firstAggregateKey(config: RebuildConfig): Promise<AttributeValue | undefined> {
   for (const type of config.aggregateTypes) {
     const { client, eventStoreTable, domain } = config;
-    // A page may be empty and still have a next one (an index entry of another domain's stream was left out).
-    for (let startKey: Record<string, AttributeValue> | undefined, first = true; first || startKey; first = false) {
-      const page = await aggregateIndexPage({ client, eventStoreTable, domain, aggregateType: type, limit: 1, startKey });
-      if (page.streamKeys[0]) return page.streamKeys[0];
-      startKey = page.next;
-    }
+    // Pages of one, followed past an empty one (an index entry of another domain's stream is left out of a page).
+    for await (const key of aggregateStreamKeys({ client, eventStoreTable, domain, aggregateType: type, limit: 1 })) return key;
   }
   return undefined;
 }
