@@ -196,18 +196,18 @@ export class StreamMapping {
    * it cannot tell that the table is gone: the full look-up every SHARD_LISTING_EVERY_MS does.
    */
   private async newerStreamListed(): Promise<boolean> {
-    const labels: string[] = [];
+    const arns: string[] = [];
     let exclusiveStart: string | undefined;
     do {
       const out = await this.services.api.streams<{ Streams?: Array<{ StreamArn?: string }>; LastEvaluatedStreamArn?: string }>('ListStreams', {
         TableName: this.table,
         ExclusiveStartStreamArn: exclusiveStart,
       });
-      labels.push(...(out.Streams ?? []).map((st) => st.StreamArn ?? ''));
+      arns.push(...(out.Streams ?? []).map((st) => st.StreamArn ?? ''));
       exclusiveStart = out.LastEvaluatedStreamArn;
     } while (exclusiveStart);
     // A stream's ARN ends with its label, the ISO 8601 time it was created: a later label sorts after.
-    return !labels.includes(this.streamArn!) || labels.some((arn) => arn > this.streamArn!);
+    return !arns.includes(this.streamArn!) || arns.some((arn) => arn > this.streamArn!);
   }
 
   /**
