@@ -42,6 +42,31 @@ function synthesizedFilters(): Array<Record<string, unknown>> {
   return (mapping.Properties.FilterCriteria.Filters as Array<{ Pattern: string }>).map((f) => JSON.parse(f.Pattern) as Record<string, unknown>);
 }
 
+/** The records of the table's stream that Lambda delivers to the publisher (the synthesized filters). */
+async function deliveredRecords(tableName: string): Promise<DynamoDBRecord[]> {
+  const filters = synthesizedFilters();
+  const records = (await readStream(client, streams, tableName)).flatMap((s) => s.records);
+  return records.filter((r) => filters.some((f) => matchesPattern(f, r as never))) as DynamoDBRecord[];
+}
+
+/** The publisher's handler on a mocked EventBridge (no local engine): what it put on the domain bus and the error bus. */
+function publisherOnMockedBus(tools = powertools('test')) {
+  const accepted: EventEnvelope[] = [];
+  const errors: ErrorEventDetail[] = [];
+  eventBridge.reset();
+  eventBridge.on(PutEventsCommand).callsFake((input: PutEventsCommandInput) => {
+    for (const e of input.Entries ?? []) (e.EventBusName === 'errors' ? errors : accepted).push(JSON.parse(e.Detail!));
+    return { FailedEntryCount: 0, Entries: (input.Entries ?? []).map((_, i) => ({ EventId: `x${i}` })) };
+  });
+  const ebClient = new EventBridgeClient({ region: 'us-east-1' });
+  const handler = createPublisherHandler({
+    tools,
+    reporter: new ErrorReporter({ component: 'outbox-publisher', busName: 'errors', client: ebClient, log: () => undefined }),
+    publisher: new EventBusPublisher({ busName: 'domain', client: ebClient, sleep: async () => undefined }),
+  });
+  return { handler, accepted, errors };
+}
+
 test('a stream MODIFY or REMOVE of an event raises a CRITICAL EventTampered error event and is never published', async () => {
   const tableName = await createEventStoreTable(client);
   const store = new EventStore({ tableName, domain: 'billing', client });
@@ -60,28 +85,14 @@ test('a stream MODIFY or REMOVE of an event raises a CRITICAL EventTampered erro
   await client.send(new DeleteItemCommand({ TableName: tableName, Key: { streamId: { S: 'billing#invoice-2' }, eventSequence: { N: '1' } } }));
   await store.saveSnapshot({ aggregateId: 'invoice-1', aggregateType: 'Invoice', version: 2, reducerVersion: 'v1', state: { again: true } });
 
-  const filters = synthesizedFilters();
-  const records = (await readStream(client, streams, tableName)).flatMap((s) => s.records);
-  const delivered = records.filter((r) => filters.some((f) => matchesPattern(f, r as never)));
+  const delivered = await deliveredRecords(tableName);
   // Lambda delivers the three inserts and the three changes to events, not the snapshot or idempotency items.
   expect(delivered.map((r) => r.eventName)).toEqual(['INSERT', 'INSERT', 'INSERT', 'MODIFY', 'MODIFY', 'REMOVE']);
 
-  const accepted: EventEnvelope[] = [];
-  const errors: ErrorEventDetail[] = [];
-  eventBridge.reset();
-  eventBridge.on(PutEventsCommand).callsFake((input: PutEventsCommandInput) => {
-    for (const e of input.Entries ?? []) (e.EventBusName === 'errors' ? errors : accepted).push(JSON.parse(e.Detail!));
-    return { FailedEntryCount: 0, Entries: (input.Entries ?? []).map((_, i) => ({ EventId: `x${i}` })) };
-  });
   const tools = powertools('test');
   const metrics = jest.spyOn(tools.metrics, 'addMetric');
-  const ebClient = new EventBridgeClient({ region: 'us-east-1' });
-  const handler = createPublisherHandler({
-    tools,
-    reporter: new ErrorReporter({ component: 'outbox-publisher', busName: 'errors', client: ebClient, log: () => undefined }),
-    publisher: new EventBusPublisher({ busName: 'domain', client: ebClient, sleep: async () => undefined }),
-  });
-  const response = await handler({ Records: delivered as DynamoDBRecord[] });
+  const { handler, accepted, errors } = publisherOnMockedBus(tools);
+  const response = await handler({ Records: delivered });
   expect(response.batchItemFailures).toEqual([]);
 
   // The originals were published once; nothing of the changes reached the bus.
@@ -130,23 +141,8 @@ test('an event item whose partition key contradicts its envelope (another domain
   const [genuineWithSeparator] = await billing.load('x#y');
   await doc.send(new PutCommand({ TableName: tableName, Item: { ...genuineWithSeparator, streamId: 'billing#x#y', eventSequence: 2, itemType: 'event', source: 'skafu.billing#x', aggregateId: 'y' } }));
 
-  const filters = synthesizedFilters();
-  const records = (await readStream(client, streams, tableName)).flatMap((s) => s.records);
-  const delivered = records.filter((r) => filters.some((f) => matchesPattern(f, r as never)));
-  const accepted: EventEnvelope[] = [];
-  const errors: ErrorEventDetail[] = [];
-  eventBridge.reset();
-  eventBridge.on(PutEventsCommand).callsFake((input: PutEventsCommandInput) => {
-    for (const e of input.Entries ?? []) (e.EventBusName === 'errors' ? errors : accepted).push(JSON.parse(e.Detail!));
-    return { FailedEntryCount: 0, Entries: (input.Entries ?? []).map((_, i) => ({ EventId: `x${i}` })) };
-  });
-  const ebClient = new EventBridgeClient({ region: 'us-east-1' });
-  const handler = createPublisherHandler({
-    tools: powertools('test'),
-    reporter: new ErrorReporter({ component: 'outbox-publisher', busName: 'errors', client: ebClient, log: () => undefined }),
-    publisher: new EventBusPublisher({ busName: 'domain', client: ebClient, sleep: async () => undefined }),
-  });
-  expect((await handler({ Records: delivered as DynamoDBRecord[] })).batchItemFailures).toEqual([]);
+  const { handler, accepted, errors } = publisherOnMockedBus();
+  expect((await handler({ Records: await deliveredRecords(tableName) })).batchItemFailures).toEqual([]);
   expect(accepted.map((e) => `${e.source}/${e.aggregateId}#${e.eventSequence}`)).toEqual(['skafu.billing/c1#1', 'skafu.billing/x#y#1']);
   expect(errors.map((e) => [e.errorType, e.severity, e.context.domain, e.metadata])).toEqual(
     [
