@@ -124,6 +124,7 @@ for (const pattern of ['bench/**/*.ts', 'examples/**/*.ts', 'local/src/**/*.ts',
 // The handler-side runtime (a subpath export) uses the AWS SDK that the Lambda runtime provides; handlers bundle it.
 project.eslint?.allowDevDeps('src/runtime/**');
 project.eslint?.allowDevDeps('src/internal/powertools.ts');
+project.eslint?.allowDevDeps('src/internal/tracer.ts');
 // Handler-side modules next to their construct (bundled into its handler, never imported by the jsii entry point).
 project.eslint?.allowDevDeps('src/**/*.runtime.ts');
 
