@@ -194,7 +194,11 @@ export async function runLocalBench(): Promise<void> {
 
     // Throughput: commands and bare puts at the same concurrency, in alternating blocks (commands, puts, puts,
     // commands), each block starting with nothing in flight: a command block ends when every command's
-    // projection has run too (the puts do not compete with the projections of the commands before them).
+    // projection has run too (the puts do not compete with the projections of the commands before them). A put
+    // block lasts as long as the first command block (puts are sent until then): the two rates are measured over
+    // windows of the same length. Put blocks of the commands' count lasted about 0.3-0.5 s against 1.7-2 s, and
+    // their rate swung from 212 to 389 puts/s between two runs of the same code while the command rate moved 9%:
+    // one pause of the JVM weighs on a short window several times more than on a long one.
     const commandLatencies: number[] = [];
     let commandMs = 0;
     let projectedMs = 0;
@@ -220,13 +224,40 @@ export async function runLocalBench(): Promise<void> {
       await local.settle(30_000);
     };
     let putsSent = 0;
+    let putsDone = 0;
+    const blockRates = { commands: [] as number[], puts: [] as number[] };
     const putBlock = async () => {
-      putMs += (await timed(() => pool(block, CONCURRENCY, () => put(10_000 + putsSent++).then(() => undefined)))).ms;
+      const windowMs = blockRates.commands.length > 0 ? block / blockRates.commands[0] * 1000 : 0;
+      const start = performance.now();
+      let done = 0;
+      // CONCURRENCY loops, each sending its next put until the window is over (the last ones end just after it).
+      await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+        while (performance.now() - start < windowMs || done === 0) {
+          await put(10_000 + putsSent++);
+          done++;
+        }
+      }));
+      const ms = performance.now() - start;
+      putMs += ms;
+      putsDone += done;
+      blockRates.puts.push(done / (ms / 1000));
     };
-    for (const step of [commandBlock, putBlock, putBlock, commandBlock]) await step();
+    const measuredCommandBlock = async () => {
+      const ms = commandMs;
+      await commandBlock();
+      blockRates.commands.push(block / ((commandMs - ms) / 1000));
+    };
+    // Warm-up at this concurrency first, not counted (a block of each): without it, the rates of the four blocks
+    // rose by 20-65% from the first block of a kind to the second (both JITs still compiling the paths that 8 requests in flight
+    // take), more than alternating the blocks can even out.
+    await commandBlock();
+    await pool(block, CONCURRENCY, () => put(10_000 + putsSent++).then(() => undefined));
+    [commandMs, projectedMs] = [0, 0];
+    commandLatencies.length = 0;
+    for (const step of [measuredCommandBlock, putBlock, putBlock, measuredCommandBlock]) await step();
     const throughput = (2 * block) / (commandMs / 1000);
     const projectedThroughput = (2 * block) / (projectedMs / 1000);
-    const putThroughput = (2 * block) / (putMs / 1000);
+    const putThroughput = putsDone / (putMs / 1000);
     await local.settle(30_000);
 
     // The projection backlog: copies of the publisher's own envelopes, with new aggregates, put on the bus at once
@@ -291,6 +322,10 @@ export async function runLocalBench(): Promise<void> {
       { name: 'command throughput, until every command is projected', value: `${fmt(projectedThroughput)} commands/s` },
       { name: 'baseline: bare DynamoDB PutItem, p50 / p99', value: `${fmt(percentile(putLatencies, 50), 2)} / ${fmt(percentile(putLatencies, 99), 2)} ms` },
       { name: 'baseline: bare PutItem throughput', value: `${fmt(putThroughput)} puts/s` },
+      {
+        name: 'throughput by block, in the order run: commands/s (C) and puts/s (P)',
+        value: `C ${fmt(blockRates.commands[0])}, P ${fmt(blockRates.puts[0])}, P ${fmt(blockRates.puts[1])}, C ${fmt(blockRates.commands[1])}`,
+      },
       { name: 'ratio visible-p50 / put-p50', value: fmt(percentile(visible, 50) / percentile(putLatencies, 50), 1) },
       { name: 'ratio command throughput / put throughput (target >= 0.15)', value: fmt(throughput / putThroughput, 3) },
       { name: 'ratio projected command throughput / put throughput', value: fmt(projectedThroughput / putThroughput, 3) },
