@@ -247,8 +247,8 @@ export async function runLocalBench(): Promise<void> {
       await commandBlock();
       blockRates.commands.push(block / ((commandMs - ms) / 1000));
     };
-    // Warm-up at this concurrency first, not counted (a block of each): without it, the rates of the four blocks
-    // rose by 20-65% from the first block of a kind to the second (both JITs still compiling the paths that 8 requests in flight
+    // Warm-up at this concurrency first, not counted (a block of each): without it, the rates rose by 20-65% from
+    // the first block of a kind to the second (both JITs still compiling the paths that 8 requests in flight
     // take), more than alternating the blocks can even out.
     await commandBlock();
     await pool(block, CONCURRENCY, () => put(10_000 + putsSent++).then(() => undefined));
