@@ -29,6 +29,15 @@ export function tracingMayBeOn(env: Record<string, string | undefined> = process
   return (env.AWS_EXECUTION_ENV ?? '').trim() !== '';
 }
 
+/**
+ * The tracer module, loaded with this module where tracing may be on, so that in Lambda the X-Ray SDK still loads
+ * during the function's init (before the first request, and within provisioned concurrency's warm-up), as it did
+ * when it was imported at the top; undefined elsewhere. The environment decides once here, as Lambda's does not
+ * change within an execution environment; powertools() decides again, and loads it then if needed.
+ */
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+let tracerModule: typeof import('./tracer') | undefined = tracingMayBeOn() ? require('./tracer') : undefined;
+
 export function powertools(defaultServiceName: string): Powertools {
   const serviceName = process.env.POWERTOOLS_SERVICE_NAME ?? defaultServiceName;
   return {
@@ -38,10 +47,14 @@ export function powertools(defaultServiceName: string): Powertools {
   };
 }
 
-/** The tracer, loaded on first use (see tracer.ts). */
+/**
+ * A tracer, from the module loaded at init or, if the environment only now allows tracing, loaded here. A
+ * `require` of a module of our own (tracer.ts): esbuild bundles it as a module evaluated when first required.
+ */
 function loadTracer(serviceName: string): Tracer {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (require('./tracer') as typeof import('./tracer')).createTracer(serviceName);
+  tracerModule ??= require('./tracer') as typeof import('./tracer');
+  return tracerModule.createTracer(serviceName);
 }
 
 /** Traces an AWS SDK v3 client when running under X-Ray (a no-op elsewhere). */
