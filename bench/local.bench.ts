@@ -194,67 +194,72 @@ export async function runLocalBench(): Promise<void> {
 
     // Throughput: commands and bare puts at the same concurrency, in alternating blocks (commands, puts, puts,
     // commands), each block starting with nothing in flight: a command block ends when every command's
-    // projection has run too (the puts do not compete with the projections of the commands before them). A put
-    // block lasts as long as the first command block (puts are sent until then): the two rates are measured over
-    // windows of the same length. Put blocks of the commands' count lasted about 0.3-0.5 s against 1.7-2 s, and
-    // their rate swung from 212 to 389 puts/s between two runs of the same code while the command rate moved 9%:
-    // one pause of the JVM weighs on a short window several times more than on a long one.
+    // projection has run too (the puts do not compete with the projections of the commands before them). The
+    // command rate is over the commands' own time (sent and answered over HTTP), not the wait for their
+    // projections. A put block lasts as long as that time of the command block before it (puts are sent until
+    // then; the second put block takes the first command block's), so that both rates are measured over windows of
+    // about the same length. Put blocks of the commands' count lasted about 0.3-0.5 s against 1.7-2 s, and their
+    // rate swung from 212 to 389 puts/s between two runs of the same code while the command rate moved 9%: one
+    // pause of the JVM weighs on a short window several times more than on a long one.
     const commandLatencies: number[] = [];
     let commandMs = 0;
     let projectedMs = 0;
     let putMs = 0;
     const block = Math.max(1, Math.floor(COMMANDS / 2));
     let sent = 0;
-    const commandBlock = async () => {
+    /** Sends a block of commands and waits for their projections; answers the commands' own time, in ms. */
+    const commandBlock = async (): Promise<number> => {
       const before = local.executions.finished;
       const start = performance.now();
-      commandMs += (await timed(() =>
+      const { ms } = await timed(() =>
         pool(block, CONCURRENCY, async () => {
           const n = sent++;
           const { ms: one, value } = await timed(() => api.call('POST', '/api/v1/observability/metrics', { as: 'Developer', body: { ...body(n), name: 'bench.throughput' } }));
           if (value.status !== 201) throw new Error(`command refused: ${value.status}`);
           commandLatencies.push(one);
         }),
-      )).ms;
+      );
+      commandMs += ms;
       // Each command publishes one MetricCollected, which starts one execution of the domain's projections.
       if (!(await local.waitUntil(() => local.executions.finished - before >= block, 120_000))) {
         throw new Error(`a block of ${block} commands was not projected within 120 s`);
       }
       projectedMs += performance.now() - start;
       await local.settle(30_000);
+      return ms;
     };
     let putsSent = 0;
-    let putsDone = 0;
-    const blockRates = { commands: [] as number[], puts: [] as number[] };
-    const putBlock = async () => {
-      const windowMs = blockRates.commands.length > 0 ? block / blockRates.commands[0] * 1000 : 0;
+    /** Sends puts, CONCURRENCY at a time, until windowMs is over (the last ones end just after); answers count and ms. */
+    const putBlock = async (windowMs: number): Promise<{ done: number; ms: number }> => {
+      if (!(windowMs > 0)) throw new Error(`a put block needs the length of a command block before it, not ${windowMs} ms`);
       const start = performance.now();
       let done = 0;
-      // CONCURRENCY loops, each sending its next put until the window is over (the last ones end just after it).
       await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-        while (performance.now() - start < windowMs || done === 0) {
+        while (performance.now() - start < windowMs) {
           await put(10_000 + putsSent++);
           done++;
         }
       }));
-      const ms = performance.now() - start;
-      putMs += ms;
-      putsDone += done;
-      blockRates.puts.push(done / (ms / 1000));
+      return { done, ms: performance.now() - start };
     };
-    const measuredCommandBlock = async () => {
-      const ms = commandMs;
-      await commandBlock();
-      blockRates.commands.push(block / ((commandMs - ms) / 1000));
-    };
-    // Warm-up at this concurrency first, not counted (a block of each): without it, the rates rose by 20-65% from
-    // the first block of a kind to the second (both JITs still compiling the paths that 8 requests in flight
-    // take), more than alternating the blocks can even out.
-    await commandBlock();
-    await pool(block, CONCURRENCY, () => put(10_000 + putsSent++).then(() => undefined));
+    // Warm-up at this concurrency first, not counted (a block of each, alike): without it, the rates rose by
+    // 20-65% from the first block of a kind to the second (both JITs still compiling the paths that 8 requests in
+    // flight take), more than alternating the blocks can even out.
+    await putBlock(await commandBlock());
     [commandMs, projectedMs] = [0, 0];
     commandLatencies.length = 0;
-    for (const step of [measuredCommandBlock, putBlock, putBlock, measuredCommandBlock]) await step();
+    // Measured: commands, puts, puts, commands.
+    const blockRates = { commands: [] as number[], puts: [] as number[] };
+    let putsDone = 0;
+    const first = await commandBlock();
+    blockRates.commands.push(block / (first / 1000));
+    for (let i = 0; i < 2; i++) {
+      const { done, ms } = await putBlock(first);
+      putsDone += done;
+      putMs += ms;
+      blockRates.puts.push(done / (ms / 1000));
+    }
+    blockRates.commands.push(block / ((await commandBlock()) / 1000));
     const throughput = (2 * block) / (commandMs / 1000);
     const projectedThroughput = (2 * block) / (projectedMs / 1000);
     const putThroughput = putsDone / (putMs / 1000);
