@@ -110,7 +110,12 @@ export function createPublisherHandler(deps: PublisherHandlerDeps) {
   /** Each aggregate's sequences in these events, lowest first. */
   function sequencesOfEach(events: EventEnvelope[]): Map<string, number[]> {
     const each = new Map<string, number[]>();
-    for (const e of events) each.set(keyOf(e), [...(each.get(keyOf(e)) ?? []), e.eventSequence]);
+    for (const e of events) {
+      const key = keyOf(e);
+      const list = each.get(key);
+      if (list) list.push(e.eventSequence);
+      else each.set(key, [e.eventSequence]);
+    }
     for (const list of each.values()) list.sort((a, b) => a - b);
     return each;
   }
