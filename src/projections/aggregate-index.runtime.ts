@@ -6,7 +6,7 @@
  * aggregate created a moment ago may be missing from it.
  */
 import { QueryCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { aggregateListKey, domainKeyPrefix, EventStoreSchema as S } from '../runtime/event-store-schema';
+import { aggregateListKey, EventStoreSchema as S, isDomainKey } from '../runtime/event-store-schema';
 
 export interface AggregateIndexQuery {
   readonly client: DynamoDBClient;
@@ -42,8 +42,7 @@ export async function aggregateIndexPage(query: AggregateIndexQuery): Promise<Ag
   // An entry whose stream is not the domain's is left out: only a writer outside the event store makes one (IAM
   // confines a domain's writers to its partition keys, not the index attributes they set), and its events are
   // not this domain's to project. A page may then hold fewer keys than `limit`; `next` is unchanged.
-  const prefix = domainKeyPrefix(query.domain);
-  const streamKeys = (page.Items ?? []).map((item) => item[S.PARTITION_KEY]).filter((key) => key?.S?.startsWith(prefix));
+  const streamKeys = (page.Items ?? []).map((item) => item[S.PARTITION_KEY]).filter((key) => isDomainKey(key?.S, query.domain));
   return { streamKeys, next: page.LastEvaluatedKey };
 }
 

@@ -42,6 +42,14 @@ export function domainKeyPrefix(domain: string): string {
   return `${domain}${EventStoreSchema.DOMAIN_SEPARATOR}`;
 }
 
+/**
+ * Whether a partition key is one of the domain's (`<domain>#...`). An aggregates-index entry whose stream fails
+ * this was written outside the event store (a writer confined to another domain's keys set the index attributes).
+ */
+export function isDomainKey(key: unknown, domain: string): boolean {
+  return typeof key === 'string' && key.startsWith(domainKeyPrefix(domain));
+}
+
 /** The aggregates index's partition key for a domain's aggregates of one type: `<domain>#<aggregateType>`. */
 export function aggregateListKey(domain: string, aggregateType: string): string {
   return `${domainKeyPrefix(domain)}${aggregateType}`;

@@ -17,7 +17,7 @@ import {
   IdempotencyKeyReuseError,
   StreamContentionError,
 } from './errors';
-import { EventStoreSchema as S, aggregateListKey, domainKeyPrefix, streamKey } from './event-store-schema';
+import { EventStoreSchema as S, aggregateListKey, domainKeyPrefix, isDomainKey, streamKey } from './event-store-schema';
 import type { JsonObject } from './json';
 import {
   MAX_ITEM_BYTES,
@@ -555,7 +555,7 @@ export class EventStore {
     );
     return {
       // Only the domain's own streams: an index entry under another domain's key was written outside the store.
-      aggregates: (out.Items ?? []).filter((item) => String(item[S.PARTITION_KEY]).startsWith(domainKeyPrefix(domain!))).map((item) => {
+      aggregates: (out.Items ?? []).filter((item) => isDomainKey(item[S.PARTITION_KEY], domain!)).map((item) => {
         const sortKey = String(item[S.AGGREGATE_INDEX_SORT_KEY]);
         const cut = sortKey.indexOf('#'); // timestamps hold no '#'; the id after it may
         return {
