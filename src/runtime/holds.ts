@@ -112,7 +112,6 @@ export class HoldStore {
     return current !== undefined; // still held (and already past this sequence), or released
   }
 
-
   /**
    * Releases a hold after its events were republished in order from `fromSequence` through `lastPublished`.
    * Returns 'released', 'not-held', 'behind' (events after `lastPublished` were held meanwhile: republish them
